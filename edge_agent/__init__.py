@@ -1,0 +1,1 @@
+"""The edge agent: one per service center, on a Raspberry Pi."""

@@ -1,0 +1,1 @@
+"""One module per peripheral or link, all with the same small interface (see base.py)."""

@@ -1,0 +1,123 @@
+"""The center broker: what the windows' displays and pads see and send.
+
+Publishes each window's display and rating request (retained, so a device
+that reboots shows the right thing at once) and takes the devices' presence,
+health and ratings. On every reconnection the state of every window is
+published again from the store, so displays recover after an agent restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiomqtt
+
+from edge_agent.adapters.mqtt_link import MqttLink
+from edge_agent.config import CenterConfig
+from edge_agent.queue.service import CALLED, FINISHED, RATED, QueueChange, QueueService
+from edge_agent.store import EdgeStore
+from protocol import messages, topics
+from protocol.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+class CenterLink(MqttLink):
+    name = "center_broker"
+
+    def __init__(self, config: CenterConfig, queue: QueueService, store: EdgeStore, relay) -> None:
+        super().__init__(config.center_broker, f"edge-{config.code}")
+        self.config = config
+        self.queue = queue
+        self.store = store
+        self.relay = relay  # the uplink: device presence and health go on to the county
+        self._outgoing: asyncio.Queue[tuple[str, bytes, int, bool]] = asyncio.Queue()
+        self._sender: asyncio.Task | None = None
+        self.refused_ratings = 0
+        queue.listeners.append(self._on_queue_change)
+
+    async def start(self) -> None:
+        await super().start()
+        self._sender = asyncio.create_task(self._send_loop(), name="center_broker_sender")
+
+    async def stop(self) -> None:
+        if self._sender:
+            self._sender.cancel()
+        await super().stop()
+
+    def health(self) -> dict:
+        return {**super().health(), "refused_ratings": self.refused_ratings}
+
+    # -- edge -> devices --------------------------------------------------
+
+    def _queue_publish(self, name: str, window: int, payload: dict) -> None:
+        spec = topics.topic(name)
+        self._outgoing.put_nowait((topics.build(name, center=self.config.code, window=window),
+                                   messages.encode(spec.payload, payload), spec.qos, spec.retained))
+
+    def publish_window(self, window: int) -> None:
+        self._queue_publish(topics.WINDOW_DISPLAY, window, self.queue.display_payload(window))
+
+    def publish_rating_request(self, window: int) -> None:
+        request = self.queue.rating_request_payload(window)
+        if request is not None:
+            self._queue_publish(topics.RATING_REQUEST, window, request)
+
+    def _on_queue_change(self, change: QueueChange) -> None:
+        if change.window is None:
+            return
+        if change.kind == CALLED:
+            self.publish_window(change.window)
+        elif change.kind in (FINISHED, RATED):
+            self.publish_rating_request(change.window)
+            self.publish_window(change.window)
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self._outgoing.get()
+            while True:
+                await self.connected.wait()
+                client = self.client
+                try:
+                    topic, payload, qos, retain = item
+                    await client.publish(topic, payload, qos=qos, retain=retain)
+                    break
+                except (aiomqtt.MqttError, AttributeError):
+                    await asyncio.sleep(0.2)  # the link is reconnecting; on_connected republishes state
+
+    async def on_connected(self, client: aiomqtt.Client) -> None:
+        for name in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.RATING_SUBMITTED):
+            await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
+        for window in self.config.windows:
+            self.publish_window(window.number)
+            self.publish_rating_request(window.number)
+
+    # -- devices -> edge --------------------------------------------------
+
+    async def on_message(self, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        try:
+            name, params = topics.parse(topic)
+            payload = messages.decode(topics.topic(name).payload, message.payload)
+        except ProtocolError as exc:
+            log.warning("center broker: dropped message on %s: %s", topic, exc)
+            return
+        if params["center"] != self.config.code:
+            log.warning("center broker: dropped message for another center on %s", topic)
+            return
+        device_id = params.get("device")
+        if name == topics.DEVICE_PRESENCE:
+            if self.store.record_presence(device_id, payload, time.time()):
+                self.relay.relay(topic, bytes(message.payload), qos=1, retain=True, keep=True)
+            else:
+                log.info("center broker: stale presence of %s (session %s) ignored", device_id, payload["session"])
+        elif name == topics.DEVICE_HEALTH:
+            self.relay.relay(topic, bytes(message.payload), qos=0, retain=False, keep=False)
+        elif name == topics.RATING_SUBMITTED:
+            outcome = self.queue.record_rating(device_id, payload)
+            if not outcome.accepted:
+                self.refused_ratings += 1
+                log.warning("rating %s from %s for %s refused: %s", payload["rating_id"], device_id,
+                            payload["ticket"], outcome.reason)

@@ -1,0 +1,1 @@
+"""The center's queue: pure rules (rules.py) and their persisted service (service.py)."""

@@ -1,0 +1,236 @@
+"""The edge agent's SQLite store (WAL): tickets, windows, ratings and the outbox.
+
+Every change that must reach the county is written to the outbox in the same
+transaction as the change itself, so a crash or a dead uplink loses nothing:
+the uplink forwards outbox rows in order and deletes them only on PUBACK.
+synchronous=FULL because a village center's Pi loses power without warning.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.queue.rules import WAITING, TicketView
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY,
+    business_day TEXT NOT NULL,
+    service TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    number TEXT NOT NULL,
+    status TEXT NOT NULL,
+    issued_at REAL NOT NULL,
+    called_at REAL,
+    finished_at REAL,
+    window INTEGER,
+    UNIQUE (business_day, service, seq)
+);
+CREATE INDEX IF NOT EXISTS tickets_waiting ON tickets (business_day, status, issued_at);
+CREATE TABLE IF NOT EXISTS windows (
+    number INTEGER PRIMARY KEY,
+    current_ticket_id INTEGER REFERENCES tickets (id),
+    call_seq INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'open'
+);
+CREATE TABLE IF NOT EXISTS rating_requests (
+    request_id TEXT PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    window INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    closed_at REAL
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    rating_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ticket_id INTEGER NOT NULL UNIQUE REFERENCES tickets (id),
+    window INTEGER NOT NULL,
+    score INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    window INTEGER,
+    online INTEGER NOT NULL,
+    session INTEGER NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    id: int
+    business_day: str
+    service: str
+    seq: int
+    number: str
+    status: str
+    issued_at: float
+    called_at: float | None
+    finished_at: float | None
+    window: int | None
+
+    def view(self) -> TicketView:
+        return TicketView(self.id, self.number, self.service, self.status, self.issued_at)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+TICKET_COLUMNS = "id, business_day, service, seq, number, status, issued_at, called_at, finished_at, window"
+
+
+class EdgeStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so two writers never interleave.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- tickets ---------------------------------------------------------
+
+    @staticmethod
+    def _ticket(row: tuple | None) -> TicketRow | None:
+        return TicketRow(*row) if row else None
+
+    def ticket(self, ticket_id: int) -> TicketRow | None:
+        rows = self.query(f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?", (ticket_id,))
+        return self._ticket(rows[0] if rows else None)
+
+    def tickets_of_day(self, business_day: str, status: str | None = None) -> list[TicketRow]:
+        if status is None:
+            rows = self.query(f"SELECT {TICKET_COLUMNS} FROM tickets WHERE business_day = ? ORDER BY id",
+                              (business_day,))
+        else:
+            rows = self.query(
+                f"SELECT {TICKET_COLUMNS} FROM tickets WHERE business_day = ? AND status = ? ORDER BY issued_at, id",
+                (business_day, status))
+        return [TicketRow(*r) for r in rows]
+
+    def waiting(self, business_day: str) -> list[TicketRow]:
+        return self.tickets_of_day(business_day, WAITING)
+
+    @staticmethod
+    def next_seq(db: sqlite3.Connection, business_day: str, service: str) -> int:
+        (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tickets WHERE business_day = ? AND service = ?",
+                             (business_day, service)).fetchone()
+        return last + 1
+
+    # -- windows ---------------------------------------------------------
+
+    def window_row(self, number: int) -> tuple[int | None, int, str]:
+        rows = self.query("SELECT current_ticket_id, call_seq, state FROM windows WHERE number = ?", (number,))
+        return rows[0] if rows else (None, 0, "open")
+
+    @staticmethod
+    def ensure_window(db: sqlite3.Connection, number: int) -> None:
+        db.execute("INSERT OR IGNORE INTO windows (number) VALUES (?)", (number,))
+
+    # -- outbox ----------------------------------------------------------
+
+    @staticmethod
+    def enqueue(db: sqlite3.Connection, topic: str, payload: bytes, qos: int, retain: bool, now: float) -> None:
+        db.execute("INSERT INTO outbox (topic, payload, qos, retain, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (topic, payload, qos, int(retain), now))
+
+    def enqueue_now(self, topic: str, payload: bytes, qos: int, retain: bool, now: float) -> None:
+        with self.transaction() as db:
+            self.enqueue(db, topic, payload, qos, retain, now)
+
+    def pending(self, limit: int = 100) -> list[OutboxRow]:
+        rows = self.query("SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?", (limit,))
+        return [OutboxRow(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+
+    def forwarded(self, ids: list[int]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    def outbox_size(self) -> int:
+        return self.query("SELECT COUNT(*) FROM outbox")[0][0]
+
+    # -- counters (e.g. the edge's presence session) ---------------------
+
+    def increment(self, name: str) -> int:
+        with self.transaction() as db:
+            db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "
+                       "ON CONFLICT (name) DO UPDATE SET value = value + 1", (name,))
+            return db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+
+    # -- devices seen on the center broker -------------------------------
+
+    def record_presence(self, device_id: str, payload: dict, now: float) -> bool:
+        """Store a device's presence; False when it is stale (lower session than known)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT session FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if row and payload["session"] < row[0]:
+                return False
+            db.execute(
+                "INSERT INTO devices (device_id, role, window, online, session, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET role = excluded.role, "
+                "window = COALESCE(excluded.window, devices.window), online = excluded.online, "
+                "session = excluded.session, last_seen = excluded.last_seen",
+                (device_id, payload["role"], payload.get("window"), int(payload["state"] == "online"),
+                 payload["session"], now))
+            return True
+
+    def devices(self) -> list[dict]:
+        rows = self.query("SELECT device_id, role, window, online, session, last_seen FROM devices ORDER BY window")
+        return [dict(zip(("device_id", "role", "window", "online", "session", "last_seen"), r, strict=True))
+                for r in rows]
+
+
+def dumps(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,1 @@
+"""The pages the center's agent serves: kiosk, staff caller, hall display."""

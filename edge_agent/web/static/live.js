@@ -1,0 +1,22 @@
+// Shared by every page: live state over server-sent events, and JSON posts.
+function liveState(render) {
+  let source;
+  function connect() {
+    source = new EventSource("/api/events");
+    source.onmessage = event => render(JSON.parse(event.data));
+    source.onerror = () => { source.close(); setTimeout(connect, 2000); };
+  }
+  connect();
+}
+
+async function postJSON(url, body) {
+  try {
+    const response = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                       body: JSON.stringify(body)});
+    const data = await response.json();
+    if (!response.ok) return {ok: false, error: data.detail || "操作失败"};
+    return {ok: true, data};
+  } catch (e) {
+    return {ok: false, error: "网络连接失败，请稍后再试"};
+  }
+}

@@ -1,0 +1,259 @@
+"""Ingest: the county broker's messages into the database.
+
+`handle_message` (topic text + raw payload -> database) and `record_message`
+hold the logic and are plain functions; `Ingest` adds the MQTT client (paho,
+MQTT v5) and the periodic heartbeat sweep, each on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from fleet.db import write_session
+from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
+from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
+from fleet.settings import Settings
+from protocol import messages, topics
+from protocol.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+# Presence is state, kept as retained messages on the county broker. MQTT v5
+# does not deliver retained messages to shared subscriptions ($share/...), so a
+# fleet that (re)starts would not learn who is online until every device and
+# edge reconnected. Presence topics are therefore subscribed without sharing:
+# each fleet worker receives the retained snapshot on subscribe and every later
+# change. That is cheap (a message per connect/disconnect) and harmless when
+# several workers run, because applying presence is idempotent under the
+# session rules of fleet.presence.
+STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE)
+# Streams, split between workers with a shared subscription.
+STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT)
+
+# Outcomes of one message, for logs and tests.
+APPLIED = "applied"
+IGNORED = "ignored"  # stale presence
+STORED = "stored"
+DUPLICATE = "duplicate"
+DROPPED = "dropped"  # not part of the contract
+
+
+def subscriptions(group: str) -> list[str]:
+    """The topic filters the fleet subscribes to on the county broker."""
+    filters = [topics.subscription(name) for name in STATE_TOPICS]
+    filters += [topics.shared(group, topics.subscription(name)) for name in STREAM_TOPICS]
+    return filters
+
+
+def ensure_center(session: Session, code: str, now: datetime) -> Center:
+    """The center `code`, created on its first message; any message of it refreshes edge_last_seen."""
+    center = session.get(Center, code)
+    if center is None:
+        center = Center.new(code, now)
+        log.info("new center %s", code)
+    center.edge_last_seen = now
+    session.add(center)
+    session.flush()
+    return center
+
+
+def ensure_device(session: Session, device_id: str, center_code: str, now: datetime) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        device = Device(device_id=device_id, center_code=center_code, updated=now)
+        log.info("new device %s in center %s", device_id, center_code)
+    elif device.center_code != center_code:
+        log.info("device %s moved from center %s to %s", device_id, device.center_code, center_code)
+        device.center_code = center_code
+    return device
+
+
+def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent], center_code: str,
+                 payload: dict[str, Any], now: datetime) -> str:
+    existing = session.exec(
+        select(model.id).where(model.center_code == center_code, model.event_id == payload["event_id"])
+    ).first()
+    if existing is not None:
+        return DUPLICATE
+    own = ("id", "center_code", "received_at")
+    fields = {name: payload[name] for name in model.model_fields if name in payload and name not in own}
+    session.add(model(**fields, center_code=center_code, received_at=now))
+    session.flush()
+    return STORED
+
+
+def record_message(session: Session, name: str, params: dict[str, Any], payload: dict[str, Any],
+                   now: datetime) -> str:
+    """Apply one validated message of topic `name` to the database (the caller commits)."""
+    center = ensure_center(session, params["center"], now)
+    if name == topics.EDGE_PRESENCE:
+        outcome = APPLIED if apply_edge_presence(center, payload, now) else IGNORED
+        session.add(center)
+        return outcome
+    if name in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH):
+        device = ensure_device(session, params["device"], center.code, now)
+        apply = apply_device_presence if name == topics.DEVICE_PRESENCE else apply_health
+        outcome = APPLIED if apply(device, payload, now) else IGNORED
+        session.add(device)
+        return outcome
+    if name == topics.TICKET_EVENT:
+        return _store_event(session, TicketEvent, center.code, payload, now)
+    if name == topics.RATING_EVENT:
+        return _store_event(session, RatingEvent, center.code, payload, now)
+    log.warning("dropped message on %s: topic %s is not for the fleet", params, name)
+    return DROPPED
+
+
+def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | None = None) -> str:
+    """Parse, validate and store one MQTT message. Malformed ones are logged and dropped, never raised."""
+    try:
+        name, params = topics.parse(topic_text)
+        payload = messages.decode(topics.topic(name).payload, raw)
+    except ProtocolError as exc:
+        log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
+        return DROPPED
+    when = now or utcnow()
+    for attempt in (1, 2):
+        try:
+            with write_session(engine) as session:
+                return record_message(session, name, params, payload, when)
+        except IntegrityError:
+            # Another worker stored the same event or created the same record first.
+            if attempt == 2:
+                log.warning("dropped message on %r: conflicts with a stored record", topic_text)
+    return DUPLICATE
+
+
+def sweep_silent_devices(engine: Engine, now: datetime, timeout: float) -> list[str]:
+    """Mark devices silent for longer than `timeout` seconds offline; returns their ids."""
+    with write_session(engine) as session:
+        marked = mark_silent_devices(session, now, timeout)
+        ids = [device.device_id for device in marked]
+    for device_id in ids:
+        log.info("device %s offline: heartbeat timeout (%.0f s)", device_id, timeout)
+    return ids
+
+
+class Ingest:
+    """The MQTT client on the county broker plus the heartbeat sweep thread."""
+
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self._client: mqtt.Client | None = None
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        self._connected_since: datetime | None = None
+        self._subscribe_mid: int | None = None
+        self.connects = 0  # successful (re)connections, subscriptions included
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the county broker and subscribed."""
+        return self._connected_since is not None
+
+    def start(self) -> None:
+        """Connect in the background (retrying while the broker is away) and start the sweep."""
+        settings = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        if settings.broker_username:
+            password = settings.broker_password.get_secret_value() if settings.broker_password else None
+            client.username_pw_set(settings.broker_username, password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # A persistent session: the broker queues QoS 1 events for us while we restart.
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = settings.mqtt_session_expiry_s
+        client.connect_async(
+            settings.broker_host, settings.broker_port, keepalive=settings.mqtt_keepalive_s,
+            clean_start=False, properties=properties,
+        )
+        client.loop_start()
+        self._client = client
+        self._stop.clear()
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="fleet-sweep", daemon=True)
+        self._sweeper.start()
+        log.info("ingest connecting to %s as %s", settings.broker_url, settings.mqtt_client_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=10)
+            self._sweeper = None
+        self._connected_since = None
+        log.info("ingest stopped")
+
+    def sweep(self) -> list[str]:
+        """One heartbeat sweep. Skipped unless we have listened for a whole timeout:
+        a device is only silent if we could have heard it."""
+        now = self.clock()
+        since = self._connected_since
+        timeout = self.settings.heartbeat_timeout_s
+        if since is None or (now - since).total_seconds() < timeout:
+            return []
+        return sweep_silent_devices(self.engine, now, timeout)
+
+    def _sweep_loop(self) -> None:
+        interval = min(self.settings.sweep_interval_s, self.settings.heartbeat_timeout_s / 3)
+        while not self._stop.wait(interval):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("heartbeat sweep failed")
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
+                    _properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("county broker %s refused the connection: %s", self.settings.broker_url, reason_code)
+            return
+        filters = subscriptions(self.settings.ingest_group)
+        _result, self._subscribe_mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        log.info("ingest connected to %s, subscribing to %s", self.settings.broker_url, ", ".join(filters))
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reason_codes: list[Any],
+                      _properties: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            log.error("county broker refused subscriptions: %s", ", ".join(failed))
+        self._connected_since = self.clock()
+        self.connects += 1
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
+                       _properties: Any) -> None:
+        self._connected_since = None
+        if not self._stop.is_set():
+            log.warning("ingest lost the county broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            handle_message(self.engine, message.topic, message.payload, self.clock())
+        except Exception:
+            # Never let one message kill the network thread (the database may be briefly away).
+            log.exception("could not store message on %r", message.topic)

@@ -1,0 +1,128 @@
+"""Database tables (SQLModel).
+
+Times are timezone-aware UTC datetimes in Python (stored as naive UTC, since
+SQLite has no time zone type); event times are the sender's Unix epoch seconds,
+which makes "today in Asia/Shanghai" a simple range query.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from protocol.identity import county_code, town_code
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Center(SQLModel, table=True):
+    """A service center (便民服务中心), known by its 12-digit division code."""
+
+    code: str = Field(primary_key=True, max_length=12)
+    county_code: str = Field(index=True, max_length=6)
+    town_code: str = Field(index=True, max_length=9)
+    edge_online: bool = False
+    edge_session: int | None = None
+    edge_offline_reason: str | None = None
+    edge_board: str | None = None
+    edge_fw: str | None = None
+    # Last time anything of this center arrived: it all comes through its edge agent.
+    edge_last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    first_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @classmethod
+    def new(cls, code: str, now: datetime) -> Center:
+        """A center first seen at `now`; raises ProtocolError on a malformed code."""
+        return cls(code=code, county_code=county_code(code), town_code=town_code(code), first_seen=now)
+
+
+class Device(SQLModel, table=True):
+    """A queue display or rating pad (or any device that announced itself)."""
+
+    device_id: str = Field(primary_key=True, max_length=16)
+    center_code: str = Field(foreign_key="center.code", index=True, max_length=12)
+    role: str | None = None  # None until a birth says what it is
+    window: int | None = None
+    board: str | None = None
+    fw: str | None = None
+    mac: str | None = None
+    contract: int | None = None
+    online: bool = False
+    session: int | None = None
+    offline_reason: str | None = None
+    last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Latest heartbeat figures.
+    uptime_s: float | None = None
+    free_heap: int | None = None
+    rssi: int | None = None
+    reconnects: int | None = None
+    last_error: str | None = None
+
+
+class TicketEvent(SQLModel, table=True):
+    """排队 ticket issued / called / finished, as the edge agent reported it."""
+
+    __table_args__ = (
+        # Event ids are unique per sending center; a re-delivered event is stored once.
+        UniqueConstraint("center_code", "event_id", name="uq_ticket_event"),
+        Index("ix_ticket_event_center_ts", "center_code", "ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    center_code: str = Field(foreign_key="center.code", max_length=12)
+    event_id: str
+    kind: str = Field(max_length=16)
+    ticket: str
+    service: str
+    service_name: str | None = None
+    window: int | None = None
+    staff_no: str | None = None
+    ts: float
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RatingEvent(SQLModel, table=True):
+    """A 好差评 rating bound to ticket, window, staff and service; score 0 is 未评价."""
+
+    __table_args__ = (
+        UniqueConstraint("center_code", "event_id", name="uq_rating_event"),
+        Index("ix_rating_event_center_ts", "center_code", "ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    center_code: str = Field(foreign_key="center.code", max_length=12)
+    event_id: str
+    rating_id: str
+    ticket: str
+    service: str
+    window: int
+    staff_no: str | None = None
+    score: int
+    ts: float
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,223 @@
+"""Payloads: JSON objects whose fields are declared here and checked on both ends.
+
+Every payload carries "v", the contract version. Fields not declared are
+kept (a newer sender may add some) but never required.
+"""
+
+import json
+
+from protocol import CONTRACT_VERSION
+from protocol.errors import ProtocolError
+
+ROLE_QUEUE_DISPLAY = "queue_display"
+ROLE_RATING_PAD = "rating_pad"
+ROLE_EDGE_AGENT = "edge_agent"
+DEVICE_ROLES = (ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD)
+ROLES = (ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD, ROLE_EDGE_AGENT)
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+# 好差评 five levels, 5 best; 0 is a request that timed out unrated (未评价).
+UNRATED = 0
+RATING_LABELS = {
+    5: "非常满意",
+    4: "满意",
+    3: "基本满意",
+    2: "不满意",
+    1: "非常不满意",
+    0: "未评价",
+}
+BAD_SCORES = (1, 2)  # 差评: each one is followed up
+
+DISPLAY_IDLE = "idle"
+DISPLAY_SERVING = "serving"
+DISPLAY_PAUSED = "paused"
+
+REQUEST_OPEN = "open"
+REQUEST_CLOSED = "closed"
+
+TICKET_ISSUED = "issued"
+TICKET_CALLED = "called"
+TICKET_FINISHED = "finished"
+
+STR = "str"
+INT = "int"
+NUM = "num"
+
+
+def _field(name, kind, required=True, choices=None, low=None, high=None):
+    return (name, kind, required, choices, low, high)
+
+
+_V = _field("v", INT, low=1)
+_SESSION = _field("session", INT, low=0)
+_WINDOW = _field("window", INT, low=1, high=999)
+_WINDOW_OPT = _field("window", INT, False, low=1, high=999)
+_TICKET = _field("ticket", STR)
+_TS = _field("ts", NUM, low=0)
+
+SCHEMAS = {
+    "presence": (
+        _V,
+        _field("state", STR, choices=(ONLINE, OFFLINE)),
+        _SESSION,
+        _field("role", STR, choices=ROLES),
+        _field("board", STR, False),
+        _field("fw", STR, False),
+        _field("mac", STR, False),
+        _field("contract", INT, False, low=1),
+        _WINDOW_OPT,
+        _field("ts", NUM, False, low=0),
+    ),
+    "health": (
+        _V,
+        _SESSION,
+        _field("uptime_s", NUM, low=0),
+        _field("free_heap", INT, False, low=0),
+        _field("rssi", INT, False),
+        _field("reconnects", INT, False, low=0),
+        _field("last_error", STR, False),
+    ),
+    "window_display": (
+        _V,
+        _WINDOW,
+        _field("state", STR, choices=(DISPLAY_IDLE, DISPLAY_SERVING, DISPLAY_PAUSED)),
+        _field("ticket", STR),
+        _field("text", STR),
+        _field("call_seq", INT, low=0),
+    ),
+    "rating_request": (
+        _V,
+        _field("request_id", STR),
+        _WINDOW,
+        _field("state", STR, choices=(REQUEST_OPEN, REQUEST_CLOSED)),
+        _TICKET,
+        _field("service", STR, False),
+        _field("staff_no", STR, False),
+        _field("staff_name", STR, False),
+        _field("timeout_s", INT, False, low=1),
+    ),
+    "rating_submitted": (
+        _V,
+        _field("rating_id", STR),
+        _field("request_id", STR),
+        _TICKET,
+        _WINDOW,
+        _field("score", INT, low=0, high=5),
+    ),
+    "ticket_event": (
+        _V,
+        _field("event_id", STR),
+        _field("kind", STR, choices=(TICKET_ISSUED, TICKET_CALLED, TICKET_FINISHED)),
+        _TICKET,
+        _field("service", STR),
+        _field("service_name", STR, False),
+        _WINDOW_OPT,
+        _field("staff_no", STR, False),
+        _TS,
+    ),
+    "rating_event": (
+        _V,
+        _field("event_id", STR),
+        _field("rating_id", STR),
+        _TICKET,
+        _field("service", STR),
+        _WINDOW,
+        _field("staff_no", STR, False),
+        _field("score", INT, low=0, high=5),
+        _TS,
+    ),
+}
+
+
+def _check_field(kind_name, spec, payload):
+    name, kind, required, choices, low, high = spec
+    if name not in payload or payload[name] is None:
+        if required:
+            raise ProtocolError("%s: missing field %r" % (kind_name, name))
+        return
+    value = payload[name]
+    if kind == STR:
+        ok = isinstance(value, str)
+    elif kind == INT:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise ProtocolError("%s: field %r must be %s, got %r" % (kind_name, name, kind, value))
+    if kind == NUM and value - value != 0:
+        # NaN and Infinity: CPython's json reads them, but they are not JSON.
+        raise ProtocolError("%s: field %r must be a finite number, got %r" % (kind_name, name, value))
+    if choices is not None and value not in choices:
+        raise ProtocolError("%s: field %r must be one of %s, got %r" % (kind_name, name, ",".join(choices), value))
+    if low is not None and value < low:
+        raise ProtocolError("%s: field %r must be >= %s, got %r" % (kind_name, name, low, value))
+    if high is not None and value > high:
+        raise ProtocolError("%s: field %r must be <= %s, got %r" % (kind_name, name, high, value))
+
+
+def validate(kind_name, payload):
+    """Return `payload` if it is a valid `kind_name` message, else raise ProtocolError."""
+    try:
+        schema = SCHEMAS[kind_name]
+    except KeyError:
+        raise ProtocolError("unknown message kind %r" % (kind_name,))
+    if not isinstance(payload, dict):
+        raise ProtocolError("%s: payload must be a JSON object" % kind_name)
+    for spec in schema:
+        _check_field(kind_name, spec, payload)
+    if kind_name == "presence" and payload["state"] == ONLINE:
+        # A birth says what the device is; a will only that it is gone.
+        for name in ("board", "fw", "contract"):
+            if payload.get(name) is None:
+                raise ProtocolError("presence: a birth needs field %r" % name)
+    return payload
+
+
+def make(kind_name, **fields):
+    """Build a valid payload dict, adding the contract version.
+
+    Optional fields given as None are left out, so callers can pass what
+    they have without a null ever going on the wire.
+    """
+    payload = {}
+    for name in fields:
+        if fields[name] is not None:
+            payload[name] = fields[name]
+    payload["v"] = CONTRACT_VERSION
+    return validate(kind_name, payload)
+
+
+def encode(kind_name, payload):
+    """Validate and serialise to UTF-8 JSON bytes (Chinese kept readable)."""
+    if "v" not in payload:
+        payload["v"] = CONTRACT_VERSION
+    validate(kind_name, payload)
+    return json.dumps(payload).encode("utf-8") if _ASCII_ONLY_DUMPS else _dumps_utf8(payload)
+
+
+def decode(kind_name, raw):
+    """Parse bytes or text into a validated payload dict, or raise ProtocolError."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeError:
+            raise ProtocolError("%s: payload is not UTF-8" % kind_name)
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise ProtocolError("%s: payload is not JSON" % kind_name)
+    return validate(kind_name, payload)
+
+
+def _dumps_utf8(payload):
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# MicroPython's json.dumps takes no keyword arguments and already writes UTF-8.
+try:
+    json.dumps({}, ensure_ascii=False)
+    _ASCII_ONLY_DUMPS = False
+except TypeError:
+    _ASCII_ONLY_DUMPS = True

@@ -1,0 +1,61 @@
+"""Shared fixtures: real Mosquitto brokers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tools.mosquitto import MosquittoBroker
+
+CENTER_CODE = "445202101001"  # a sample village center: county 445202, town 101, village 001
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator:
+    started: list[MosquittoBroker] = []
+
+    def start(name: str = "broker", **kwargs) -> MosquittoBroker:
+        broker = MosquittoBroker(tmp_path / "brokers", name, **kwargs).start()
+        started.append(broker)
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture
+def center_broker(broker_factory) -> MosquittoBroker:
+    return broker_factory("center")
+
+
+@pytest.fixture
+def county_broker(broker_factory) -> MosquittoBroker:
+    return broker_factory("county")
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Real headless Chromium (Debian's), driven by Playwright; never a downloaded browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, tmp_path: Path):
+    context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()

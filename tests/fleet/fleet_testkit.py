@@ -1,0 +1,92 @@
+"""Helpers for the fleet tests: sample identities, polling, an edge-like MQTT publisher."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from protocol import messages, topics
+from protocol.identity import device_id_from_mac
+
+CENTER = "445202101001"
+OTHER_CENTER = "445202102003"
+DISPLAY = device_id_from_mac("a4:cf:12:00:00:01")
+PAD = device_id_from_mac("a4:cf:12:00:00:02")
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class EdgePublisher:
+    """Publishes on the county broker what an edge agent relays, with the contract's QoS and retain flags."""
+
+    def __init__(self, port: int) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-test-" + uuid.uuid4().hex[:8],
+                                  protocol=mqtt.MQTTv5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def send(self, name: str, payload: dict[str, Any], **params: Any) -> None:
+        spec = topics.topic(name)
+        raw = messages.encode(spec.payload, dict(payload))
+        self.raw(topics.build(name, **params), raw, qos=spec.qos, retain=spec.retained)
+
+    def raw(self, topic: str, raw: bytes, qos: int = 1, retain: bool = False) -> None:
+        self.client.publish(topic, raw, qos=qos, retain=retain).wait_for_publish(5)
+
+    def birth(self, device: str, role: str, session: int, window: int | None = None, center: str = CENTER,
+              fw: str = "1.0.0") -> None:
+        payload = {"state": "online", "session": session, "role": role, "board": "esp32-s3", "fw": fw,
+                   "contract": 1, "mac": device[4:]}
+        if window is not None:
+            payload["window"] = window
+        self.send(topics.DEVICE_PRESENCE, payload, center=center, device=device)
+
+    def will(self, device: str, role: str, session: int, center: str = CENTER) -> None:
+        self.send(topics.DEVICE_PRESENCE, {"state": "offline", "session": session, "role": role},
+                  center=center, device=device)
+
+    def health(self, device: str, session: int, uptime_s: float = 10, center: str = CENTER) -> None:
+        self.send(topics.DEVICE_HEALTH, {"session": session, "uptime_s": uptime_s, "rssi": -60},
+                  center=center, device=device)
+
+    def edge_birth(self, session: int = 1, center: str = CENTER) -> None:
+        self.send(topics.EDGE_PRESENCE, {"state": "online", "session": session, "role": "edge_agent",
+                                         "board": "rpi4", "fw": "edge-0.1", "contract": 1}, center=center)
+
+    def edge_will(self, session: int = 1, center: str = CENTER) -> None:
+        self.send(topics.EDGE_PRESENCE, {"state": "offline", "session": session, "role": "edge_agent"},
+                  center=center)
+
+    def ticket(self, event_id: str, ts: float, kind: str = "issued", ticket: str = "A001", window: int | None = 3,
+               center: str = CENTER) -> None:
+        payload: dict[str, Any] = {"event_id": event_id, "kind": kind, "ticket": ticket, "service": ticket[0],
+                                   "service_name": "社保业务", "ts": ts}
+        if window is not None:
+            payload["window"] = window
+        self.send(topics.TICKET_EVENT, payload, center=center)
+
+    def rating(self, event_id: str, ts: float, score: int = 5, ticket: str = "A001", window: int = 3,
+               center: str = CENTER) -> None:
+        self.send(topics.RATING_EVENT, {"event_id": event_id, "rating_id": "r-" + event_id, "ticket": ticket,
+                                        "service": ticket[0], "window": window, "staff_no": "0007",
+                                        "score": score, "ts": ts}, center=center)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

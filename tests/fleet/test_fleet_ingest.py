@@ -1,0 +1,191 @@
+"""Ingest against a real Mosquitto: what an edge agent publishes lands in the database."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD, wait_for
+from sqlmodel import Session, func, select
+
+from fleet.ingest import Ingest, subscriptions, sweep_silent_devices
+from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
+from fleet.presence import REASON_HEARTBEAT, REASON_WILL
+from protocol import topics
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def start_ingest(fleet_settings, engine, county_broker):
+    started: list[Ingest] = []
+
+    def start(**overrides) -> Ingest:
+        settings = fleet_settings.model_copy(
+            update={"ingest_enabled": True, "broker_port": county_broker.port, **overrides})
+        ingest = Ingest(settings, engine)
+        ingest.start()
+        started.append(ingest)
+        wait_for(lambda: ingest.connected, "the ingest to connect")
+        return ingest
+
+    yield start
+    for ingest in started:
+        ingest.stop()
+
+
+def device(engine, device_id: str) -> Device | None:
+    with Session(engine) as session:
+        return session.get(Device, device_id)
+
+
+def center(engine, code: str = CENTER) -> Center | None:
+    with Session(engine) as session:
+        return session.get(Center, code)
+
+
+def count(engine, model) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_subscriptions_share_streams_but_not_retained_presence() -> None:
+    filters = subscriptions("fleet-ingest")
+    assert topics.subscription(topics.DEVICE_PRESENCE) in filters
+    assert topics.subscription(topics.EDGE_PRESENCE) in filters
+    for name in (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT):
+        assert topics.shared("fleet-ingest", topics.subscription(name)) in filters
+
+
+def test_births_register_the_center_and_its_devices(start_ingest, engine, county_broker, edge_factory) -> None:
+    start_ingest()
+    edge = edge_factory(county_broker.port)
+    edge.edge_birth(session=3)
+    edge.birth(DISPLAY, "queue_display", session=1, window=3)
+    edge.birth(PAD, "rating_pad", session=2, window=3)
+    edge.health(PAD, session=2, uptime_s=42)
+
+    pad = wait_for(lambda: (d := device(engine, PAD)) and d.uptime_s == 42 and d, "the pad's heartbeat")
+    assert pad.online and pad.role == "rating_pad" and pad.window == 3 and pad.center_code == CENTER
+    display = device(engine, DISPLAY)
+    assert display.online and display.role == "queue_display" and display.fw == "1.0.0"
+    known = wait_for(lambda: (c := center(engine)) and c.edge_online and c, "the edge birth")
+    assert (known.county_code, known.town_code, known.edge_session) == ("445202", "445202101", 3)
+
+
+def test_retained_presence_is_read_at_start_up(start_ingest, engine, county_broker, edge_factory) -> None:
+    edge = edge_factory(county_broker.port)
+    edge.edge_birth(center=OTHER_CENTER)
+    edge.birth(DISPLAY, "queue_display", session=4, window=1, center=OTHER_CENTER)
+
+    start_ingest()  # subscribes after the (retained) births were published
+
+    display = wait_for(lambda: device(engine, DISPLAY), "the retained birth")
+    assert display.online and display.center_code == OTHER_CENTER
+    wait_for(lambda: (c := center(engine, OTHER_CENTER)) and c.edge_online, "the retained edge birth")
+
+
+def test_wills_and_stale_wills(start_ingest, engine, county_broker, edge_factory) -> None:
+    start_ingest()
+    edge = edge_factory(county_broker.port)
+    edge.birth(DISPLAY, "queue_display", session=1, window=2)
+    edge.birth(DISPLAY, "queue_display", session=2, window=2)
+    edge.will(DISPLAY, "queue_display", session=1)  # the old connection's will, relayed late
+    edge.birth(PAD, "rating_pad", session=1, window=2)  # published after the stale will: a marker
+
+    wait_for(lambda: device(engine, PAD), "the marker birth")
+    display = device(engine, DISPLAY)
+    assert display.online and display.session == 2
+
+    edge.will(DISPLAY, "queue_display", session=2)
+    display = wait_for(lambda: (d := device(engine, DISPLAY)) and not d.online and d, "the will")
+    assert display.offline_reason == REASON_WILL
+
+
+def test_events_are_stored_once(start_ingest, engine, county_broker, edge_factory) -> None:
+    start_ingest()
+    edge = edge_factory(county_broker.port)
+    now = time.time()
+    edge.ticket("t-1", now)
+    edge.ticket("t-1", now)  # redelivered by the edge's store-and-forward
+    edge.rating("r-1", now, score=1)
+    edge.rating("r-1", now, score=1)
+    edge.ticket("t-2", now, kind="called")
+
+    wait_for(lambda: count(engine, TicketEvent) == 2, "both tickets")
+    wait_for(lambda: count(engine, RatingEvent) == 1, "the rating")
+    with Session(engine) as session:
+        events = session.exec(select(TicketEvent).order_by(TicketEvent.event_id)).all()
+        assert [(e.event_id, e.kind, e.center_code, e.service_name) for e in events] == [
+            ("t-1", "issued", CENTER, "社保业务"), ("t-2", "called", CENTER, "社保业务")]
+        rating = session.exec(select(RatingEvent)).one()
+        assert (rating.score, rating.window, rating.staff_no, rating.ticket) == (1, 3, "0007", "A001")
+    assert center(engine) is not None  # any message of a center registers it
+
+
+def test_malformed_messages_are_logged_and_dropped(start_ingest, engine, county_broker, edge_factory,
+                                                   caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="fleet.ingest")
+    start_ingest()
+    edge = edge_factory(county_broker.port)
+    presence_topic = topics.build(topics.DEVICE_PRESENCE, center=CENTER, device=DISPLAY)
+    bad_center_topic = topics.subscription(topics.TICKET_EVENT).replace("+", "not-a-center")
+    bad_device_topic = topics.subscription(topics.DEVICE_HEALTH, center=CENTER).replace("+", "printer-7")
+
+    edge.raw(presence_topic, b"{not json", retain=True)
+    edge.raw(presence_topic, b'{"v": 1, "state": "online", "session": 1}')  # a birth without role, board...
+    edge.raw(bad_center_topic, b'{"v": 1}')
+    edge.raw(bad_device_topic, b'{"v": 1, "session": 1, "uptime_s": 1}')
+    edge.ticket("t-after", time.time())
+
+    wait_for(lambda: count(engine, TicketEvent) == 1, "the valid event after the malformed ones")
+    assert device(engine, DISPLAY) is None
+    dropped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped message")]
+    assert len(dropped) == 4
+    assert "not JSON" in dropped[0]
+    assert "missing field 'role'" in dropped[1]
+    assert "center code must be 12 digits" in dropped[2]
+    assert "device id must look like" in dropped[3]
+
+
+def test_silent_device_times_out(start_ingest, engine, county_broker, edge_factory) -> None:
+    start_ingest(heartbeat_timeout_s=1.5)
+    edge = edge_factory(county_broker.port)
+    edge.edge_birth()
+    edge.birth(DISPLAY, "queue_display", session=1, window=1)  # ...and then nothing: a power cut
+
+    display = wait_for(lambda: (d := device(engine, DISPLAY)) and not d.online and d, "the heartbeat timeout")
+    assert display.offline_reason == REASON_HEARTBEAT
+
+    edge.health(DISPLAY, session=1)  # it was only the uplink: the same connection talks again
+    wait_for(lambda: device(engine, DISPLAY).online, "the device back online")
+
+
+def test_devices_behind_an_offline_edge_are_not_timed_out(start_ingest, engine, county_broker,
+                                                          edge_factory) -> None:
+    start_ingest()
+    edge = edge_factory(county_broker.port)
+    edge.edge_birth(session=2)
+    edge.birth(DISPLAY, "queue_display", session=1, window=1)
+    edge.edge_will(session=2)  # the county broker lost the edge: its will
+    wait_for(lambda: (c := center(engine)) and c.edge_session == 2 and not c.edge_online, "the edge's will")
+
+    an_hour_later = utcnow() + timedelta(hours=1)
+    assert sweep_silent_devices(engine, an_hour_later, timeout=90) == []
+    assert device(engine, DISPLAY).online  # as last reported; the API and dashboard say 未知
+
+    edge.edge_birth(session=3)  # back: now silence counts
+    wait_for(lambda: center(engine).edge_online, "the edge's birth")
+    assert sweep_silent_devices(engine, an_hour_later, timeout=90) == [DISPLAY]
+
+
+def test_ingest_survives_a_broker_restart(start_ingest, engine, county_broker, edge_factory) -> None:
+    ingest = start_ingest()
+    assert ingest.connects == 1
+    county_broker.restart()
+    wait_for(lambda: ingest.connects == 2 and ingest.connected, "the ingest to reconnect", timeout=20)
+    edge = edge_factory(county_broker.port)
+    edge.ticket("t-after-restart", time.time())
+    wait_for(lambda: count(engine, TicketEvent) == 1, "an event after the restart")

@@ -1,0 +1,1 @@
+"""Developer tooling: local brokers, the demo, the architecture lint."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs, only those missing.
+# Usage: tools/install-system-deps.sh [--test]
+#   always: mosquitto (the brokers run as our own processes, never the system service)
+#   --test: chromium and CJK fonts for the browser tests
+set -euo pipefail
+
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+have_cmd mosquitto || need+=(mosquitto)
+have_cmd mosquitto_passwd || need+=(mosquitto-clients)
+if [ "${1:-}" = "--test" ]; then
+  have_cmd chromium || need+=(chromium)
+  [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
+fi
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+echo "installing system packages: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,136 @@
+"""Run a real Mosquitto broker as our own process, with our own config file.
+
+Used by the demo and the tests alike. Never touches the system service.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def find_mosquitto() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BrokerError("mosquitto is not installed: run tools/install-system-deps.sh")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class MosquittoBroker:
+    """One Mosquitto process listening on 127.0.0.1:port.
+
+    The config, log and (optional) password/ACL files live in `run_dir`.
+    """
+
+    def __init__(self, run_dir: Path, name: str, port: int | None = None,
+                 password_file: Path | None = None, acl_file: Path | None = None, persistent: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.name = name
+        self.port = port or free_port()
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.persistent = persistent  # keep sessions and retained messages across restarts
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / f"{self.name}.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def write_config(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"# {self.name} broker, written by tools/mosquitto.py",
+            "per_listener_settings false",
+            f"listener {self.port} 127.0.0.1",
+            f"persistence {'true' if self.persistent else 'false'}",
+            f"persistence_location {self.run_dir}/",
+            f"persistence_file {self.name}.db",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "max_queued_messages 100000",
+        ]
+        if os.geteuid() == 0:
+            # Mosquitto drops root to the 'mosquitto' user, which cannot write our run dir.
+            lines.append("user root")
+        if self.password_file:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.acl_file:
+            lines.append(f"acl_file {self.acl_file}")
+        self.config_path.write_text("\n".join(lines) + "\n")
+        return self.config_path
+
+    def start(self, timeout: float = 10.0) -> MosquittoBroker:
+        if port_is_open(self.port):
+            raise BrokerError(f"{self.name} broker: port {self.port} is already in use")
+        self.write_config()
+        self.process = subprocess.Popen(
+            [find_mosquitto(), "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise BrokerError(f"{self.name} broker exited: {err.strip()} (see {self.log_path})")
+            if port_is_open(self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"{self.name} broker did not listen on {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        deadline = time.monotonic() + 5
+        while port_is_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.start()
+
+    def __enter__(self) -> MosquittoBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
