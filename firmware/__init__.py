@@ -1,0 +1,1 @@
+"""Device firmware (MicroPython on ESP32) and its simulator (CPython)."""

@@ -1,0 +1,143 @@
+"""Presence: the session counter, the birth and the last will.
+
+Every CONNECT carries a new session number (persisted in a small file so
+it survives reboots); the will and the birth both say it. A watcher that
+sees "offline, session 7" after "online, session 8" knows the offline is a
+leftover from the old connection. The device itself repairs that case:
+it subscribes to its own presence topic and, when an offline for an older
+session shows up while its current connection is alive, publishes its
+birth again (docs/protocol.md, Presence, rule 5).
+"""
+
+import os
+
+from protocol import CONTRACT_VERSION, messages, topics
+
+SESSION_FILE = "session"
+
+
+def _join(directory, name):
+    if not directory:
+        return name
+    return directory.rstrip("/") + "/" + name
+
+
+def ensure_dir(directory):
+    """Create `directory` (and its parents) if missing; '' means the current one."""
+    if not directory:
+        return
+    path = "/" if directory.startswith("/") else ""
+    for part in directory.split("/"):
+        if not part:
+            continue
+        path = path + part if (not path or path.endswith("/")) else path + "/" + part
+        try:
+            os.stat(path)
+        except OSError:
+            os.mkdir(path)
+
+
+class SessionCounter:
+    """A counter in a file: `next()` increments and persists before returning."""
+
+    def __init__(self, directory, name=SESSION_FILE):
+        self.path = _join(directory, name)
+        self.directory = directory
+        self.error = None
+        self.value = self._load()
+
+    def _load(self):
+        try:
+            with open(self.path) as f:
+                value = int(f.read().strip())
+            return value if value >= 0 else 0
+        except (OSError, ValueError) as exc:
+            if not isinstance(exc, OSError):
+                self.error = "session file unreadable: %s" % exc
+            return 0
+
+    def next(self):
+        self.value += 1
+        try:
+            ensure_dir(self.directory)
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write("%d\n" % self.value)
+            try:
+                os.rename(tmp, self.path)
+            except OSError:
+                # Some filesystems (FAT) refuse to rename over an existing file.
+                os.remove(self.path)
+                os.rename(tmp, self.path)
+            self.error = None
+        except OSError as exc:
+            # A full or broken flash must not stop the device: the counter
+            # still goes up in RAM for this boot.
+            self.error = "session file not saved: %s" % exc
+            print("presence:", self.error)
+        return self.value
+
+
+class Presence:
+    """Builds birth and will payloads for one device and spots stale wills."""
+
+    def __init__(self, center, device_id, role, window=None, board="esp32", fw="0", mac=None, state_dir=""):
+        self.center = center
+        self.device_id = device_id
+        self.role = role
+        self.window = window
+        self.board = board
+        self.fw = fw
+        self.mac = mac
+        self.topic = topics.build(topics.DEVICE_PRESENCE, center=center, device=device_id)
+        spec = topics.topic(topics.DEVICE_PRESENCE)
+        self.qos = spec.qos
+        self.retain = spec.retained
+        self.counter = SessionCounter(state_dir)
+        self.session = self.counter.value
+        self.birth_sent = False
+        self.repairs = 0
+
+    def next_session(self):
+        """Called right before every CONNECT."""
+        self.session = self.counter.next()
+        self.birth_sent = False
+        return self.session
+
+    def _payload(self, state):
+        fields = {"state": state, "session": self.session, "role": self.role}
+        if self.window is not None:
+            fields["window"] = self.window
+        if state == messages.ONLINE:
+            fields["board"] = self.board
+            fields["fw"] = self.fw
+            fields["contract"] = CONTRACT_VERSION
+            if self.mac:
+                fields["mac"] = self.mac
+        return messages.make("presence", **fields)
+
+    def birth(self):
+        return messages.encode("presence", self._payload(messages.ONLINE))
+
+    def will(self):
+        return messages.encode("presence", self._payload(messages.OFFLINE))
+
+    def will_for_next_connect(self):
+        """The MQTTClient `will` callable: new session, then (topic, payload, qos, retain)."""
+        self.next_session()
+        return (self.topic, self.will(), self.qos, self.retain)
+
+    def is_stale_will(self, payload):
+        """True when `payload` (a decoded presence of this device) wrongly says offline.
+
+        We are reading it over a live connection whose birth went out, so an
+        'offline' for an older session is the will of a previous connection
+        that arrived late (broker session takeover). Note that a will reaching a
+        subscriber that is already subscribed has its retain flag cleared,
+        so the flag is not looked at.
+        """
+        return (
+            self.birth_sent
+            and payload.get("state") == messages.OFFLINE
+            and payload.get("session", 0) < self.session
+        )

@@ -1,0 +1,14 @@
+"""The device simulator (CPython only).
+
+Runs the real firmware runtime and apps (firmware/lib, queue_display,
+rating_pad) against simulated hardware, each device with its own MQTT
+connection, so a whole service center can be tried without boards:
+
+    python -m firmware.sim --center 445202101001 --broker mqtt://127.0.0.1:1883 \\
+        --windows 3 --state-dir .run/sim --http-port 8090
+"""
+
+from firmware.sim.center import SimulatedCenter, SimulatedDevice, sim_mac
+from firmware.sim.hardware import SimButtons, SimPanel
+
+__all__ = ["SimButtons", "SimPanel", "SimulatedCenter", "SimulatedDevice", "sim_mac"]

@@ -1,0 +1,229 @@
+"""SimulatedCenter: one queue display and one rating pad per window.
+
+Every simulated device runs the real firmware (DeviceRuntime with the real
+app) with a SimPanel and SimButtons, its own MQTT connection and its own
+state directory (config.json and the session file), exactly as a board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from firmware.lib import config as config_file
+from firmware.lib.runtime import DeviceRuntime
+from firmware.queue_display.app import QueueDisplayApp
+from firmware.rating_pad.app import RatingPadApp
+from firmware.sim.hardware import SimButtons, SimPanel
+from protocol import identity, messages
+
+SIM_BOARD = "sim"
+
+
+def sim_mac(center: str, role: str, window: int) -> str:
+    """A stable, locally administered MAC (first byte 0x02) for a simulated device."""
+    digest = hashlib.sha256(f"{center}/{role}/{window}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in b"\x02" + digest[:5])
+
+
+class SimulatedDevice:
+    """One simulated board running the real firmware runtime."""
+
+    def __init__(self, runtime: DeviceRuntime, panel: SimPanel, state_dir: Path,
+                 buttons: SimButtons | None = None) -> None:
+        self.runtime = runtime
+        self.panel = panel
+        self.state_dir = state_dir
+        self.buttons = buttons
+        self.task: asyncio.Task | None = None
+
+    @property
+    def device_id(self) -> str:
+        return self.runtime.device_id
+
+    @property
+    def role(self) -> str:
+        return self.runtime.app.role
+
+    @property
+    def window(self) -> int:
+        return self.runtime.window
+
+    @property
+    def mac(self) -> str:
+        return self.runtime.config.mac
+
+    @property
+    def app(self) -> Any:
+        return self.runtime.app
+
+    @property
+    def client(self):
+        return self.runtime.client
+
+    @property
+    def lines(self) -> list[str]:
+        """What the device's screen shows now."""
+        return list(self.panel.lines)
+
+    @property
+    def online(self) -> bool:
+        return self.runtime.client.up
+
+    def press(self, score: int) -> bool:
+        """Press the button for `score` (1..5): True if the pad sent a rating, False if refused."""
+        if self.buttons is None:
+            raise TypeError(f"{self.device_id} is a {self.role}: it has no rating buttons")
+        return self.buttons.press(score)
+
+    def abort(self, stop: bool = False) -> None:
+        """Drop the connection without DISCONNECT (the broker publishes the will)."""
+        self.runtime.client.abort(stop=stop)
+
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "device_id": self.device_id,
+            "role": self.role,
+            "window": self.window,
+            "mac": self.mac,
+            "online": self.online,
+            "session": self.runtime.session,
+            "reconnects": self.runtime.client.reconnects,
+            "last_error": self.runtime.client.last_error,
+            "lines": self.lines,
+        }
+        if self.role == messages.ROLE_RATING_PAD:
+            out["open"] = self.app.is_open
+            out["ticket"] = self.app.request["ticket"] if self.app.request else None
+        return out
+
+
+class SimulatedCenter:
+    """All devices of one service center, each with its own MQTT connection."""
+
+    def __init__(self, center: str, host: str, port: int, windows: list[int], state_dir: Path,
+                 health_interval_s: float = 30, *, keepalive_s: int = 30, backoff_min_s: float = 0.5,
+                 backoff_max_s: float = 30, username: str | None = None, password: str | None = None,
+                 log: Callable[[str], None] | None = print) -> None:
+        self.center = identity.check_center_code(center)
+        self.host = host
+        self.port = port
+        self.windows = [identity.check_window(w) for w in windows]
+        self.state_dir = Path(state_dir)
+        self.health_interval_s = health_interval_s
+        self.keepalive_s = keepalive_s
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.username = username
+        self.password = password
+        self.log = log
+        self.devices: list[SimulatedDevice] = []
+        self._displays: dict[int, SimulatedDevice] = {}
+        self._pads: dict[int, SimulatedDevice] = {}
+        for window in self.windows:
+            self._displays[window] = self._make(messages.ROLE_QUEUE_DISPLAY, window)
+            self._pads[window] = self._make(messages.ROLE_RATING_PAD, window)
+
+    # ----------------------------------------------------------------- public
+
+    async def start(self) -> None:
+        """Start every device; each connects (and keeps retrying) on its own."""
+        for device in self.devices:
+            if device.task is None or device.task.done():
+                device.task = asyncio.create_task(device.runtime.run(), name=device.device_id)
+
+    async def stop(self) -> None:
+        """Graceful: every device says offline and disconnects cleanly."""
+        await asyncio.gather(*(self._stop_device(d) for d in self.devices))
+
+    async def wait_online(self, timeout: float = 10) -> None:
+        """Wait until every device is connected and has sent its birth."""
+        async def all_up() -> None:
+            while not all(d.online for d in self.devices):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_up(), timeout)
+
+    def display(self, window: int) -> SimulatedDevice:
+        return self._displays[window]
+
+    def pad(self, window: int) -> SimulatedDevice:
+        return self._pads[window]
+
+    def device(self, device_id: str) -> SimulatedDevice:
+        for device in self.devices:
+            if device.device_id == device_id:
+                return device
+        raise KeyError(device_id)
+
+    def abort(self, device_id: str, stop: bool = False) -> None:
+        """Kill that device's connection abruptly so the broker publishes its will.
+
+        The device reconnects by itself (like a Wi-Fi blip) unless `stop`
+        (like a power cut).
+        """
+        self.device(device_id).abort(stop=stop)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "center": self.center,
+            "broker": f"{self.host}:{self.port}",
+            "windows": [
+                {"window": w, "display": self._displays[w].state(), "pad": self._pads[w].state()}
+                for w in self.windows
+            ],
+        }
+
+    # ---------------------------------------------------------------- helpers
+
+    def _make(self, role: str, window: int) -> SimulatedDevice:
+        mac = sim_mac(self.center, role, window)
+        device_id = identity.device_id_from_mac(mac)
+        device_dir = self.state_dir / device_id
+        device_dir.mkdir(parents=True, exist_ok=True)
+        config_path = device_dir / config_file.CONFIG_FILE
+        config_path.write_text(json.dumps({
+            "center": self.center,
+            "window": window,
+            "role": role,
+            "board": SIM_BOARD,
+            "broker": {"host": self.host, "port": self.port,
+                       "username": self.username, "password": self.password},
+            "health_interval_s": self.health_interval_s,
+            "keepalive_s": self.keepalive_s,
+            "mac": mac,
+        }, indent=2) + "\n")
+        cfg = config_file.load(str(config_path))
+        panel = SimPanel()
+        if role == messages.ROLE_QUEUE_DISPLAY:
+            app: Any = QueueDisplayApp(window)
+        else:
+            app = RatingPadApp(window, device_id)
+        runtime = DeviceRuntime(cfg, app, str(device_dir), panel=panel, backoff_min_s=self.backoff_min_s,
+                                backoff_max_s=self.backoff_max_s, log=self.log)
+        buttons = SimButtons(runtime.press) if role == messages.ROLE_RATING_PAD else None
+        device = SimulatedDevice(runtime, panel, device_dir, buttons)
+        self.devices.append(device)
+        return device
+
+    async def _stop_device(self, device: SimulatedDevice) -> None:
+        task = device.task
+        if task is None:
+            return
+        if not task.done():
+            try:
+                await asyncio.wait_for(device.runtime.stop(), 5)
+            except (asyncio.TimeoutError, OSError):
+                pass
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 5)
+            except Exception:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        device.task = None

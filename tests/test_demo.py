@@ -1,0 +1,111 @@
+"""`make demo` as a newcomer uses it: start, click through the slice in Chromium, Ctrl-C, start again."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.waiting import wait_until
+from tools.mosquitto import free_port, port_is_open
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.broker, pytest.mark.browser]
+
+
+class DemoRun:
+    def __init__(self, run_dir: Path, base_port: int, output: Path) -> None:
+        self.output = output
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.output, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tools.demo", "--run-dir", str(run_dir), "--base-port", str(base_port)],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def urls(self) -> dict[str, str]:
+        def ready() -> str | None:
+            assert self.process.poll() is None, f"demo exited:\n{self.text()}"
+            return self.text() if "Press Ctrl-C" in self.text() else None
+
+        text = wait_until(ready, 90, "the demo to print its URLs")
+        found = dict(re.findall(r"^\s+(fleet dashboard|kiosk|window 3 staff caller|hall display|simulated devices|"
+                                r"county broker|center broker)\b.*?((?:http|mqtt)://\S+)", text, re.M))
+        return found
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        return self.process.wait(30)
+
+
+def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
+    base = free_port()
+    demo = DemoRun(tmp_path / "run", base, tmp_path / "first-run.txt")
+    try:
+        urls = demo.urls()
+        assert set(urls) == {"fleet dashboard", "kiosk", "window 3 staff caller", "hall display",
+                             "simulated devices", "county broker", "center broker"}
+        assert urls["county broker"].startswith("mqtt://127.0.0.1:")
+
+        # A resident takes a ticket for 社保业务 at the kiosk.
+        page.goto(urls["kiosk"])
+        page.get_by_role("button", name=re.compile("社保业务")).click()
+        page.locator("#ticket-number").filter(has_text="A001").wait_for()
+        page.screenshot(path=str(tmp_path / "kiosk.png"))
+
+        # Window 3's staff calls the next resident.
+        page.goto(urls["window 3 staff caller"])
+        page.get_by_role("button", name="下一位").click()
+        page.locator("#current").filter(has_text="A001").wait_for()
+
+        # The simulated queue display of window 3 shows the call.
+        devices = page.context.new_page()
+        devices.goto(urls["simulated devices"])
+        devices.locator("#display-3").filter(has_text="请A001号到3号窗口").wait_for()
+
+        # The hall display shows it too, live.
+        hall = page.context.new_page()
+        hall.goto(urls["hall display"])
+        hall.locator('tr[data-window="3"] .number').filter(has_text="A001").wait_for()
+        hall.screenshot(path=str(tmp_path / "hall.png"))
+
+        # 办结, then the resident presses 非常满意 on window 3's pad.
+        page.get_by_role("button", name="办结").click()
+        devices.locator("#pad-3").filter(has_text="请对本次服务进行评价").wait_for()
+        devices.locator('form[data-window="3"] button[value="5"]').click()
+        devices.locator("#pad-3").filter(has_text="谢谢您的评价").wait_for()
+        devices.screenshot(path=str(tmp_path / "devices.png"))
+
+        # County IT sees the center, its devices online and today's counts.
+        fleet = page.context.new_page()
+
+        def dashboard_counts() -> bool:
+            fleet.goto(urls["fleet dashboard"])
+            row = fleet.locator('section.center[data-center="445202101001"]')
+            return (row.locator(".tickets").inner_text() == "1" and row.locator(".ratings").inner_text() == "1"
+                    and row.locator("td.status.online").count() == 6)
+
+        wait_until(dashboard_counts, 30, "the fleet dashboard to show the center's counts and 6 online devices")
+        fleet.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
+    finally:
+        code = demo.interrupt()
+    assert code == 0, demo.text()
+    ports = [int(u.rsplit(":", 1)[1].split("/")[0]) for u in urls.values()]
+    assert not any(port_is_open(p) for p in ports), "a demo process still listens after Ctrl-C"
+
+    # A second `make demo` starts cleanly on the same ports and run directory.
+    again = DemoRun(tmp_path / "run", base, tmp_path / "second-run.txt")
+    try:
+        second = again.urls()
+        assert second["kiosk"] == urls["kiosk"]
+        assert httpx.get(second["fleet dashboard"]).status_code == 200
+    finally:
+        assert again.interrupt() == 0

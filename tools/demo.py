@@ -1,0 +1,197 @@
+"""`make demo`: a county in miniature on this machine, until Ctrl-C.
+
+Starts a county broker and a center broker (our own Mosquitto processes),
+the fleet service, the edge agent of a sample center and simulated devices
+for its three windows, then prints where to look. Ctrl-C stops every
+process it started; a stale run left behind (e.g. after a kill -9) is
+cleaned up at the next start, so `make demo` always starts cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tools.mosquitto import MosquittoBroker, free_port, port_is_open
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CONFIG = ROOT / "edge_agent" / "sample-center.toml"
+CENTER_CODE = "445202101001"
+WINDOWS = 3
+
+
+def pick_port(preferred: int) -> int:
+    return preferred if not port_is_open(preferred) else free_port()
+
+
+def stop_stale_run(run_dir: Path) -> None:
+    """Stop processes a previous demo in this run dir left behind."""
+    pid_file = run_dir / "pids"
+    if not pid_file.exists():
+        return
+    for line in pid_file.read_text().split():
+        try:
+            pid = int(line)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (ValueError, OSError):
+            continue
+        if str(run_dir) in cmdline:  # only ours: the run dir is in every command line we start
+            os.kill(pid, signal.SIGTERM)
+    pid_file.unlink()
+
+
+class Demo:
+    def __init__(self, run_dir: Path, base_port: int) -> None:
+        self.run_dir = run_dir
+        self.ports = {
+            "county": pick_port(base_port), "center": pick_port(base_port + 1),
+            "fleet": pick_port(base_port + 2), "edge": pick_port(base_port + 3), "devices": pick_port(base_port + 4),
+        }
+        self.brokers: list[MosquittoBroker] = []
+        self.programs: dict[str, subprocess.Popen] = {}
+
+    def _record_pids(self) -> None:
+        pids = [b.process.pid for b in self.brokers if b.process] + [p.pid for p in self.programs.values()]
+        (self.run_dir / "pids").write_text("\n".join(str(p) for p in pids) + "\n")
+
+    def _start_program(self, name: str, args: list[str]) -> None:
+        log = open(self.run_dir / f"{name}.log", "ab")
+        self.programs[name] = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=log,
+                                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._record_pids()
+
+    def _wait_http(self, name: str, url: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.programs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited; its log: {self.run_dir / (name + '.log')}")
+            try:
+                if httpx.get(url, timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} did not answer at {url}")
+
+    def write_edge_config(self) -> Path:
+        text = SAMPLE_CONFIG.read_text(encoding="utf-8")
+        text = text.replace("port = 1883", f"port = {self.ports['center']}")
+        text = text.replace("port = 1884", f"port = {self.ports['county']}")
+        text = text.replace("port = 8080", f"port = {self.ports['edge']}")
+        path = self.run_dir / "edge" / "center.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stop_stale_run(self.run_dir)
+        for name in ("county", "center"):
+            broker = MosquittoBroker(self.run_dir / "brokers", name, self.ports[name])
+            self.brokers.append(broker.start())
+            self._record_pids()
+        county_url = f"mqtt://127.0.0.1:{self.ports['county']}"
+        center_url = f"mqtt://127.0.0.1:{self.ports['center']}"
+        (self.run_dir / "fleet").mkdir(exist_ok=True)
+        self._start_program("fleet", [
+            "-m", "fleet", "--database-url", f"sqlite:///{self.run_dir / 'fleet' / 'fleet.db'}",
+            "--broker", county_url, "--host", "127.0.0.1", "--port", str(self.ports["fleet"]),
+            "--heartbeat-timeout", "30"])
+        self._start_program("edge", ["-m", "edge_agent", "--config", str(self.write_edge_config())])
+        self._start_program("devices", [
+            "-m", "firmware.sim", "--center", CENTER_CODE, "--broker", center_url, "--windows", str(WINDOWS),
+            "--state-dir", str(self.run_dir / "devices"), "--http-port", str(self.ports["devices"]),
+            "--health-interval", "10"])
+        self._wait_http("fleet", self.url("fleet", "/healthz"))
+        self._wait_http("edge", self.url("edge", "/api/health"))
+        self._wait_http("devices", self.url("devices", "/state.json"))
+
+    def url(self, name: str, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def describe(self) -> str:
+        lines = [
+            "",
+            "示例镇便民服务中心 (445202101001) is running. Open:",
+            f"  fleet dashboard (county IT)   {self.url('fleet')}",
+            f"  kiosk 取号                     {self.url('edge', '/kiosk')}",
+        ]
+        lines += [f"  window {w} staff caller 呼叫器   {self.url('edge', f'/staff/{w}')}"
+                  for w in range(1, WINDOWS + 1)]
+        lines += [
+            f"  hall display 综合屏            {self.url('edge', '/hall')}",
+            f"  simulated devices 模拟设备      {self.url('devices')}",
+            f"  county broker                 mqtt://127.0.0.1:{self.ports['county']}",
+            f"  center broker                 mqtt://127.0.0.1:{self.ports['center']}",
+            f"  logs, databases, printer bytes {self.run_dir}",
+            "Press Ctrl-C to stop everything.",
+        ]
+        return "\n".join(lines)
+
+    def check_alive(self) -> str | None:
+        for name, process in self.programs.items():
+            if process.poll() is not None:
+                return name
+        for broker in self.brokers:
+            if broker.process is None or broker.process.poll() is not None:
+                return f"{broker.name} broker"
+        return None
+
+    def stop(self) -> None:
+        for process in reversed(list(self.programs.values())):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.programs.items():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                print(f"demo: {name} did not stop; killing it", file=sys.stderr)
+                process.kill()
+                process.wait(5)
+        for broker in reversed(self.brokers):
+            broker.stop()
+        (self.run_dir / "pids").unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("DEMO_RUN_DIR", ROOT / ".run" / "demo")))
+    parser.add_argument("--base-port", type=int, default=int(os.environ.get("DEMO_BASE_PORT", "18830")))
+    args = parser.parse_args(argv)
+
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    demo = Demo(args.run_dir.resolve(), args.base_port)
+    try:
+        demo.start()
+        print(demo.describe(), flush=True)
+        while not stopping:
+            dead = demo.check_alive()
+            if dead:
+                print(f"demo: {dead} stopped unexpectedly; see its log in {demo.run_dir}", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print("\nstopping ...", flush=True)
+        return 0
+    except Exception as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        demo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
