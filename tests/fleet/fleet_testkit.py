@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from protocol import messages, topics
 from protocol.identity import device_id_from_mac
+from tests.support.waiting import wait_until
 
 CENTER = "445202101001"
 OTHER_CENTER = "445202102003"
@@ -21,15 +20,8 @@ PAD = device_id_from_mac("a4:cf:12:00:00:02")
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """wait_until with the argument order the fleet tests use."""
+    return wait_until(condition, timeout, what)
 
 
 class EdgePublisher:
