@@ -44,6 +44,20 @@ TICKET_FINISHED = "finished"
 STR = "str"
 INT = "int"
 NUM = "num"
+OBJ = "obj"  # a JSON object, checked further by its own schema (e.g. CONFIG_SCHEMAS)
+
+CONFIG_APPLIED = "applied"
+CONFIG_REJECTED = "rejected"
+
+COMMAND_REBOOT = "reboot"
+COMMAND_IDENTIFY = "identify"
+COMMAND_TEST_PATTERN = "test_pattern"
+COMMAND_BRIGHTNESS = "brightness"
+COMMANDS = (COMMAND_REBOOT, COMMAND_IDENTIFY, COMMAND_TEST_PATTERN, COMMAND_BRIGHTNESS)
+
+COMMAND_DONE = "done"
+COMMAND_REJECTED = "rejected"
+COMMAND_FAILED = "failed"
 
 
 def _field(name, kind, required=True, choices=None, low=None, high=None):
@@ -128,7 +142,73 @@ SCHEMAS = {
         _field("score", INT, low=0, high=5),
         _TS,
     ),
+
+    # Downlink: signed by the fleet with the device's key (protocol.signing).
+    "desired_config": (
+        _V,
+        _field("version", INT, low=1),
+        _field("config", OBJ),
+        _field("sig", STR),
+        _field("issued_by", STR, False),
+    ),
+    "reported_config": (
+        _V,
+        _field("version", INT, low=0),
+        _field("status", STR, choices=(CONFIG_APPLIED, CONFIG_REJECTED)),
+        _field("error", STR, False),
+    ),
+    "command": (
+        _V,
+        _field("command_id", STR),
+        _field("command", STR, choices=COMMANDS),
+        _field("args", OBJ, False),
+        _field("sig", STR),
+        _field("issued_by", STR, False),
+    ),
+    "command_ack": (
+        _V,
+        _field("command_id", STR),
+        _field("status", STR, choices=(COMMAND_DONE, COMMAND_REJECTED, COMMAND_FAILED)),
+        _field("error", STR, False),
+    ),
 }
+
+# What a desired configuration may hold, per device role. Every key is
+# optional: a device keeps its current value for a key not given.
+_BRIGHTNESS = _field("brightness", INT, False, low=0, high=100)
+CONFIG_SCHEMAS = {
+    ROLE_QUEUE_DISPLAY: (
+        _BRIGHTNESS,
+        _field("idle_text", STR, False),
+        _field("blink_s", INT, False, low=0, high=60),
+        _field("health_interval_s", INT, False, low=5, high=3600),
+    ),
+    ROLE_RATING_PAD: (
+        _BRIGHTNESS,
+        _field("prompt_text", STR, False),
+        _field("thanks_text", STR, False),
+        _field("rating_timeout_s", INT, False, low=10, high=600),
+        _field("health_interval_s", INT, False, low=5, high=3600),
+    ),
+}
+
+
+def validate_config(role, config):
+    """Return `config` if every key is known for `role` and in range, else raise ProtocolError."""
+    try:
+        schema = CONFIG_SCHEMAS[role]
+    except KeyError:
+        raise ProtocolError("no configuration schema for role %r" % (role,))
+    if not isinstance(config, dict):
+        raise ProtocolError("config: must be a JSON object")
+    known = {}
+    for spec in schema:
+        known[spec[0]] = True
+        _check_field("config", spec, config)
+    for name in config:
+        if name not in known:
+            raise ProtocolError("config: unknown key %r for role %s" % (name, role))
+    return config
 
 
 def _check_field(kind_name, spec, payload):
@@ -142,6 +222,8 @@ def _check_field(kind_name, spec, payload):
         ok = isinstance(value, str)
     elif kind == INT:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == OBJ:
+        ok = isinstance(value, dict)
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok:
@@ -149,6 +231,8 @@ def _check_field(kind_name, spec, payload):
     if kind == NUM and value - value != 0:
         # NaN and Infinity: CPython's json reads them, but they are not JSON.
         raise ProtocolError("%s: field %r must be a finite number, got %r" % (kind_name, name, value))
+    if kind == OBJ:
+        return
     if choices is not None and value not in choices:
         raise ProtocolError("%s: field %r must be one of %s, got %r" % (kind_name, name, ",".join(choices), value))
     if low is not None and value < low:

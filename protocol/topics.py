@@ -46,6 +46,10 @@ RATING_SUBMITTED = "rating_submitted"
 WINDOW_DISPLAY = "window_display"
 RATING_REQUEST = "rating_request"
 EDGE_PRESENCE = "edge_presence"
+DEVICE_CONFIG_DESIRED = "device_config_desired"
+DEVICE_CONFIG_REPORTED = "device_config_reported"
+DEVICE_COMMAND = "device_command"
+DEVICE_COMMAND_ACK = "device_command_ack"
 TICKET_EVENT = "ticket_event"
 RATING_EVENT = "rating_event"
 
@@ -65,6 +69,18 @@ TOPICS = (
     Topic(RATING_REQUEST, ROOT + "/{center}/window/{window}/rating_request",
           "edge agent", "rating pad", 1, True, "rating_request", (CENTER_BROKER,),
           "Opens (or closes) the rating of one ticket on the window's pad."),
+    Topic(DEVICE_CONFIG_DESIRED, ROOT + "/{center}/device/{device}/config/desired",
+          "fleet (relayed by the edge agent)", "device", 1, True, "desired_config", (COUNTY_BROKER, CENTER_BROKER),
+          "The configuration the county wants in force, signed with the device's key."),
+    Topic(DEVICE_CONFIG_REPORTED, ROOT + "/{center}/device/{device}/config/reported",
+          "device", "edge agent, fleet", 1, True, "reported_config", (CENTER_BROKER, COUNTY_BROKER),
+          "The configuration version in force, or why a desired one was rejected."),
+    Topic(DEVICE_COMMAND, ROOT + "/{center}/device/{device}/command",
+          "fleet (relayed by the edge agent)", "device", 1, False, "command", (COUNTY_BROKER, CENTER_BROKER),
+          "A signed one-off command: reboot, identify, test pattern, brightness."),
+    Topic(DEVICE_COMMAND_ACK, ROOT + "/{center}/device/{device}/command/ack",
+          "device", "edge agent, fleet", 1, False, "command_ack", (CENTER_BROKER, COUNTY_BROKER),
+          "The outcome of one command."),
     Topic(EDGE_PRESENCE, ROOT + "/{center}/edge/presence",
           "edge agent", "fleet", 1, True, "presence", (COUNTY_BROKER,),
           "The edge agent's birth and last will on the county broker."),

@@ -232,6 +232,10 @@ VALID = {
                      "service_name": "社保业务", "ts": 1767576000},
     "rating_event": {"v": 1, "event_id": "e-2", "rating_id": "r-1", "ticket": "A001", "service": "shebao",
                      "window": 3, "score": 1, "ts": 1767576000.25},
+    "desired_config": {"v": 1, "version": 2, "config": {"brightness": 40}, "sig": "00" * 32},
+    "reported_config": {"v": 1, "version": 2, "status": "applied"},
+    "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},
+    "command_ack": {"v": 1, "command_id": "c-1", "status": "done"},
 }
 
 
@@ -275,14 +279,15 @@ def test_optional_fields_may_be_absent(kind):
     messages.validate(kind, payload)
 
 
-WRONG_TYPE = {messages.STR: 5, messages.INT: "5", messages.NUM: "5"}
+WRONG_TYPE = {messages.STR: 5, messages.INT: "5", messages.NUM: "5", messages.OBJ: [1]}
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
 def test_ill_typed_fields_are_named(kind):
     for spec in messages.SCHEMAS[kind]:
         name, ftype = spec[0], spec[1]
-        for bad in (WRONG_TYPE[ftype], [1], {"a": 1}):
+        wrong = (WRONG_TYPE[ftype], [1], "text") if ftype == messages.OBJ else (WRONG_TYPE[ftype], [1], {"a": 1})
+        for bad in wrong:
             payload = dict(VALID[kind], **{name: bad})
             with pytest.raises(ProtocolError, match="field '%s' must be %s" % (name, ftype)):
                 messages.validate(kind, payload)
