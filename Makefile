@@ -1,12 +1,13 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # Both do their own set-up: system packages (apt, with sudo when not root),
-# the .venv and its Python packages.
+# the .venv and its Python packages, the Node packages of package.json.
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint bench setup setup-test clean
+.PHONY: demo test lint bench setup setup-test system-deps system-deps-test clean
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -14,11 +15,21 @@ $(STAMP): requirements.txt
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	mkdir -p node_modules
+	touch $(NODE_STAMP)
+
+# System packages first: npm itself may come from apt on a fresh machine.
+system-deps:
 	tools/install-system-deps.sh
 
-setup-test: $(STAMP)
+system-deps-test:
 	tools/install-system-deps.sh --test
+
+setup: system-deps $(STAMP) $(NODE_STAMP)
+
+setup-test: system-deps-test $(STAMP) $(NODE_STAMP)
 
 demo: setup
 	$(PY) -m tools.demo
@@ -32,7 +43,7 @@ test: setup-test lint
 	$(PY) -m pytest
 
 bench: setup
-	@echo "no benchmarks yet"
+	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf .run build
+	rm -rf .run build node_modules

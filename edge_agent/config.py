@@ -67,6 +67,8 @@ class CenterConfig:
     data_dir: Path = Path("data")
     printer: PrinterConfig = field(default_factory=PrinterConfig)
     rating_timeout_s: int = 60
+    # Raw [peripherals.*] tables; each adapter validates its own section.
+    peripherals: dict = field(default_factory=dict)
 
     def service(self, prefix: str) -> Service:
         for service in self.services:
@@ -179,6 +181,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         http_host=str(http.get("host", "127.0.0.1")), http_port=int(http.get("port", 8080)),
         data_dir=data_dir, printer=printer,
         rating_timeout_s=int(center.get("rating_timeout_s", 60)),
+        peripherals=dict(raw.get("peripherals") or {}),
     )
 
 

@@ -8,6 +8,7 @@ set -euo pipefail
 need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 
+have_cmd npm || need+=(npm)
 have_cmd mosquitto || need+=(mosquitto)
 have_cmd mosquitto_passwd || need+=(mosquitto-clients)
 if [ "${1:-}" = "--test" ]; then
