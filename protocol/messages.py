@@ -40,11 +40,19 @@ REQUEST_CLOSED = "closed"
 TICKET_ISSUED = "issued"
 TICKET_CALLED = "called"
 TICKET_FINISHED = "finished"
+TICKET_RECALLED = "recalled"  # 重呼
+TICKET_SKIPPED = "skipped"  # 过号: the resident did not come; the ticket goes to the missed list
+TICKET_REQUEUED = "requeued"  # a missed resident came back and was put back in the queue
+TICKET_TRANSFERRED = "transferred"  # 转移 to another service or window, keeping the issue time
+TICKET_KINDS = (TICKET_ISSUED, TICKET_CALLED, TICKET_FINISHED, TICKET_RECALLED, TICKET_SKIPPED, TICKET_REQUEUED,
+                TICKET_TRANSFERRED)
 
 STR = "str"
 INT = "int"
 NUM = "num"
 OBJ = "obj"  # a JSON object, checked further by its own schema (e.g. CONFIG_SCHEMAS)
+BOOL = "bool"
+ARR = "arr"  # a JSON array
 
 CONFIG_APPLIED = "applied"
 CONFIG_REJECTED = "rejected"
@@ -123,12 +131,15 @@ SCHEMAS = {
     "ticket_event": (
         _V,
         _field("event_id", STR),
-        _field("kind", STR, choices=(TICKET_ISSUED, TICKET_CALLED, TICKET_FINISHED)),
+        _field("kind", STR, choices=TICKET_KINDS),
         _TICKET,
         _field("service", STR),
         _field("service_name", STR, False),
         _WINDOW_OPT,
         _field("staff_no", STR, False),
+        _field("priority", STR, False, choices=("green", "appointment", "requeued")),
+        _field("to_service", STR, False),
+        _field("to_window", INT, False, low=1, high=999),
         _TS,
     ),
     "rating_event": (
@@ -143,6 +154,15 @@ SCHEMAS = {
         _TS,
     ),
 
+    "edge_health": (
+        _V,
+        _field("ready", BOOL),
+        _field("reasons", ARR),
+        _field("components", OBJ),
+        _field("outbox", INT, False, low=0),
+        _field("uptime_s", NUM, False, low=0),
+        _TS,
+    ),
     # Downlink: signed by the fleet with the device's key (protocol.signing).
     "desired_config": (
         _V,
@@ -224,6 +244,10 @@ def _check_field(kind_name, spec, payload):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == OBJ:
         ok = isinstance(value, dict)
+    elif kind == BOOL:
+        ok = isinstance(value, bool)
+    elif kind == ARR:
+        ok = isinstance(value, list)
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok:
@@ -231,7 +255,7 @@ def _check_field(kind_name, spec, payload):
     if kind == NUM and value - value != 0:
         # NaN and Infinity: CPython's json reads them, but they are not JSON.
         raise ProtocolError("%s: field %r must be a finite number, got %r" % (kind_name, name, value))
-    if kind == OBJ:
+    if kind in (OBJ, BOOL, ARR):
         return
     if choices is not None and value not in choices:
         raise ProtocolError("%s: field %r must be one of %s, got %r" % (kind_name, name, ",".join(choices), value))

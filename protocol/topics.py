@@ -46,6 +46,7 @@ RATING_SUBMITTED = "rating_submitted"
 WINDOW_DISPLAY = "window_display"
 RATING_REQUEST = "rating_request"
 EDGE_PRESENCE = "edge_presence"
+EDGE_HEALTH = "edge_health"
 DEVICE_CONFIG_DESIRED = "device_config_desired"
 DEVICE_CONFIG_REPORTED = "device_config_reported"
 DEVICE_COMMAND = "device_command"
@@ -84,6 +85,9 @@ TOPICS = (
     Topic(EDGE_PRESENCE, ROOT + "/{center}/edge/presence",
           "edge agent", "fleet", 1, True, "presence", (COUNTY_BROKER,),
           "The edge agent's birth and last will on the county broker."),
+    Topic(EDGE_HEALTH, ROOT + "/{center}/edge/health",
+          "edge agent", "fleet", 1, True, "edge_health", (COUNTY_BROKER,),
+          "Can this center serve residents right now, and why not: broker, printer paper, devices, readers."),
     Topic(TICKET_EVENT, ROOT + "/{center}/event/ticket",
           "edge agent", "fleet", 1, False, "ticket_event", (COUNTY_BROKER,),
           "A ticket was issued, called or finished (stored and forwarded)."),

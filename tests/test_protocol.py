@@ -236,6 +236,8 @@ VALID = {
     "reported_config": {"v": 1, "version": 2, "status": "applied"},
     "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},
     "command_ack": {"v": 1, "command_id": "c-1", "status": "done"},
+    "edge_health": {"v": 1, "ready": False, "reasons": ["打印机缺纸"],
+                    "components": {"printer": {"ok": False, "state": "paper_out"}}, "ts": 1767576000},
 }
 
 
@@ -279,14 +281,16 @@ def test_optional_fields_may_be_absent(kind):
     messages.validate(kind, payload)
 
 
-WRONG_TYPE = {messages.STR: 5, messages.INT: "5", messages.NUM: "5", messages.OBJ: [1]}
+WRONG_TYPE = {messages.STR: 5, messages.INT: "5", messages.NUM: "5", messages.OBJ: [1], messages.BOOL: 1,
+              messages.ARR: {"a": 1}}
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
 def test_ill_typed_fields_are_named(kind):
     for spec in messages.SCHEMAS[kind]:
         name, ftype = spec[0], spec[1]
-        wrong = (WRONG_TYPE[ftype], [1], "text") if ftype == messages.OBJ else (WRONG_TYPE[ftype], [1], {"a": 1})
+        wrong = {messages.OBJ: (WRONG_TYPE[ftype], [1], "text"), messages.ARR: (WRONG_TYPE[ftype], "text", 3)}.get(
+            ftype, (WRONG_TYPE[ftype], [1], {"a": 1}))
         for bad in wrong:
             payload = dict(VALID[kind], **{name: bad})
             with pytest.raises(ProtocolError, match="field '%s' must be %s" % (name, ftype)):

@@ -29,7 +29,8 @@ TOPICS_SECTION = "Topics"
 FIELDS_SECTION = "Payload fields"
 TOPIC_HEADER = ["name", "pattern", "direction", "brokers", "QoS", "retained", "payload"]
 FIELD_HEADER = ["field", "type", "required", "allowed values / range", "notes"]
-TYPE_NAMES = {messages.STR: "string", messages.INT: "integer", messages.NUM: "number", messages.OBJ: "object"}
+TYPE_NAMES = {messages.STR: "string", messages.INT: "integer", messages.NUM: "number", messages.OBJ: "object",
+              messages.BOOL: "boolean", messages.ARR: "array"}
 
 
 # --- what the document must say, rendered from the code -----------------------------------------------
