@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
 from edge_agent.config import CenterConfig
 from edge_agent.queue.service import QueueChange, QueueService
+from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
 
 log = logging.getLogger(__name__)
@@ -26,10 +28,14 @@ class EdgeAgent:
         self.store = EdgeStore(config.data_dir / "edge.sqlite3")
         self.queue = QueueService(self.store, config)
         self.printer = TicketPrinter(config.printer)
-        self.uplink = Uplink(config, self.store)
-        self.center_link = CenterLink(config, self.queue, self.store, self.uplink)
+        self.retained = RetainedCopies(config.data_dir / "edge.sqlite3")
+        self.uplink = Uplink(config, self.store, self.retained)
+        self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
+        self.uplink.downlink = self.center_link.relay_down
+        self.uplink.health_summary = self.health_summary
         self.adapters = [self.uplink, self.center_link, self.printer]
         self.change_listeners: list = []  # e.g. the hall page's live updates
+        self.started_at = time.time()
         self.queue.listeners.append(self._on_change)
 
     def _on_change(self, change: QueueChange) -> None:
@@ -50,10 +56,32 @@ class EdgeAgent:
                 await adapter.stop()
             except Exception:
                 log.exception("adapter %s failed to stop cleanly", adapter.name)
+        self.retained.close()
         self.store.close()
 
     def health(self) -> dict:
         return {adapter.name: adapter.health() for adapter in self.adapters}
+
+    def health_summary(self) -> dict:
+        """The edge_health fields for the county: can this center serve residents right now, and why not."""
+        health = self.health()
+        components = {"center_broker": {"ok": health["center_broker"]["ok"],
+                                        "state": "connected" if health["center_broker"]["ok"] else "unreachable"}}
+        reasons = [] if health["center_broker"]["ok"] else ["中心消息服务器不可用"]
+        if self.config.printer.kind != "none":
+            printer = health["printer"]
+            components["printer"] = {"ok": printer["ok"], "state": printer.get("state", "ok" if printer["ok"]
+                                                                                 else "offline")}
+            if not printer["ok"]:
+                reasons.append("取号打印机故障")
+        online = {(d["role"], d["window"]) for d in self.store.devices() if d["online"]}
+        for window in self.config.windows:
+            for role, label in (("queue_display", "排队显示屏"), ("rating_pad", "评价器")):
+                if (role, window.number) not in online:
+                    reasons.append(f"{window.number}号窗口{label}离线")
+        return {"ready": not reasons, "reasons": reasons, "components": components,
+                "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
+                "ts": time.time()}
 
     async def take_ticket(self, service: str) -> dict:
         """A resident takes a ticket: issued first, then printed; a printer failure never loses it."""

@@ -41,6 +41,7 @@ class BrokerConfig:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    backoff_max_s: float = 30.0  # longest wait between reconnection attempts
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,12 @@ def _broker(raw: object, path: str, problems: list[str]) -> BrokerConfig:
     if not isinstance(port, int) or not 0 < port < 65536:
         problems.append(f"{path}.port: must be a TCP port, got {port!r}")
         port = 1883
-    return BrokerConfig(str(raw.get("host", "127.0.0.1")), port, raw.get("username"), raw.get("password"))
+    backoff = raw.get("backoff_max_s", 30.0)
+    if not isinstance(backoff, (int, float)) or not 0.1 <= backoff <= 600:
+        problems.append(f"{path}.backoff_max_s: must be 0.1..600 seconds, got {backoff!r}")
+        backoff = 30.0
+    return BrokerConfig(str(raw.get("host", "127.0.0.1")), port, raw.get("username"), raw.get("password"),
+                        float(backoff))
 
 
 def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None) -> CenterConfig:

@@ -226,6 +226,9 @@ class EdgeStore:
                  payload["session"], now))
             return True
 
+    def is_known_device(self, device_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)))
+
     def devices(self) -> list[dict]:
         rows = self.query("SELECT device_id, role, window, online, session, last_seen FROM devices ORDER BY window")
         return [dict(zip(("device_id", "role", "window", "online", "session", "last_seen"), r, strict=True))

@@ -47,6 +47,9 @@ TICKET_TRANSFERRED = "transferred"  # 转移 to another service or window, keepi
 TICKET_KINDS = (TICKET_ISSUED, TICKET_CALLED, TICKET_FINISHED, TICKET_RECALLED, TICKET_SKIPPED, TICKET_REQUEUED,
                 TICKET_TRANSFERRED)
 
+# No message of the contract comes near this; anything bigger is dropped unread.
+MAX_PAYLOAD_BYTES = 16384
+
 STR = "str"
 INT = "int"
 NUM = "num"

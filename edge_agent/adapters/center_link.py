@@ -17,25 +17,33 @@ import aiomqtt
 from edge_agent.adapters.mqtt_link import MqttLink
 from edge_agent.config import CenterConfig
 from edge_agent.queue.service import CALLED, FINISHED, RATED, QueueChange, QueueService
+from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
+# What devices publish that the agent takes from the center broker.
+DEVICE_UPLINK_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.RATING_SUBMITTED,
+                        topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK)
+
 
 class CenterLink(MqttLink):
     name = "center_broker"
 
-    def __init__(self, config: CenterConfig, queue: QueueService, store: EdgeStore, relay) -> None:
+    def __init__(self, config: CenterConfig, queue: QueueService, store: EdgeStore, relay,
+                 retained: RetainedCopies) -> None:
         super().__init__(config.center_broker, f"edge-{config.code}")
         self.config = config
         self.queue = queue
         self.store = store
         self.relay = relay  # the uplink: device presence and health go on to the county
+        self.retained = retained  # desired configurations relayed from the county
         self._outgoing: asyncio.Queue[tuple[str, bytes, int, bool]] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
         self.refused_ratings = 0
+        self.dropped = 0
         queue.listeners.append(self._on_queue_change)
 
     async def start(self) -> None:
@@ -48,7 +56,11 @@ class CenterLink(MqttLink):
         await super().stop()
 
     def health(self) -> dict:
-        return {**super().health(), "refused_ratings": self.refused_ratings}
+        return {**super().health(), "refused_ratings": self.refused_ratings, "dropped_messages": self.dropped}
+
+    def relay_down(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """A message from the county for a device of this center (desired configuration, command)."""
+        self._outgoing.put_nowait((topic, payload, qos, retain))
 
     # -- edge -> devices --------------------------------------------------
 
@@ -88,33 +100,50 @@ class CenterLink(MqttLink):
                     await asyncio.sleep(0.2)  # the link is reconnecting; on_connected republishes state
 
     async def on_connected(self, client: aiomqtt.Client) -> None:
-        for name in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.RATING_SUBMITTED):
+        for name in DEVICE_UPLINK_TOPICS:
             await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
         for window in self.config.windows:
             self.publish_window(window.number)
             self.publish_rating_request(window.number)
+        for topic, payload in self.retained.all():
+            self.relay_down(topic, payload, 1, True)
 
     # -- devices -> edge --------------------------------------------------
 
+    def _drop(self, topic: str, why: str) -> None:
+        self.dropped += 1
+        log.warning("center broker: dropped message on %s: %s", topic, why)
+
     async def on_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
+        raw = bytes(message.payload)
+        if len(raw) > messages.MAX_PAYLOAD_BYTES:
+            self._drop(topic, f"{len(raw)} bytes is more than any device message ({messages.MAX_PAYLOAD_BYTES})")
+            return
         try:
             name, params = topics.parse(topic)
-            payload = messages.decode(topics.topic(name).payload, message.payload)
+            payload = messages.decode(topics.topic(name).payload, raw)
         except ProtocolError as exc:
-            log.warning("center broker: dropped message on %s: %s", topic, exc)
+            self._drop(topic, str(exc))
             return
         if params["center"] != self.config.code:
-            log.warning("center broker: dropped message for another center on %s", topic)
+            self._drop(topic, "it is for another center")
             return
         device_id = params.get("device")
+        if name != topics.DEVICE_PRESENCE and not self.store.is_known_device(device_id):
+            # Every device announces itself with a birth on connect; anything else first is not one of ours.
+            self._drop(topic, f"unknown device {device_id} (no birth seen)")
+            return
         if name == topics.DEVICE_PRESENCE:
             if self.store.record_presence(device_id, payload, time.time()):
-                self.relay.relay(topic, bytes(message.payload), qos=1, retain=True, keep=True)
+                self.relay.relay(topic, raw, qos=1, retain=True, keep=True)
             else:
                 log.info("center broker: stale presence of %s (session %s) ignored", device_id, payload["session"])
         elif name == topics.DEVICE_HEALTH:
-            self.relay.relay(topic, bytes(message.payload), qos=0, retain=False, keep=False)
+            self.relay.relay(topic, raw, qos=0, retain=False, keep=False)
+        elif name in (topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK):
+            spec = topics.topic(name)
+            self.relay.relay(topic, raw, qos=spec.qos, retain=spec.retained, keep=True)
         elif name == topics.RATING_SUBMITTED:
             outcome = self.queue.record_rating(device_id, payload)
             if not outcome.accepted:

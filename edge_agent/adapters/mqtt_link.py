@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 class MqttLink:
     name = "mqtt"
     backoff_min_s = 0.5
-    backoff_max_s = 30.0
     keepalive_s = 30
 
     def __init__(self, broker: BrokerConfig, client_id: str) -> None:
@@ -95,4 +94,4 @@ class MqttLink:
             log.warning("%s: broker %s:%s unreachable (%s); retrying in %.1fs", self.name, self.broker.host,
                         self.broker.port, self.last_error, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.backoff_max_s)
+            delay = min(delay * 2, self.broker.backoff_max_s)

@@ -17,22 +17,33 @@ import aiomqtt
 
 from edge_agent.adapters.mqtt_link import MqttLink
 from edge_agent.config import CenterConfig
+from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
 from protocol import CONTRACT_VERSION, messages, topics
+from protocol.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
 EDGE_FIRMWARE = "edge-agent 0.1.0"
 BATCH = 50
+HEALTH_EVERY_S = 60
+
+# What the county sends down for this center's devices; the agent relays it to the center broker.
+DOWNLINK_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND)
 
 
 class Uplink(MqttLink):
     name = "county_uplink"
 
-    def __init__(self, config: CenterConfig, store: EdgeStore, board: str = "raspberrypi", mac: str = "") -> None:
+    def __init__(self, config: CenterConfig, store: EdgeStore, retained: RetainedCopies,
+                 board: str = "raspberrypi", mac: str = "") -> None:
         super().__init__(config.county_broker, f"edge-{config.code}")
         self.config = config
         self.store = store
+        self.retained = retained
+        self.downlink = None  # set by the agent: CenterLink.relay_down
+        self.health_summary = None  # set by the agent: () -> edge_health fields
+        self.dropped_downlink = 0
         self.board = board
         self.mac = mac
         self.session = 0
@@ -40,6 +51,8 @@ class Uplink(MqttLink):
         self.forwarded = 0
         self._wake = asyncio.Event()
         self._forwarder: asyncio.Task | None = None
+        self._health_task: asyncio.Task | None = None
+        self._last_health: dict | None = None
 
     def _presence_topic(self) -> str:
         return topics.build(topics.EDGE_PRESENCE, center=self.config.code)
@@ -55,20 +68,74 @@ class Uplink(MqttLink):
                               board=self.board, fw=EDGE_FIRMWARE, mac=self.mac or None, contract=CONTRACT_VERSION,
                               ts=time.time())
         await client.publish(self._presence_topic(), messages.encode("presence", birth), qos=1, retain=True)
+        for name in DOWNLINK_TOPICS:
+            await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
+        self._last_health = None  # publish the current health again on every connection
         self._wake.set()
+
+    async def on_message(self, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        raw = bytes(message.payload)
+        try:
+            if len(raw) > messages.MAX_PAYLOAD_BYTES:
+                raise ProtocolError(f"{len(raw)} bytes is more than any downlink message")
+            name, params = topics.parse(topic)
+            if name not in DOWNLINK_TOPICS or params["center"] != self.config.code:
+                raise ProtocolError("not a downlink message for this center")
+            if raw or name != topics.DEVICE_CONFIG_DESIRED:  # an empty retained payload clears the desired config
+                messages.decode(topics.topic(name).payload, raw)
+        except ProtocolError as exc:
+            self.dropped_downlink += 1
+            log.warning("county broker: dropped message on %s: %s", topic, exc)
+            return
+        spec = topics.topic(name)
+        if spec.retained:
+            self.retained.keep(topic, raw)
+        if self.downlink is not None:
+            # The signature is checked by the device, which alone shares the key with the fleet.
+            self.downlink(topic, raw, spec.qos, spec.retained)
 
     async def start(self) -> None:
         await super().start()
         self._forwarder = asyncio.create_task(self._forward_loop(), name="outbox_forwarder")
+        self._health_task = asyncio.create_task(self._health_loop(), name="edge_health")
 
     async def stop(self) -> None:
-        if self._forwarder:
-            self._forwarder.cancel()
+        for task in (self._forwarder, self._health_task):
+            if task:
+                task.cancel()
         await super().stop()
+
+    async def _health_loop(self) -> None:
+        """The center's health summary: on every change, and every HEALTH_EVERY_S anyway."""
+        last_sent = 0.0
+        while True:
+            await asyncio.sleep(1)
+            if self.health_summary is None or not self.connected.is_set() or self.client is None:
+                continue
+            try:
+                summary = self.health_summary()
+            except Exception:
+                log.exception("uplink: the health summary could not be made")
+                continue
+            changed = self._last_health is None or {k: v for k, v in summary.items() if k != "ts"} != {
+                k: v for k, v in self._last_health.items() if k != "ts"}
+            if not changed and time.time() - last_sent < HEALTH_EVERY_S:
+                continue
+            try:
+                payload = messages.make("edge_health", **summary)
+                await self.client.publish(topics.build(topics.EDGE_HEALTH, center=self.config.code),
+                                          messages.encode("edge_health", payload), qos=1, retain=True)
+            except (aiomqtt.MqttError, AttributeError, ProtocolError) as exc:
+                log.warning("uplink: health summary not sent: %s", exc)
+                continue
+            self._last_health = summary
+            last_sent = time.time()
 
     def health(self) -> dict:
         return {**super().health(), "outbox": self.store.outbox_size(), "forwarded": self.forwarded,
-                "dropped_health": self.dropped_health, "session": self.session}
+                "dropped_health": self.dropped_health, "dropped_downlink": self.dropped_downlink,
+                "session": self.session}
 
     def wake(self) -> None:
         """Something was written to the outbox."""

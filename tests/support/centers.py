@@ -52,6 +52,7 @@ port = {center_port}
 
 [brokers.county]
 port = {county_port}
+backoff_max_s = 2
 
 [http]
 port = {http_port}
