@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint bench setup setup-test system-deps system-deps-test clean
+.PHONY: demo test test-postgres lint bench setup setup-test system-deps system-deps-test clean
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: $(STAMP)
 
 test: setup-test lint
 	$(PY) -m pytest
+
+# The same suite with the fleet on a real PostgreSQL (a cluster of our own, started and stopped by the tests).
+test-postgres: setup-test lint
+	FLEET_TEST_POSTGRES=1 $(PY) -m pytest
 
 bench: setup
 	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done

@@ -96,7 +96,8 @@ def main() -> None:
             while http.get(f"{base}/api/health").json()["county_uplink"]["outbox"] > 0:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - start
-            print(f"outbox drain after an outage: {waiting} events in {elapsed:.2f} s = {waiting / elapsed:.0f} events/s")
+            print(f"outbox drain after an outage: {waiting} events in {elapsed:.2f} s "
+                  f"= {waiting / elapsed:.0f} events/s")
     finally:
         agent.stop()
         center.stop()

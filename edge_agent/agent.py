@@ -14,6 +14,7 @@ import time
 from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
+from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
 from edge_agent.queue.service import QueueChange, QueueService
 from edge_agent.retained import RetainedCopies
@@ -29,7 +30,8 @@ class EdgeAgent:
         self.queue = QueueService(self.store, config)
         self.printer = TicketPrinter(config.printer)
         self.retained = RetainedCopies(config.data_dir / "edge.sqlite3")
-        self.uplink = Uplink(config, self.store, self.retained)
+        self.awaiting = AwaitingAck(config.data_dir / "edge.sqlite3")
+        self.uplink = Uplink(config, self.store, self.retained, self.awaiting)
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down
         self.uplink.health_summary = self.health_summary
@@ -57,6 +59,7 @@ class EdgeAgent:
             except Exception:
                 log.exception("adapter %s failed to stop cleanly", adapter.name)
         self.retained.close()
+        self.awaiting.close()
         self.store.close()
 
     def health(self) -> dict:

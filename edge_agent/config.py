@@ -68,6 +68,7 @@ class CenterConfig:
     data_dir: Path = Path("data")
     printer: PrinterConfig = field(default_factory=PrinterConfig)
     rating_timeout_s: int = 60
+    ack_timeout_s: float = 30.0  # re-send an event the fleet has not acknowledged after this long
     # Raw [peripherals.*] tables; each adapter validates its own section.
     peripherals: dict = field(default_factory=dict)
 
@@ -188,6 +189,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         data_dir=data_dir, printer=printer,
         rating_timeout_s=int(center.get("rating_timeout_s", 60)),
         peripherals=dict(raw.get("peripherals") or {}),
+        ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
     )
 
 

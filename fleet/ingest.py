@@ -7,6 +7,7 @@ MQTT v5) and the periodic heartbeat sweep, each on its own thread.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from fleet.acks import AckBatcher
 from fleet.db import write_session
 from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
@@ -160,6 +162,7 @@ class Ingest:
         self._connected_since: datetime | None = None
         self._subscribe_mid: int | None = None
         self.connects = 0  # successful (re)connections, subscriptions included
+        self.acks = AckBatcher(self._publish_ack)
 
     @property
     def connected(self) -> bool:
@@ -191,6 +194,7 @@ class Ingest:
         )
         client.loop_start()
         self._client = client
+        self.acks.start()
         self._stop.clear()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="fleet-sweep", daemon=True)
         self._sweeper.start()
@@ -198,6 +202,7 @@ class Ingest:
 
     def stop(self) -> None:
         self._stop.set()
+        self.acks.stop()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -253,7 +258,20 @@ class Ingest:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            handle_message(self.engine, message.topic, message.payload, self.clock())
+            outcome = handle_message(self.engine, message.topic, message.payload, self.clock())
         except Exception:
             # Never let one message kill the network thread (the database may be briefly away).
             log.exception("could not store message on %r", message.topic)
+            return
+        if outcome in (STORED, DUPLICATE) and topics.parse(message.topic)[0] in (topics.TICKET_EVENT,
+                                                                                 topics.RATING_EVENT):
+            self._acknowledge(message)
+
+    def _acknowledge(self, message: mqtt.MQTTMessage) -> None:
+        """Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks)."""
+        center = topics.parse(message.topic)[1]["center"]
+        self.acks.add(center, json.loads(message.payload)["event_id"])
+
+    def _publish_ack(self, topic: str, payload: bytes) -> None:
+        if self._client is not None:
+            self._client.publish(topic, payload, qos=1)

@@ -166,6 +166,10 @@ SCHEMAS = {
         _field("uptime_s", NUM, False, low=0),
         _TS,
     ),
+    "event_ack": (
+        _V,
+        _field("event_ids", ARR),
+    ),
     # Downlink: signed by the fleet with the device's key (protocol.signing).
     "desired_config": (
         _V,

@@ -51,6 +51,7 @@ DEVICE_CONFIG_DESIRED = "device_config_desired"
 DEVICE_CONFIG_REPORTED = "device_config_reported"
 DEVICE_COMMAND = "device_command"
 DEVICE_COMMAND_ACK = "device_command_ack"
+EVENT_ACK = "event_ack"
 TICKET_EVENT = "ticket_event"
 RATING_EVENT = "rating_event"
 
@@ -94,6 +95,9 @@ TOPICS = (
     Topic(RATING_EVENT, ROOT + "/{center}/event/rating",
           "edge agent", "fleet", 1, False, "rating_event", (COUNTY_BROKER,),
           "A rating accepted by the edge, bound to ticket, window, staff and service."),
+    Topic(EVENT_ACK, ROOT + "/{center}/event/ack",
+          "fleet", "edge agent", 1, False, "event_ack", (COUNTY_BROKER,),
+          "The events the fleet has stored; the edge re-sends any event not acknowledged in time."),
 )
 
 _BY_NAME = {}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tools.mosquitto import MosquittoBroker
+
+POSTGRES = os.environ.get("FLEET_TEST_POSTGRES") == "1"  # set by `make test-postgres`
 
 CENTER_CODE = "445202101001"  # a sample village center: county 445202, town 101, village 001
 
@@ -59,3 +62,27 @@ def page(chromium, tmp_path: Path):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (Debian's binaries, our own cluster in a temp dir)."""
+    from tools.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty PostgreSQL database."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def fleet_database_url(request, tmp_path: Path) -> str:
+    """The fleet's database for one test: SQLite by default, PostgreSQL under `make test-postgres`."""
+    if POSTGRES:
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'fleet.db'}"

@@ -28,13 +28,13 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def county(tmp_path, broker_factory):
+def county(tmp_path, broker_factory, fleet_database_url):
     """Brokers, fleet, edge agent and simulated devices of one center, torn down afterwards."""
     county_broker = broker_factory("county")
     center_broker = broker_factory("center")
     fleet_port, edge_port = free_port(), free_port()
     fleet = Program(
-        ["-m", "fleet", "--database-url", f"sqlite:///{tmp_path / 'fleet.db'}", "--broker",
+        ["-m", "fleet", "--database-url", fleet_database_url, "--broker",
          f"mqtt://127.0.0.1:{county_broker.port}", "--port", str(fleet_port), "--heartbeat-timeout", "60"],
         tmp_path / "fleet.log", f"http://127.0.0.1:{fleet_port}/healthz").start()
     config = write_edge_config(tmp_path / "edge", center_broker.port, county_broker.port, edge_port)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import sqlalchemy
 
 from tests.support.centers import write_edge_config
 from tests.support.processes import Program
@@ -43,17 +44,17 @@ def edge_tickets(db) -> list[str]:
         return [row[0] for row in conn.execute("SELECT number FROM tickets ORDER BY id")]
 
 
-def fleet_issued_events(db) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [row[0] for row in conn.execute("SELECT ticket FROM ticketevent WHERE kind = 'issued'")]
+def fleet_issued_events(engine) -> list[str]:
+    with engine.connect() as conn:
+        return [row[0] for row in conn.exec_driver_sql("SELECT ticket FROM ticketevent WHERE kind = 'issued'")]
 
 
-def test_a_thousand_events_survive_a_county_outage_and_a_killed_agent(tmp_path, broker_factory):
+def test_a_thousand_events_survive_a_county_outage_and_a_killed_agent(tmp_path, broker_factory, fleet_database_url):
     county = broker_factory("county", persistent=True)  # as a county runs it: sessions survive a restart
     center = broker_factory("center")
     fleet_port, edge_port = free_port(), free_port()
-    fleet_db = tmp_path / "fleet.db"
-    fleet = Program(["-m", "fleet", "--database-url", f"sqlite:///{fleet_db}", "--broker",
+    fleet_db = sqlalchemy.create_engine(fleet_database_url)
+    fleet = Program(["-m", "fleet", "--database-url", fleet_database_url, "--broker",
                      f"mqtt://127.0.0.1:{county.port}", "--port", str(fleet_port)],
                     tmp_path / "fleet.log", f"http://127.0.0.1:{fleet_port}/healthz").start()
     config = write_edge_config(tmp_path / "edge", center.port, county.port, edge_port, printer="none")
@@ -91,3 +92,4 @@ def test_a_thousand_events_survive_a_county_outage_and_a_killed_agent(tmp_path, 
     finally:
         edge.stop()
         fleet.stop()
+        fleet_db.dispose()

@@ -236,6 +236,7 @@ VALID = {
     "reported_config": {"v": 1, "version": 2, "status": "applied"},
     "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},
     "command_ack": {"v": 1, "command_id": "c-1", "status": "done"},
+    "event_ack": {"v": 1, "event_ids": ["e-1", "e-2"]},
     "edge_health": {"v": 1, "ready": False, "reasons": ["打印机缺纸"],
                     "components": {"printer": {"ok": False, "state": "paper_out"}}, "ts": 1767576000},
 }

@@ -2,7 +2,7 @@
 # Installs the Debian packages the project needs, only those missing.
 # Usage: tools/install-system-deps.sh [--test]
 #   always: mosquitto (the brokers run as our own processes, never the system service)
-#   --test: chromium and CJK fonts for the browser tests
+#   --test: chromium and CJK fonts for the browser tests, PostgreSQL for the fleet's database tests
 set -euo pipefail
 
 need=()
@@ -14,6 +14,7 @@ have_cmd mosquitto_passwd || need+=(mosquitto-clients)
 if [ "${1:-}" = "--test" ]; then
   have_cmd chromium || need+=(chromium)
   [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

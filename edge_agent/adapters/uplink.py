@@ -10,12 +10,14 @@ link is up, dropped (and counted) when it is not.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 import aiomqtt
 
 from edge_agent.adapters.mqtt_link import MqttLink
+from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
 from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
@@ -30,17 +32,21 @@ HEALTH_EVERY_S = 60
 
 # What the county sends down for this center's devices; the agent relays it to the center broker.
 DOWNLINK_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND)
+# Events the fleet must acknowledge (event_ack) before the agent forgets them.
+EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT)
 
 
 class Uplink(MqttLink):
     name = "county_uplink"
 
-    def __init__(self, config: CenterConfig, store: EdgeStore, retained: RetainedCopies,
+    def __init__(self, config: CenterConfig, store: EdgeStore, retained: RetainedCopies, awaiting: AwaitingAck,
                  board: str = "raspberrypi", mac: str = "") -> None:
         super().__init__(config.county_broker, f"edge-{config.code}")
         self.config = config
         self.store = store
         self.retained = retained
+        self.awaiting = awaiting
+        self.resent = 0
         self.downlink = None  # set by the agent: CenterLink.relay_down
         self.health_summary = None  # set by the agent: () -> edge_health fields
         self.dropped_downlink = 0
@@ -68,7 +74,7 @@ class Uplink(MqttLink):
                               board=self.board, fw=EDGE_FIRMWARE, mac=self.mac or None, contract=CONTRACT_VERSION,
                               ts=time.time())
         await client.publish(self._presence_topic(), messages.encode("presence", birth), qos=1, retain=True)
-        for name in DOWNLINK_TOPICS:
+        for name in (*DOWNLINK_TOPICS, topics.EVENT_ACK):
             await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
         self._last_health = None  # publish the current health again on every connection
         self._wake.set()
@@ -80,6 +86,10 @@ class Uplink(MqttLink):
             if len(raw) > messages.MAX_PAYLOAD_BYTES:
                 raise ProtocolError(f"{len(raw)} bytes is more than any downlink message")
             name, params = topics.parse(topic)
+            if name == topics.EVENT_ACK and params["center"] == self.config.code:
+                ack = messages.decode("event_ack", raw)
+                self.awaiting.acknowledged([i for i in ack["event_ids"] if isinstance(i, str)])
+                return
             if name not in DOWNLINK_TOPICS or params["center"] != self.config.code:
                 raise ProtocolError("not a downlink message for this center")
             if raw or name != topics.DEVICE_CONFIG_DESIRED:  # an empty retained payload clears the desired config
@@ -135,7 +145,7 @@ class Uplink(MqttLink):
     def health(self) -> dict:
         return {**super().health(), "outbox": self.store.outbox_size(), "forwarded": self.forwarded,
                 "dropped_health": self.dropped_health, "dropped_downlink": self.dropped_downlink,
-                "session": self.session}
+                "awaiting_ack": self.awaiting.count(), "resent": self.resent, "session": self.session}
 
     def wake(self) -> None:
         """Something was written to the outbox."""
@@ -174,9 +184,39 @@ class Uplink(MqttLink):
                     # Sequential on purpose: the county sees events in the order they happened.
                     for row in rows:
                         await client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                        event_id = _event_id(row.topic, row.payload)
+                        if event_id:  # kept until the fleet says it has stored it
+                            self.awaiting.sent(event_id, row.topic, row.payload, time.time())
                         self.store.forwarded([row.id])
                         self.forwarded += 1
+                    await self._resend_unacknowledged(client)
                 except (aiomqtt.MqttError, AttributeError) as exc:
                     log.warning("uplink: forwarding paused (%s); %d rows wait in the outbox", exc,
                                 self.store.outbox_size())
                     await asyncio.sleep(0.5)
+            if self.connected.is_set() and self.client is not None:
+                try:
+                    await self._resend_unacknowledged(self.client)
+                except (aiomqtt.MqttError, AttributeError) as exc:
+                    log.warning("uplink: re-sending paused (%s)", exc)
+
+    async def _resend_unacknowledged(self, client: aiomqtt.Client) -> None:
+        """Send again the events the fleet has not acknowledged within the time-out."""
+        due = self.awaiting.due(time.time() - self.config.ack_timeout_s, BATCH)
+        for event in due:
+            await client.publish(event.topic, event.payload, qos=1, retain=False)
+            self.awaiting.sent(event.event_id, event.topic, event.payload, time.time())
+            self.resent += 1
+        if due:
+            log.info("uplink: re-sent %d events the fleet had not acknowledged", len(due))
+
+
+def _event_id(topic: str, payload: bytes) -> str | None:
+    """The event id of a ticket or rating event (the outbox also holds presence and reported state)."""
+    try:
+        name, _params = topics.parse(topic)
+    except ProtocolError:
+        return None
+    if name not in EVENT_TOPICS:
+        return None
+    return json.loads(payload)["event_id"]

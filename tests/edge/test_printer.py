@@ -1,9 +1,8 @@
-import asyncio
-
 from escpos.printer import Dummy
 
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip, render_ticket
 from edge_agent.config import PrinterConfig
+from tests.support.aio import run_async
 
 SLIP = TicketSlip("示例镇便民服务中心", "社保业务", "A001", 2, 1_795_400_000.0, "445202101001/2026-11-23/A001")
 
@@ -31,7 +30,7 @@ def test_file_printer_writes_the_ticket_and_reports_health(tmp_path):
         await printer.stop()
         return ok
 
-    assert asyncio.run(run())
+    assert run_async(run())
     assert "社保业务".encode("gb18030") in path.read_bytes()
     assert printer.health()["printed"] == 1
 
@@ -43,6 +42,6 @@ def test_an_unusable_printer_is_reported_not_fatal(tmp_path):
         await printer.start()
         return await printer.print_ticket(SLIP)
 
-    assert asyncio.run(run()) is False
+    assert run_async(run()) is False
     health = printer.health()
     assert health["ok"] is False and "cannot open" in health["last_error"]

@@ -15,6 +15,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from firmware.lib import mqtt
+from tests.support.aio import run_async
 
 CENTER = "445202101001"
 FAST = {"keepalive": 2, "backoff_min_s": 0.05, "backoff_max_s": 0.5, "connect_timeout_s": 3}
@@ -22,7 +23,7 @@ FAST = {"keepalive": 2, "backoff_min_s": 0.05, "backoff_max_s": 0.5, "connect_ti
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = 40) -> Any:
     """Run a test coroutine with an overall bound so a bug cannot hang the suite."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    return run_async(coro, timeout)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:

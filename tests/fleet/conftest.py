@@ -14,11 +14,11 @@ from fleet.settings import Settings
 
 
 @pytest.fixture
-def fleet_settings(tmp_path: Path) -> Settings:
+def fleet_settings(tmp_path: Path, fleet_database_url: str) -> Settings:
     """Ingest disabled; tests that need the broker switch it on with `model_copy`."""
     return Settings(
         data_dir=tmp_path / "fleet",
-        database_url=f"sqlite:///{tmp_path / 'fleet.db'}",
+        database_url=fleet_database_url,
         ingest_enabled=False,
         mqtt_client_id="fleet-test-" + uuid.uuid4().hex[:8],
         sweep_interval_s=0.2,

@@ -54,6 +54,9 @@ port = {center_port}
 port = {county_port}
 backoff_max_s = 2
 
+[uplink]
+ack_timeout_s = 2
+
 [http]
 port = {http_port}
 
