@@ -16,17 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Program:
-    def __init__(self, args: list[str], log_path: Path, ready_url: str | None = None) -> None:
+    def __init__(self, args: list[str], log_path: Path, ready_url: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log_path = log_path
         self.ready_url = ready_url
+        self.env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> Program:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, *self.args], cwd=ROOT, stdout=log, stderr=log,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         if self.ready_url:
             def ready() -> bool:
                 if self.process.poll() is not None:
