@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m tools.lint
 	$(PY) -m tools.compile_firmware
+	$(PY) tests/firmware/test_fw_typecheck.py
 
 test: setup-test lint
 	$(PY) -m pytest

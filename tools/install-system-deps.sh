@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing.
 # Usage: tools/install-system-deps.sh [--test]
-#   always: mosquitto (the brokers run as our own processes, never the system service)
+#   always: mosquitto (the brokers run as our own processes, never the system service),
+#           espeak-ng and alsa-utils (spoken calls), v4l-utils (document camera check),
+#           libusb-1.0-0 (USB ticket printers), unifont (the devices' subset fonts)
 #   --test: chromium and CJK fonts for the browser tests, PostgreSQL for the fleet's database tests
 set -euo pipefail
 
@@ -11,6 +13,11 @@ have_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/
 have_cmd npm || need+=(npm)
 have_cmd mosquitto || need+=(mosquitto)
 have_cmd mosquitto_passwd || need+=(mosquitto-clients)
+have_cmd espeak-ng || need+=(espeak-ng)      # offline Mandarin voice for spoken calls
+have_cmd aplay || need+=(alsa-utils)         # plays the rendered calls through the speaker
+have_cmd v4l2-ctl || need+=(v4l-utils)       # takes a frame from the document camera (高拍仪)
+{ ls /usr/lib/*/libusb-1.0.so.0 || ls /lib/*/libusb-1.0.so.0; } >/dev/null 2>&1 || need+=(libusb-1.0-0)  # pyusb
+[ -f /usr/share/unifont/unifont.hex ] || need+=(unifont)  # glyphs of the panels' subset fonts (tools/make_font.py)
 if [ "${1:-}" = "--test" ]; then
   have_cmd chromium || need+=(chromium)
   [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)

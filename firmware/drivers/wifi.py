@@ -1,4 +1,9 @@
-"""Station-mode Wi-Fi: connect from config, report MAC and signal."""
+"""Station-mode Wi-Fi behind a plain class (WifiLink), plus the older module functions.
+
+WifiLink has the network-link interface of firmware/lib/netlink.py:
+start/is_up/reconnect/mac/rssi, none of which blocks; wait_up() blocks (at
+boot only). Its simulated twin is firmware.sim.hardware.SimNetwork.
+"""
 
 import time
 
@@ -9,6 +14,58 @@ def _wlan():
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     return wlan
+
+
+class WifiLink:
+    kind = "wifi"
+
+    def __init__(self, ssid, password):
+        self.ssid = ssid
+        self.password = password
+        self._wlan = _wlan()
+
+    def start(self):
+        """Begin connecting; returns at once (False when there is no SSID to join)."""
+        if self._wlan.isconnected():
+            return True
+        if not self.ssid:
+            print("wifi: no SSID in config.json")
+            return False
+        self._wlan.connect(self.ssid, self.password)
+        return True
+
+    def is_up(self):
+        return self._wlan.isconnected()
+
+    def reconnect(self):
+        try:
+            self._wlan.disconnect()
+        except OSError:
+            pass
+        if self.ssid:
+            self._wlan.connect(self.ssid, self.password)
+
+    def wait_up(self, timeout_s=20):
+        """Block until connected or timeout_s passed. Not connecting is no failure: the supervisor retries."""
+        start = time.ticks_ms()
+        while not self._wlan.isconnected():
+            if time.ticks_diff(time.ticks_ms(), start) > timeout_s * 1000:
+                print("wifi: not connected to %s yet, carrying on" % self.ssid)
+                return False
+            time.sleep_ms(200)
+        print("wifi: connected to %s, address %s" % (self.ssid, self._wlan.ifconfig()[0]))
+        return True
+
+    def mac(self):
+        """The board's Wi-Fi MAC (6 bytes): the device id comes from it."""
+        return self._wlan.config("mac")
+
+    def rssi(self):
+        """Signal strength in dBm (a health field); None while not associated."""
+        try:
+            return self._wlan.status("rssi")
+        except OSError:
+            return None
 
 
 def mac():
@@ -22,21 +79,10 @@ def connect(ssid, password, timeout_s=20):
     Not connecting in time is no failure: the radio keeps trying by itself
     and the MQTT link retries with backoff, so the device starts anyway.
     """
-    wlan = _wlan()
-    if wlan.isconnected():
-        return True
-    if not ssid:
-        print("wifi: no SSID in config.json")
+    link = WifiLink(ssid, password)
+    if not link.start():
         return False
-    wlan.connect(ssid, password)
-    start = time.ticks_ms()
-    while not wlan.isconnected():
-        if time.ticks_diff(time.ticks_ms(), start) > timeout_s * 1000:
-            print("wifi: not connected to %s yet, carrying on" % ssid)
-            return False
-        time.sleep_ms(200)
-    print("wifi: connected to %s, address %s" % (ssid, wlan.ifconfig()[0]))
-    return True
+    return link.wait_up(timeout_s)
 
 
 def rssi():

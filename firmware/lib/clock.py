@@ -12,10 +12,11 @@ try:
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
 except AttributeError:
-    _T0 = time.monotonic()
+    # CPython only (the simulator, the tests): the MicroPython stubs have no monotonic.
+    _T0 = time.monotonic()  # type: ignore[attr-defined]
 
     def ticks_ms():
-        return int((time.monotonic() - _T0) * 1000)
+        return int((time.monotonic() - _T0) * 1000)  # type: ignore[attr-defined]
 
     def ticks_diff(end, start):
         return end - start

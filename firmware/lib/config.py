@@ -9,11 +9,23 @@
       "wifi": {"ssid": "...", "password": "..."},
       "health_interval_s": 30,
       "keepalive_s": 30,
-      "mac": "02:00:00:00:00:01"
+      "mac": "02:00:00:00:00:01",
+      "device_key": "<64 hex digits>",
+      "network": "wifi",
+      "ethernet": {"phy": "LAN8720", "phy_addr": 1, "mdc": 23, "mdio": 18, "power": 12}
     }
 
 "broker" may also be a URL string "mqtt://user:pass@host:port". "mac" is
 optional on a real board (the Wi-Fi MAC is used); the simulator sets it.
+"device_key" (hex, at least 16 bytes) is the device's own key, written at
+provisioning: desired configurations and commands must be signed with it
+(protocol.signing); without it every one is rejected. "network" is "wifi"
+(default) or "ethernet" for boards with a wired port; "ethernet" then gives
+the PHY and its pins (firmware/drivers/ethernet.py).
+
+The file is replaced atomically (save(): new file, then rename), and load()
+also finds a complete file left as config.json.tmp by a power cut in the
+middle of a replace on FAT.
 
 A missing or corrupt file, or a bad field, never stops the device: the
 default is used and the problem is kept in `Config.errors` and printed.
@@ -21,12 +33,17 @@ default is used and the problem is kept in `Config.errors` and printed.
 
 import json
 
-from protocol import messages
+from firmware.lib import flashfs
+from protocol import messages, signing
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code, check_window, normalise_mac
 
 CONFIG_FILE = "config.json"
 DEFAULT_PORT = 1883
+NETWORK_WIFI = "wifi"
+NETWORK_ETHERNET = "ethernet"
+NETWORKS = (NETWORK_WIFI, NETWORK_ETHERNET)
+ETHERNET_INT_FIELDS = ("phy_addr", "mdc", "mdio", "power", "ref_clk")
 
 
 class Config:
@@ -44,6 +61,9 @@ class Config:
         self.health_interval_s = 30
         self.keepalive_s = 30
         self.mac = None
+        self.device_key = None  # bytes; None: no signed configuration or command is accepted
+        self.network = NETWORK_WIFI
+        self.ethernet = {}
         self.errors = []
 
     @property
@@ -63,6 +83,9 @@ class Config:
             "health_interval_s": self.health_interval_s,
             "keepalive_s": self.keepalive_s,
             "mac": self.mac,
+            "device_key": _hex(self.device_key),
+            "network": self.network,
+            "ethernet": self.ethernet,
         }
 
 
@@ -135,6 +158,38 @@ def _role(value):
     return value
 
 
+def _hex(key):
+    if key is None:
+        return None
+    import binascii
+
+    return binascii.hexlify(key).decode()
+
+
+def _network(value):
+    if value not in NETWORKS:
+        raise ValueError("must be one of %s, got %r" % (", ".join(NETWORKS), value))
+    return value
+
+
+def _ethernet(value):
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
+    out = {}
+    for name in value:
+        item = value[name]
+        if name == "phy":
+            if not isinstance(item, str):
+                raise ValueError("phy must be text, got %r" % (item,))
+        elif name in ETHERNET_INT_FIELDS:
+            if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
+                raise ValueError("%s must be a pin or address number, got %r" % (name, item))
+        else:
+            raise ValueError("unknown key %r" % (name,))
+        out[name] = item
+    return out
+
+
 def _mac(value):
     normalise_mac(value)
     return value
@@ -153,6 +208,9 @@ def from_dict(data, cfg=None):
     _take(cfg, data, "health_interval_s", _positive_num)
     _take(cfg, data, "keepalive_s", _positive_int)
     _take(cfg, data, "mac", _mac)
+    _take(cfg, data, "device_key", signing.key_from_hex)
+    _take(cfg, data, "network", _network)
+    _take(cfg, data, "ethernet", _ethernet)
     broker = data.get("broker")
     if isinstance(broker, str):
         try:
@@ -177,21 +235,32 @@ def load(path=CONFIG_FILE):
     """Read the config file; never raises. Problems are in the result's `errors`."""
     cfg = Config()
     try:
-        with open(path) as f:
-            text = f.read()
+        text = flashfs.read_text(path)
     except OSError as exc:
         cfg.errors.append("cannot read %s: %s" % (path, exc))
+        _report(cfg)
+        return cfg
+    except UnicodeError:
+        cfg.errors.append("%s is not UTF-8" % path)
         _report(cfg)
         return cfg
     try:
         data = json.loads(text)
     except ValueError as exc:
-        cfg.errors.append("%s is not valid JSON: %s" % (path, exc))
-        _report(cfg)
-        return cfg
+        data, error = flashfs.read_json(path)  # a complete .tmp beside a torn file
+        if error is not None or data is None:
+            cfg.errors.append("%s is not valid JSON: %s" % (path, exc))
+            _report(cfg)
+            return cfg
     from_dict(data, cfg)
     _report(cfg)
     return cfg
+
+
+def save(cfg, path=CONFIG_FILE):
+    """Write `cfg` (a Config or a dict) atomically. Raises OSError when the flash refuses."""
+    data = cfg.as_dict() if isinstance(cfg, Config) else cfg
+    flashfs.write_json(path, data)
 
 
 def _report(cfg):

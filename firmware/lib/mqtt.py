@@ -15,6 +15,8 @@ import asyncio
 import random
 import struct
 
+from firmware.lib import clock
+
 CONNECT = 0x10
 CONNACK = 0x20
 PUBLISH = 0x30
@@ -144,6 +146,28 @@ def ack_packet(kind, packet_id):
     return bytes([kind, 2]) + struct.pack("!H", packet_id)
 
 
+def decode_publish(first, body):
+    """(topic, packet id, payload, qos, retain, dup) of a PUBLISH packet's first byte and body."""
+    qos = (first >> 1) & 0x03
+    if qos == 3:
+        raise MQTTError("PUBLISH with QoS 3")
+    if len(body) < 2:
+        raise MQTTError("truncated PUBLISH")
+    topic_len = (body[0] << 8) | body[1]
+    pos = 2 + topic_len
+    if len(body) < pos + (2 if qos else 0):
+        raise MQTTError("truncated PUBLISH")
+    try:
+        topic = bytes(body[2:pos]).decode("utf-8")
+    except UnicodeError:
+        raise MQTTError("PUBLISH topic is not UTF-8")
+    packet_id = 0
+    if qos:
+        packet_id = (body[pos] << 8) | body[pos + 1]
+        pos += 2
+    return topic, packet_id, bytes(body[pos:]), qos, bool(first & 0x01), bool(first & 0x08)
+
+
 def _describe(exc):
     text = str(exc)
     name = type(exc).__name__
@@ -198,11 +222,14 @@ class MQTTClient:
         self.connects = 0
         self.reconnects = 0
         self.last_error = None
+        # Ticks of the last sign of life: a packet from the broker or a connection attempt.
+        # The watchdog stops being fed when this gets old (the link task is stuck or dead).
+        self.progress_ms = clock.ticks_ms()
         self._subs = []  # [topic_filter, qos] in the order recorded
         self._pending = {}  # packet id -> [Event, result, link]
         self._next_id = 0
-        self._link = None
-        self._opening = None
+        self._link = None  # type: _Link | None
+        self._opening = None  # type: _Link | None
         self._closed = False
         self._clean_stop = True
         self._running = False
@@ -223,8 +250,9 @@ class MQTTClient:
         try:
             while not self._closed:
                 self._wake.clear()
+                self.progress_ms = clock.ticks_ms()
                 try:
-                    link = await asyncio.wait_for(self._open(), self.connect_timeout_s)
+                    link = await asyncio.wait_for(self._open(), self.connect_timeout_s)  # type: _Link
                 except Exception as exc:
                     if self._opening is not None:
                         await self._close_socket(self._opening)
@@ -410,6 +438,7 @@ class MQTTClient:
         try:
             while True:
                 first, body = await self._read_packet(link.reader)
+                self.progress_ms = clock.ticks_ms()
                 if body is not None:
                     await self._handle(link, first, body)
         except Exception as exc:
@@ -424,7 +453,9 @@ class MQTTClient:
                 return
             link.ping_outstanding = True
             try:
-                await self._send(link, PINGREQ_PACKET)
+                # Bounded: on a half-open connection whose send buffer is full,
+                # drain() (ours or a publish holding the lock) never returns.
+                await asyncio.wait_for(self._send(link, PINGREQ_PACKET), period)
             except Exception as exc:
                 self._lost(link, "ping: %s" % _describe(exc))
                 return
@@ -454,22 +485,14 @@ class MQTTClient:
     async def _handle(self, link, first, body):
         kind = first & 0xF0
         if kind == PUBLISH:
-            qos = (first >> 1) & 0x03
-            topic_len = (body[0] << 8) | body[1]
-            topic = bytes(body[2:2 + topic_len]).decode("utf-8")
-            pos = 2 + topic_len
-            packet_id = 0
-            if qos:
-                packet_id = (body[pos] << 8) | body[pos + 1]
-                pos += 2
-            payload = bytes(body[pos:])
+            topic, packet_id, payload, qos, retain, _ = decode_publish(first, body)
             if qos == 1:
                 await self._send(link, ack_packet(PUBACK, packet_id))
             elif qos == 2:
                 await self._send(link, ack_packet(PUBREC, packet_id))
             if self.on_message is not None:
                 try:
-                    self.on_message(topic, payload, bool(first & 0x01))
+                    self.on_message(topic, payload, retain)
                 except Exception as exc:
                     self._log("on_message failed for %s: %s" % (topic, _describe(exc)))
         elif kind == PINGRESP:

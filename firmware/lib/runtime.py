@@ -4,7 +4,17 @@ The app (QueueDisplayApp, RatingPadApp) is pure: it gets decoded payloads,
 link changes, ticks and button presses, and returns payloads to publish.
 The runtime does all the I/O: it publishes what the app returns, draws the
 app's lines on the panel when they change, sends the birth after every
-connect and a health heartbeat every health_interval_s.
+connect and a health heartbeat every health_interval_s, applies the signed
+desired configuration and runs signed commands, keeps the network link up
+and feeds the hardware watchdog while its loops make progress.
+
+What it keeps in the state folder (flash on a board):
+
+    session              the presence session counter
+    desired.json         the configuration version in force and its content
+    commands.json        ids of the commands already run (each runs once)
+    rated.json           rating requests already answered (rating pad)
+    outbox/<n>.msg       ratings not yet PUBACKed (rating pad)
 
 Malformed messages are printed and dropped; nothing a broker sends can
 stop the device.
@@ -12,15 +22,33 @@ stop the device.
 
 import asyncio
 import gc
+import json
 
-from firmware.lib import clock, presence
+from firmware.lib import clock, flashfs, presence
+from firmware.lib.commands import CommandGate, Overlay
+from firmware.lib.commands import ack as command_ack
+from firmware.lib.desired import DesiredConfig
 from firmware.lib.mqtt import MQTTClient
+from firmware.lib.netlink import LinkSupervisor
+from firmware.lib.outbox import FlashOutbox
+from firmware.lib.recent import RecentIds
+from firmware.lib.watchdog import ProgressMonitor, WatchdogFeeder
 from protocol import identity, messages, topics
 from protocol.errors import ProtocolError
 
 FW_VERSION = "0.1.0"
 TICK_MS = 200
-OUTBOX_MAX = 32
+RAM_QUEUE_MAX = 32  # control messages (reports, acks, birth repair); ratings wait on flash
+WATCHDOG_FEED_MS = 1000
+TICK_STALL_MS = 10000  # the ticker (display, timeouts, network) silent this long: reset
+REBOOT_ACK_TIMEOUT_S = 5
+COMMAND_IDS_KEPT = 32
+RATED_IDS_KEPT = 32
+
+DESIRED_FILE = "desired.json"
+COMMANDS_FILE = "commands.json"
+RATED_FILE = "rated.json"
+OUTBOX_DIR = "outbox"
 
 
 def _free_heap():
@@ -30,18 +58,33 @@ def _free_heap():
         return None
 
 
+def rated_store(state_dir, log=print):
+    """The flash-backed memory of answered rating requests, for RatingPadApp(rated=...)."""
+    return RecentIds(flashfs.join(state_dir, RATED_FILE), RATED_IDS_KEPT, log=log)
+
+
 class DeviceRuntime:
     def __init__(self, config, app, state_dir="", panel=None, fw=FW_VERSION, backoff_min_s=0.5,
-                 backoff_max_s=30, tick_ms=TICK_MS, rssi=None, log=print):
+                 backoff_max_s=30, tick_ms=TICK_MS, rssi=None, log=print, network=None, watchdog=None,
+                 reset=None):
+        """network: a link driver (firmware/lib/netlink.py) kept up by the runtime, or None.
+        watchdog: anything with feed() (drivers/wdt.py HardwareWatchdog, sim SimWatchdog), or None.
+        reset: a callable that restarts the board (machine.reset), for the reboot command.
+        """
         self.config = config
         self.app = app
         self.panel = panel
         self.log = log
         self.rssi = rssi  # optional callable: Wi-Fi signal in dBm
+        if rssi is None and network is not None:
+            self.rssi = network.rssi
         self.tick_ms = tick_ms
+        self.reset = reset
+        self.state_dir = state_dir
         self.device_id = identity.device_id_from_mac(config.mac)
         self.center = config.center
         self.window = config.window
+        self.health_interval_s = config.health_interval_s
         self.presence = presence.Presence(
             config.center, self.device_id, app.role, config.window, config.board, fw,
             identity.normalise_mac(config.mac), state_dir,
@@ -55,15 +98,35 @@ class DeviceRuntime:
         )
         self.health_topic = topics.build(topics.DEVICE_HEALTH, center=self.center, device=self.device_id)
         self._health_qos = topics.topic(topics.DEVICE_HEALTH).qos
+        self.desired = DesiredConfig(app.role, self.device_id, config.device_key,
+                                     flashfs.join(state_dir, DESIRED_FILE), log=self._log)
+        self.commands = CommandGate(self.device_id, config.device_key,
+                                    RecentIds(flashfs.join(state_dir, COMMANDS_FILE), COMMAND_IDS_KEPT, log=self._log))
+        self.overlay = Overlay()
+        # Ratings wait on flash until PUBACKed; a device that emits nothing has no outbox.
+        self.outbox = None
+        if app.EMITS is not None:
+            self.outbox = FlashOutbox(flashfs.join(state_dir, OUTBOX_DIR), log=self._log)
+        self.network = LinkSupervisor(network, log=self._log) if network is not None else None
+        self.watchdog = None
+        if watchdog is not None:
+            link_stall_ms = int((2 * config.keepalive_s + backoff_max_s + self.client.connect_timeout_s) * 2000)
+            monitor = ProgressMonitor({"tick": max(TICK_STALL_MS, 20 * tick_ms), "link": link_stall_ms})
+            self.watchdog = WatchdogFeeder(monitor, watchdog, log=self._log)
         self.uptime_ms = 0
         self.dropped = 0  # malformed or unknown messages
         self.received = 0
-        self._outbox = []  # [topic, payload bytes, qos, retain]
+        self.last_error = config.error  # reported in health until something newer happens
+        self._errors_seen = {}  # source -> the last error of it already taken into last_error
+        self._queue_ram = []  # [topic, payload bytes, qos, retain]: control messages, in order
         self._outbox_event = asyncio.Event()
         self._link_up = False
         self._last_tick = None
         self._shown = None
         self._tasks = []
+        self._reboot_task = None
+        self._apply(self.desired.config)
+        self._note_errors()
         self.refresh()
 
     @property
@@ -73,15 +136,21 @@ class DeviceRuntime:
     # ----------------------------------------------------------------- public
 
     async def run(self):
-        """Run until stop(): the link, the heartbeat, the ticker and the sender."""
+        """Run until stop(): the link, the heartbeat, the ticker, the sender and the watchdog."""
         await self.client.subscribe(self.presence.topic, self.presence.qos)
-        for name in self.app.SUBSCRIBES:
+        for name in self.app.SUBSCRIBES + (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND):
             await self.client.subscribe(self._topic(name), topics.topic(name).qos)
+        if self.outbox is not None and len(self.outbox):
+            self._log("%d message(s) from before the reboot wait in the outbox" % len(self.outbox))
+            self._outbox_event.set()
         self._tasks = [
             asyncio.create_task(self._sender()),
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._ticker()),
         ]
+        if self.watchdog is not None:
+            self.watchdog.monitor.start(clock.ticks_ms())
+            self._tasks.append(asyncio.create_task(self._feeder()))
         try:
             await self.client.run()
         finally:
@@ -102,32 +171,49 @@ class DeviceRuntime:
         await self.client.disconnect()
 
     def press(self, score):
-        """A rating button. True if the app accepted it and its payload is queued."""
+        """A rating button. True if the app accepted it and its payload is stored for sending."""
+        if self.outbox is not None and self.outbox.full:
+            # Refused rather than accepted and lost: the outbox keeps what it already has.
+            self._error("outbox full, press refused")
+            return False
         payload = self.app.press(score, clock.ticks_ms())
         self.refresh()
         if payload is None:
             return False
-        self.submit(payload)
-        return True
+        return self.submit(payload)
 
     def submit(self, payload):
-        """Queue a payload of the app's EMITS topic (published in order, survives link loss)."""
+        """Store a payload of the app's EMITS topic on flash; sent in order, deleted after PUBACK."""
         name = self.app.EMITS
+        if self.outbox is None:
+            raise ValueError("a %s emits nothing" % self.app.role)
         spec = topics.topic(name)
         data = messages.encode(spec.payload, payload)
-        self._queue(self._topic(name), data, spec.qos, spec.retained)
+        key = self.outbox.add(self._topic(name), data, spec.qos, spec.retained)
+        if key is None:
+            self._error("outbox full, %s not stored" % name)
+            return False
+        self._outbox_event.set()
+        return True
 
-    def refresh(self):
-        """Draw the app's lines on the panel if they changed.
+    def refresh(self, now_ms=None):
+        """Draw the app's lines (or the identify / test-pattern overlay) if they changed.
 
         Apps count their changes, so the 5-per-second ticker allocates
         nothing when nothing happened.
         """
-        changes = self.app.changes
+        if now_ms is None:
+            now_ms = clock.ticks_ms()
+        frame = self.overlay.frame(now_ms)
+        changes = (self.app.changes, frame)
         if changes == self._shown:
             return
         self._shown = changes
-        if self.panel is not None:
+        if self.panel is None:
+            return
+        if frame >= 0:
+            self.panel.show_lines(self.overlay.lines(now_ms, self.device_id))
+        else:
             self.app.render(self.panel)
 
     @property
@@ -150,6 +236,17 @@ class DeviceRuntime:
             return
         if not payload:
             return  # a retained message being cleared
+        if name in (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND):
+            if params.get("device") != self.device_id or params.get("center") != self.center:
+                return
+            data = self._json(topic, payload)
+            if data is None:
+                return  # not JSON: nothing to say which version or command it was
+            if name == topics.DEVICE_CONFIG_DESIRED:
+                self._on_desired(data)
+            else:
+                self._on_command(data)
+            return
         try:
             data = messages.decode(topics.topic(name).payload, payload)
         except ProtocolError as exc:
@@ -173,26 +270,129 @@ class DeviceRuntime:
             self.submit(out)
         self.refresh()
 
+    def _json(self, topic, payload):
+        """Parsed JSON, or None (counted as dropped) when it is not JSON."""
+        try:
+            return json.loads(bytes(payload).decode("utf-8"))
+        except (ValueError, UnicodeError) as exc:
+            self._drop(topic, exc)
+            return None
+
+    # ------------------------------------------------------- config, commands
+
+    def _on_desired(self, data):
+        report, config = self.desired.consider(data)
+        if config is not None:
+            self._apply(config)
+            self._log("configuration version %d applied" % self.desired.version)
+        elif report["status"] == messages.CONFIG_REJECTED:
+            self._error("config version %s rejected: %s" % (report["version"], report.get("error")))
+        self._publish_control(topics.DEVICE_CONFIG_REPORTED, report)
+
+    def _apply(self, config):
+        """Put a (merged, validated) configuration in force: the app, the panel, the heartbeat."""
+        if hasattr(self.app, "apply_config"):
+            self.app.apply_config(config)
+        if "brightness" in config:
+            try:
+                self._set_brightness(config["brightness"])
+            except Exception as exc:  # the rest of the configuration still applies
+                self._error("brightness not applied: %s" % exc)
+        if "health_interval_s" in config:
+            self.health_interval_s = config["health_interval_s"]
+        self.refresh()
+
+    def _set_brightness(self, level):
+        setter = getattr(self.panel, "set_brightness", None)
+        if setter is None:
+            raise AttributeError("this panel has no brightness control")
+        setter(level)
+
+    def _on_command(self, data):
+        command, answer = self.commands.check(data)
+        if command is None:
+            if answer is None:
+                self._log("dropped a command without a command_id")
+                self.dropped += 1
+            else:
+                self._error("command %s rejected: %s" % (answer["command_id"], answer.get("error")))
+                self._publish_control(topics.DEVICE_COMMAND_ACK, answer)
+            return
+        self._log("running command %s (%s)" % (command.command_id, command.name))
+        if command.name == messages.COMMAND_REBOOT:
+            if self.reset is None:
+                self._ack(command.command_id, messages.COMMAND_FAILED, "this device cannot reboot itself")
+            else:
+                # Not one of self._tasks: stop() ends run(), which cancels those, and this must outlive it.
+                self._reboot_task = asyncio.create_task(self._reboot(command.command_id))
+            return
+        try:
+            if command.name == messages.COMMAND_BRIGHTNESS:
+                self._set_brightness(command.args["level"])
+            else:
+                self.overlay.start(command.name, clock.ticks_ms(), command.args["seconds"])
+                self.refresh()
+        except Exception as exc:
+            self._ack(command.command_id, messages.COMMAND_FAILED, "%s: %s" % (type(exc).__name__, exc))
+            return
+        self._ack(command.command_id, messages.COMMAND_DONE)
+
+    async def _reboot(self, command_id):
+        # The ack goes out (PUBACKed) before the board resets: the fleet learns it ran.
+        data = messages.encode("command_ack", command_ack(command_id, messages.COMMAND_DONE))
+        spec = topics.topic(topics.DEVICE_COMMAND_ACK)
+        try:
+            await asyncio.wait_for(self.client.publish(self._topic(topics.DEVICE_COMMAND_ACK), data, spec.qos,
+                                                       spec.retained), REBOOT_ACK_TIMEOUT_S)
+        except Exception as exc:
+            self._log("reboot ack not confirmed: %s" % exc)
+        try:
+            await asyncio.wait_for(self.stop(), REBOOT_ACK_TIMEOUT_S)
+        except Exception as exc:
+            self._log("clean stop before reboot failed: %s" % exc)
+        self._log("rebooting")
+        self.reset()
+
+    def _ack(self, command_id, status, error=None):
+        if error is not None:
+            self._error("command %s %s: %s" % (command_id, status, error))
+        self._publish_control(topics.DEVICE_COMMAND_ACK, command_ack(command_id, status, error))
+
+    def _publish_control(self, name, payload):
+        spec = topics.topic(name)
+        self._queue(self._topic(name), messages.encode(spec.payload, payload), spec.qos, spec.retained)
+
     # ------------------------------------------------------------------ tasks
 
     async def _sender(self):
         while True:
-            if not self._outbox:
+            if self._queue_ram:
+                item = self._queue_ram[0]  # stays first until sent
+                try:
+                    await self.client.publish(item[0], item[1], item[2], item[3])
+                except Exception as exc:  # only when the client is closed
+                    self._log("sender stopped: %s" % exc)
+                    return
+                if self._queue_ram and self._queue_ram[0] is item:
+                    self._queue_ram.pop(0)
+                continue
+            outbox = self.outbox
+            item = outbox.peek() if outbox is not None else None
+            if outbox is None or item is None:
                 self._outbox_event.clear()
                 await self._outbox_event.wait()
                 continue
-            topic, data, qos, retain = self._outbox[0]  # stays first until sent
+            key, topic, data, qos, retain = item
             try:
                 await self.client.publish(topic, data, qos, retain)
-            except Exception as exc:  # only when the client is closed
+            except Exception as exc:
                 self._log("sender stopped: %s" % exc)
                 return
-            self._outbox.pop(0)
+            outbox.remove(key)  # PUBACKed: only now may it go
 
     async def _heartbeat(self):
-        interval = self.config.health_interval_s
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.health_interval_s)
             if not self.client.up:
                 continue  # no stale heartbeats queued while offline
             try:
@@ -206,11 +406,25 @@ class DeviceRuntime:
             self._tick()
             await asyncio.sleep(period_s)
 
+    async def _feeder(self):
+        feeder = self.watchdog
+        if feeder is None:
+            return
+        while True:
+            now = clock.ticks_ms()
+            feeder.monitor.beat("link", self.client.progress_ms)
+            feeder.feed_if_alive(now)
+            await asyncio.sleep(WATCHDOG_FEED_MS / 1000)
+
     def _tick(self):
         now = clock.ticks_ms()
         if self._last_tick is not None:
             self.uptime_ms += clock.ticks_diff(now, self._last_tick)
         self._last_tick = now
+        if self.watchdog is not None:
+            self.watchdog.monitor.beat("tick", now)
+        if self.network is not None:
+            self.network.step(now)
         up = self.client.up
         if up != self._link_up:
             self._link_up = up
@@ -218,11 +432,22 @@ class DeviceRuntime:
         out = self.app.tick(now)
         if out is not None:
             self.submit(out)
-        self.refresh()
+        self._note_errors()
+        self.refresh(now)
 
     # ---------------------------------------------------------------- helpers
 
+    def _note_errors(self):
+        """The newest problem of the link, the outbox or the network becomes health's last_error."""
+        for name, source, attr in (("link", self.client, "last_error"), ("outbox", self.outbox, "error"),
+                                   ("network", self.network, "last_error")):
+            text = getattr(source, attr, None) if source is not None else None
+            if text and self._errors_seen.get(name) != text:
+                self._errors_seen[name] = text
+                self.last_error = text
+
     def _health(self):
+        self._note_errors()
         fields = {
             "session": self.presence.session,
             "uptime_s": self.uptime_ms // 1000,
@@ -231,11 +456,13 @@ class DeviceRuntime:
         heap = _free_heap()
         if heap is not None:
             fields["free_heap"] = heap
-        if self.client.last_error:
-            fields["last_error"] = self.client.last_error
+        if self.last_error:
+            fields["last_error"] = self.last_error
         if self.rssi is not None:
             try:
-                fields["rssi"] = int(self.rssi())
+                value = self.rssi()
+                if value is not None:
+                    fields["rssi"] = int(value)
             except Exception:
                 pass
         return messages.encode("health", messages.make("health", **fields))
@@ -246,13 +473,17 @@ class DeviceRuntime:
     def _queue(self, topic, data, qos, retain, first=False):
         item = (topic, data, qos, retain)
         if first:
-            self._outbox.insert(1 if self._outbox else 0, item)  # never displace the one in flight
+            self._queue_ram.insert(1 if self._queue_ram else 0, item)  # never displace the one in flight
         else:
-            self._outbox.append(item)
-        while len(self._outbox) > OUTBOX_MAX:
-            lost = self._outbox.pop(1)
-            self._log("outbox full, dropped a message for %s" % lost[0])
+            self._queue_ram.append(item)
+        while len(self._queue_ram) > RAM_QUEUE_MAX:
+            lost = self._queue_ram.pop(1)
+            self._log("control queue full, dropped a message for %s" % lost[0])
         self._outbox_event.set()
+
+    def _error(self, text):
+        self.last_error = text
+        self._log(text)
 
     def _drop(self, topic, exc):
         self.dropped += 1

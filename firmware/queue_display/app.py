@@ -2,7 +2,10 @@
 
 Pure: no I/O, no clock of its own. The runtime feeds it decoded
 window_display payloads, link changes and ticks, each with now_ms
-(firmware.lib.clock ticks), and draws `lines()` on the panel.
+(firmware.lib.clock ticks), and draws `lines()` on the panel. The desired
+configuration (apply_config) sets idle_text (shown while the window is
+idle, over the edge's default greeting) and blink_s (how long a new call
+blinks; 0: no blink).
 """
 
 from firmware.lib.clock import ticks_diff
@@ -41,6 +44,8 @@ class QueueDisplayApp:
         self.link_up = False
         self._down_since = None
         self.offline = False
+        self.idle_text = None  # from the desired configuration
+        self.blink_ms = BLINK_MS
         self.changes = 0  # bumped whenever lines() would change: the runtime redraws only then
 
     # ------------------------------------------------------------------ input
@@ -63,7 +68,7 @@ class QueueDisplayApp:
         self.text = payload["text"]
         self.call_seq = seq
         self.changes += 1
-        if new_call:
+        if new_call and self.blink_ms > 0:
             self.blinking = True
             self._blink_since = now_ms
         elif state != messages.DISPLAY_SERVING:
@@ -85,8 +90,17 @@ class QueueDisplayApp:
                 self._down_since = now_ms
             self.link_up = False
 
+    def apply_config(self, config):
+        """Apply the configuration in force (a validated queue_display CONFIG_SCHEMAS dict)."""
+        self.idle_text = config.get("idle_text") or None
+        blink_s = config.get("blink_s")
+        self.blink_ms = BLINK_MS if blink_s is None else blink_s * 1000
+        if self.blink_ms == 0:
+            self.blinking = False
+        self.changes += 1
+
     def tick(self, now_ms):
-        if self.blinking and ticks_diff(now_ms, self._blink_since) >= BLINK_MS:
+        if self.blinking and ticks_diff(now_ms, self._blink_since) >= self.blink_ms:
             self.blinking = False
         if not self.link_up:
             if self._down_since is None:
@@ -113,7 +127,7 @@ class QueueDisplayApp:
         elif self.state == messages.DISPLAY_PAUSED:
             shown = [window_title(self.window), self.text or PAUSED_TEXT]
         else:
-            shown = [window_title(self.window), self.text or IDLE_TEXT]
+            shown = [window_title(self.window), self.idle_text or self.text or IDLE_TEXT]
         if self.offline:
             shown.append(OFFLINE_TEXT)
         return shown

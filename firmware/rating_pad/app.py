@@ -2,7 +2,16 @@
 
 Pure: no I/O, no clock of its own. The runtime feeds it decoded
 rating_request payloads, button presses and ticks with now_ms, and
-publishes the rating_submitted payloads it returns.
+publishes the rating_submitted payloads it returns. The request ids already
+answered are kept in `rated`, any object with `in` and `add()`: the runtime
+passes a flash-backed firmware.lib.recent.RecentIds, so a reboot during or
+after a request does not reopen a rated ticket (a request id names one
+ticket's rating; ticket numbers restart every day, so the number alone
+does not).
+
+The desired configuration (apply_config) sets prompt_text, thanks_text and
+rating_timeout_s; a rating_timeout_s set by the county wins over the
+request's timeout_s.
 """
 
 import binascii
@@ -53,16 +62,23 @@ class RatingPadApp:
     SUBSCRIBES = (topics.RATING_REQUEST,)
     EMITS = topics.RATING_SUBMITTED
 
-    def __init__(self, window, device_id, default_timeout_s=DEFAULT_TIMEOUT_S):
+    def __init__(self, window, device_id, default_timeout_s=DEFAULT_TIMEOUT_S, rated=None):
         self.window = window
         self.device_id = device_id
         self.default_timeout_s = default_timeout_s
+        self.configured_timeout_s = None  # from the desired configuration
+        self.prompt_text = PROMPT_TEXT
+        self.thanks_text = THANKS_TEXT
         self.request = None  # the open request payload
         self.screen = SCREEN_IDLE
         self.last_score = None
         self._opened_ms = 0
         self._thanks_ms = 0
-        self._finished = []  # request ids rated, timed out or closed; newest last
+        if rated is None:
+            from firmware.lib.recent import RecentIds
+
+            rated = RecentIds(None, REMEMBER)
+        self.rated = rated  # request ids rated, timed out or closed
         self.changes = 0  # bumped whenever lines() would change: the runtime redraws only then
 
     @property
@@ -77,7 +93,7 @@ class RatingPadApp:
             return None
         request_id = payload["request_id"]
         if payload["state"] == messages.REQUEST_OPEN:
-            if request_id in self._finished:
+            if request_id in self.rated:
                 return None  # already rated here: a re-delivered retained request
             if self.request is not None and self.request["request_id"] == request_id:
                 return None  # the same request again: keep its timer
@@ -102,6 +118,21 @@ class RatingPadApp:
     def on_link(self, up, now_ms):
         pass
 
+    def apply_config(self, config):
+        """Apply the configuration in force (a validated rating_pad CONFIG_SCHEMAS dict)."""
+        self.prompt_text = config.get("prompt_text") or PROMPT_TEXT
+        self.thanks_text = config.get("thanks_text") or THANKS_TEXT
+        self.configured_timeout_s = config.get("rating_timeout_s")
+        self.changes += 1
+
+    def timeout_s(self):
+        """Seconds the open request waits for a press before it is sent unrated."""
+        if self.configured_timeout_s:
+            return self.configured_timeout_s
+        if self.request is not None and self.request.get("timeout_s"):
+            return self.request["timeout_s"]
+        return self.default_timeout_s
+
     def press(self, score, now_ms):
         """A button: the rating_submitted payload, or None when no rating is open."""
         if score not in BUTTON_SCORES or self.request is None:
@@ -120,8 +151,7 @@ class RatingPadApp:
             self.changes += 1
         if self.request is None:
             return None
-        timeout_s = self.request.get("timeout_s") or self.default_timeout_s
-        if ticks_diff(now_ms, self._opened_ms) < timeout_s * 1000:
+        if ticks_diff(now_ms, self._opened_ms) < self.timeout_s() * 1000:
             return None
         payload = self._finish(messages.UNRATED)
         self.screen = SCREEN_IDLE
@@ -132,9 +162,9 @@ class RatingPadApp:
 
     def lines(self):
         if self.screen == SCREEN_THANKS:
-            return [THANKS_TEXT, messages.RATING_LABELS.get(self.last_score, "")]
+            return [self.thanks_text, messages.RATING_LABELS.get(self.last_score or 0, "")]
         if self.screen == SCREEN_OPEN and self.request is not None:
-            return [staff_line(self.request, self.window), PROMPT_TEXT]
+            return [staff_line(self.request, self.window), self.prompt_text]
         return ["%d号窗口" % self.window, IDLE_TEXT]
 
     def render(self, panel):
@@ -144,6 +174,8 @@ class RatingPadApp:
 
     def _finish(self, score):
         request = self.request
+        if request is None:
+            return None
         self.request = None
         self._remember(request["request_id"])
         return messages.make(
@@ -156,8 +188,4 @@ class RatingPadApp:
         )
 
     def _remember(self, request_id):
-        if request_id in self._finished:
-            return
-        self._finished.append(request_id)
-        if len(self._finished) > REMEMBER:
-            self._finished.pop(0)
+        self.rated.add(request_id)

@@ -8,7 +8,8 @@ connection, so a whole service center can be tried without boards:
         --windows 3 --state-dir .run/sim --http-port 8090
 """
 
-from firmware.sim.center import SimulatedCenter, SimulatedDevice, sim_mac
-from firmware.sim.hardware import SimButtons, SimPanel
+from firmware.sim.center import SimulatedCenter, SimulatedDevice, sim_key, sim_mac
+from firmware.sim.hardware import SimButtons, SimNetwork, SimPanel, SimWatchdog
 
-__all__ = ["SimButtons", "SimPanel", "SimulatedCenter", "SimulatedDevice", "sim_mac"]
+__all__ = ["SimButtons", "SimNetwork", "SimPanel", "SimWatchdog", "SimulatedCenter", "SimulatedDevice", "sim_key",
+           "sim_mac"]

@@ -73,6 +73,7 @@ async def serve(args: argparse.Namespace) -> None:
     for device in center.devices:
         print(f"simulator:   {device.device_id} {device.role} window {device.window}", flush=True)
     print(f"simulator: control page {server.url}", flush=True)
+    print(f"simulator: each panel drawn to {args.state_dir}/<device id>/screen.png on every change", flush=True)
     try:
         await stop.wait()
     finally:

@@ -15,20 +15,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firmware.lib import boards, font
 from firmware.lib import config as config_file
-from firmware.lib.runtime import DeviceRuntime
+from firmware.lib.runtime import DeviceRuntime, rated_store
 from firmware.queue_display.app import QueueDisplayApp
 from firmware.rating_pad.app import RatingPadApp
-from firmware.sim.hardware import SimButtons, SimPanel
+from firmware.sim.hardware import SimButtons, SimNetwork, SimPanel, SimWatchdog, sim_screen
 from protocol import identity, messages
 
 SIM_BOARD = "sim"
+SCREEN_PNG = "screen.png"  # in each device's state folder: its panel as a resident sees it
 
 
 def sim_mac(center: str, role: str, window: int) -> str:
     """A stable, locally administered MAC (first byte 0x02) for a simulated device."""
     digest = hashlib.sha256(f"{center}/{role}/{window}".encode()).digest()
     return ":".join(f"{b:02x}" for b in b"\x02" + digest[:5])
+
+
+def sim_key(center: str, role: str, window: int) -> bytes:
+    """The device key of a simulated device (provisioning writes a random one on a real board).
+
+    Derived, so a test or the demo can sign desired configurations and commands for it.
+    """
+    return hashlib.sha256(f"sim-device-key/{center}/{role}/{window}".encode()).digest()
 
 
 class SimulatedDevice:
@@ -41,6 +51,7 @@ class SimulatedDevice:
         self.state_dir = state_dir
         self.buttons = buttons
         self.task: asyncio.Task | None = None
+        self.reboots = 0  # reboot commands carried out
 
     @property
     def device_id(self) -> str:
@@ -81,6 +92,19 @@ class SimulatedDevice:
             raise TypeError(f"{self.device_id} is a {self.role}: it has no rating buttons")
         return self.buttons.press(score)
 
+    def reboot(self) -> None:
+        """The board's reset (the reboot command, after its ack): run the firmware again, state kept."""
+        self.reboots += 1
+        previous = self.task
+
+        async def again() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await self.runtime.run()
+
+        self.task = asyncio.get_running_loop().create_task(again(), name=self.device_id)
+
     def abort(self, stop: bool = False) -> None:
         """Drop the connection without DISCONNECT (the broker publishes the will)."""
         self.runtime.client.abort(stop=stop)
@@ -100,7 +124,13 @@ class SimulatedDevice:
         if self.role == messages.ROLE_RATING_PAD:
             out["open"] = self.app.is_open
             out["ticket"] = self.app.request["ticket"] if self.app.request else None
+            leds = self.panel.screen.leds if self.panel.screen is not None else None
+            out["leds"] = list(leds.states) if leds is not None else []  # left to right: 非常满意 .. 非常不满意
         return out
+
+    def png(self) -> bytes | None:
+        """The device's panel as a PNG, drawn for this moment."""
+        return self.panel.png()
 
 
 class SimulatedCenter:
@@ -123,6 +153,8 @@ class SimulatedCenter:
         self.password = password
         self.log = log
         self.devices: list[SimulatedDevice] = []
+        self._board = boards.load(SIM_BOARD)
+        self._font = font.from_bytes(Path(font.default_path()).read_bytes())  # shared: one asyncio thread
         self._displays: dict[int, SimulatedDevice] = {}
         self._pads: dict[int, SimulatedDevice] = {}
         for window in self.windows:
@@ -197,15 +229,20 @@ class SimulatedCenter:
             "health_interval_s": self.health_interval_s,
             "keepalive_s": self.keepalive_s,
             "mac": mac,
+            "device_key": sim_key(self.center, role, window).hex(),
         }, indent=2) + "\n")
         cfg = config_file.load(str(config_path))
-        panel = SimPanel()
         if role == messages.ROLE_QUEUE_DISPLAY:
             app: Any = QueueDisplayApp(window)
         else:
-            app = RatingPadApp(window, device_id)
+            app = RatingPadApp(window, device_id, rated=rated_store(str(device_dir), log=self.log))
+        # The board's own panel, drawn in pixels with the real renderer; screen.png follows every change.
+        screen, _, _ = sim_screen(role, app, boards.role_section(self._board, role), self._font)
+        panel = SimPanel(screen, device_dir / SCREEN_PNG)
+        device: SimulatedDevice
         runtime = DeviceRuntime(cfg, app, str(device_dir), panel=panel, backoff_min_s=self.backoff_min_s,
-                                backoff_max_s=self.backoff_max_s, log=self.log)
+                                backoff_max_s=self.backoff_max_s, log=self.log, network=SimNetwork(mac),
+                                watchdog=SimWatchdog(), reset=lambda: device.reboot())
         buttons = SimButtons(runtime.press) if role == messages.ROLE_RATING_PAD else None
         device = SimulatedDevice(runtime, panel, device_dir, buttons)
         self.devices.append(device)

@@ -3,6 +3,8 @@
 GET  /            the page (模拟设备): each window's display and pad screen,
                   five rating buttons per pad; it polls /state.json
 GET  /state.json  SimulatedCenter.state()
+GET  /screen/<device id>.png
+                  the device's panel in pixels, drawn for this moment (HUB12 LEDs, OLED)
 POST /press       window=3&score=5 (form) or {"window": 3, "score": 5} (JSON):
                   press a pad button; JSON answer {"ok": true, "sent": bool}
 """
@@ -43,6 +45,8 @@ h1 { font-size: 1.5rem; margin: 0 0 .25rem 0; }
                   border: 1px solid #888; border-radius: 4px; background: #fafafa; cursor: pointer; }
 .buttons button:hover { background: #e3f2fd; }
 .result { min-height: 1.2rem; font-size: .85rem; color: #555; margin-top: .25rem; }
+.pixels { display: block; width: 100%; image-rendering: pixelated; border-radius: 4px; margin-bottom: .25rem; }
+.buttons button.lit { box-shadow: 0 0 0 2px #f5a623 inset; background: #fff6e0; }
 """
 
 PAGE_JS = """
@@ -60,6 +64,13 @@ async function refresh() {
           line.textContent = text;
           return line;
         }));
+        const picture = document.getElementById(kind + '-png-' + w.window);
+        if (picture) picture.src = '/screen/' + device.device_id + '.png?t=' + Date.now();
+        if (device.leds) {
+          document.querySelectorAll('#buttons-' + w.window + ' button').forEach((button, i) => {
+            button.classList.toggle('lit', Boolean(device.leds[i]));
+          });
+        }
         const status = document.getElementById(kind + '-status-' + w.window);
         status.textContent = device.online ? '在线' : '离线';
         status.className = device.online ? 'online' : 'offline';
@@ -110,11 +121,13 @@ def render_page(state: dict[str, Any]) -> str:
   <h2>{window}号窗口</h2>
   <div class="label"><span>叫号屏 {html.escape(display["device_id"])}</span>
     {_status_html(f"display-status-{window}", display["online"])}</div>
+  <img class="pixels" id="display-png-{window}" alt="叫号屏画面" src="/screen/{html.escape(display["device_id"])}.png">
   <div class="screen display" id="display-{window}">{_lines_html(display["lines"])}</div>
   <div class="label"><span>评价器 {html.escape(pad["device_id"])}</span>
     {_status_html(f"pad-status-{window}", pad["online"])}</div>
+  <img class="pixels" id="pad-png-{window}" alt="评价器画面" src="/screen/{html.escape(pad["device_id"])}.png">
   <div class="screen pad" id="pad-{window}">{_lines_html(pad["lines"])}</div>
-  <form class="buttons" method="post" action="/press" data-window="{window}">
+  <form class="buttons" id="buttons-{window}" method="post" action="/press" data-window="{window}">
     <input type="hidden" name="window" value="{window}">{buttons}
   </form>
   <div class="result" id="result-{window}"></div>
@@ -201,11 +214,22 @@ class ControlServer:
             return 200, "text/html; charset=utf-8", page.encode(), {}
         if path == "/state.json" and method == "GET":
             return 200, "application/json", _json(self.center.state()), {}
+        if path.startswith("/screen/") and path.endswith(".png") and method == "GET":
+            return self._screen(path[len("/screen/"):-len(".png")])
         if path == "/press":
             if method != "POST":
                 return 405, "text/plain", b"POST only", {"Allow": "POST"}
             return self._press(headers.get("content-type", ""), body)
         return 404, "text/plain", b"not found", {}
+
+    def _screen(self, device_id: str) -> tuple[int, str, bytes, dict[str, str]]:
+        try:
+            picture = self.center.device(device_id).png()
+        except KeyError:
+            picture = None
+        if picture is None:
+            return 404, "text/plain", b"no such screen", {}
+        return 200, "image/png", picture, {}
 
     def _press(self, content_type: str, body: bytes) -> tuple[int, str, bytes, dict[str, str]]:
         if content_type.startswith("application/json"):

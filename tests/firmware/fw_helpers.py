@@ -18,6 +18,7 @@ from firmware.lib import mqtt
 from tests.support.aio import run_async
 
 CENTER = "445202101001"
+DEVICE_KEY = bytes(range(32))
 FAST = {"keepalive": 2, "backoff_min_s": 0.05, "backoff_max_s": 0.5, "connect_timeout_s": 3}
 
 
@@ -186,3 +187,105 @@ class FakeBroker:
         finally:
             conn.closed = True
             writer.close()
+
+
+# --------------------------------------------------------------- TCP proxy
+
+
+class FreezableProxy:
+    """A TCP proxy on loopback in front of a real broker; freeze() makes every connection half-open.
+
+    Frozen, it keeps the sockets open but forwards nothing either way: what a
+    client sees when a Wi-Fi access point or a NAT silently drops its
+    connection. No FIN, no RST: only keepalive can tell.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.frozen = False
+        self.connections = 0
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> FreezableProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def freeze(self) -> None:
+        self.frozen = True
+        self._thawed.clear()
+
+    def thaw(self, drop: bool = True) -> None:
+        """Forward again. With `drop`, the connections that were frozen are closed (they are dead anyway)."""
+        if drop:
+            for writer in self._writers:
+                writer.close()
+            self._writers = []
+        self.frozen = False
+        self._thawed.set()
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.frozen:  # nothing gets through, not even a new connection's CONNECT
+            await self._thawed.wait()
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+        for w in (writer, up_writer):
+            w.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            data = await reader.read(4096)
+            if not data:
+                break
+            if self.frozen:
+                await self._thawed.wait()
+                continue  # the bytes sent into a frozen connection are lost, as on a dead link
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+
+# --------------------------------------------------------------- a device
+
+
+def make_device(port: int, state_dir: Any, role: str = "rating_pad", mac: str = "02:00:00:00:00:07",
+                key: bytes | None = DEVICE_KEY, panel: Any = None, **runtime_options: Any) -> Any:
+    """A DeviceRuntime as a board runs it (flash-backed memories in `state_dir`), against broker `port`.
+
+    Built the way main.py builds it; call it again with the same state_dir to "reboot".
+    """
+    from firmware.lib import config
+    from firmware.lib.runtime import DeviceRuntime, rated_store
+    from firmware.queue_display.app import QueueDisplayApp
+    from firmware.rating_pad.app import RatingPadApp
+    from firmware.sim.hardware import SimPanel
+    from protocol import identity
+
+    cfg = config.from_dict({"center": CENTER, "window": 3, "role": role, "board": "test",
+                            "broker": {"host": "127.0.0.1", "port": port}, "keepalive_s": 2, "mac": mac,
+                            "device_key": key.hex() if key else None})
+    assert not cfg.errors, cfg.errors
+    device_id = identity.device_id_from_mac(mac)
+    if role == "rating_pad":
+        app: Any = RatingPadApp(3, device_id, rated=rated_store(str(state_dir), log=None))
+    else:
+        app = QueueDisplayApp(3)
+    options = {"backoff_min_s": 0.05, "backoff_max_s": 0.3, "log": None}
+    options.update(runtime_options)
+    return DeviceRuntime(cfg, app, str(state_dir), panel=panel if panel is not None else SimPanel(), **options)

@@ -2,7 +2,9 @@
 
 Usage: micropython micropython_scenario.py BROKER_PORT STATE_DIR UNUSED_PORT
 Exercises the firmware against a real broker exactly as a board would run
-it, and prints one 'ok NAME' line per check, then 'ALL OK'.
+it, and prints one 'ok NAME' line per check, then 'ALL OK': the MQTT client,
+a rating pad, a signed desired configuration, and a rating pressed while the
+broker is unreachable that survives a reboot on the (unix port's) flash.
 """
 
 import asyncio
@@ -10,12 +12,13 @@ import json
 import sys
 
 from firmware.lib import clock, config, mqtt
-from firmware.lib.runtime import DeviceRuntime
+from firmware.lib.runtime import DeviceRuntime, rated_store
 from firmware.queue_display.app import QueueDisplayApp
 from firmware.rating_pad.app import RatingPadApp
-from protocol import identity, messages, topics
+from protocol import identity, messages, signing, topics
 
 CENTER = "445202101001"
+KEY = bytes(range(32))
 
 
 def check(name, condition):
@@ -64,11 +67,17 @@ async def main(port, state_dir, dead_port):
     mac = "02:00:00:00:00:31"
     cfg = config.from_dict({"center": CENTER, "window": 3, "role": messages.ROLE_RATING_PAD, "board": "unix",
                             "broker": {"host": "127.0.0.1", "port": port}, "health_interval_s": 1,
-                            "keepalive_s": 2, "mac": mac})
+                            "keepalive_s": 2, "mac": mac, "device_key": "000102030405060708090a0b0c0d0e0f"
+                            "101112131415161718191a1b1c1d1e1f"})
     check("config has no errors", not cfg.errors)
     device_id = identity.device_id_from_mac(mac)
-    pad = DeviceRuntime(cfg, RatingPadApp(3, device_id), state_dir, backoff_min_s=0.1, backoff_max_s=0.5,
-                        log=None)
+
+    def boot():
+        app = RatingPadApp(3, device_id, rated=rated_store(state_dir, log=None))
+        return DeviceRuntime(cfg, app, state_dir, backoff_min_s=0.1, backoff_max_s=0.5, log=None)
+
+    await observer.subscribe(topics.build(topics.DEVICE_CONFIG_REPORTED, center=CENTER, device=device_id), 1)
+    pad = boot()
     task = asyncio.create_task(pad.run())
     check("pad runtime connects", await until(lambda: pad.client.up))
     check("pad refuses a press with nothing open", pad.press(5) is False)
@@ -90,6 +99,53 @@ async def main(port, state_dir, dead_port):
     check("pad reconnects after abort", await until(lambda: pad.client.up and pad.client.reconnects == 1))
     check("no reopen after the retained request is re-delivered", not pad.app.is_open)
 
+    # A signed desired configuration: verified (HMAC-SHA256 on MicroPython's hashlib), applied, reported.
+    reported_topic = topics.build(topics.DEVICE_CONFIG_REPORTED, center=CENTER, device=device_id)
+    desired = signing.make_signed("desired_config", KEY, device_id, version=2,
+                                  config={"prompt_text": "请您评价", "rating_timeout_s": 30})
+    await observer.publish(topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=device_id),
+                           messages.encode("desired_config", desired), qos=1, retain=True)
+    check("config report arrives", await until(lambda: any(t == reported_topic for t, p, r in received)))
+    report = [messages.decode("reported_config", p) for t, p, r in received if t == reported_topic][-1]
+    check("config applied", report["status"] == "applied" and report["version"] == 2)
+    check("app uses the config", pad.app.prompt_text == "请您评价" and pad.app.timeout_s() == 30)
+    forged = signing.make_signed("desired_config", bytes(32), device_id, version=3, config={"rating_timeout_s": 10})
+    await observer.publish(topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=device_id),
+                           messages.encode("desired_config", forged), qos=1)
+    check("forged config reported rejected",
+          await until(lambda: any(t == reported_topic and b"rejected" in p for t, p, r in received)))
+    check("forged config not applied", pad.desired.version == 2 and pad.app.timeout_s() == 30)
+
+    # A rating pressed while the broker is unreachable, then a power cut: it waits on flash.
+    request2 = messages.make("rating_request", request_id="req-2", window=3, state=messages.REQUEST_OPEN,
+                             ticket="A002", timeout_s=60)
+    await observer.publish(topics.build(topics.RATING_REQUEST, center=CENTER, window=3),
+                           messages.encode("rating_request", request2), qos=1, retain=True)
+    check("second request opens", await until(lambda: pad.app.is_open))
+    pad.client.port = dead_port
+    pad.client.abort()
+    check("link down", await until(lambda: not pad.client.up))
+    check("offline press accepted", pad.press(2) is True)
+    check("rating stored on flash", len(pad.outbox) == 1)
+    check("broker unreachable", await until(lambda: (pad.client.last_error or "").startswith("connect:")))
+    pad.client.abort(stop=True)
+    await task
+    before = pad.session
+
+    pad = boot()  # the reboot: same flash
+    check("rating still on flash after reboot", len(pad.outbox) == 1)
+    check("config version survives reboot", pad.desired.version == 2 and pad.app.prompt_text == "请您评价")
+    check("rated request remembered", "req-2" in pad.app.rated)
+    task = asyncio.create_task(pad.run())
+    check("pad back online", await until(lambda: pad.client.up))
+    check("session counts on across the reboot", pad.session == before + 1)
+    check("stored rating delivered",
+          await until(lambda: len([1 for t, p, r in received if t == rating_topic]) == 2))
+    check("outbox emptied after PUBACK", await until(lambda: len(pad.outbox) == 0))
+    second = [messages.decode("rating_submitted", p) for t, p, r in received if t == rating_topic][1]
+    check("stored rating payload", second["ticket"] == "A002" and second["score"] == 2)
+    check("rated request not reopened", not pad.app.is_open)
+
     display = QueueDisplayApp(3)
     display.on_display(messages.make("window_display", window=3, state=messages.DISPLAY_SERVING,
                                      ticket="A001", text="请A001号到3号窗口", call_seq=1), 0)
@@ -97,6 +153,8 @@ async def main(port, state_dir, dead_port):
 
     await pad.stop()
     await task
+    await asyncio.sleep(0.2)
+    check("each rating delivered once", len([1 for t, p, r in received if t == rating_topic]) == 2)
     await observer.disconnect()
     print("session", pad.session)
     print("ALL OK")

@@ -333,3 +333,38 @@ def test_disconnect_releases_a_qos1_publish_waiting_for_its_puback() -> None:
         await broker.stop()
 
     run(scenario())
+
+
+@pytest.mark.broker
+def test_half_open_connection_is_detected_by_keepalive_and_recovered(center_broker) -> None:
+    """The link to Mosquitto goes silent without a FIN or RST (a proxy of ours stops forwarding)."""
+    from fw_helpers import FreezableProxy
+
+    async def scenario() -> None:
+        proxy = await FreezableProxy(center_broker.port).start()
+        observer = Recorder(center_broker.port, "fw-test/out")
+        got: list[bytes] = []
+        client = _client(proxy.port, keepalive=1, on_message=lambda t, p, r: got.append(p))
+        await client.subscribe("fw-test/in", 1)
+        task = asyncio.create_task(client.run())
+        try:
+            await until(lambda: client.up, what="client up through the proxy")
+            proxy.freeze()
+            during = asyncio.create_task(client.publish("fw-test/out", b"sent into the void", qos=1))
+            await until(lambda: not client.up, what="keepalive notices the silent link")
+            assert "PINGRESP" in client.last_error
+            assert not during.done()  # not PUBACKed: it waits for the next connection
+            proxy.thaw()
+            await until(lambda: client.up and client.reconnects == 1, what="reconnect after the freeze")
+            await asyncio.wait_for(during, 10)
+            await until(lambda: b"sent into the void" in observer.payloads("fw-test/out"), what="retransmitted")
+            observer.publish("fw-test/in", b"after")  # re-subscribed on the new connection
+            await until(lambda: got == [b"after"], what="message after reconnect")
+        finally:
+            await client.disconnect()
+            await task
+            await proxy.stop()
+            observer.close()
+
+    run(scenario())
+

@@ -187,3 +187,34 @@ def test_rating_queued_while_offline_is_sent_after_reconnect(center_broker, tmp_
         observer.close()
 
     run(scenario())
+
+
+def test_health_reports_rssi_and_a_broken_config_and_the_network_is_kept_up(center_broker, tmp_path: Path) -> None:
+    from firmware.lib import netlink
+    from firmware.sim.hardware import SimNetwork
+
+    async def scenario() -> None:
+        (tmp_path / "config.json").write_text('{"center": "445202101001", "window": 3, "health_interval_s": "x"}')
+        cfg = config.load(str(tmp_path / "config.json"))  # one bad field: its default is used, and it is said
+        cfg.broker_host, cfg.broker_port, cfg.mac = "127.0.0.1", center_broker.port, MAC
+        cfg.health_interval_s = 0.2
+        network = SimNetwork(MAC, rssi=-61)
+        runtime = DeviceRuntime(cfg, QueueDisplayApp(3), str(tmp_path), panel=SimPanel(), backoff_min_s=0.05,
+                                backoff_max_s=0.5, log=None, network=network, tick_ms=20)
+        runtime.network.grace_ms = 100
+        observer = Recorder(center_broker.port, HEALTH)
+        task = asyncio.create_task(runtime.run())
+        await until(lambda: observer.payloads(HEALTH), what="a heartbeat")
+        health = messages.decode("health", observer.payloads(HEALTH)[0])
+        assert health["rssi"] == -61 and "health_interval_s" in health["last_error"]
+        network.up = False  # the access point goes away
+        await until(lambda: network.reconnects >= 1, what="the supervisor kicks the driver")
+        assert not runtime.network.up
+        network.up = True
+        await until(lambda: runtime.network.up, what="network back")
+        assert isinstance(runtime.network, netlink.LinkSupervisor)
+        await runtime.stop()
+        await task
+        observer.close()
+
+    run(scenario())

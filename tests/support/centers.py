@@ -8,7 +8,9 @@ CENTER_CODE = "445202101001"
 
 
 def write_edge_config(directory: Path, center_port: int, county_port: int, http_port: int,
-                      printer: str = "file", code: str = CENTER_CODE) -> Path:
+                      printer: str = "file", code: str = CENTER_CODE, voice: str = "enabled = false",
+                      extra: str = "") -> Path:
+    """`voice` is the body of [voice] (off unless a test is about it); `extra` is appended TOML."""
     directory.mkdir(parents=True, exist_ok=True)
     printer_block = {
         "file": 'kind = "file"\npath = "data/printer.bin"',
@@ -65,6 +67,11 @@ data_dir = "data"
 
 [printer]
 {printer_block}
+
+[voice]
+{voice}
+
+{extra}
 """
     path = directory / "center.toml"
     path.write_text(text, encoding="utf-8")

@@ -1,0 +1,280 @@
+"""Board definitions (hardware/boards) and the drivers built from them, run with fake buses and pins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from firmware.drivers.hub12 import Hub12Panel
+from firmware.drivers.leds import Leds
+from firmware.drivers.ssd1306 import SSD1306
+from firmware.lib import boards
+from firmware.lib import framebuf_compat as framebuf
+from firmware.rating_pad.app import BUTTON_SCORES
+from firmware.sim import png
+from firmware.sim.center import SCREEN_PNG, SimulatedCenter
+from protocol import messages
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARD_FILES = sorted((ROOT / "hardware" / "boards").glob("*.json"))
+
+
+# --- definitions --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", BOARD_FILES, ids=lambda p: p.stem)
+def test_every_board_definition_is_valid_and_named_after_its_file(path: Path) -> None:
+    board = json.loads(path.read_text(encoding="utf-8"))
+    assert boards.validate(board) == []
+    assert board["name"] == path.stem
+    assert boards.load(path.stem)["name"] == path.stem
+
+
+def test_the_boards_the_firmware_falls_back_to_exist_for_their_role() -> None:
+    assert {p.stem for p in BOARD_FILES} >= {"sim", *boards.DEFAULT_BOARDS.values()}
+    for role, name in boards.DEFAULT_BOARDS.items():
+        assert "display" in boards.role_section(boards.load(name), role)
+    assert boards.SCORES == BUTTON_SCORES
+
+
+def test_a_pin_used_twice_or_reserved_by_the_module_is_refused() -> None:
+    board = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-ssd1306.json").read_text(encoding="utf-8"))
+    assert 16 in board["reserved_gpios"] and 6 in board["reserved_gpios"]
+    pad = board["roles"]["rating_pad"]
+    pad["leds"][0]["gpio"] = 16  # PSRAM on the WROVER module
+    pad["leds"][1]["gpio"] = 32  # already button 5
+    problems = boards.validate(board)
+    assert "roles.rating_pad.leds[0].gpio: GPIO16 is reserved on this board" in problems
+    assert "roles.rating_pad.leds[1].gpio: GPIO32 is already used by buttons[0].gpio" in problems
+
+
+def test_rating_pad_buttons_and_leds_come_left_to_right() -> None:
+    section = boards.role_section(boards.load("esp32-devkitc-ssd1306"), messages.ROLE_RATING_PAD)
+    assert boards.button_pins(section) == ((5, 32), (4, 33), (3, 25), (2, 26), (1, 27))
+    assert boards.led_pins(section) == [13, 14, 18, 19, 23]
+    shuffled = {"buttons": [{"score": s, "gpio": 10 + s} for s in (1, 3, 5, 2, 4)]}
+    assert [score for score, _ in boards.button_pins(shuffled)] == [5, 4, 3, 2, 1]
+
+
+def test_every_problem_of_a_definition_is_reported_with_its_path() -> None:
+    board = {"name": "bad", "roles": {
+        "rating_pad": {
+            "display": {"type": "lcd", "width": 128, "height": 64, "i2c": {"scl": 22, "sda": "21"}},
+            "buttons": [{"score": 5, "gpio": 32}, {"score": 5, "gpio": 99}, {"score": 7, "gpio": 1}],
+            "leds": "none",
+        },
+        "queue_display": {"display": {"type": "hub12", "width": 128, "height": 16, "scan": 3}},
+    }}
+    problems = boards.validate(board)
+    assert "roles.rating_pad.display.type: must be one of hub12, ssd1306, got 'lcd'" in problems
+    assert any(p.startswith("roles.rating_pad.display.i2c.sda:") for p in problems)
+    assert "roles.rating_pad.buttons[1].score: 5 appears twice" in problems
+    assert any(p.startswith("roles.rating_pad.buttons[1].gpio:") for p in problems)
+    assert any(p.startswith("roles.rating_pad.buttons[2].score:") for p in problems)
+    assert "roles.rating_pad.leds: must be a list" in problems
+    assert any(p.startswith("roles.rating_pad.buttons: a rating pad needs exactly 5") for p in problems)
+    assert any(p.startswith("roles.queue_display.display.scan:") for p in problems)
+
+
+def test_load_prefers_the_provisioned_board_file_and_refuses_odd_names(tmp_path: Path) -> None:
+    device_file = tmp_path / "board.json"
+    mine = json.loads((ROOT / "hardware" / "boards" / "sim.json").read_text(encoding="utf-8"))
+    mine["name"] = "custom-pad"
+    device_file.write_text(json.dumps(mine))
+    assert boards.load("custom-pad", (str(device_file), str(tmp_path / "x.json")))["name"] == "custom-pad"
+    with pytest.raises(boards.BoardError, match="not found"):
+        boards.load("other", (str(device_file),))
+    for name in ("../secrets", "a/b", ""):
+        with pytest.raises(boards.BoardError):
+            boards.load(name)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(boards.BoardError, match="not valid JSON"):
+        boards.load("broken", (str(broken),))
+
+
+def test_an_unknown_board_falls_back_to_the_roles_default_with_a_log_line() -> None:
+    said: list[str] = []
+    name, section = boards.load_for_role("esp32-unknown", messages.ROLE_RATING_PAD, log=said.append)
+    assert name == boards.DEFAULT_BOARDS[messages.ROLE_RATING_PAD]
+    assert len(boards.button_pins(section)) == 5
+    assert "esp32-unknown" in said[0] and "not found" in said[0]
+    with pytest.raises(boards.BoardError, match="no queue_display"):
+        boards.role_section({"name": "x", "roles": {"rating_pad": {}}}, messages.ROLE_QUEUE_DISPLAY)
+
+
+# --- HUB12 LED panels ---------------------------------------------------------------------------------------
+
+
+class FakePin:
+    def __init__(self, log: list, name: str) -> None:
+        self.log, self.name, self.level = log, name, None
+
+    def value(self, level: int) -> None:
+        self.level = level
+        self.log.append((self.name, level))
+
+
+class FakeSpi:
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def write(self, data) -> None:
+        self.log.append(("spi", bytes(data)))
+
+
+class FakePwm:
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def duty_u16(self, duty: int) -> None:
+        self.log.append(("pwm", duty))
+
+
+def hub12(width: int = 128, pwm: bool = False) -> tuple[Hub12Panel, list]:
+    log: list = []
+    panel = Hub12Panel(FakeSpi(log), FakePin(log, "lat"), FakePin(log, "oe"), [FakePin(log, "a"), FakePin(log, "b")],
+                       width=width, height=16, scan=4, data_lit=0, oe_on=1, oe_pwm=FakePwm(log) if pwm else None)
+    return panel, log
+
+
+def test_hub12_shifts_each_scan_row_as_the_dmd_order_with_lit_as_zero() -> None:
+    panel, log = hub12()
+    buf = bytearray(16 * 16)
+    fb = framebuf.FrameBuffer(buf, 128, 16, framebuf.MONO_HLSB)
+    fb.pixel(0, 0, 1)  # scan row 0, row group k=0, byte column 0, top bit
+    fb.pixel(9, 13, 1)  # scan row 1 (13 % 4), group 3, byte column 1, second bit
+    panel.show(buf)
+    log.clear()
+    panel.scan_next()
+    sent = [entry[1] for entry in log if entry[0] == "spi"]
+    assert len(sent) == 1 and len(sent[0]) == 16 * 4
+    row0 = sent[0]
+    # byte column 0: rows 12, 8, 4, 0 -> the last of the four holds row 0 with pixel 0 lit (bit cleared)
+    assert row0[0:4] == bytes([0xFF, 0xFF, 0xFF, 0x7F])
+    assert set(row0[4:]) == {0xFF}
+    assert log[0] == ("oe", 0) and ("lat", 1) in log and log[-1] == ("oe", 1)
+    assert [e for e in log if e[0] in ("a", "b")] == [("a", 0), ("b", 0)]
+    log.clear()
+    panel.scan_next()
+    row1 = [entry[1] for entry in log if entry[0] == "spi"][0]
+    assert row1[4:8] == bytes([0xBF, 0xFF, 0xFF, 0xFF])  # column 1, row 13 (group 3 goes first)
+    assert [e for e in log if e[0] in ("a", "b")] == [("a", 1), ("b", 0)]
+
+
+def test_hub12_cycles_through_the_scan_rows_and_dims_with_oe_pwm() -> None:
+    panel, log = hub12(pwm=True)
+    panel.brightness(25)
+    log.clear()
+    for _ in range(5):
+        panel.scan_next()
+    rows = [(e[1]) for e in log if e[0] == "a"]
+    assert rows == [0, 1, 0, 1, 0]
+    duties = [e[1] for e in log if e[0] == "pwm"]
+    assert duties[:2] == [0, 65535 * 25 // 100]
+    panel.brightness(0)
+    log.clear()
+    panel.scan_next()
+    assert [e[1] for e in log if e[0] == "pwm"] == [0]  # off, and not switched back on
+
+
+def test_hub12_refuses_a_scan_that_does_not_fit() -> None:
+    log: list = []
+    with pytest.raises(ValueError):
+        Hub12Panel(FakeSpi(log), FakePin(log, "l"), FakePin(log, "o"), [FakePin(log, "a")], scan=4)
+
+
+# --- SSD1306 OLED --------------------------------------------------------------------------------------------
+
+
+class FakeI2c:
+    def __init__(self) -> None:
+        self.writes: list[tuple[int, bytes]] = []
+
+    def writeto(self, address: int, data) -> None:
+        self.writes.append((address, bytes(data)))
+
+    def writevto(self, address: int, parts) -> None:
+        self.writes.append((address, b"".join(bytes(p) for p in parts)))
+
+
+def test_ssd1306_initialises_and_sends_the_frame_as_one_data_write() -> None:
+    i2c = FakeI2c()
+    oled = SSD1306(i2c, 128, 64, 0x3C)
+    commands = [data[1] for _, data in i2c.writes if data[0] == 0x80]
+    assert commands[0] == 0xAE and 0xAF in commands and 0x8D in commands
+    assert all(address == 0x3C for address, _ in i2c.writes)
+    i2c.writes.clear()
+    frame = bytearray(range(256)) * 4
+    oled.show(frame)
+    data_writes = [data for _, data in i2c.writes if data[0] == 0x40]
+    assert data_writes == [b"\x40" + bytes(frame)]
+    assert [data[1] for _, data in i2c.writes if data[0] == 0x80] == [0x21, 0, 127, 0x22, 0, 7]
+
+
+def test_ssd1306_brightness_is_contrast_and_zero_is_off() -> None:
+    i2c = FakeI2c()
+    oled = SSD1306(i2c)
+    i2c.writes.clear()
+    oled.brightness(50)
+    assert [data[1] for _, data in i2c.writes] == [0x81, 127, 0xAF]
+    i2c.writes.clear()
+    oled.brightness(0)
+    assert [data[1] for _, data in i2c.writes] == [0xAE]
+
+
+# --- button LEDs ---------------------------------------------------------------------------------------------
+
+
+def test_leds_set_each_pin_and_honour_active_low_wiring() -> None:
+    log: list = []
+    pins = [FakePin(log, str(i)) for i in range(5)]
+    leds = Leds(pins, lit=0)
+    assert [p.level for p in pins] == [1] * 5  # all dark at start
+    leds.show((False, True, False, False, False))
+    assert [p.level for p in pins] == [1, 0, 1, 1, 1]
+    assert leds.states == [False, True, False, False, False]
+
+
+# --- the simulator draws each board's panel -------------------------------------------------------------------
+
+
+def test_simulated_devices_draw_their_boards_panels_to_png(tmp_path: Path) -> None:
+    center = SimulatedCenter("445202101001", "127.0.0.1", 1, [3], tmp_path, log=None)
+    display, pad = center.display(3), center.pad(3)
+    display.app.on_display({"window": 3, "state": "serving", "ticket": "A012", "text": "请A012号到3号窗口",
+                            "call_seq": 1}, 0, retained=True)
+    display.runtime.refresh()
+    pad.runtime.refresh()
+    shot = tmp_path / display.device_id / SCREEN_PNG
+    width, height, rows = png.decode_png(shot.read_bytes())
+    scale = png.LOOKS[png.LOOK_LED][0]
+    assert (width, height) == (128 * scale, 16 * scale)
+    lit_cells = sum(row.count(bytes(png.LOOKS[png.LOOK_LED][1])) for row in rows)
+    assert lit_cells > 0
+    screen = display.panel.screen.display
+    fb = framebuf.FrameBuffer(bytearray(screen.frame), 128, 16, framebuf.MONO_HLSB)
+    assert screen.pixels() == [[fb.pixel(x, y) for x in range(128)] for y in range(16)]
+    lit_leds = sum(map(sum, screen.pixels()))
+    assert lit_leds > 0 and lit_cells == lit_leds * ((scale - 1) ** 2 - 4)  # a round dot per lit LED
+    width, height, _ = png.decode_png(pad.png())
+    assert (width, height) == (128 * png.LOOKS[png.LOOK_OLED][0], 64 * png.LOOKS[png.LOOK_OLED][0])
+    assert pad.state()["leds"] == [False] * 5
+
+
+def test_bill_of_materials_has_both_devices_with_their_boards_and_panels() -> None:
+    import csv
+
+    with open(ROOT / "hardware" / "bom.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["device"] for row in rows} == {"queue_display", "rating_pad"}
+    for row in rows:
+        assert row["part"] and int(row["qty"]) >= 1, row
+    by_device = {device: [r for r in rows if r["device"] == device] for device in ("queue_display", "rating_pad")}
+    for device_rows in by_device.values():
+        assert any(r["part_number"] == "ESP32-DevKitC-VE" for r in device_rows)  # WROVER-E: see hardware/README
+    assert any("HUB12" in r["part"] and int(r["qty"]) == 2 for r in by_device["queue_display"])
+    assert any("SSD1306" in r["part"] for r in by_device["rating_pad"])
+    assert sum(int(r["qty"]) for r in by_device["rating_pad"] if "Push button" in r["part"]) == 5

@@ -1,0 +1,123 @@
+"""Signed commands end to end: real Mosquitto, the real runtime; each id runs at most once, across reboots."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from fw_helpers import CENTER, DEVICE_KEY, Recorder, make_device, run, until
+
+from protocol import identity, messages, signing, topics
+
+pytestmark = pytest.mark.broker
+
+MAC = "02:00:00:00:00:08"
+DEVICE = identity.device_id_from_mac(MAC)
+COMMAND = topics.build(topics.DEVICE_COMMAND, center=CENTER, device=DEVICE)
+ACK = topics.build(topics.DEVICE_COMMAND_ACK, center=CENTER, device=DEVICE)
+
+
+def command(command_id: str, name: str, args: dict | None = None, key: bytes = DEVICE_KEY) -> bytes:
+    payload = signing.make_signed("command", key, DEVICE, command_id=command_id, command=name, args=args)
+    return messages.encode("command", payload)
+
+
+def acks(recorder: Recorder) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for raw in recorder.payloads(ACK):
+        ack = messages.decode("command_ack", raw)
+        out.setdefault(ack["command_id"], []).append(ack)
+    return out
+
+
+def test_commands_run_once_and_are_acknowledged(center_broker, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        fleet = Recorder(center_broker.port, ACK)
+        device = make_device(center_broker.port, tmp_path, role="queue_display", mac=MAC)
+        task = asyncio.create_task(device.run())
+        await until(lambda: device.client.up, what="device up")
+
+        fleet.publish(COMMAND, command("c-1", "identify", {"seconds": 5}))
+        await until(lambda: "c-1" in acks(fleet), what="identify acked")
+        assert acks(fleet)["c-1"] == [{"v": 1, "command_id": "c-1", "status": "done"}]
+        await until(lambda: device.panel.lines == ["设备识别", DEVICE], what="the identify screen")
+        await until(lambda: device.panel.lines == ["", ""], what="the blink")
+
+        fleet.publish(COMMAND, command("c-2", "brightness", {"level": 15}))
+        fleet.publish(COMMAND, command("c-1", "identify", {"seconds": 5}))  # again: never twice
+        fleet.publish(COMMAND, command("c-3", "brightness", {"level": 15}, key=bytes(32)))
+        fleet.publish(COMMAND, command("c-4", "brightness", {"level": 300}))
+        fleet.publish(COMMAND, command("c-5", "reboot"))  # this runtime was given no reset
+        await until(lambda: all(c in acks(fleet) for c in ("c-2", "c-3", "c-4", "c-5")), what="four acks")
+        got = acks(fleet)
+        assert got["c-2"][0]["status"] == "done" and device.panel.brightness == 15
+        assert got["c-1"][1] == {"v": 1, "command_id": "c-1", "status": "rejected", "error": "command c-1 already run"}
+        assert got["c-3"][0]["error"] == "signature does not verify"
+        assert got["c-4"][0]["status"] == "rejected" and "args.level" in got["c-4"][0]["error"]
+        assert got["c-5"][0] == {"v": 1, "command_id": "c-5", "status": "failed",
+                                 "error": "this device cannot reboot itself"}
+        await device.stop()
+        await task
+
+        rebooted = make_device(center_broker.port, tmp_path, role="queue_display", mac=MAC)
+        task = asyncio.create_task(rebooted.run())
+        await until(lambda: rebooted.client.up, what="up after reboot")
+        fleet.publish(COMMAND, command("c-2", "brightness", {"level": 99}))  # replayed after the reboot
+        await until(lambda: len(acks(fleet)["c-2"]) == 2, what="replay answered")
+        assert acks(fleet)["c-2"][1]["status"] == "rejected" and rebooted.panel.brightness == 100
+        await rebooted.stop()
+        await task
+        fleet.close()
+
+    run(scenario())
+
+
+def test_reboot_acks_first_then_goes_offline_cleanly_then_resets(center_broker, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        presence = topics.build(topics.DEVICE_PRESENCE, center=CENTER, device=DEVICE)
+        fleet = Recorder(center_broker.port, ACK, presence)
+        resets: list[bool] = []
+        device = make_device(center_broker.port, tmp_path, role="queue_display", mac=MAC,
+                             reset=lambda: resets.append(device.client.up))
+        task = asyncio.create_task(device.run())
+        await until(lambda: device.client.up, what="device up")
+        fleet.publish(COMMAND, command("c-9", "reboot"))
+        await until(lambda: resets, what="the reset")
+        assert resets == [False]  # disconnected before the reset
+        await until(lambda: "c-9" in acks(fleet) and len(fleet.payloads(presence)) >= 2, what="ack and offline")
+        assert acks(fleet)["c-9"] == [{"v": 1, "command_id": "c-9", "status": "done"}]
+        order = [(t, messages.decode("presence", p)["state"] if t == presence else "ack") for t, p, _ in fleet.messages]
+        assert [state for _, state in order] == ["online", "ack", "offline"]  # the ack went out before the offline
+        await asyncio.wait_for(task, 5)
+        fleet.close()
+
+    run(scenario())
+
+
+def test_a_simulated_device_obeys_commands_signed_with_its_sim_key(center_broker, tmp_path: Path) -> None:
+    from firmware.sim import SimulatedCenter, sim_key
+
+    async def scenario() -> None:
+        center = SimulatedCenter(CENTER, "127.0.0.1", center_broker.port, [2], tmp_path, log=None,
+                                 backoff_min_s=0.05, backoff_max_s=0.3)
+        await center.start()
+        await center.wait_online()
+        pad = center.pad(2)
+        key = sim_key(CENTER, "rating_pad", 2)
+        ack_topic = topics.build(topics.DEVICE_COMMAND_ACK, center=CENTER, device=pad.device_id)
+        fleet = Recorder(center_broker.port, ack_topic)
+        command_topic = topics.build(topics.DEVICE_COMMAND, center=CENTER, device=pad.device_id)
+        for command_id, name, args in (("s-1", "brightness", {"level": 30}), ("s-2", "reboot", None)):
+            payload = signing.make_signed("command", key, pad.device_id, command_id=command_id, command=name,
+                                          args=args)
+            fleet.publish(command_topic, messages.encode("command", payload))
+        await until(lambda: pad.reboots == 1, what="the simulated reboot")
+        await until(lambda: pad.online and pad.runtime.session == 2, what="back online with a new session")
+        assert pad.panel.brightness == 30
+        await until(lambda: len(fleet.payloads(ack_topic)) == 2, what="both acks")
+        assert [messages.decode("command_ack", p)["status"] for p in fleet.payloads(ack_topic)] == ["done", "done"]
+        await center.stop()
+        fleet.close()
+
+    run(scenario())
