@@ -1,4 +1,7 @@
-"""python -m fleet: run the fleet service (web + ingest) until SIGINT/SIGTERM."""
+"""python -m fleet: run the fleet service (web + ingest) until SIGINT/SIGTERM.
+
+`python -m fleet users ...` / `python -m fleet tokens ...` manage users instead (fleet/auth/cli.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from types import FrameType
 import uvicorn
 
 from fleet.app import create_app
+from fleet.auth import cli as user_cli
 from fleet.settings import Settings
 
 
@@ -51,6 +55,9 @@ def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in user_cli.COMMANDS for arg in argv[:3]):
+        return user_cli.run(argv)
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -1,14 +1,23 @@
-"""JSON API under /api, plus /healthz."""
+"""JSON API under /api, plus /healthz. Documented by OpenAPI at /docs and /openapi.json.
+
+Every /api route needs a logged-in user or `Authorization: Bearer <API token>`
+and answers within the user's scope: lists are filtered, and a center or
+device outside it is 404, as if it did not exist.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from fleet import audit
+from fleet.auth.deps import CurrentUserDep, ensure_visible
 from fleet.deps import NowDep, SessionDep, SettingsDep
+from fleet.health_history import device_history
+from fleet.models import Device
 from fleet.overview import center_summaries, center_summary, list_devices
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code
@@ -60,20 +69,73 @@ class CenterDetail(CenterOut):
     devices: list[DeviceOut]
 
 
-router = APIRouter()
+class HealthSampleOut(BaseModel):
+    at: datetime  # when the fleet received the heartbeat (UTC)
+    session: int
+    uptime_s: float
+    free_heap: int | None
+    rssi: int | None
+    reconnects: int | None
+    last_error: str | None
 
 
-@router.get("/api/centers", response_model=list[CenterOut])
-def get_centers(session: SessionDep, settings: SettingsDep, now: NowDep) -> list[dict]:
-    return center_summaries(session, now, settings.tz)
+class AuditEntryOut(BaseModel):
+    at: datetime
+    username: str
+    role: str | None
+    via: str | None
+    source: str | None
+    action: str
+    target: str | None
+    center_code: str | None
+    detail: str | None
 
 
-@router.get("/api/centers/{code}", response_model=CenterDetail)
-def get_center(code: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict:
+class UserOut(BaseModel):
+    username: str
+    role: str
+    division_prefix: str | None  # None: the whole county
+    can_write: bool
+
+
+class HealthOut(BaseModel):
+    status: str  # ok / error
+    database: str  # ok, or the error
+    ingest: str  # connected / disconnected / disabled
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+NOT_FOUND = {404: {"model": ErrorOut, "description": "unknown, or outside the user's scope"}}
+UNAUTHORIZED = {401: {"model": ErrorOut, "description": "no valid session or API token"}}
+
+router = APIRouter(prefix="/api", responses=UNAUTHORIZED)
+
+
+@router.get("/me", response_model=UserOut, tags=["users"])
+def get_me(user: CurrentUserDep) -> UserOut:
+    """Who the session or token belongs to, and their scope."""
+    return UserOut(username=user.username, role=user.role, division_prefix=user.division_prefix,
+                   can_write=user.can_write)
+
+
+@router.get("/centers", response_model=list[CenterOut], tags=["centers"])
+def get_centers(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep) -> list[dict]:
+    """Every center in the user's scope, with its edge state, device counts and today's counts."""
+    return center_summaries(session, now, settings.tz, user)
+
+
+@router.get("/centers/{code}", response_model=CenterDetail, tags=["centers"],
+            responses={**NOT_FOUND, 422: {"model": ErrorOut, "description": "not a 12-digit division code"}})
+def get_center(code: str, user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict:
+    """One center with its devices."""
     try:
         check_center_code(code)
     except ProtocolError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+    ensure_visible(user, code)
     summary = center_summary(session, code, now, settings.tz)
     if summary is None:
         raise HTTPException(status_code=404, detail=f"center {code} is unknown")
@@ -81,14 +143,36 @@ def get_center(code: str, session: SessionDep, settings: SettingsDep, now: NowDe
     return summary
 
 
-@router.get("/api/devices", response_model=list[DeviceOut])
-def get_devices(session: SessionDep, center: str | None = None) -> list:
-    return list_devices(session, center)
+@router.get("/devices", response_model=list[DeviceOut], tags=["devices"])
+def get_devices(user: CurrentUserDep, session: SessionDep, center: str | None = None) -> list:
+    """Devices in the user's scope, optionally of one center."""
+    return list_devices(session, center, user)
 
 
-@router.get("/healthz")
+@router.get("/devices/{device_id}/health", response_model=list[HealthSampleOut], tags=["devices"],
+            responses=NOT_FOUND)
+def get_device_health(device_id: str, user: CurrentUserDep, session: SessionDep, now: NowDep,
+                      hours: float = Query(24, gt=0, le=24 * 31)) -> list:
+    """The device's heartbeats of the last `hours`, oldest first (as long as the retention keeps them)."""
+    device = session.get(Device, device_id)
+    if device is None or not user.can_see(device.center_code):
+        raise HTTPException(status_code=404, detail=f"device {device_id} is unknown")
+    return device_history(session, device_id, since=now - timedelta(hours=hours))
+
+
+@router.get("/audit", response_model=list[AuditEntryOut], tags=["audit"])
+def get_audit(user: CurrentUserDep, session: SessionDep, limit: int = Query(100, ge=1, le=1000),
+              offset: int = Query(0, ge=0, le=1_000_000)) -> list:
+    """Audit entries the user may read, newest first."""
+    return audit.visible_entries(session, user, limit=limit, offset=offset)
+
+
+health_router = APIRouter(tags=["service"])
+
+
+@health_router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def healthz(request: Request, session: SessionDep) -> JSONResponse:
-    """200 while the database answers; says whether the ingest is connected to the county broker."""
+    """200 while the database answers; says whether the ingest is connected to the county broker. No login."""
     ingest = request.app.state.ingest
     body = {
         "status": "ok",

@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from fleet import api
+from fleet import api, metrics
+from fleet.alerts.operations import install_operations, start_operations, stop_operations
+from fleet.auth.deps import check_csrf
+from fleet.auth.sessions import load_signing_key
 from fleet.db import create_db_engine, init_db
 from fleet.ingest import Ingest
 from fleet.models import utcnow
 from fleet.settings import Settings
-from fleet.web import routes as web_routes
+from fleet.web.setup import install_web
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +36,27 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         if settings.ingest_enabled:
             app.state.ingest = Ingest(settings, engine, clock)
             app.state.ingest.start()
+        start_operations(app)
         try:
             yield
         finally:
+            stop_operations(app)
             if app.state.ingest is not None:
                 app.state.ingest.stop()
                 app.state.ingest = None
             engine.dispose()
 
-    app = FastAPI(title="县级设备管理平台 fleet", lifespan=lifespan)
+    # check_csrf on every route: a cookie-authenticated POST/PUT/PATCH/DELETE needs the session's CSRF token.
+    app = FastAPI(title="县级设备管理平台 fleet", lifespan=lifespan, dependencies=[Depends(check_csrf)])
     app.state.settings = settings
     app.state.engine = engine
     app.state.clock = clock
     app.state.ingest = None
-    app.state.templates = web_routes.make_templates()
+    secret = settings.cookie_signing_key.get_secret_value() if settings.cookie_signing_key else None
+    app.state.signing_key = load_signing_key(engine, secret)
     app.include_router(api.router)
-    app.include_router(web_routes.router)
+    app.include_router(api.health_router)
+    app.include_router(metrics.router)
+    install_web(app)
+    install_operations(app)  # alerts, cases, configuration and commands
     return app

@@ -59,7 +59,16 @@ def create_db_engine(database_url: str, echo: bool = False) -> Engine:
 
 def init_db(engine: Engine) -> None:
     """Create missing tables (the walking skeleton has no migrations yet)."""
-    from fleet import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+    from fleet import (  # noqa: F401  (registers the tables on SQLModel.metadata)
+        audit,
+        health_history,
+        models,
+        satisfaction,  # noqa: F401  (alerts, cases, configuration: their own tables)
+    )
+    from fleet.alerts import models as alert_models  # noqa: F401
+    from fleet.auth import models as auth_models  # noqa: F401
+    from fleet.cases import models as case_models  # noqa: F401
+    from fleet.devconfig import models as devconfig_models  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
 

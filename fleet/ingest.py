@@ -24,7 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from fleet.acks import AckBatcher
+from fleet.alerts.evaluate import note_device_change, store_health_report
+from fleet.cases.service import open_case_for_event
 from fleet.db import write_session
+from fleet.devconfig.commands import record_ack
+from fleet.devconfig.config import record_reported
+from fleet.health_history import Retention, prune_all, record_sample
+from fleet.metrics import MessageCounts
 from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
 from fleet.settings import Settings
@@ -41,9 +47,12 @@ log = logging.getLogger(__name__)
 # change. That is cheap (a message per connect/disconnect) and harmless when
 # several workers run, because applying presence is idempotent under the
 # session rules of fleet.presence.
-STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE)
+STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH, topics.DEVICE_CONFIG_REPORTED)
 # Streams, split between workers with a shared subscription.
-STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT)
+STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.DEVICE_COMMAND_ACK)
+
+_DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller gives no settings
+PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
 
 # Outcomes of one message, for logs and tests.
 APPLIED = "applied"
@@ -98,8 +107,12 @@ def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent],
 
 
 def record_message(session: Session, name: str, params: dict[str, Any], payload: dict[str, Any],
-                   now: datetime) -> str:
-    """Apply one validated message of topic `name` to the database (the caller commits)."""
+                   now: datetime, retention: Retention | None = None, settings: Settings | None = None) -> str:
+    """Apply one validated message of topic `name` to the database (the caller commits).
+
+    An accepted heartbeat is also kept in the health history, pruned to `retention`.
+    A stored bad rating (差评) opens its follow-up case (deadline from `settings`).
+    """
     center = ensure_center(session, params["center"], now)
     if name == topics.EDGE_PRESENCE:
         outcome = APPLIED if apply_edge_presence(center, payload, now) else IGNORED
@@ -108,18 +121,35 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
     if name in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH):
         device = ensure_device(session, params["device"], center.code, now)
         apply = apply_device_presence if name == topics.DEVICE_PRESENCE else apply_health
+        before_online, before_session = device.online, device.session
         outcome = APPLIED if apply(device, payload, now) else IGNORED
         session.add(device)
+        note_device_change(session, device, before_online, before_session, now)  # drops, for flapping alerts
+        if name == topics.DEVICE_HEALTH and outcome == APPLIED:
+            record_sample(session, device.device_id, center.code, payload, now, retention or Retention())
         return outcome
     if name == topics.TICKET_EVENT:
         return _store_event(session, TicketEvent, center.code, payload, now)
     if name == topics.RATING_EVENT:
-        return _store_event(session, RatingEvent, center.code, payload, now)
+        outcome = _store_event(session, RatingEvent, center.code, payload, now)
+        if outcome == STORED and payload["score"] in messages.BAD_SCORES:
+            settings = settings or _DEFAULTS
+            open_case_for_event(session, center.code, payload["event_id"], now, settings.tz,
+                                settings.case_deadline_working_days)
+        return outcome
+    if name == topics.EDGE_HEALTH:
+        return APPLIED if store_health_report(session, center.code, payload, now) else IGNORED
+    if name == topics.DEVICE_CONFIG_REPORTED:
+        record_reported(session, center.code, params["device"], payload, now)
+        return APPLIED
+    if name == topics.DEVICE_COMMAND_ACK:
+        return APPLIED if record_ack(session, params["device"], payload, now) else IGNORED
     log.warning("dropped message on %s: topic %s is not for the fleet", params, name)
     return DROPPED
 
 
-def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | None = None) -> str:
+def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | None = None,
+                   retention: Retention | None = None, settings: Settings | None = None) -> str:
     """Parse, validate and store one MQTT message. Malformed ones are logged and dropped, never raised."""
     try:
         name, params = topics.parse(topic_text)
@@ -131,7 +161,7 @@ def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | 
     for attempt in (1, 2):
         try:
             with write_session(engine) as session:
-                return record_message(session, name, params, payload, when)
+                return record_message(session, name, params, payload, when, retention, settings)
         except IntegrityError:
             # Another worker stored the same event or created the same record first.
             if attempt == 2:
@@ -144,6 +174,8 @@ def sweep_silent_devices(engine: Engine, now: datetime, timeout: float) -> list[
     with write_session(engine) as session:
         marked = mark_silent_devices(session, now, timeout)
         ids = [device.device_id for device in marked]
+        for device in marked:
+            note_device_change(session, device, True, device.session, now)
     for device_id in ids:
         log.info("device %s offline: heartbeat timeout (%.0f s)", device_id, timeout)
     return ids
@@ -162,6 +194,9 @@ class Ingest:
         self._connected_since: datetime | None = None
         self._subscribe_mid: int | None = None
         self.connects = 0  # successful (re)connections, subscriptions included
+        self.message_counts = MessageCounts()  # by topic name and outcome, for /metrics
+        self.retention = Retention(settings.health_history_max_age_s, settings.health_history_max_samples)
+        self._last_prune: datetime | None = None
         self.acks = AckBatcher(self._publish_ack)
 
     @property
@@ -230,6 +265,19 @@ class Ingest:
                 self.sweep()
             except Exception:
                 log.exception("heartbeat sweep failed")
+            try:
+                self.prune_history()
+            except Exception:
+                log.exception("pruning the health history failed")
+
+    def prune_history(self) -> int:
+        """Age out the health history of every device (also the silent ones), at most every PRUNE_INTERVAL."""
+        now = self.clock()
+        if self._last_prune is not None and (now - self._last_prune).total_seconds() < PRUNE_INTERVAL_S:
+            return 0
+        self._last_prune = now
+        with write_session(self.engine) as session:
+            return prune_all(session, now, self.retention)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any,
                     _properties: Any) -> None:
@@ -258,19 +306,31 @@ class Ingest:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            outcome = handle_message(self.engine, message.topic, message.payload, self.clock())
+            name = topics.parse(message.topic)[0]
+        except ProtocolError:
+            name = "invalid"
+        try:
+            outcome = handle_message(self.engine, message.topic, message.payload, self.clock(), self.retention,
+                                     self.settings)
         except Exception:
             # Never let one message kill the network thread (the database may be briefly away).
             log.exception("could not store message on %r", message.topic)
-            return
-        if outcome in (STORED, DUPLICATE) and topics.parse(message.topic)[0] in (topics.TICKET_EVENT,
-                                                                                 topics.RATING_EVENT):
+            outcome = "error"
+        self.message_counts.add(name, outcome)
+        if name in (topics.TICKET_EVENT, topics.RATING_EVENT) and outcome in (STORED, DUPLICATE):
             self._acknowledge(message)
 
     def _acknowledge(self, message: mqtt.MQTTMessage) -> None:
         """Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks)."""
         center = topics.parse(message.topic)[1]["center"]
         self.acks.add(center, json.loads(message.payload)["event_id"])
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        """Publish on the county broker with our client (configuration, commands); False when not taken."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        return client.publish(topic, payload, qos=qos, retain=retain).rc == mqtt.MQTT_ERR_SUCCESS
 
     def _publish_ack(self, topic: str, payload: bytes) -> None:
         if self._client is not None:

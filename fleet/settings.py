@@ -6,6 +6,7 @@ variables on top of them; the CLI overrides single fields with `model_copy`.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -13,7 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from fleet.notify.targets import WebhookTarget
 
 DEFAULT_DATA_DIR = Path(".run/fleet")
 
@@ -58,6 +61,53 @@ class Settings(BaseModel):
     http_port: int = Field(default=8000, ge=0, le=65535)
     timezone: str = "Asia/Shanghai"
     dashboard_refresh_s: int = Field(default=10, ge=1)
+
+    # Users: browser sessions. Without a signing key the database keeps its own random one.
+    cookie_signing_key: SecretStr | None = None
+    session_max_age_s: int = Field(default=12 * 3600, ge=60)
+    session_cookie_secure: bool = False  # set behind HTTPS (the county's reverse proxy)
+
+    # Health history (HealthSample): kept this long and at most this many samples per device.
+    health_history_max_age_s: float = Field(default=3 * 24 * 3600, gt=0)
+    health_history_max_samples: int = Field(default=3000, ge=1)
+
+    # Alerts (fleet.alerts): evaluated every alert_sweep_interval_s, only while a center is open.
+    alert_sweep_interval_s: float = Field(default=30.0, gt=0)
+    device_offline_alert_min: float = Field(default=10.0, ge=0)
+    edge_offline_alert_min: float = Field(default=5.0, ge=0)
+    flap_threshold: int = Field(default=10, ge=2)  # drops within flap_window_s that make a device "flapping"
+    flap_window_s: float = Field(default=3600.0, gt=0)
+    alert_reopen_window_s: float = Field(default=3600.0, ge=0)  # a condition back within this reopens its alert
+    wait_target_min: float = Field(default=30.0, gt=0)  # service-level target for issued -> called
+    window_paused_alert_min: float = Field(default=15.0, ge=0)
+    opening_hours: str = "08:30-12:00,14:00-17:30"  # default for every center; per-center in CenterHours
+    # Notifications (fleet.notify): a JSON list of {"kind": json|wecom|dingtalk, "url", "prefix"?, "secret"?}.
+    notify_webhooks: list[WebhookTarget] = Field(default_factory=list)
+    notify_attempts: int = Field(default=5, ge=1)
+    notify_backoff_s: float = Field(default=2.0, gt=0)
+    # 好差评 follow-up (fleet.cases) and suspicious ratings (fleet.satisfaction).
+    case_deadline_working_days: int = Field(default=5, ge=1)
+    rating_quick_s: float = Field(default=15.0, ge=0)  # a rating sooner than this after the call is suspicious
+    rating_burst_count: int = Field(default=5, ge=2)  # this many top marks at one window ...
+    rating_burst_window_s: float = Field(default=120.0, gt=0)  # ... within this many seconds
+    # Device configuration and commands (fleet.devconfig). Device keys are encrypted with a key derived from
+    # device_key_secret; without it, a random secret in <data_dir>/device-key-secret (mode 0600) is used.
+    device_key_secret: SecretStr | None = None
+    config_repush_s: float = Field(default=300.0, gt=0)  # drift: re-publish a desired config at most this often
+    command_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("notify_webhooks", mode="before")
+    @classmethod
+    def _webhooks_from_json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _check_hours(cls, value: str) -> str:
+        from fleet.calendar import parse_hours
+
+        parse_hours(value)
+        return value
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:

@@ -84,14 +84,19 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
         devices.locator("#pad-3").filter(has_text="谢谢您的评价").wait_for()
         devices.screenshot(path=str(tmp_path / "devices.png"))
 
-        # County IT sees the center, its devices online and today's counts.
+        # County IT logs in with the printed user and sees the center, its devices online and today's counts.
         fleet = page.context.new_page()
+        user, password = re.search(r"^\s+log in as\s+(\S+) / (\S+)$", demo.text(), re.M).groups()
+        fleet.goto(urls["fleet dashboard"])
+        fleet.fill("#username", user)
+        fleet.fill("#password", password)
+        fleet.click("#login-submit")
+        fleet.wait_for_selector("#nav")
 
         def dashboard_counts() -> bool:
-            fleet.goto(urls["fleet dashboard"])
-            row = fleet.locator('section.center[data-center="445202101001"]')
-            return (row.locator(".tickets").inner_text() == "1" and row.locator(".ratings").inner_text() == "1"
-                    and row.locator("td.status.online").count() == 6)
+            fleet.goto(urls["fleet dashboard"].rstrip("/") + "/centers/445202101001")
+            return (fleet.locator("#q-issued").inner_text() == "1" and fleet.locator("#s-rated").inner_text() == "1"
+                    and fleet.locator("#devices td.status.online").count() == 6)
 
         wait_until(dashboard_counts, 30, "the fleet dashboard to show the center's counts and 6 online devices")
         fleet.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
@@ -106,6 +111,6 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
     try:
         second = again.urls()
         assert second["kiosk"] == urls["kiosk"]
-        assert httpx.get(second["fleet dashboard"]).status_code == 200
+        assert httpx.get(second["fleet dashboard"], follow_redirects=True).status_code == 200  # the login page
     finally:
         assert again.interrupt() == 0

@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from firmware.sim.center import SimulatedCenter
+from fleet.auth.bootstrap import ensure_user, issue_token
 from protocol import topics
 from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.loop import LoopThread
@@ -33,6 +34,10 @@ def county(tmp_path, broker_factory, fleet_database_url):
     county_broker = broker_factory("county")
     center_broker = broker_factory("center")
     fleet_port, edge_port = free_port(), free_port()
+    # The fleet's API needs a token: a read-only user of the whole county, made before the fleet starts.
+    ensure_user(fleet_database_url, "end-to-end", "read_only", "end-to-end-password")
+    fleet_api = httpx.Client(base_url=f"http://127.0.0.1:{fleet_port}", headers={
+        "Authorization": "Bearer " + issue_token(fleet_database_url, "end-to-end", "tests")})
     fleet = Program(
         ["-m", "fleet", "--database-url", fleet_database_url, "--broker",
          f"mqtt://127.0.0.1:{county_broker.port}", "--port", str(fleet_port), "--heartbeat-timeout", "60"],
@@ -48,20 +53,21 @@ def county(tmp_path, broker_factory, fleet_database_url):
         try:
             yield {"fleet": f"http://127.0.0.1:{fleet_port}", "edge": f"http://127.0.0.1:{edge_port}",
                    "devices": devices, "loop": loop, "dir": tmp_path, "edge_program": edge,
-                   "center_broker": center_broker}
+                   "center_broker": center_broker, "fleet_api": fleet_api}
         finally:
             loop.run(devices.stop())
             edge.stop()
             fleet.stop()
+            fleet_api.close()
 
 
-def fleet_center(base: str) -> dict:
-    centers = httpx.get(f"{base}/api/centers").json()
+def fleet_center(fleet_api: httpx.Client) -> dict:
+    centers = fleet_api.get("/api/centers").json()
     return next((c for c in centers if c["code"] == CENTER_CODE), {})
 
 
 def test_ticket_call_finish_and_rating_reach_display_pad_edge_and_county(county):
-    edge, fleet, devices, loop = county["edge"], county["fleet"], county["devices"], county["loop"]
+    edge, fleet, devices, loop = county["edge"], county["fleet_api"], county["devices"], county["loop"]
     display, pad = devices.display(3), devices.pad(3)
 
     # 1. A resident takes a ticket for 社保业务 at the kiosk; it is printed as GB18030.
@@ -100,17 +106,17 @@ def test_ticket_call_finish_and_rating_reach_display_pad_edge_and_county(county)
     assert center["edge_online"] is True
     assert center["tickets_today"] == 1
     assert (center["devices_online"], center["devices_total"]) == (6, 6)
-    devices_at_fleet = httpx.get(f"{fleet}/api/centers/{CENTER_CODE}").json()["devices"]
+    devices_at_fleet = fleet.get(f"/api/centers/{CENTER_CODE}").json()["devices"]
     roles = sorted((d["role"], d["window"]) for d in devices_at_fleet)
     assert roles == sorted([("queue_display", w) for w in (1, 2, 3)] + [("rating_pad", w) for w in (1, 2, 3)])
 
 
 def test_a_device_that_dies_is_marked_offline_and_comes_back_with_a_new_session(county):
-    fleet, devices, loop = county["fleet"], county["devices"], county["loop"]
+    fleet, devices, loop = county["fleet_api"], county["devices"], county["loop"]
     display = devices.display(2)
 
     def fleet_device() -> dict:
-        center = httpx.get(f"{fleet}/api/centers/{CENTER_CODE}").json()
+        center = fleet.get(f"/api/centers/{CENTER_CODE}").json()
         return next(d for d in center["devices"] if d["device_id"] == display.device_id)
 
     wait_until(lambda: fleet_device()["online"], what="window 2's display online at the county")

@@ -19,12 +19,16 @@ from pathlib import Path
 
 import httpx
 
+from fleet.auth.bootstrap import ensure_user
 from tools.mosquitto import MosquittoBroker, free_port, port_is_open
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONFIG = ROOT / "edge_agent" / "sample-center.toml"
 CENTER_CODE = "445202101001"
 WINDOWS = 3
+# The fleet dashboard needs a login; the demo makes (or resets) this county administrator.
+DEMO_USER = "admin"
+DEMO_PASSWORD = "demo-admin"
 
 
 def pick_port(preferred: int) -> int:
@@ -100,8 +104,10 @@ class Demo:
         county_url = f"mqtt://127.0.0.1:{self.ports['county']}"
         center_url = f"mqtt://127.0.0.1:{self.ports['center']}"
         (self.run_dir / "fleet").mkdir(exist_ok=True)
+        fleet_db = f"sqlite:///{self.run_dir / 'fleet' / 'fleet.db'}"
+        ensure_user(fleet_db, DEMO_USER, "county_admin", DEMO_PASSWORD)
         self._start_program("fleet", [
-            "-m", "fleet", "--database-url", f"sqlite:///{self.run_dir / 'fleet' / 'fleet.db'}",
+            "-m", "fleet", "--database-url", fleet_db,
             "--broker", county_url, "--host", "127.0.0.1", "--port", str(self.ports["fleet"]),
             "--heartbeat-timeout", "30"])
         self._start_program("edge", ["-m", "edge_agent", "--config", str(self.write_edge_config())])
@@ -121,6 +127,7 @@ class Demo:
             "",
             "示例镇便民服务中心 (445202101001) is running. Open:",
             f"  fleet dashboard (county IT)   {self.url('fleet')}",
+            f"    log in as                   {DEMO_USER} / {DEMO_PASSWORD}",
             f"  kiosk 取号                     {self.url('edge', '/kiosk')}",
         ]
         lines += [f"  window {w} staff caller 呼叫器   {self.url('edge', f'/staff/{w}')}"

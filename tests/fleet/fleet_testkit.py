@@ -82,3 +82,43 @@ class EdgePublisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# Users: every page and API needs a login (fleet.auth).
+ADMIN = "admin"
+PASSWORD = "correct-horse-1"
+
+
+def add_user(engine, username: str = ADMIN, role: str = "county_admin", prefix: str | None = None,
+             password: str = PASSWORD) -> str:
+    """Create a user in the fleet's database and return an API token of theirs."""
+    from fleet.auth.tokens import create_token
+    from fleet.auth.users import create_user
+    from fleet.db import write_session
+
+    with write_session(engine) as session:
+        user = create_user(session, username, role, password, prefix)
+        _row, token = create_token(session, user, "tests")
+    return token
+
+
+def add_user_to(database_url: str, username: str = ADMIN, role: str = "county_admin", prefix: str | None = None,
+                password: str = PASSWORD) -> str:
+    """add_user on a database the test does not hold an engine for (a fleet subprocess's)."""
+    from fleet.db import create_db_engine, init_db
+
+    engine = create_db_engine(database_url)
+    try:
+        init_db(engine)
+        return add_user(engine, username, role, prefix, password)
+    finally:
+        engine.dispose()
+
+
+def log_in(page, base: str, username: str = ADMIN, password: str = PASSWORD) -> None:
+    """Log in through the login page in Chromium."""
+    page.goto(base + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    page.wait_for_selector("#nav")

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD
+from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD, add_user
 
 from fleet.app import create_app
 from fleet.ingest import handle_message
@@ -33,7 +33,8 @@ def put(app, name: str, payload: dict, at: datetime = NOW, **params) -> str:
 @pytest.fixture
 def client(fleet_settings):
     app = create_app(fleet_settings, clock=lambda: NOW)
-    with TestClient(app) as client:
+    token = add_user(app.state.engine)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
 
 
@@ -120,14 +121,23 @@ def test_a_duplicate_event_counts_once(client) -> None:
     assert client.get(f"/api/centers/{CENTER}").json()["tickets_today"] == 2
 
 
-def test_healthz(client) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "ingest": "disabled"}
+def test_healthz_needs_no_login(client) -> None:
+    assert client.get("/healthz", headers={"Authorization": ""}).json() == {
+        "status": "ok", "database": "ok", "ingest": "disabled"}
+
+
+def test_the_api_needs_a_token(client) -> None:
+    for path in ("/api/centers", f"/api/centers/{CENTER}", "/api/devices", "/api/audit", "/metrics"):
+        response = client.get(path, headers={"Authorization": ""})
+        assert response.status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer fleet_not-a-token"}).status_code == 401
 
 
 def test_today_follows_the_clock(fleet_settings) -> None:
     later = NOW + timedelta(days=1)
     app = create_app(fleet_settings, clock=lambda: later)
-    with TestClient(app) as client:
+    token = add_user(app.state.engine)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         seed(app)
         center = client.get(f"/api/centers/{CENTER}").json()
         assert center["day"] == "2024-05-03" and center["tickets_today"] == 1
@@ -143,4 +153,4 @@ def test_settings() -> None:
     assert (settings.broker_host, settings.broker_port, settings.heartbeat_timeout_s) == ("h", 1999, 30)
     assert settings.database_url == "sqlite:////srv/fleet/fleet.db"
     assert Settings().heartbeat_timeout_s == 90 and Settings().timezone == "Asia/Shanghai"
-    assert "secret" not in repr(Settings(broker_username="u", broker_password="secret"))
+    assert "hunter2-pw" not in repr(Settings(broker_username="u", broker_password="hunter2-pw"))

@@ -1,0 +1,143 @@
+"""Fleet ingest figures (printed, never asserted).
+
+20,000 simulated devices publish their health through a real Mosquitto, from
+a separate publisher process. The same stream is received twice in one run:
+by a bare paho subscriber that only counts (the broker's raw loopback rate)
+and by the fleet's ingest writing to SQLite (the sustained ingest rate).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fleet.db import create_db_engine, init_db  # noqa: E402
+from fleet.ingest import Ingest  # noqa: E402
+from fleet.settings import Settings  # noqa: E402
+from protocol import identity, messages, topics  # noqa: E402
+from tools.mosquitto import MosquittoBroker  # noqa: E402
+
+DEVICES = 20_000
+ROUNDS = 3  # health messages per device
+CENTERS = 200
+
+
+def device_topics() -> list[tuple[str, str]]:
+    out = []
+    for n in range(DEVICES):
+        center = f"445202{101 + n % CENTERS // 100:03d}{n % 100 + 1:03d}"
+        out.append((center, identity.device_id_from_mac(n.to_bytes(6, "big"))))
+    return out
+
+
+def publish_health(port: int, rounds: int) -> None:
+    """The publisher process: every device's health, `rounds` times, QoS 0 as the contract says."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    pairs = device_topics()
+    for _ in range(rounds):
+        for center, device in pairs:
+            payload = messages.encode("health", messages.make("health", session=1, uptime_s=100.0, free_heap=60000,
+                                                              rssi=-60, reconnects=0))
+            client.publish(topics.build(topics.DEVICE_HEALTH, center=center, device=device), payload, qos=0)
+    time.sleep(1)
+    client.loop_stop()
+    client.disconnect()
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def tick(self) -> None:
+        with self.lock:
+            now = time.perf_counter()
+            if not self.count:
+                self.first = now
+            self.count += 1
+            self.last = now
+
+    def rate(self) -> float:
+        return (self.count - 1) / (self.last - self.first) if self.count > 1 else 0.0
+
+
+def wait_for(counter: Counter, expected: int, idle_s: float = 5.0) -> None:
+    """Until `expected` arrived, or nothing arrived for idle_s (QoS 0 may drop under pressure)."""
+    last_seen, last_count = time.monotonic(), -1
+    while counter.count < expected and time.monotonic() - last_seen < idle_s:
+        if counter.count != last_count:
+            last_seen, last_count = time.monotonic(), counter.count
+        time.sleep(0.1)
+
+
+def raw_rate(port: int) -> tuple[float, int]:
+    counter = Counter()
+    subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    subscriber.on_message = lambda *_: counter.tick()
+    subscriber.connect("127.0.0.1", port)
+    subscriber.subscribe(topics.subscription(topics.DEVICE_HEALTH), qos=0)
+    subscriber.loop_start()
+    time.sleep(0.5)
+    publisher = multiprocessing.Process(target=publish_health, args=(port, ROUNDS))
+    publisher.start()
+    wait_for(counter, DEVICES * ROUNDS)
+    publisher.join()
+    subscriber.loop_stop()
+    subscriber.disconnect()
+    return counter.rate(), counter.count
+
+
+def ingest_rate(port: int, work: Path) -> tuple[float, int]:
+    counter = Counter()
+
+    class CountingIngest(Ingest):
+        def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+            super()._on_message(client, userdata, message)
+            counter.tick()
+
+    settings = Settings(data_dir=work, database_url=f"sqlite:///{work / 'fleet.db'}", broker_port=port,
+                        mqtt_client_id="bench-ingest")
+    engine = create_db_engine(settings.database_url)
+    init_db(engine)
+    ingest = CountingIngest(settings, engine)
+    ingest.start()
+    while not ingest.connected:
+        time.sleep(0.05)
+    publisher = multiprocessing.Process(target=publish_health, args=(port, ROUNDS))
+    publisher.start()
+    wait_for(counter, DEVICES * ROUNDS)
+    publisher.join()
+    ingest.stop()
+    engine.dispose()
+    return counter.rate(), counter.count
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    broker = MosquittoBroker(work, "county").start()
+    try:
+        raw, raw_count = raw_rate(broker.port)
+        print(f"broker raw loopback, paho subscriber that only counts: {raw:,.0f} msg/s "
+              f"({raw_count:,} of {DEVICES * ROUNDS:,} health messages received)")
+        rate, count = ingest_rate(broker.port, work)
+        print(f"fleet ingest into SQLite, {DEVICES:,} devices: {rate:,.0f} msg/s "
+              f"({count:,} of {DEVICES * ROUNDS:,} received) = {rate / raw:.0%} of the raw rate")
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The alert sweep: read the facts from the database, run the rules, reconcile the alerts.
+
+`run_alert_sweep(session, now, settings)` is what the sweep thread calls every
+`alert_sweep_interval_s`; tests call it directly with a fixed clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from fleet.alerts.engine import Change, reconcile
+from fleet.alerts.models import CenterHealthReport, CenterHours, DeviceDrop
+from fleet.alerts.rules import (
+    DROP_RECONNECT,
+    Condition,
+    DeviceFacts,
+    TicketFact,
+    device_conditions,
+    edge_condition,
+    health_conditions,
+    paused_window_conditions,
+    wait_condition,
+)
+from fleet.calendar import OpeningHours
+from fleet.models import Center, Device, TicketEvent
+from fleet.overview import day_bounds, local_day
+from fleet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_DROPS_PER_MESSAGE = 20  # a session counter that jumped by thousands is a reflashed board, not flapping
+
+
+def hours_lookup(session: Session, settings: Settings) -> Callable[[str], OpeningHours]:
+    """center code -> its opening hours (its own CenterHours row, else the county default)."""
+    default = OpeningHours.parse(settings.opening_hours)
+    own: dict[str, OpeningHours] = {}
+    for row in session.exec(select(CenterHours)).all():
+        try:
+            own[row.center_code] = OpeningHours.parse(row.hours, row.open_on_rest_days)
+        except ValueError as exc:  # stored before a rule changed: fall back, say so
+            log.warning("center %s: bad opening hours %r (%s); using the default", row.center_code, row.hours, exc)
+    return lambda code: own.get(code, default)
+
+
+def collect_conditions(session: Session, now: datetime, settings: Settings) -> tuple[list[Condition], set[str]]:
+    """Every condition true now, and the centers whose edge is offline (their other alerts are frozen)."""
+    conditions: list[Condition] = []
+    frozen: set[str] = set()
+    centers = session.exec(select(Center).order_by(Center.code)).all()
+    visible: list[str] = []
+    for center in centers:
+        conditions += edge_condition(center.code, center.edge_online, center.edge_offline_reason,
+                                     center.edge_last_seen, settings.edge_offline_alert_min * 60)
+        if center.edge_online:
+            visible.append(center.code)
+        else:
+            frozen.add(center.code)
+
+    window_start = now - timedelta(seconds=settings.flap_window_s)
+    drops: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for drop in session.exec(select(DeviceDrop).where(col(DeviceDrop.at) > window_start)).all():
+        drops[drop.device_id].append((drop.at, drop.reason))
+    for device in session.exec(select(Device).where(col(Device.center_code).in_(visible))).all():
+        facts = DeviceFacts(device.device_id, device.center_code, device.role, device.window, device.online,
+                            device.offline_reason, device.last_seen)
+        conditions += device_conditions(facts, drops.get(device.device_id, []), now,
+                                        settings.device_offline_alert_min * 60, settings.flap_threshold,
+                                        settings.flap_window_s)
+
+    for report in session.exec(select(CenterHealthReport).where(col(CenterHealthReport.center_code).in_(visible))):
+        try:
+            summary = json.loads(report.summary)
+        except ValueError:
+            continue
+        conditions += health_conditions(report.center_code, summary)
+        conditions += paused_window_conditions(report.center_code, summary, settings.window_paused_alert_min * 60)
+
+    start, end = day_bounds(local_day(now, settings.tz), settings.tz)
+    events: dict[str, list[TicketFact]] = defaultdict(list)
+    rows = session.exec(select(TicketEvent.center_code, TicketEvent.ticket, TicketEvent.kind, TicketEvent.ts)
+                        .where(col(TicketEvent.center_code).in_(visible), TicketEvent.ts >= start,
+                               TicketEvent.ts < end)).all()
+    for code, ticket, kind, ts in rows:
+        events[code].append(TicketFact(ticket, kind, ts))
+    for code, facts_of_center in events.items():
+        conditions += wait_condition(code, facts_of_center, now, settings.wait_target_min * 60)
+    return conditions, frozen
+
+
+def run_alert_sweep(session: Session, now: datetime, settings: Settings) -> list[Change]:
+    """One evaluation of every rule; the caller commits and then notifies about the changes."""
+    conditions, frozen = collect_conditions(session, now, settings)
+    hours = hours_lookup(session, settings)
+    tz = settings.tz
+    changes = reconcile(session, conditions, now, lambda code: hours(code).open_since(now, tz), frozen,
+                        settings.alert_reopen_window_s)
+    prune_drops(session, now - timedelta(seconds=max(settings.flap_window_s, 86400)))
+    return changes
+
+
+def prune_drops(session: Session, before: datetime) -> None:
+    for drop in session.exec(select(DeviceDrop).where(col(DeviceDrop.at) < before)).all():
+        session.delete(drop)
+
+
+def note_device_change(session: Session, device: Device, before_online: bool, before_session: int | None,
+                       now: datetime) -> int:
+    """Record the drops a presence/heartbeat change reveals (for flapping); returns how many.
+
+    online -> offline is one drop (its reason); a newer session while we still thought the
+    device online means it reconnected before its will reached us; sessions skipped while
+    offline are connections we never saw, each of which ended.
+    """
+    count, reason = 0, DROP_RECONNECT
+    if before_online and not device.online:
+        count, reason = 1, device.offline_reason or DROP_RECONNECT
+    elif before_session is not None and device.session is not None and device.session > before_session:
+        count = device.session - before_session - (0 if before_online else 1)
+    count = max(0, min(count, MAX_DROPS_PER_MESSAGE))
+    for _ in range(count):
+        session.add(DeviceDrop(device_id=device.device_id, center_code=device.center_code, at=now, reason=reason))
+    return count
+
+
+def store_health_report(session: Session, center_code: str, payload: dict[str, Any], now: datetime) -> bool:
+    """Keep a center's latest edge_health summary; an older one (by its ts) is ignored."""
+    report = session.get(CenterHealthReport, center_code)
+    if report is not None and payload["ts"] < report.ts:
+        return False
+    report = report or CenterHealthReport(center_code=center_code, summary="{}", ts=0)
+    report.summary = json.dumps(payload, ensure_ascii=False)
+    report.ready = bool(payload["ready"])
+    report.ts = payload["ts"]
+    report.received_at = now
+    session.add(report)
+    return True

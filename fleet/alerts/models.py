@@ -1,0 +1,85 @@
+"""Tables of the alerts: the alerts themselves, device drops (for flapping), opening hours, center health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from fleet.models import UTCDateTime, utcnow
+
+OPEN = "open"
+ACKNOWLEDGED = "acknowledged"
+RESOLVED = "resolved"
+STATES = (OPEN, ACKNOWLEDGED, RESOLVED)
+ACTIVE_STATES = (OPEN, ACKNOWLEDGED)
+
+CRITICAL = "critical"
+WARNING = "warning"
+
+
+class Alert(SQLModel, table=True):
+    """One problem of one subject (a device, a center's edge, its printer ...), from open to resolved.
+
+    `key` names the subject (device:<id>, edge:<center>, component:<center>:printer ...): while an
+    alert of a key is active no second one opens, and a condition that comes back within the reopen
+    window reopens the same alert (occurrences + 1) instead of paging again.
+    """
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_key_state", "key", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=128)
+    rule: str = Field(max_length=32, index=True)
+    severity: str = Field(default=WARNING, max_length=16)
+    center_code: str = Field(max_length=12, index=True)
+    device_id: str | None = Field(default=None, max_length=16)
+    window: int | None = None
+    state: str = Field(default=OPEN, max_length=16, index=True)
+    message: str  # Chinese, short: 设备离线
+    reason: str = ""  # Chinese, the facts: 离线 25 分钟（连接断开）
+    opened_at: datetime = Field(sa_type=UTCDateTime)
+    last_active_at: datetime = Field(sa_type=UTCDateTime)  # the condition was last seen true
+    occurrences: int = 1  # times the condition came back while this alert covered it
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DeviceDrop(SQLModel, table=True):
+    """A device lost its connection once (will, heartbeat timeout, or a reconnect we only saw afterwards)."""
+
+    __tablename__ = "device_drop"
+    __table_args__ = (Index("ix_device_drop_device_at", "device_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=16)
+    center_code: str = Field(max_length=12)
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+    reason: str = Field(max_length=32)
+
+
+class CenterHours(SQLModel, table=True):
+    """A center's own opening hours (else Settings.opening_hours on working days)."""
+
+    __tablename__ = "center_hours"
+
+    center_code: str = Field(primary_key=True, max_length=12)
+    hours: str = Field(max_length=200)  # 08:30-12:00,14:00-17:30
+    open_on_rest_days: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_by: str | None = Field(default=None, max_length=64)
+
+
+class CenterHealthReport(SQLModel, table=True):
+    """The latest edge_health summary of a center (retained on the county broker)."""
+
+    __tablename__ = "center_health_report"
+
+    center_code: str = Field(primary_key=True, max_length=12)
+    ready: bool = True
+    summary: str  # the payload, JSON
+    ts: float  # when the edge made it
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

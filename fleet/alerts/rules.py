@@ -1,0 +1,209 @@
+"""Alert rules: plain functions from facts to conditions, no database, no clock of their own.
+
+A rule says what is wrong *now* (a `Condition`). Whether that becomes an alert
+is the engine's business (fleet.alerts.engine): the center must be open, the
+condition must have lasted `min_duration_s` within the current opening period,
+and an alert already covering the subject is updated instead of a new one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleet.alerts.models import CRITICAL, WARNING
+from fleet.presence import REASON_HEARTBEAT, REASON_WILL
+from protocol.messages import (
+    ROLE_QUEUE_DISPLAY,
+    ROLE_RATING_PAD,
+    TICKET_CALLED,
+    TICKET_FINISHED,
+    TICKET_ISSUED,
+    TICKET_REQUEUED,
+    TICKET_SKIPPED,
+    TICKET_TRANSFERRED,
+)
+
+DEVICE_OFFLINE = "device_offline"
+DEVICE_FLAPPING = "device_flapping"
+EDGE_OFFLINE = "edge_offline"
+PRINTER = "printer"
+CAMERA_OFFLINE = "camera_offline"
+COMPONENT = "component"
+WAIT_OVER_TARGET = "wait_over_target"
+WINDOW_PAUSED = "window_paused"
+
+RULE_LABELS = {
+    DEVICE_OFFLINE: "设备离线",
+    DEVICE_FLAPPING: "设备频繁掉线",
+    EDGE_OFFLINE: "边缘网关离线",
+    PRINTER: "打印机",
+    CAMERA_OFFLINE: "摄像头离线",
+    COMPONENT: "外设故障",
+    WAIT_OVER_TARGET: "等候超时",
+    WINDOW_PAUSED: "窗口暂停服务",
+}
+
+DROP_WILL = REASON_WILL
+DROP_HEARTBEAT = REASON_HEARTBEAT
+DROP_RECONNECT = "reconnect"  # a new session without its predecessor's end being seen
+DROP_LABELS = {DROP_WILL: "连接断开", DROP_HEARTBEAT: "心跳超时", DROP_RECONNECT: "重新连接"}
+
+ROLE_NAMES = {ROLE_QUEUE_DISPLAY: "排队显示屏", ROLE_RATING_PAD: "评价器"}
+COMPONENT_NAMES = {"center_broker": "中心消息服务", "printer": "打印机", "id_card": "身份证读卡器",
+                   "scanner": "扫描仪", "document_camera": "高拍仪"}
+PRINTER_STATES = {"paper_out": ("打印机缺纸", CRITICAL), "paper_near_end": ("打印机纸将用尽", WARNING),
+                  "offline": ("打印机离线", CRITICAL)}
+WAITING_KINDS = (TICKET_ISSUED, TICKET_REQUEUED, TICKET_TRANSFERRED)
+DONE_KINDS = (TICKET_CALLED, TICKET_FINISHED, TICKET_SKIPPED)
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str  # the subject; one active alert per key
+    rule: str
+    center_code: str
+    message: str  # Chinese
+    reason: str  # Chinese
+    severity: str = WARNING
+    device_id: str | None = None
+    window: int | None = None
+    since: datetime | None = None  # when the condition began (None: unknown, counts as now)
+    min_duration_s: float = 0.0  # how long it must last, within opening hours, to open an alert
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    device_id: str
+    center_code: str
+    role: str | None
+    window: int | None
+    online: bool
+    offline_reason: str | None
+    last_seen: datetime | None
+
+
+def _minutes(seconds: float) -> int:
+    return int(seconds // 60)
+
+
+def _device_name(device: DeviceFacts) -> str:
+    name = ROLE_NAMES.get(device.role or "", "设备")
+    return name if device.window is None else f"{device.window}号窗口{name}"
+
+
+def device_conditions(device: DeviceFacts, drops: list[tuple[datetime, str]], now: datetime,
+                      offline_after_s: float, flap_threshold: int, flap_window_s: float) -> list[Condition]:
+    """Offline for a while, or flapping: one condition per device, under one key (flapping wins).
+
+    `drops`: (when, why) of the device's connection losses, any age; those within the flap window count.
+    """
+    key = f"device:{device.device_id}"
+    recent = sorted((at, why) for at, why in drops if at > now - timedelta(seconds=flap_window_s))
+    offline_since = max((at for at, _ in drops), default=device.last_seen)
+    if len(recent) >= flap_threshold:
+        by_reason = Counter(why for _, why in recent)
+        parts = "，".join(f"{DROP_LABELS.get(why, why)} {n} 次" for why, n in by_reason.most_common())
+        state = "当前离线" if not device.online else "当前在线"
+        window_text = f"{_minutes(flap_window_s)}分钟" if flap_window_s < 3600 else f"{flap_window_s / 3600:g}小时"
+        return [Condition(key, DEVICE_FLAPPING, device.center_code, f"{_device_name(device)}频繁掉线",
+                          f"{window_text}内掉线 {len(recent)} 次（{parts}），{state}", WARNING, device.device_id,
+                          device.window, recent[0][0], 0.0, {"drops": len(recent), "by_reason": dict(by_reason)})]
+    if device.online:
+        return []
+    why = DROP_LABELS.get(device.offline_reason or "", device.offline_reason or "原因未知")
+    return [Condition(key, DEVICE_OFFLINE, device.center_code, f"{_device_name(device)}离线", f"离线（{why}）",
+                      CRITICAL, device.device_id, device.window, offline_since, offline_after_s,
+                      {"offline_reason": device.offline_reason})]
+
+
+def edge_condition(center_code: str, edge_online: bool, offline_reason: str | None, last_seen: datetime | None,
+                   offline_after_s: float) -> list[Condition]:
+    if edge_online:
+        return []
+    why = DROP_LABELS.get(offline_reason or "", offline_reason or "连接断开")
+    return [Condition(f"edge:{center_code}", EDGE_OFFLINE, center_code, "边缘网关离线",
+                      f"整个中心与县平台失去联系（{why}），中心内设备状态未知", CRITICAL, since=last_seen,
+                      min_duration_s=offline_after_s)]
+
+
+def health_conditions(center_code: str, summary: dict[str, Any]) -> list[Condition]:
+    """Printer, cameras and other peripherals from an edge_health summary (the `components` map)."""
+    found = []
+    components = summary.get("components") if isinstance(summary, dict) else None
+    for name, part in sorted((components or {}).items()):
+        if not isinstance(part, dict) or part.get("ok", True):
+            continue
+        state = str(part.get("state", ""))
+        key = f"component:{center_code}:{name}"
+        if name == "printer":
+            message, severity = PRINTER_STATES.get(state, (f"打印机故障（{state}）", CRITICAL))
+            found.append(Condition(key, PRINTER, center_code, message, "取号小票无法正常打印", severity,
+                                   facts={"state": state}))
+        elif name.startswith("camera-") and name[7:].isdigit():
+            window = int(name[7:])
+            found.append(Condition(key, CAMERA_OFFLINE, center_code, f"{window}号窗口摄像头离线",
+                                   f"状态：{state or '未知'}", WARNING, window=window, facts={"state": state}))
+        else:
+            label = COMPONENT_NAMES.get(name, name)
+            found.append(Condition(key, COMPONENT, center_code, f"{label}故障", f"状态：{state or '未知'}", WARNING,
+                                   facts={"component": name, "state": state}))
+    return found
+
+
+def paused_window_conditions(center_code: str, summary: dict[str, Any], paused_after_s: float) -> list[Condition]:
+    """Windows paused (暂停服务) for a while, when the summary reports windows.
+
+    Reported as an optional `windows` map of the edge_health summary:
+    {"3": {"state": "paused", "since": 1767576000}} (not part of the contract yet; ignored when absent).
+    """
+    found = []
+    windows = summary.get("windows") if isinstance(summary, dict) else None
+    for number, info in sorted((windows or {}).items()):
+        if not isinstance(info, dict) or info.get("state") != "paused" or not str(number).isdigit():
+            continue
+        since = info.get("since")
+        started = datetime.fromtimestamp(since, UTC) if isinstance(since, int | float) else None
+        found.append(Condition(f"paused:{center_code}:{int(number)}", WINDOW_PAUSED, center_code,
+                               f"{int(number)}号窗口暂停服务", "开放时间内窗口暂停服务", WARNING, window=int(number),
+                               since=started, min_duration_s=paused_after_s))
+    return found
+
+
+@dataclass(frozen=True)
+class TicketFact:
+    ticket: str
+    kind: str
+    ts: float
+    service_name: str | None = None
+
+
+def waiting_tickets(events: list[TicketFact]) -> dict[str, float]:
+    """Tickets still waiting to be called -> when they were issued (a transfer keeps the issue time)."""
+    issued: dict[str, float] = {}
+    waiting: dict[str, bool] = {}
+    for event in sorted(events, key=lambda e: e.ts):
+        if event.kind == TICKET_ISSUED:
+            issued.setdefault(event.ticket, event.ts)
+        if event.kind in WAITING_KINDS:
+            waiting[event.ticket] = True
+        elif event.kind in DONE_KINDS:
+            waiting[event.ticket] = False
+    return {ticket: issued[ticket] for ticket, still in waiting.items() if still and ticket in issued}
+
+
+def wait_condition(center_code: str, events: list[TicketFact], now: datetime, target_s: float) -> list[Condition]:
+    """Residents waiting longer than the service-level target (issued -> called), from today's ticket events."""
+    overdue = {ticket: now.timestamp() - ts for ticket, ts in waiting_tickets(events).items()
+               if now.timestamp() - ts > target_s}
+    if not overdue:
+        return []
+    longest = max(overdue, key=lambda ticket: overdue[ticket])
+    since = datetime.fromtimestamp(now.timestamp() - overdue[longest] + target_s, UTC)
+    return [Condition(f"wait:{center_code}", WAIT_OVER_TARGET, center_code, "等候超时",
+                      f"{len(overdue)} 人等候超过 {_minutes(target_s)} 分钟，最长 {longest} 已等 "
+                      f"{_minutes(overdue[longest])} 分钟", WARNING, since=since,
+                      facts={"tickets": sorted(overdue), "longest_s": int(overdue[longest])})]

@@ -1,0 +1,271 @@
+"""Desired configuration: scopes, inheritance, versions, roll-back, signed retained pushes, reports, drift."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD, add_user, wait_for
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlmodel import Session, select
+
+from fleet.alerts.operations import config_job
+from fleet.app import create_app
+from fleet.audit import AuditEntry
+from fleet.db import write_session
+from fleet.devconfig import config as cfg
+from fleet.devconfig.keys import KeyBox, set_key
+from fleet.devconfig.models import DeviceConfigState, DeviceKey
+from fleet.ingest import handle_message
+from protocol import signing, topics
+
+NOW = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+KEY = bytes(range(32))
+OTHER_DISPLAY = "dev-a4cf12000009"
+
+
+def birth(engine, device: str, role: str, center: str = CENTER) -> None:
+    payload = {"v": 1, "state": "online", "session": 1, "role": role, "board": "b", "fw": "1", "contract": 1,
+               "window": 3}
+    handle_message(engine, topics.build(topics.DEVICE_PRESENCE, center=center, device=device),
+                   json.dumps(payload).encode(), NOW)
+
+
+def report(engine, device: str, version: int, status: str = "applied", error: str | None = None) -> None:
+    payload = {"v": 1, "version": version, "status": status, **({"error": error} if error else {})}
+    handle_message(engine, topics.build(topics.DEVICE_CONFIG_REPORTED, center=CENTER, device=device),
+                   json.dumps(payload).encode(), NOW)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict, int, bool]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        self.sent.append((topic, json.loads(payload), qos, retain))
+        return True
+
+
+def state(engine, device: str) -> DeviceConfigState:
+    with Session(engine) as session:
+        return session.get(DeviceConfigState, device)
+
+
+def test_inheritance_versions_rollback_and_drift(engine, fleet_settings) -> None:
+    birth(engine, DISPLAY, "queue_display")
+    birth(engine, PAD, "rating_pad")
+    birth(engine, OTHER_DISPLAY, "queue_display", OTHER_CENTER)
+    box = KeyBox.from_settings(fleet_settings)
+    recorder = Recorder()
+    with write_session(engine) as session:
+        set_key(session, box, DISPLAY, KEY, "tester", NOW)
+        cfg.set_scope_config(session, "county", "445202", "queue_display", {"brightness": 50, "idle_text": "欢迎"},
+                             "admin", NOW)
+        cfg.set_scope_config(session, "town", CENTER[:9], "queue_display", {"brightness": 70}, "town-a", NOW)
+        _, changed = cfg.set_scope_config(session, "device", DISPLAY, "queue_display", {"blink_s": 3}, "town-a", NOW)
+        assert changed == [DISPLAY]
+        with pytest.raises(cfg.ConfigError, match="brightness"):
+            cfg.set_scope_config(session, "center", CENTER, "queue_display", {"brightness": 101}, "x", NOW)
+        with pytest.raises(cfg.ConfigError, match="unknown key"):
+            cfg.set_scope_config(session, "center", CENTER, "rating_pad", {"idle_text": "x"}, "x", NOW)
+    ours, theirs = state(engine, DISPLAY), state(engine, OTHER_DISPLAY)
+    assert json.loads(ours.desired_config) == {"brightness": 70, "idle_text": "欢迎", "blink_s": 3}
+    assert ours.desired_version == 3
+    assert json.loads(theirs.desired_config) == {"brightness": 50, "idle_text": "欢迎"}  # another town
+    assert state(engine, PAD) is None  # nothing for rating pads
+
+    with write_session(engine) as session:
+        result = cfg.push_pending(session, box, recorder, NOW, 300)
+    assert result.pushed == [DISPLAY] and sorted(result.no_key) == [OTHER_DISPLAY]
+    topic, payload, qos, retain = recorder.sent[0]
+    assert topic == topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=DISPLAY) and qos == 1 and retain
+    assert signing.verify(KEY, DISPLAY, payload) and payload["version"] == 3 and payload["issued_by"] == "town-a"
+    assert cfg.status_of(state(engine, DISPLAY)) == "pending"
+
+    # Drift: the device still reports version 2: re-published, but not before config_repush_s.
+    report(engine, DISPLAY, 2)
+    with write_session(engine) as session:
+        assert cfg.push_pending(session, box, recorder, NOW + timedelta(seconds=10), 300).pushed == []
+        assert cfg.push_pending(session, box, recorder, NOW + timedelta(seconds=301), 300).pushed == [DISPLAY]
+    report(engine, DISPLAY, 3)
+    assert cfg.status_of(state(engine, DISPLAY)) == "applied"
+    with write_session(engine) as session:
+        assert cfg.push_pending(session, box, recorder, NOW + timedelta(hours=1), 300).pushed == []
+
+    # A change, then a roll-back to the town's first revision: a new revision with the old content.
+    with write_session(engine) as session:
+        cfg.set_scope_config(session, "town", CENTER[:9], "queue_display", {"brightness": 20}, "town-a", NOW)
+        revision, changed = cfg.rollback(session, "town", CENTER[:9], "queue_display", 1, "town-a", NOW)
+    assert revision.revision == 3 and revision.rollback_of == 1 and changed == [DISPLAY]
+    assert json.loads(state(engine, DISPLAY).desired_config)["brightness"] == 70
+    assert state(engine, DISPLAY).desired_version == 5
+
+    with write_session(engine) as session:
+        assert cfg.push_pending(session, box, recorder, NOW + timedelta(hours=1), 300).pushed == [DISPLAY]
+    report(engine, DISPLAY, 5, "rejected", "signature does not verify")
+    assert cfg.status_of(state(engine, DISPLAY)) == "rejected"
+    with write_session(engine) as session:  # a rejected version is not pushed again and again
+        assert cfg.push_pending(session, box, recorder, NOW + timedelta(hours=2), 300).pushed == []
+
+
+def test_a_new_version_is_above_anything_the_device_reported(engine, fleet_settings) -> None:
+    birth(engine, DISPLAY, "queue_display")
+    report(engine, DISPLAY, 41)  # e.g. the fleet's database was restored from an old backup
+    with write_session(engine) as session:
+        cfg.set_scope_config(session, "center", CENTER, "queue_display", {"brightness": 10}, "admin", NOW)
+    assert state(engine, DISPLAY).desired_version == 42
+    with write_session(engine) as session:  # a device seen later gets the inherited configuration
+        birth(engine, "dev-a4cf120000aa", "queue_display")
+    with write_session(engine) as session:
+        assert cfg.recompute_all(session, NOW) == ["dev-a4cf120000aa"]
+
+
+def test_keys_are_encrypted_at_rest_and_never_shown(fleet_settings) -> None:
+    app = create_app(fleet_settings, clock=lambda: NOW)
+    engine = app.state.engine
+    birth(engine, DISPLAY, "queue_display")
+    admin = {"Authorization": f"Bearer {add_user(engine)}"}
+    other_town = {"Authorization": f"Bearer {add_user(engine, 'town-b', 'town_operator', OTHER_CENTER[:9])}"}
+    with TestClient(app) as client:
+        assert client.put(f"/api/devices/{DISPLAY}/key", json={"key_hex": KEY.hex()}, headers=other_town
+                          ).status_code == 404
+        assert client.put(f"/api/devices/{DISPLAY}/key", json={"key_hex": "ab" * 8 + "zz"}, headers=admin
+                          ).status_code == 422
+        answer = client.put(f"/api/devices/{DISPLAY}/key", json={"key_hex": KEY.hex()}, headers=admin)
+        assert answer.status_code == 200 and KEY.hex() not in answer.text
+        assert client.get(f"/api/devices/{DISPLAY}/key", headers=admin).json()["has_key"] is True
+        page = client.get(f"/devices/{DISPLAY}", headers=admin).text
+        assert answer.json()["fingerprint"] in page and KEY.hex() not in page
+    with Session(engine) as session:
+        stored = session.get(DeviceKey, DISPLAY)
+        audit_text = " ".join(e.detail or "" for e in session.exec(select(AuditEntry)))
+    assert KEY.hex() not in stored.encrypted and KEY.hex() not in audit_text
+    assert KeyBox.from_settings(fleet_settings).open(DISPLAY, stored.encrypted) == KEY
+    with pytest.raises(ValueError):  # bound to its device
+        KeyBox.from_settings(fleet_settings).open(PAD, stored.encrypted)
+    with pytest.raises(ValueError):  # and to the server secret
+        KeyBox(b"another secret").open(DISPLAY, stored.encrypted)
+
+
+class Device:
+    """Subscribes on the county broker as the edge's relay would, to see what the fleet publishes."""
+
+    def __init__(self, port: int, *filters: str) -> None:
+        self.messages: list[tuple[str, dict, bool]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dev-" + uuid.uuid4().hex[:6],
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, json.loads(m.payload), m.retain))
+        self.client.connect("127.0.0.1", port)
+        for topic in filters:
+            self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.broker
+def test_desired_config_is_published_retained_and_signed_and_the_report_is_ingested(
+        county_broker, fleet_settings, edge_factory) -> None:
+    settings = fleet_settings.model_copy(update={"ingest_enabled": True, "broker_port": county_broker.port})
+    app = create_app(settings, clock=lambda: NOW)
+    engine = app.state.engine
+    birth(engine, DISPLAY, "queue_display")
+    admin = {"Authorization": f"Bearer {add_user(engine)}"}
+    with TestClient(app) as client:
+        wait_for(lambda: app.state.ingest.connected, "the ingest to subscribe")
+        client.put(f"/api/devices/{DISPLAY}/key", json={"key_hex": KEY.hex()}, headers=admin)
+        change = client.put(f"/api/config/town/{CENTER[:9]}/queue_display",
+                            json={"config": {"brightness": 60, "idle_text": "欢迎光临"}, "note": "试运行"},
+                            headers=admin).json()
+        assert change["pushed"] == [DISPLAY] and change["revision"]["created_by"] == "admin"
+        # Subscribing afterwards still gets it: it is retained.
+        device = Device(county_broker.port, topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=DISPLAY))
+        try:
+            topic, payload, retained = wait_for(lambda: device.messages and device.messages[0], "the desired config")
+        finally:
+            device.close()
+        assert retained and signing.verify(KEY, DISPLAY, payload)
+        assert payload["config"] == {"brightness": 60, "idle_text": "欢迎光临"} and payload["version"] == 1
+        assert client.get(f"/api/devices/{DISPLAY}/config", headers=admin).json()["status"] == "pending"
+
+        edge = edge_factory(county_broker.port)
+        edge.send(topics.DEVICE_CONFIG_REPORTED, {"version": 1, "status": "applied"}, center=CENTER, device=DISPLAY)
+        wait_for(lambda: client.get(f"/api/devices/{DISPLAY}/config", headers=admin).json()["status"] == "applied",
+                 "the reported version to be ingested")
+        statuses = client.get("/api/config/devices", headers=admin).json()
+        assert [(d["device_id"], d["status"]) for d in statuses] == [(DISPLAY, "applied")]
+        rollback = client.post(f"/api/config/town/{CENTER[:9]}/queue_display/rollback", json={"revision": 1},
+                               headers=admin)
+        assert rollback.json()["revision"]["revision"] == 2 and rollback.json()["devices_changed"] == []
+        history = client.get(f"/api/config/town/{CENTER[:9]}/queue_display", headers=admin).json()
+        assert [(r["revision"], r["rollback_of"]) for r in history] == [(2, 1), (1, None)]
+    with Session(engine) as session:
+        actions = [e.action for e in session.exec(select(AuditEntry).order_by(AuditEntry.id))]
+    assert actions == ["device.key", "config.set", "config.rollback"]
+
+
+@pytest.mark.broker
+def test_commands_are_signed_acknowledged_or_timed_out(county_broker, fleet_settings, edge_factory) -> None:
+    settings = fleet_settings.model_copy(update={"ingest_enabled": True, "broker_port": county_broker.port})
+    app = create_app(settings, clock=lambda: NOW)
+    engine = app.state.engine
+    birth(engine, DISPLAY, "queue_display")
+    admin = {"Authorization": f"Bearer {add_user(engine)}"}
+    device = Device(county_broker.port, topics.build(topics.DEVICE_COMMAND, center=CENTER, device=DISPLAY))
+    try:
+        with TestClient(app) as client:
+            wait_for(lambda: app.state.ingest.connected, "the ingest to subscribe")
+            no_key = client.post(f"/api/devices/{DISPLAY}/commands", json={"command": "identify"}, headers=admin)
+            assert no_key.json()["status"] == "not_sent" and no_key.json()["error"] == "no device key"
+            client.put(f"/api/devices/{DISPLAY}/key", json={"key_hex": KEY.hex()}, headers=admin)
+            assert client.post(f"/api/devices/{DISPLAY}/commands", json={"command": "brightness", "args": {}},
+                               headers=admin).status_code == 422
+            first = client.post(f"/api/devices/{DISPLAY}/commands", json={"command": "identify",
+                                                                          "args": {"seconds": 5}}, headers=admin)
+            second = client.post(f"/api/devices/{DISPLAY}/commands", json={"command": "brightness",
+                                                                           "args": {"level": 80}}, headers=admin)
+            assert first.json()["status"] == second.json()["status"] == "sent"
+            wait_for(lambda: len(device.messages) == 2, "both commands on the broker")
+            for _topic, payload, retained in device.messages:
+                assert not retained and signing.verify(KEY, DISPLAY, payload)
+            assert [p["command"] for _t, p, _r in device.messages] == ["identify", "brightness"]
+
+            edge = edge_factory(county_broker.port)
+            edge.send(topics.DEVICE_COMMAND_ACK, {"command_id": second.json()["command_id"], "status": "done"},
+                      center=CENTER, device=DISPLAY)
+
+            def outcome() -> dict:
+                return {c["command_id"]: c["status"] for c in
+                        client.get(f"/api/devices/{DISPLAY}/commands", headers=admin).json()}
+
+            wait_for(lambda: outcome()[second.json()["command_id"]] == "done", "the acknowledgement")
+            config_job(engine, settings, app.state.key_box, app.state.ingest, NOW + timedelta(seconds=61))
+            assert outcome() == {first.json()["command_id"]: "timed_out", second.json()["command_id"]: "done",
+                                 no_key.json()["command_id"]: "not_sent"}
+    finally:
+        device.close()
+
+
+def test_the_cli_generates_a_key_shown_once_and_sets_one(fleet_settings, tmp_path, capsys) -> None:
+    from fleet.devconfig.cli import run
+
+    assert run(["key", "generate", DISPLAY], fleet_settings) == 0
+    generated = capsys.readouterr().out.strip()
+    assert len(bytes.fromhex(generated)) == 32
+    assert run(["key", "show", DISPLAY], fleet_settings) == 0
+    shown = capsys.readouterr().out
+    assert generated not in shown and "key " in shown
+    (tmp_path / "k.hex").write_text("00" * 8)
+    assert run(["key", "set", DISPLAY, "--key-file", str(tmp_path / "k.hex")], fleet_settings) == 2  # too short
+    (tmp_path / "k.hex").write_text(KEY.hex())
+    assert run(["key", "set", DISPLAY, "--key-file", str(tmp_path / "k.hex")], fleet_settings) == 0
+    engine = __import__("fleet.db", fromlist=["create_db_engine"]).create_db_engine(fleet_settings.database_url)
+    with Session(engine) as session:
+        assert KeyBox.from_settings(fleet_settings).open(DISPLAY, session.get(DeviceKey, DISPLAY).encrypted) == KEY
+    engine.dispose()
