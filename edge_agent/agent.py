@@ -10,15 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
 from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
-from edge_agent.queue.service import QueueChange, QueueService
+from edge_agent.peripherals import build_peripherals
+from edge_agent.queue import service as queue_kinds
+from edge_agent.queue.kiosk import KioskDesk, PresentedCard
+from edge_agent.queue.rules import GREEN
+from edge_agent.queue.service import IssuedTicket, QueueChange, QueueError, QueueService
+from edge_agent.readiness import center_readiness
 from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
+from edge_agent.voice import VoiceAnnouncer
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +43,91 @@ class EdgeAgent:
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down
         self.uplink.health_summary = self.health_summary
-        self.adapters = [self.uplink, self.center_link, self.printer]
+        self.voice = VoiceAnnouncer(config.voice, config.data_dir / "voice")
+        self.kiosk = KioskDesk(config.queue.green_channel_age)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.adapters = [self.uplink, self.center_link, self.printer, self.voice]
+        # Card reader, scanner, cameras, document camera: those the config has ([peripherals.*]).
+        self.adapters += build_peripherals(config.peripherals, config.data_dir,
+                                           on_card=self.card_presented, on_code=self.code_scanned)
         self.change_listeners: list = []  # e.g. the hall page's live updates
         self.started_at = time.time()
         self.queue.listeners.append(self._on_change)
 
     def _on_change(self, change: QueueChange) -> None:
         self.uplink.wake()
+        if change.window is not None:
+            if change.kind in (queue_kinds.CALLED, queue_kinds.RECALLED):
+                self.voice.announce(change.ticket.number, change.window)
+            if change.kind in (queue_kinds.RECALLED, queue_kinds.SKIPPED, queue_kinds.TRANSFERRED,
+                               queue_kinds.WINDOW):
+                self.center_link.publish_window(change.window)  # the center link itself republishes on calls
         for listener in list(self.change_listeners):
             listener(change)
 
+    def snapshot(self) -> dict:
+        """What the pages show: the queue, the kiosk's prompt or last scan, voice on or off."""
+        return {**self.queue.snapshot(), "kiosk": self.kiosk.state(), "voice": {"enabled": self.voice.enabled}}
+
+    def _kiosk_changed(self) -> None:
+        for listener in list(self.change_listeners):
+            listener(QueueChange("kiosk", None))
+
+    def _on_loop(self, coroutine_function, *args) -> None:
+        """Run an agent coroutine from any thread (card reader and scanner adapters may use their own)."""
+        if self._loop is None:
+            log.error("agent not started: %s dropped", coroutine_function.__name__)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._loop.create_task(coroutine_function(*args))
+        else:
+            asyncio.run_coroutine_threadsafe(coroutine_function(*args), self._loop)
+
+    def card_presented(self, card: PresentedCard) -> None:
+        """An ID card at the kiosk's reader: green channel by age; the kiosk asks for a service (or a default)."""
+        self._on_loop(self.present_card, card)
+
+    def code_scanned(self, text: str) -> None:
+        """A code from the kiosk's scanner: an appointment check-in."""
+        self._on_loop(self.scan_code, text)
+
+    async def present_card(self, card: PresentedCard) -> dict:
+        today = datetime.now(ZoneInfo(self.config.timezone)).date()
+        prompt = self.kiosk.present_card(card, today)
+        log.info("ID card at the kiosk (green channel: %s)", "yes" if prompt.green else "no")
+        result = {"kind": "card", "green": prompt.green}
+        if self.config.queue.card_default_service:
+            result = await self._ticket_for_kiosk(self.config.queue.card_default_service, card_token=prompt.token)
+        self._kiosk_changed()
+        return result
+
+    async def scan_code(self, text: str) -> dict:
+        code = text.strip()
+        try:
+            issued = self.queue.check_in(code)
+        except QueueError as exc:
+            log.info("kiosk scan refused: %s", exc)
+            result = {"kind": "error", "message": str(exc)}
+        else:
+            result = {"kind": "ticket", **await self._print(issued, note="预约签到")}
+        self.kiosk.show(result)
+        self._kiosk_changed()
+        return result
+
+    async def _ticket_for_kiosk(self, service: str, card_token: str = "", print_guide: bool = False) -> dict:
+        try:
+            result = {"kind": "ticket", **await self.take_ticket(service, card_token, print_guide)}
+        except QueueError as exc:
+            result = {"kind": "error", "message": str(exc)}
+        self.kiosk.show(result)
+        return result
+
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for adapter in self.adapters:
             try:
                 await adapter.start()
@@ -63,38 +145,67 @@ class EdgeAgent:
         self.store.close()
 
     def health(self) -> dict:
-        return {adapter.name: adapter.health() for adapter in self.adapters}
+        unattended = self.queue.unattended_windows()
+        health = {**{adapter.name: adapter.health() for adapter in self.adapters},
+                  # Informational: a window nobody logged in to is not a fault of the agent.
+                  "attendance": {"ok": True, "unattended_windows": unattended}}
+        ready, reasons = center_readiness(health, self.store.devices(), [w.number for w in self.config.windows])
+        health["readiness"] = {"ok": ready, "reasons": reasons}  # can this center serve residents right now
+        return health
 
     def health_summary(self) -> dict:
         """The edge_health fields for the county: can this center serve residents right now, and why not."""
         health = self.health()
-        components = {"center_broker": {"ok": health["center_broker"]["ok"],
-                                        "state": "connected" if health["center_broker"]["ok"] else "unreachable"}}
-        reasons = [] if health["center_broker"]["ok"] else ["中心消息服务器不可用"]
-        if self.config.printer.kind != "none":
-            printer = health["printer"]
-            components["printer"] = {"ok": printer["ok"], "state": printer.get("state", "ok" if printer["ok"]
-                                                                                 else "offline")}
-            if not printer["ok"]:
-                reasons.append("取号打印机故障")
-        online = {(d["role"], d["window"]) for d in self.store.devices() if d["online"]}
-        for window in self.config.windows:
-            for role, label in (("queue_display", "排队显示屏"), ("rating_pad", "评价器")):
-                if (role, window.number) not in online:
-                    reasons.append(f"{window.number}号窗口{label}离线")
-        return {"ready": not reasons, "reasons": reasons, "components": components,
+        ready, reasons = center_readiness(health, self.store.devices(), [w.number for w in self.config.windows])
+        components = {}
+        for name, part in health.items():
+            if not isinstance(part, dict) or "ok" not in part or part.get("state") == "not configured":
+                continue
+            if "broker" in part:  # the two MQTT links
+                state = "connected" if part["ok"] else "unreachable"
+            else:
+                state = str(part.get("state") or ("ok" if part["ok"] else "error"))
+            component = {"ok": bool(part["ok"]), "state": state}
+            if name == "printer" and part.get("paper"):
+                component["state"] = {"out": "paper_out", "near_end": "paper_near_end"}.get(part["paper"],
+                                                                                           component["state"])
+            components[name] = component
+        # One component per window camera, named as docs/protocol.md says (camera-<window>).
+        for camera in health.get("cameras", {}).get("cameras", []):
+            components[f"camera-{camera['window']}"] = {"ok": camera["online"],
+                                                        "state": "online" if camera["online"] else "offline",
+                                                        "last_image": camera["last_good_at"]}
+        components.pop("cameras", None)
+        windows = {str(w["number"]): {"state": w["window_state"], "staff_no": w["staff_no"]}
+                   for w in self.queue.snapshot()["windows"]}
+        return {"ready": ready, "reasons": reasons, "components": components, "windows": windows,
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
                 "ts": time.time()}
 
-    async def take_ticket(self, service: str) -> dict:
-        """A resident takes a ticket: issued first, then printed; a printer failure never loses it."""
-        issued = self.queue.issue_ticket(service)
+    async def take_ticket(self, service: str, card_token: str = "", print_guide: bool = False) -> dict:
+        """A resident takes a ticket: issued first, then printed; a printer failure never loses it.
+
+        `card_token` is the kiosk's prompt of a swiped ID card: green channel when its holder is old enough.
+        """
+        card = self.kiosk.take_card(card_token) if card_token else None
+        if card_token and card is None:
+            raise QueueError("身份证信息已过期，请重新刷卡")
+        if card is not None:
+            self._kiosk_changed()
+        issued = self.queue.issue_ticket(service, GREEN if card and card.green else "")
+        return await self._print(issued, note="绿色通道" if card and card.green else "", print_guide=print_guide)
+
+    async def _print(self, issued: IssuedTicket, note: str = "", print_guide: bool = False) -> dict:
+        service = self.config.service(issued.ticket.service)
+        with_guide = print_guide or service.print_guide
         slip = TicketSlip(self.config.name, issued.service_name, issued.ticket.number, issued.people_ahead,
                           issued.ticket.issued_at, f"{self.config.code}/{issued.ticket.business_day}/"
-                          f"{issued.ticket.number}", self.config.timezone)
+                          f"{issued.ticket.number}", self.config.timezone, wait_text=issued.wait_text, note=note,
+                          guide=service.guide if with_guide else "", materials=service.materials if with_guide else ())
         printed = await self.printer.print_ticket(slip)
-        return {"number": issued.ticket.number, "service": service, "service_name": issued.service_name,
-                "people_ahead": issued.people_ahead, "printed": printed}
+        return {"number": issued.ticket.number, "service": issued.ticket.service, "service_name": issued.service_name,
+                "people_ahead": issued.people_ahead, "wait_text": issued.wait_text, "note": note,
+                "green": issued.ticket.priority == GREEN, "printed": printed}
 
 
 async def run_agent(config: CenterConfig, stop: asyncio.Event) -> None:

@@ -7,10 +7,15 @@ file is fixed in one go instead of one restart per mistake.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 
+from edge_agent.adapters.printer_status import parse_printer_extras
+from edge_agent.appointments import Appointment, parse_appointments
+from edge_agent.peripherals import check_peripherals
+from edge_agent.queue.settings import QueueSettings, parse_queue_settings
+from edge_agent.voice import VoiceSettings, parse_voice_settings
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code, check_window
 
@@ -25,6 +30,9 @@ class ConfigError(ValueError):
 class Service:
     prefix: str
     name: str
+    guide: str = ""  # 办事指南: conditions, time limit, fees, as the center publishes them
+    materials: tuple[str, ...] = ()  # 一次性告知: everything to bring, told at once
+    print_guide: bool = False  # print the guide and materials on every ticket of this service
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,14 @@ class Window:
     services: tuple[str, ...]
     staff_no: str = ""
     staff_name: str = ""
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    """Someone who may log in at a window's caller (the window's own staff and stand-ins, AB角)."""
+
+    staff_no: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -46,11 +62,15 @@ class BrokerConfig:
 
 @dataclass(frozen=True)
 class PrinterConfig:
-    kind: str = "none"  # none | file | network | serial
-    path: str = ""
+    kind: str = "none"  # none | file | network | serial | usb
+    path: str = ""  # file: a device or plain file; serial: the port
     host: str = ""
     port: int = 9100
     encoding: str = "gb18030"
+    baud: int = 9600  # serial
+    usb_vendor: int = 0  # usb: ids as lsusb shows them, e.g. 0x0416 0x5011
+    usb_product: int = 0
+    paper_check_s: float = 30.0  # how often a network or serial printer is asked for its paper
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,10 @@ class CenterConfig:
     ack_timeout_s: float = 30.0  # re-send an event the fleet has not acknowledged after this long
     # Raw [peripherals.*] tables; each adapter validates its own section.
     peripherals: dict = field(default_factory=dict)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    staff: tuple[StaffMember, ...] = ()  # every staff number that may log in, window staff included
+    appointments: tuple[Appointment, ...] = ()
 
     def service(self, prefix: str) -> Service:
         for service in self.services:
@@ -83,6 +107,12 @@ class CenterConfig:
             if window.number == number:
                 return window
         raise KeyError(number)
+
+    def staff_member(self, staff_no: str) -> StaffMember:
+        for member in self.staff:
+            if member.staff_no == staff_no:
+                return member
+        raise KeyError(staff_no)
 
 
 def _broker(raw: object, path: str, problems: list[str]) -> BrokerConfig:
@@ -130,7 +160,12 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
             problems.append(f"services[{i}].name: is required")
         if any(s.prefix == prefix for s in services):
             problems.append(f"services[{i}].prefix: {prefix!r} is used twice")
-        services.append(Service(prefix, str(item.get("name", ""))))
+        materials = item.get("materials") or []
+        if not isinstance(materials, list) or not all(isinstance(m, str) for m in materials):
+            problems.append(f"services[{i}].materials: must be a list of strings")
+            materials = []
+        services.append(Service(prefix, str(item.get("name", "")), str(item.get("guide", "")), tuple(materials),
+                                bool(item.get("print_guide", False))))
     if not services:
         problems.append("services: at least one service is required")
 
@@ -154,6 +189,16 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     if not windows:
         problems.append("windows: at least one window is required")
 
+    staff = {w.staff_no: StaffMember(w.staff_no, w.staff_name) for w in windows if w.staff_no}
+    for i, item in enumerate(raw.get("staff") or []):
+        staff_no, staff_name = str(item.get("staff_no", "")), str(item.get("name", ""))
+        if not staff_no or not staff_name:
+            problems.append(f"staff[{i}]: staff_no and name are required")
+        staff[staff_no] = StaffMember(staff_no, staff_name)
+    queue_settings = parse_queue_settings(raw.get("queue") or {}, known, problems)
+    voice = parse_voice_settings(raw.get("voice") or {}, problems)
+    appointments = parse_appointments(raw.get("appointments") or [], known, problems)
+
     brokers = raw.get("brokers") or {}
     center_broker = _broker(brokers.get("center"), "brokers.center", problems)
     county_broker = _broker(brokers.get("county"), "brokers.county", problems)
@@ -164,21 +209,24 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     if base_dir is not None and not data_dir.is_absolute():
         data_dir = base_dir / data_dir
 
-    printer_raw = raw.get("printer") or {}
+    printer_raw = raw.get("printer") or (raw.get("peripherals") or {}).get("printer") or {}
+    if raw.get("printer") and (raw.get("peripherals") or {}).get("printer"):
+        problems.append("peripherals.printer: the printer is already configured in [printer]; keep one")
     printer = PrinterConfig(
         kind=str(printer_raw.get("kind", "none")),
         path=str(printer_raw.get("path", "")),
         host=str(printer_raw.get("host", "")),
         port=int(printer_raw.get("port", 9100)),
         encoding=str(printer_raw.get("encoding", "gb18030")),
+        **parse_printer_extras(printer_raw, "printer", problems),
     )
-    if printer.kind not in ("none", "file", "network"):
-        problems.append(f"printer.kind: must be none, file or network, got {printer.kind!r}")
+    if printer.kind not in ("none", "file", "network", "serial", "usb"):
+        problems.append(f"printer.kind: must be none, file, network, serial or usb, got {printer.kind!r}")
     if printer.kind == "file" and not printer.path:
         problems.append("printer.path: a file printer needs a path")
     if printer.kind == "file" and base_dir is not None and not Path(printer.path).is_absolute():
-        printer = PrinterConfig(printer.kind, str(base_dir / printer.path), printer.host, printer.port,
-                                printer.encoding)
+        printer = replace(printer, path=str(base_dir / printer.path))
+    check_peripherals(raw, problems)
 
     if problems:
         raise ConfigError(source, problems)
@@ -190,6 +238,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         rating_timeout_s=int(center.get("rating_timeout_s", 60)),
         peripherals=dict(raw.get("peripherals") or {}),
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
+        queue=queue_settings, voice=voice, staff=tuple(staff.values()), appointments=tuple(appointments),
     )
 
 

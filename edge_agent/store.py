@@ -76,7 +76,40 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS attendance (
+    id INTEGER PRIMARY KEY,
+    window INTEGER NOT NULL,
+    staff_no TEXT NOT NULL,
+    staff_name TEXT NOT NULL,
+    login_at REAL NOT NULL,
+    logout_at REAL
+);
+CREATE TABLE IF NOT EXISTS appointments (
+    code TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    slot_start REAL NOT NULL,
+    slot_end REAL NOT NULL,
+    name_masked TEXT NOT NULL DEFAULT '',
+    ticket_id INTEGER REFERENCES tickets (id),
+    checked_in_at REAL
+);
 """
+
+# Columns added after the first release: an existing database gets them on open (ALTER TABLE ADD COLUMN).
+MIGRATIONS = (
+    ("tickets", "queue_service", "TEXT"),  # the service whose queue it is in after a transfer (NULL: its own)
+    ("tickets", "priority", "TEXT NOT NULL DEFAULT ''"),  # '', green, appointment
+    ("tickets", "requeued_at", "REAL"),
+    ("tickets", "target_window", "INTEGER"),
+    ("tickets", "recall_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("tickets", "missed_at", "REAL"),
+    ("tickets", "slot_end", "REAL"),
+    ("tickets", "call_reason", "TEXT"),
+    ("windows", "priority_streak", "INTEGER NOT NULL DEFAULT 0"),
+    ("windows", "staff_no", "TEXT"),
+    ("windows", "staff_name", "TEXT"),
+    ("windows", "login_at", "REAL"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +124,18 @@ class TicketRow:
     called_at: float | None
     finished_at: float | None
     window: int | None
+    queue_service: str = ""
+    priority: str = ""
+    requeued_at: float | None = None
+    target_window: int | None = None
+    recall_count: int = 0
+    missed_at: float | None = None
+    slot_end: float | None = None
+    call_reason: str | None = None
 
     def view(self) -> TicketView:
-        return TicketView(self.id, self.number, self.service, self.status, self.issued_at)
+        return TicketView(self.id, self.number, self.queue_service or self.service, self.status, self.issued_at,
+                          self.priority, self.requeued_at, self.target_window, self.slot_end)
 
 
 @dataclass(frozen=True)
@@ -105,7 +147,9 @@ class OutboxRow:
     retain: bool
 
 
-TICKET_COLUMNS = "id, business_day, service, seq, number, status, issued_at, called_at, finished_at, window"
+TICKET_COLUMNS = ("id, business_day, service, seq, number, status, issued_at, called_at, finished_at, window, "
+                  "COALESCE(queue_service, service), priority, requeued_at, target_window, recall_count, missed_at, "
+                  "slot_end, call_reason")
 
 
 class EdgeStore:
@@ -120,6 +164,14 @@ class EdgeStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            for table, column, declaration in MIGRATIONS:
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         with self._lock:

@@ -48,6 +48,8 @@ class CenterLink(MqttLink):
 
     async def start(self) -> None:
         await super().start()
+        if self._sender is not None and not self._sender.done():
+            return
         self._sender = asyncio.create_task(self._send_loop(), name="center_broker_sender")
 
     async def stop(self) -> None:

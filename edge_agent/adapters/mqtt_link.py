@@ -45,6 +45,8 @@ class MqttLink:
     # -- the adapter interface ------------------------------------------
 
     async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return  # already running: a second start must not open a second connection
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:

@@ -107,6 +107,8 @@ class Uplink(MqttLink):
 
     async def start(self) -> None:
         await super().start()
+        if self._forwarder is not None and not self._forwarder.done():
+            return
         self._forwarder = asyncio.create_task(self._forward_loop(), name="outbox_forwarder")
         self._health_task = asyncio.create_task(self._health_loop(), name="edge_health")
 

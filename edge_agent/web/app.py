@@ -2,6 +2,8 @@
 
 Everything is served by the agent itself (county intranets have no internet,
 so nothing comes from a CDN). Pages get live updates over server-sent events.
+Handlers are `async` on purpose: queue listeners (displays, voice, pages) then
+run on the agent's event loop, never on a worker thread.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from edge_agent.agent import EdgeAgent
+from edge_agent.appointments import parse_appointments
 from edge_agent.queue.service import QueueChange, QueueError
 
 HERE = Path(__file__).parent
@@ -24,6 +27,29 @@ HERE = Path(__file__).parent
 
 class TicketRequest(BaseModel):
     service: str
+    card: str = ""  # the kiosk's token of a swiped ID card
+    print_guide: bool = False
+
+
+class ScanRequest(BaseModel):
+    code: str
+
+
+class LoginRequest(BaseModel):
+    staff_no: str
+
+
+class TransferRequest(BaseModel):
+    service: str | None = None
+    window: int | None = None
+
+
+class RequeueRequest(BaseModel):
+    window: int | None = None
+
+
+class VoiceRequest(BaseModel):
+    enabled: bool
 
 
 def create_app(agent: EdgeAgent) -> FastAPI:
@@ -41,16 +67,19 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     def page(request: Request, name: str, **context) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"center": agent.config, **context})
 
+    def refused(exc: QueueError) -> HTTPException:
+        return HTTPException(400, str(exc))
+
     @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
+    async def index(request: Request) -> HTMLResponse:
         return page(request, "index.html")
 
     @app.get("/kiosk", response_class=HTMLResponse)
-    def kiosk(request: Request) -> HTMLResponse:
+    async def kiosk(request: Request) -> HTMLResponse:
         return page(request, "kiosk.html")
 
     @app.get("/staff/{window}", response_class=HTMLResponse)
-    def staff(request: Request, window: int) -> HTMLResponse:
+    async def staff(request: Request, window: int) -> HTMLResponse:
         try:
             config = agent.config.window(window)
         except KeyError:
@@ -58,39 +87,120 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         return page(request, "staff.html", window=config)
 
     @app.get("/hall", response_class=HTMLResponse)
-    def hall(request: Request) -> HTMLResponse:
+    async def hall(request: Request) -> HTMLResponse:
         return page(request, "hall.html")
 
     @app.get("/api/state")
-    def state() -> dict:
-        return agent.queue.snapshot()
+    async def state() -> dict:
+        return agent.snapshot()
 
     @app.get("/api/health")
-    def health() -> dict:
+    async def health() -> dict:
         return agent.health()
 
     @app.post("/api/tickets")
     async def take_ticket(body: TicketRequest) -> dict:
         try:
-            return await agent.take_ticket(body.service)
+            return await agent.take_ticket(body.service, body.card, body.print_guide)
         except QueueError as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise refused(exc) from None
+
+    @app.post("/api/scan")
+    async def scan(body: ScanRequest) -> dict:
+        """The kiosk's keyboard-wedge scanner typed a code and Enter."""
+        return await agent.scan_code(body.code)
+
+    async def window_action(window: int, action, *args) -> dict:
+        try:
+            result = action(window, *args)
+        except QueueError as exc:
+            raise refused(exc) from None
+        return {"ticket": getattr(result, "number", None), "state": getattr(result, "state", None)}
 
     @app.post("/api/windows/{window}/next")
-    def call_next(window: int) -> dict:
+    async def call_next(window: int) -> dict:
         try:
             ticket = agent.queue.call_next(window)
         except QueueError as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise refused(exc) from None
         return {"ticket": ticket.number if ticket else None}
 
+    @app.post("/api/windows/{window}/recall")
+    async def recall(window: int) -> dict:
+        return await window_action(window, agent.queue.recall)
+
+    @app.post("/api/windows/{window}/skip")
+    async def skip(window: int) -> dict:
+        return await window_action(window, agent.queue.skip)
+
+    @app.post("/api/windows/{window}/transfer")
+    async def transfer(window: int, body: TransferRequest) -> dict:
+        return await window_action(window, agent.queue.transfer, body.service or None, body.window)
+
     @app.post("/api/windows/{window}/finish")
-    def finish(window: int) -> dict:
+    async def finish(window: int) -> dict:
         try:
             change = agent.queue.finish(window)
         except QueueError as exc:
-            raise HTTPException(400, str(exc)) from None
+            raise refused(exc) from None
         return {"ticket": change.ticket.number, "rating_request": change.request_id}
+
+    @app.post("/api/windows/{window}/pause")
+    async def pause(window: int) -> dict:
+        return await window_action(window, agent.queue.pause)
+
+    @app.post("/api/windows/{window}/resume")
+    async def resume(window: int) -> dict:
+        return await window_action(window, agent.queue.resume)
+
+    @app.post("/api/windows/{window}/login")
+    async def login(window: int, body: LoginRequest) -> dict:
+        return await window_action(window, agent.queue.login, body.staff_no)
+
+    @app.post("/api/windows/{window}/logout")
+    async def logout(window: int) -> dict:
+        return await window_action(window, agent.queue.logout)
+
+    @app.post("/api/tickets/{number}/requeue")
+    async def requeue(number: str, body: RequeueRequest) -> dict:
+        try:
+            return {"ticket": agent.queue.requeue(number, body.window).number}
+        except QueueError as exc:
+            raise refused(exc) from None
+
+    @app.post("/api/tickets/{number}/green")
+    async def mark_green(number: str) -> dict:
+        try:
+            return {"ticket": agent.queue.mark_green(number).number}
+        except QueueError as exc:
+            raise refused(exc) from None
+
+    @app.get("/api/appointments")
+    async def appointments() -> list[dict]:
+        return agent.queue.appointments()
+
+    @app.post("/api/appointments")
+    async def import_appointments(request: Request) -> dict:
+        """Import a list of appointments (code, service, slot_start, slot_end, name); all or nothing."""
+        try:
+            raw = await request.json()
+        except ValueError:
+            raise HTTPException(400, "请求不是JSON") from None
+        problems: list[str] = []
+        parsed = parse_appointments(raw, {s.prefix for s in agent.config.services}, problems, "body")
+        if problems:
+            raise HTTPException(400, "; ".join(problems))
+        return {"imported": agent.queue.import_appointments(parsed)}
+
+    @app.get("/api/attendance")
+    async def attendance() -> list[dict]:
+        return agent.queue.attendance()
+
+    @app.post("/api/voice")
+    async def voice(body: VoiceRequest) -> dict:
+        agent.voice.set_enabled(body.enabled)
+        on_change(QueueChange("voice", None))
+        return {"enabled": agent.voice.enabled}
 
     @app.get("/api/events")
     async def events(request: Request) -> StreamingResponse:
@@ -99,7 +209,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
 
         async def stream():
             try:
-                yield f"data: {json.dumps(agent.queue.snapshot(), ensure_ascii=False)}\n\n"
+                yield f"data: {json.dumps(agent.snapshot(), ensure_ascii=False)}\n\n"
                 while not await request.is_disconnected():
                     try:
                         await asyncio.wait_for(queue.get(), timeout=15)
@@ -108,7 +218,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
                         continue
                     while not queue.empty():  # several changes at once: one update
                         queue.get_nowait()
-                    yield f"data: {json.dumps(agent.queue.snapshot(), ensure_ascii=False)}\n\n"
+                    yield f"data: {json.dumps(agent.snapshot(), ensure_ascii=False)}\n\n"
             finally:
                 subscribers.discard(queue)
 

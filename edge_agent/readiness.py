@@ -1,0 +1,46 @@
+"""Can this center serve residents right now? One answer county IT reads at a glance.
+
+A pure function of the adapters' health and the devices the center has seen: the center broker
+(displays and pads talk through it), the ticket printer and its paper, every window's queue display
+and rating pad, and the ID card reader (the green channel). Cameras, the scanner and the document
+camera are reported in health but do not stop a center from serving. Reasons are in Chinese.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+DEVICE_LABELS = {"queue_display": "排队显示屏", "rating_pad": "评价器"}
+
+
+def center_readiness(health: dict, devices: list[dict], windows: Iterable[int] = ()) -> tuple[bool, list[str]]:
+    """(ok, reasons): ok when nothing stops the center serving; reasons say what does, in Chinese.
+
+    `devices` are store.devices() rows (role, window, online); `windows` are the center's window
+    numbers, so a window whose display or pad was never seen at all is reported too.
+    """
+    reasons: list[str] = []
+    broker = health.get("center_broker")
+    if broker is not None and not broker.get("ok"):
+        reasons.append("中心消息服务器不可用")
+
+    printer = health.get("printer")
+    if printer is not None and printer.get("state") != "not configured":
+        if printer.get("paper") == "out":
+            reasons.append("取号打印机缺纸")
+        elif not printer.get("ok"):
+            reasons.append("取号打印机故障")
+
+    online = {(d.get("role"), d.get("window")) for d in devices if d.get("online")}
+    seen = {(d.get("role"), d.get("window")) for d in devices}
+    all_windows = sorted(set(windows) | {window for role, window in seen if role in DEVICE_LABELS and window})
+    for window in all_windows:
+        for role, label in DEVICE_LABELS.items():
+            if (role, window) not in online:
+                reasons.append(f"{window}号窗口{label}离线")
+
+    reader = health.get("id_card_reader")
+    if reader is not None and not reader.get("ok") and reader.get("state") != "starting":
+        state = reader.get("state")
+        reasons.append("身份证读卡器无响应" if state == "not responding" else "身份证读卡器离线")
+    return not reasons, reasons

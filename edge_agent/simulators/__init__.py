@@ -1,0 +1,1 @@
+"""Simulated hardware that speaks the real wire protocol, for tests and the demo."""
