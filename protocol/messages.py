@@ -162,6 +162,7 @@ SCHEMAS = {
         _field("ready", BOOL),
         _field("reasons", ARR),
         _field("components", OBJ),
+        _field("windows", OBJ, False),
         _field("outbox", INT, False, low=0),
         _field("uptime_s", NUM, False, low=0),
         _TS,

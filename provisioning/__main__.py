@@ -1,0 +1,5 @@
+import sys
+
+from provisioning.main import main
+
+sys.exit(main())

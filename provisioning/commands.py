@@ -1,0 +1,196 @@
+"""The commands of `provision`: do_list and do_device (do_batch comes with the batch/offline work).
+
+Each takes the parsed arguments and an output stream, returns the exit status, and raises
+ProvisionError for anything the technician must know; main.py turns that into `provision: <message>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TextIO
+
+from protocol import identity
+from protocol.errors import ProtocolError
+from provisioning import fleet_registration
+from provisioning.device_config import config_json, settings_from_arguments
+from provisioning.errors import BoardFullError, ConnectionLostError, ProvisionError
+from provisioning.image import MANAGED_DIRS, build_image
+from provisioning.plan import CONFIG_PATH, MAIN_PATH, make_plan, space_needed, top_level_paths
+from provisioning.ports import serial_ports
+from provisioning.progress import Progress
+from provisioning.records import DEFAULT_RECORDS, ProvisioningRecord, append_record, current_technician
+from provisioning.transport import Board, BoardInfo
+
+SUPPORTED_SYSNAMES = ("esp32",)  # os.uname().sysname of MicroPython on every ESP32 variant
+
+
+def do_list(args: argparse.Namespace, out: TextIO, comports=None) -> int:
+    """USB serial ports, ESP32-class boards first and marked; --probe asks each board who it is."""
+    kwargs = {"extra": args.ports}
+    if comports is not None:
+        kwargs["comports"] = comports
+    ports = serial_ports(**kwargs)
+    if not ports:
+        print("no serial ports found (is the board plugged in, and is its USB driver installed?)", file=out)
+        return 0
+    for port in ports:
+        mark = "*" if port.is_esp32_class else " "
+        kind = f"ESP32 board ({port.bridge})" if port.is_esp32_class else (port.description or "serial port")
+        line = f"{mark} {port.device:<20} {port.usb_id:<10} {kind}"
+        if args.probe and (port.is_esp32_class or port.device in args.ports):
+            line += "  " + _probe(port.device, args.answer_timeout)
+        print(line.rstrip(), file=out)
+    print("* = USB serial bridge used on ESP32 boards", file=out)
+    return 0
+
+
+def _probe(port: str, answer_timeout: float) -> str:
+    try:
+        with Board.connect(port, answer_timeout) as board:
+            info = board.info()
+        return f"{identity.device_id_from_mac(info.mac)} MicroPython {info.version} ({info.machine})"
+    except (ProvisionError, ProtocolError) as exc:
+        return f"(not answering as MicroPython: {exc})"
+
+
+def _check_board(info: BoardInfo, port: str) -> str:
+    if info.implementation != "micropython":
+        raise ProvisionError(f"the board on {port} runs {info.implementation}, not MicroPython")
+    if info.sysname not in SUPPORTED_SYSNAMES:
+        raise ProvisionError(f"the board on {port} is a {info.sysname} ({info.machine}), not an ESP32")
+    try:
+        return identity.device_id_from_mac(info.mac)
+    except ProtocolError as exc:
+        raise ProvisionError(f"the board on {port} reports an unusable MAC: {exc}") from None
+
+
+def do_device(args: argparse.Namespace, out: TextIO) -> int:
+    """Set up one board for one window of one center (see provisioning/README.md for the steps)."""
+    progress = Progress(out)
+    record = ProvisioningRecord(
+        technician=args.technician or current_technician(), port=args.port, center=args.center,
+        window=args.window, role=args.role, board=args.board)
+    records_path = Path(args.records) if args.records else DEFAULT_RECORDS
+    board: Board | None = None
+    try:
+        with progress.step("arguments") as step:
+            settings = settings_from_arguments(
+                args.center, args.window, args.role, args.board, args.broker, args.wifi_ssid,
+                args.wifi_password, Path(args.site) if args.site else None)
+            record.board = settings.board
+            step.detail = (f"center {settings.center} window {settings.window}, {settings.role} on "
+                           f"{settings.board}, broker {settings.broker_host}:{settings.broker_port}")
+        with progress.step("build") as step:
+            image = build_image(settings.role, settings.board)
+            record.image_sha256 = image.sha256
+            step.detail = f"{len(image.files)} files, {image.size} bytes, image {image.sha256[:12]}"
+        with progress.step("board") as step:
+            board = Board.connect(args.port, args.answer_timeout)
+            info = board.info()
+            record.micropython = f"{info.version} {info.machine}"
+            device_id = _check_board(info, args.port)
+            record.device_id = device_id
+            step.detail = f"{device_id}, MicroPython {info.version} on {info.machine}, {args.port}"
+        with progress.step("fleet registration") as step:
+            credentials = fleet_registration.register_with_fleet(device_id, settings, image.sha256,
+                                                                 record.technician)
+            if credentials is None:
+                step.skip(fleet_registration.NOT_BUILT)
+        config = config_json(settings, credentials)
+        with progress.step("compare") as step:
+            on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
+            plan = make_plan(image, config, on_board)
+            step.detail = (f"{len(plan.copy)} of {plan.total} files to copy ({plan.bytes_to_copy} bytes), "
+                           f"{len(plan.remove)} to remove")
+        with progress.step("space") as step:
+            needed = space_needed(plan, on_board, info.block_bytes)
+            if needed > info.free_bytes:
+                raise BoardFullError(
+                    f"the board's filesystem is too small for this image: it needs {needed} bytes free and has "
+                    f"{info.free_bytes} (of {info.total_bytes}); nothing was copied. Remove other files from the "
+                    "board, or use a board with a bigger filesystem")
+            step.detail = f"{needed} bytes needed, {info.free_bytes} free"
+        if args.dry_run:
+            for path in plan.remove:
+                progress.line(f"  would remove {path}")
+            for item in plan.copy:
+                progress.line(f"  would copy {item.device_path} ({len(item.data)} bytes)")
+            record.outcome = "dry-run"
+            progress.line(f"dry run: {device_id} left unchanged")
+            return 0
+        if plan.remove:
+            with progress.step("remove") as step:
+                for path in plan.remove:
+                    board.remove(path)
+                    record.files_removed += 1
+                step.detail = f"{len(plan.remove)} files: " + _names(plan.remove)
+        with progress.step("copy") as step:
+            try:
+                _copy(board, plan.copy, record, progress)
+            except BoardFullError as exc:
+                step.detail = f"{record.files_copied} of {len(plan.copy)} files"
+                raise BoardFullError(
+                    f"{exc}: {record.files_copied} of {len(plan.copy)} files were copied and the partial file "
+                    "was removed; /main.py is not on the board, so it will not start a half-updated firmware. "
+                    "Free space on the board (or use one with a bigger filesystem) and run again") from None
+            except ConnectionLostError as exc:
+                step.detail = f"{record.files_copied} of {len(plan.copy)} files"
+                raise ConnectionLostError(
+                    f"{exc}. {record.files_copied} of {len(plan.copy)} files were copied, none is half-written "
+                    "under its real name, and /main.py is not on the board yet: plug it back in and run the "
+                    "same command again, it copies only what is missing") from None
+            step.detail = f"{record.files_copied} files, {record.bytes_copied} bytes"
+            if plan.copy:
+                step.detail += ": " + _names([item.device_path for item in plan.copy])
+        with progress.step("firmware loads") as step:
+            module = f"firmware.{settings.role}.app"
+            board.exec(f"import {module}", f"importing {module} on the board")
+            step.detail = f"import {module} works under the board's MicroPython"
+        with progress.step("soft reset") as step:
+            board.soft_reset()
+            for path, data in ((CONFIG_PATH, config), (MAIN_PATH, image.by_path()[MAIN_PATH].data)):
+                if board.sha256(path) != _sha256(data):
+                    raise ProvisionError(f"{path} on the board is not what was written, after the soft reset")
+            step.detail = "the board answers again, config.json and main.py intact"
+        record.outcome = "ok"
+        progress.line(f"{device_id} is set up for center {settings.center} window {settings.window} "
+                      f"({settings.role}): {record.files_copied} files copied, {record.files_removed} removed")
+        return 0
+    except ProvisionError as exc:
+        record.outcome = "failed"
+        if record.device_id and record.device_id not in str(exc):
+            exc = type(exc)(f"{record.device_id}: {exc}")  # errors carry the device id once it is known
+        record.error = str(exc)
+        raise exc from None
+    except KeyboardInterrupt:
+        record.outcome = "interrupted"
+        raise
+    finally:
+        if board is not None:
+            board.close()
+        append_record(record, records_path)
+
+
+def _copy(board: Board, files, record: ProvisioningRecord, progress: Progress) -> None:
+    made: set[str] = set()
+    for number, item in enumerate(files, 1):
+        progress.status(f"copy {number}/{len(files)}: {item.device_path}")
+        folder = item.device_path.rsplit("/", 1)[0]
+        if folder and folder not in made:
+            board.makedirs(folder)
+            made.add(folder)
+        board.write_file(item.device_path, item.data)
+        record.files_copied += 1
+        record.bytes_copied += len(item.data)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _names(paths: list[str] | tuple[str, ...], limit: int = 4) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")

@@ -1,0 +1,1 @@
+"""Simulated hardware for provisioning: a virtual ESP32 running real MicroPython on a pseudo-terminal."""

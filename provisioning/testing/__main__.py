@@ -1,0 +1,3 @@
+from provisioning.testing.virtual_board import main
+
+main()

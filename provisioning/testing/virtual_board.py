@@ -1,0 +1,458 @@
+"""A virtual ESP32 running MicroPython, on a pseudo-terminal: what `provision` and mpremote talk to in tests.
+
+The far end of `os.openpty()` behaves like the USB serial port of an ESP32 with MicroPython 1.27:
+the friendly REPL (banner, `>>> `, echo), the raw REPL (Ctrl-A, Ctrl-B, Ctrl-C, Ctrl-D soft reset
+with `soft reboot` and the banner), raw-paste mode (`\\x05A\\x01`, flow-control windows of 128 bytes)
+or, with `raw_paste=False`, an older MicroPython that does not know raw-paste (the host falls back to
+plain raw mode). Every program received is executed by real MicroPython, the WebAssembly port
+(micropython_host.mjs), over an in-memory filesystem that survives soft resets, hard resets and
+unplugging, like flash. `machine.unique_id()`, `network.WLAN().config('mac')`, `os.uname()` and
+`os.statvfs()` answer as on an ESP32; filesystem errors carry the board's errno values.
+
+Faults, for the error paths of the tools that talk to a board:
+- `set_free_bytes(n)`: the filesystem is full after n more bytes (writes fail with ENOSPC);
+  `statvfs_free=` makes os.statvfs() claim another figure, as littlefs's estimate can.
+- `pull_cable(after_bytes=n)`: the port disappears after n more bytes from the host (mid-transfer);
+  `plug()` gives a new port to the same board, which has lost power and boots again.
+- `firmware="silent"` (nothing answers: no firmware, or a board in download mode) or
+  `firmware="garbage"` (another firmware, answering ERROR to every line).
+
+    with VirtualBoard(mac="a4:cf:12:ab:34:cd") as board:
+        subprocess.run(["mpremote", "connect", board.port, "exec", "print(1)"])
+
+Limits: a program that never returns hangs the board (the WebAssembly interpreter cannot be interrupted
+from outside, so Ctrl-C reaches it only between programs); main.py is not run at boot unless
+`run_main=True` (the firmware would wait for Wi-Fi forever); friendly-REPL input is one line at a time
+(no continuation lines, no paste mode).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import threading
+import time
+import tty
+from pathlib import Path
+
+from provisioning.testing.micropython_host import ExecResult, MicroPythonHost
+
+BANNER = (b"MicroPython v1.27.0 on 2025-12-09; Generic ESP32 module with ESP32\r\n"
+          b'Type "help()" for more information.\r\n')
+PROMPT = b">>> "
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+# What the ESP32's ROM bootloader prints after a reset, before MicroPython starts.
+ROM_BOOT = (b"ets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
+            b"configsip: 0, SPIWP:0xee\r\nmode:DIO, clock div:2\r\nentry 0x400805f0\r\n")
+PASTE_WINDOW = 128  # MICROPY_REPL_STDIN_BUFFER_MAX (256) / 2, as the firmware announces it
+WRITE_PATIENCE_S = 2.0  # how long output waits for a host that does not read before it is dropped, like a UART
+DEFAULT_FLASH_BYTES = 2 * 1024 * 1024  # the filesystem partition of a 4 MB ESP32
+WRAPPER_FRAME = '  File "<stdin>", line 1, in <module>\n'
+HIDDEN_FRAME = '"/.hw/'  # where micropython_host.mjs keeps the board's hardware modules while importing them
+
+CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
+FIRMWARES = ("micropython", "silent", "garbage")
+
+
+def _cooked(data: bytes) -> bytes:
+    """MicroPython's stdout on a UART turns every \\n into \\r\\n."""
+    return data.replace(b"\n", b"\r\n")
+
+
+def _board_traceback(text: str | None) -> bytes:
+    """The traceback as the board prints it: without the frames of the virtual board's own wrappers."""
+    if not text:
+        return b""
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines if HIDDEN_FRAME not in line]
+    return _cooked("".join(kept).encode())
+
+
+class VirtualBoard:
+    """An ESP32 with MicroPython on a pseudo-terminal; `port` is the path a host opens."""
+
+    def __init__(self, mac: str = "a4:cf:12:ab:34:cd", flash_bytes: int = DEFAULT_FLASH_BYTES,
+                 raw_paste: bool = True, firmware: str = "micropython", run_main: bool = False) -> None:
+        if firmware not in FIRMWARES:
+            raise ValueError(f"firmware must be one of {FIRMWARES}, got {firmware!r}")
+        self.mac_hex = mac.replace(":", "").replace("-", "").lower()
+        if len(self.mac_hex) != 12:
+            raise ValueError(f"MAC must have 12 hex digits, got {mac!r}")
+        self.raw_paste = raw_paste
+        self.firmware = firmware
+        self.run_main = run_main
+        self._flash_bytes = flash_bytes
+        self._host: MicroPythonHost | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self._port_lock = threading.Lock()
+        self._port: str | None = None
+        self._cable_budget: int | None = None  # bytes from the host until the cable is pulled
+        self._powered = False  # False after a pulled cable: the board boots again when plugged
+        self.received_bytes = 0  # from the host, over the board's life: tests size faults with it
+        self.programs: list[bytes] = []  # every program executed, in order
+        self.soft_resets = 0
+        self.hard_resets = 0
+        # REPL state (only the serving thread touches it)
+        self._mode = "friendly"
+        self._line = bytearray()
+        self._paste = bytearray()
+        self._paste_remain = 0
+
+    # ----- life cycle -----
+
+    def start(self) -> VirtualBoard:
+        self._host = MicroPythonHost(self.mac_hex, self._flash_bytes)
+        if self.firmware != "micropython":
+            self._host.boot()  # the flash exists even when no MicroPython runs on it
+        self.plug()
+        return self
+
+    def __enter__(self) -> VirtualBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def port(self) -> str:
+        if self._port is None:
+            raise RuntimeError("the board is not plugged in")
+        return self._port
+
+    @property
+    def plugged(self) -> bool:
+        return self._master is not None
+
+    def plug(self) -> str:
+        """Connect the board to a new pseudo-terminal (a USB port); after a pulled cable it boots again."""
+        if self.plugged:
+            raise RuntimeError("the board is already plugged in")
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: the host sees exactly what the board writes
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._port = os.ttyname(slave)
+        self._wake_r, self._wake_w = os.pipe()
+        self._cable_budget = None
+        if not self._powered and self.firmware == "micropython":
+            self._power_on()
+        self._powered = True
+        self._thread = threading.Thread(target=self._serve, name=f"virtual-board-{self.mac_hex}", daemon=True)
+        self._thread.start()
+        return self._port
+
+    def pull_cable(self, after_bytes: int = 0) -> None:
+        """The port disappears now, or after `after_bytes` more bytes from the host (mid-transfer)."""
+        if after_bytes <= 0:
+            self._unplug()
+        else:
+            self._cable_budget = after_bytes
+
+    def wait_unplugged(self, timeout: float = 10.0) -> None:
+        """Wait until a cable pull armed with `after_bytes` has happened (a safety net, not a timing)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        if self.plugged and (thread is None or not thread.is_alive()):
+            self._close_port()
+
+    def close(self) -> None:
+        self._unplug()
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+
+    def _unplug(self) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
+            thread.join(10)
+        self._close_port()
+
+    def _close_port(self) -> None:
+        with self._port_lock:
+            fds = (self._master, self._slave, self._wake_r, self._wake_w)
+            self._master = self._slave = None
+            self._wake_r = self._wake_w = -1
+            self._thread = None
+            self._powered = False  # a USB-powered board loses power with its cable
+        for fd in fds:
+            if fd is not None and fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    # ----- faults and inspection -----
+
+    def set_free_bytes(self, free_bytes: int, statvfs_free: int | None = None) -> None:
+        """From now on the filesystem holds only `free_bytes` more; os.statvfs() reports `statvfs_free` if given."""
+        used, _ = self.host.flash_usage()
+        reported = None if statvfs_free is None else used + statvfs_free
+        self.host.set_capacity(used + free_bytes, reported)
+
+    def flash_usage(self) -> tuple[int, int]:
+        return self.host.flash_usage()
+
+    def files(self) -> dict[str, bytes]:
+        """Every file on the board's flash with its content (read behind the board's back)."""
+        return self.host.files()[0]
+
+    def dirs(self) -> list[str]:
+        return self.host.files()[1]
+
+    def put_file(self, path: str, data: bytes) -> None:
+        """Write a file onto the board's flash behind its back (test set-up)."""
+        self.host.put(path, data)
+
+    @property
+    def host(self) -> MicroPythonHost:
+        if self._host is None:
+            raise RuntimeError("the board is not started")
+        return self._host
+
+    # ----- the serial line -----
+
+    def _serve(self) -> None:
+        master, wake = self._master, self._wake_r
+        while True:
+            try:
+                ready, _, _ = select.select([master, wake], [], [])
+            except (OSError, ValueError):
+                return
+            if wake in ready:
+                return
+            try:
+                data = os.read(master, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            for byte in data:
+                if self._cable_budget is not None:
+                    if self._cable_budget <= 0:
+                        self._close_port()
+                        return
+                    self._cable_budget -= 1
+                self.received_bytes += 1
+                self._receive(byte)
+            if self._cable_budget is not None and self._cable_budget <= 0:
+                self._close_port()
+                return
+
+    def _write(self, data: bytes) -> None:
+        master = self._master
+        if master is None or not data:
+            return
+        view = memoryview(data)
+        deadline = time.monotonic() + WRITE_PATIENCE_S
+        while view:
+            try:
+                sent = os.write(master, view)
+                view = view[sent:]
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return  # nobody reads: a UART drops what it cannot send
+                select.select([], [master], [], remaining)
+            except OSError:
+                return
+
+    def _receive(self, byte: int) -> None:
+        if self.firmware == "silent":
+            return
+        if self.firmware == "garbage":
+            if byte == 0x0D:
+                self._write(b"\r\nERROR\r\n")
+            elif byte < 0x20:
+                self._write(b"\xfe\x07")
+            return
+        if self._mode == "paste":
+            self._receive_paste(byte)
+        elif self._mode == "raw":
+            self._receive_raw(byte)
+        else:
+            self._receive_friendly(byte)
+
+    # ----- the REPLs, as shared/runtime/pyexec.c does them -----
+
+    def _receive_friendly(self, byte: int) -> None:
+        if byte == CTRL_A:
+            self._write(b"\r\n")
+            self._enter_raw()
+        elif byte == CTRL_B:
+            self._line.clear()
+            self._write(b"\r\n" + BANNER + PROMPT)
+        elif byte == CTRL_C:
+            self._line.clear()
+            self._write(b"\r\n" + PROMPT)
+        elif byte == CTRL_D:
+            if not self._line:
+                self._write(b"\r\n")
+                self._soft_reboot()
+        elif byte == 0x0D:
+            self._write(b"\r\n")
+            line = bytes(self._line)
+            self._line.clear()
+            if not line.strip() or self._run_interactive(line):
+                self._write(PROMPT)
+        elif byte in (0x08, 0x7F):
+            if self._line:
+                self._line.pop()
+                self._write(b"\x08 \x08")
+        elif byte >= 0x20 or byte == 0x09:
+            self._line.append(byte)
+            self._write(bytes([byte]))
+
+    def _enter_raw(self) -> None:
+        self._mode = "raw"
+        self._line.clear()
+        self._write(RAW_BANNER + b">")
+
+    def _receive_raw(self, byte: int) -> None:
+        if byte == CTRL_A:
+            if self.raw_paste and bytes(self._line) == b"\x05A":
+                self._line.clear()
+                self._mode = "paste"
+                self._paste.clear()
+                self._paste_remain = PASTE_WINDOW
+                # "R\x01", the window size, and one more window granted at once (mp_reader_new_stdin)
+                self._write(b"R\x01" + struct.pack("<H", PASTE_WINDOW) + b"\x01")
+                return
+            self._enter_raw()  # a raw REPL reset; a MicroPython without raw-paste also lands here
+        elif byte == CTRL_B:
+            self._mode = "friendly"
+            self._line.clear()
+            self._write(b"\r\n" + BANNER + PROMPT)
+        elif byte == CTRL_C:
+            self._line.clear()
+        elif byte == CTRL_D:
+            self._write(b"OK")
+            program = bytes(self._line)
+            self._line.clear()
+            if not program:
+                self._write(b"\r\n")
+                self._soft_reboot()
+                return
+            if self._run_program(program):
+                self._write(b">")
+        else:
+            self._line.append(byte)
+
+    def _receive_paste(self, byte: int) -> None:
+        if byte in (CTRL_C, CTRL_D):
+            self._write(b"\x04")  # end of data acknowledged
+            self._mode = "raw"
+            if byte == CTRL_C:
+                self._write(b"\x04Traceback (most recent call last):\r\nKeyboardInterrupt: \r\n\x04>")
+                return
+            if self._run_program(bytes(self._paste)):
+                self._write(b">")
+            return
+        self._paste.append(byte)
+        self._paste_remain -= 1
+        if self._paste_remain == 0:
+            self._write(b"\x01")  # the next window is free
+            self._paste_remain = PASTE_WINDOW
+
+    def _run_program(self, program: bytes) -> bool:
+        """Execute a raw-REPL program: stdout, \\x04, the traceback, \\x04. False when the board reset."""
+        self.programs.append(program)
+        result = self.host.exec(program)
+        self._write(_cooked(result.stdout))
+        if result.error_type == "HardReset":
+            self._hard_reset()
+            return False
+        if result.error_type == "SystemExit":
+            self._write(b"\x04\x04")
+            self._soft_reboot()
+            return False
+        self._write(b"\x04" + _board_traceback(result.error) + b"\x04")
+        return True
+
+    def _run_interactive(self, line: bytes) -> bool:
+        """A friendly-REPL line, compiled in 'single' mode so expressions print their value.
+
+        False when the board reset (it has printed its banner and prompt already).
+        """
+        self.programs.append(line)
+        code = b"exec(compile(%r, '<stdin>', 'single'))" % line.decode("utf-8", "replace")
+        result = self.host.exec(code)
+        self._write(_cooked(result.stdout))
+        if result.error_type == "HardReset":
+            self._hard_reset()
+            return False
+        if result.error_type == "SystemExit":
+            self._soft_reboot()
+            return False
+        if result.error:
+            # the first frame is the exec() wrapper above, not the user's line
+            self._write(_board_traceback(result.error.replace(WRAPPER_FRAME, "", 1)))
+        return True
+
+    # ----- resets -----
+
+    def _boot(self) -> None:
+        """A fresh interpreter over the same files: boot.py, then main.py in the friendly REPL."""
+        self.host.boot()
+        for script in ("/boot.py", "/main.py"):
+            if script == "/main.py" and (self._mode != "friendly" or not self.run_main):
+                continue
+            result = self.host.run_file(script)
+            if result is not None:
+                self._write_script_output(result)
+                if result.error_type == "HardReset":
+                    return self._hard_reset()
+
+    def _write_script_output(self, result: ExecResult) -> None:
+        self._write(_cooked(result.stdout))
+        if result.error and result.error_type not in ("HardReset", "SystemExit"):
+            self._write(_board_traceback(result.error))
+
+    def _soft_reboot(self) -> None:
+        self.soft_resets += 1
+        self._write(SOFT_REBOOT)
+        self._boot()
+        if self._mode == "raw":
+            self._write(RAW_BANNER + b">")
+        else:
+            self._mode = "friendly"
+            self._write(BANNER + PROMPT)
+
+    def _hard_reset(self) -> None:
+        self.hard_resets += 1
+        self._write(ROM_BOOT)
+        self._power_on()
+
+    def _power_on(self) -> None:
+        """Power-on or reset: MicroPython starts in the friendly REPL."""
+        self._mode = "friendly"
+        self._line.clear()
+        self._boot()
+        self._write(BANNER + PROMPT)
+
+
+def main() -> None:
+    """Run one virtual board until Ctrl-C: `python -m provisioning.testing [--mac ...]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m provisioning.testing", description=__doc__.split("\n")[0])
+    parser.add_argument("--mac", default="a4:cf:12:ab:34:cd")
+    parser.add_argument("--flash-bytes", type=int, default=DEFAULT_FLASH_BYTES)
+    parser.add_argument("--no-raw-paste", action="store_true", help="behave like a MicroPython without raw-paste")
+    parser.add_argument("--port-file", type=Path, help="also write the port's path to this file")
+    args = parser.parse_args()
+    with VirtualBoard(mac=args.mac, flash_bytes=args.flash_bytes, raw_paste=not args.no_raw_paste) as board:
+        print(f"virtual ESP32 (MAC {args.mac}) on {board.port}; Ctrl-C stops it", flush=True)
+        if args.port_file:
+            args.port_file.write_text(board.port + "\n")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
