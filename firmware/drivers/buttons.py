@@ -27,7 +27,7 @@ class Buttons:
                     self._level[i] = level
                     now = time.ticks_ms()
                     if level == 0 and time.ticks_diff(now, self._last[i]) > DEBOUNCE_MS:
-                        self._last[i] = now
+                        self._last[i] = now  # type: ignore[call-overload]  # ticks are plain ints
                         try:
                             self.on_press(self._scores[i])
                         except Exception as exc:

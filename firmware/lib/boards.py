@@ -55,13 +55,13 @@ def _check_display(problems, path, display):
             continue
         for pin in pins:
             _check_gpio(problems, "%s.%s.%s" % (path, bus_name, pin), bus.get(pin))
-    pins = display.get("pins")
-    if pins is not None:
-        if not isinstance(pins, dict):
+    display_pins = display.get("pins")
+    if display_pins is not None:
+        if not isinstance(display_pins, dict):
             problems.append("%s.pins: must be an object" % path)
         else:
-            for name in sorted(pins):
-                _check_gpio(problems, "%s.pins.%s" % (path, name), pins[name])
+            for name in sorted(display_pins):
+                _check_gpio(problems, "%s.pins.%s" % (path, name), display_pins[name])
     if kind == "hub12" and isinstance(display.get("height"), int):
         scan = display.get("scan", 4)
         if not _is_int(scan, 1, 32) or display["height"] % scan:
@@ -143,7 +143,7 @@ def role_gpios(section):
 
 def _check_reserved(problems, path, section, reserved):
     # Flash (GPIO6-11) and PSRAM (GPIO16/17 on WROVER modules) pins: wiring anything there hangs the board.
-    seen = {}
+    seen = {}  # type: dict
     for where, gpio in role_gpios(section):
         if gpio in reserved:
             problems.append("%s.%s: GPIO%s is reserved on this board" % (path, where, gpio))

@@ -98,11 +98,11 @@ class Region:
         """How many pixels the text has moved left by now (0 while it fits or holds)."""
         if not self.scrolls:
             return 0
-        elapsed = clock.ticks_diff(now_ms, self._since)
+        elapsed = clock.ticks_diff(now_ms, self._since)  # type: ignore[type-var]  # ticks are plain ints
         if elapsed < 0:
             return 0
         while elapsed >= self._cycle_ms:  # re-base so the numbers stay small ints on a board
-            self._since = clock.ticks_add(self._since, self._cycle_ms)
+            self._since = clock.ticks_add(self._since, self._cycle_ms)  # type: ignore[type-var]
             elapsed -= self._cycle_ms
         return elapsed * self._px_per_s // 1000
 
@@ -216,8 +216,9 @@ class PixelScreen:
         if self.leds is not None and self.app.changes != self._led_changes:
             self._led_changes = self.app.changes
             self.leds.show(self.renderer.led_states(self.app))
-        if self.overlay:
-            drawn = self._overlay_layout.draw(self.renderer.fb, now_ms)
+        overlay = self._overlay_layout
+        if self.overlay and overlay is not None:
+            drawn = overlay.draw(self.renderer.fb, now_ms)
         else:
             drawn = self.renderer.draw(self.app, now_ms)
         if not drawn:

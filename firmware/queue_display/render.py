@@ -64,6 +64,8 @@ class QueueDisplayRenderer:
         self.layout = layout_for(width, height)
         self.serving = False
         self.offline = False
+        # Which regions exist depends on the layout: the title only on a tall panel, `whole` only on a strip.
+        self.title = None  # type: Region | None
         if self.layout == LAYOUT_TALL:
             self.title = Region(0, 0, width, 16)
             self.number = Region(0, 16, width, 32)
@@ -76,7 +78,7 @@ class QueueDisplayRenderer:
             self.title = None
             self.number = Region(0, 0, width, 16)
             self.text = Region(0, 0, width, 16)
-        self.whole = Region(0, 0, width, 16) if self.layout != LAYOUT_TALL else None
+        self.whole = Region(0, 0, width, 16) if self.layout != LAYOUT_TALL else None  # type: Region | None
         self._changes = None
         self._pushed = False
         self._showing_number = True
@@ -92,11 +94,13 @@ class QueueDisplayRenderer:
         self.serving = app.state == messages.DISPLAY_SERVING and bool(app.ticket)
         offline = app.offline
         self.offline = offline
+        title = self.title
         if self.layout == LAYOUT_TALL:
+            assert title is not None  # a tall panel always has its title row
             if offline:
-                self.title.set(font.render(OFFLINE_TEXT), now_ms, inverted=True)
+                title.set(font.render(OFFLINE_TEXT), now_ms, inverted=True)
             else:
-                self.title.set(font.render(window_title(app.window) if self.serving else lines[0]), now_ms)
+                title.set(font.render(window_title(app.window) if self.serving else lines[0]), now_ms)
             if self.serving:
                 self.number.set(number_bitmap(font, lines[0], self.width, 32), now_ms)
                 self.text.set(font.render(lines[1]), now_ms)
@@ -116,16 +120,18 @@ class QueueDisplayRenderer:
             self._cycle_since = now_ms
             self._showing_number = True
         else:
-            self.whole.set(font.render(lines[0] + " " + lines[1] + extra), now_ms)
+            whole = self.whole
+            assert whole is not None  # only the tall layout has no `whole`, and it is handled above
+            whole.set(font.render(lines[0] + " " + lines[1] + extra), now_ms)
 
     # ------------------------------------------------------------ frames
 
     def _alternate_phase(self, now_ms):
         """Alternate layout: whether the number shows now (else the text); restarts the text's scroll."""
         cycle = NUMBER_MS + self._text_ms
-        elapsed = clock.ticks_diff(now_ms, self._cycle_since)
+        elapsed = clock.ticks_diff(now_ms, self._cycle_since)  # type: ignore[type-var]  # ticks are plain ints
         while elapsed >= cycle:
-            self._cycle_since = clock.ticks_add(self._cycle_since, cycle)
+            self._cycle_since = clock.ticks_add(self._cycle_since, cycle)  # type: ignore[type-var]
             elapsed -= cycle
         showing_number = elapsed < NUMBER_MS
         if showing_number != self._showing_number:
@@ -147,18 +153,21 @@ class QueueDisplayRenderer:
             self._pushed = False
         invert = not app.blink_on(now_ms)
         fb = self.fb
+        title, whole = self.title, self.whole
         if self.layout == LAYOUT_TALL:
-            if self._pushed and not (self.title.stale(now_ms) or self.number.stale(now_ms, invert and self.serving)
+            assert title is not None
+            if self._pushed and not (title.stale(now_ms) or self.number.stale(now_ms, invert and self.serving)
                                      or self.text.stale(now_ms)):
                 return False
             fb.fill(0)
-            self.title.draw(fb, now_ms)
+            title.draw(fb, now_ms)
             self.number.draw(fb, now_ms, invert and self.serving)
             self.text.draw(fb, now_ms)
         elif not self.serving:
-            if self._pushed and not self.whole.stale(now_ms):
+            assert whole is not None
+            if self._pushed and not whole.stale(now_ms):
                 return False
-            self.whole.draw(fb, now_ms)
+            whole.draw(fb, now_ms)
         elif self.layout == LAYOUT_STRIP:
             if self._pushed and not (self.number.stale(now_ms, invert) or self.text.stale(now_ms)):
                 return False
