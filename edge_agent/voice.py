@@ -22,6 +22,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.adapters.base import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 DIGITS = "零一二三四五六七八九"
@@ -213,11 +215,7 @@ class VoiceAnnouncer:
 
     async def stop(self) -> None:
         if self._worker:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._worker)
             self._worker = None
 
     def health(self) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import serial
 
+from edge_agent.adapters.base import cancel_and_wait
 from edge_agent.adapters.serial_port import AsyncSerialPort, SerialGone
 from edge_agent.identity_card import (
     TEXT_BLOCK_BYTES,
@@ -188,11 +189,7 @@ class IdCardReader:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(task)
         if self._port is not None:
             self._port.close()
             self._port = None

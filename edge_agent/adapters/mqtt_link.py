@@ -12,6 +12,7 @@ import random
 
 import aiomqtt
 
+from edge_agent.adapters.base import cancel_and_wait
 from edge_agent.config import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,7 @@ class MqttLink:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         self.connected.clear()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import serial
 
+from edge_agent.adapters.base import cancel_and_wait
 from edge_agent.adapters.serial_port import AsyncSerialPort, SerialGone
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,7 @@ class BarcodeScanner:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(task)
         if self._port is not None:
             self._port.close()
             self._port = None
