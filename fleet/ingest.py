@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -53,6 +54,8 @@ STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT,
 
 _DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller gives no settings
 PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
+
+WRITE_BATCH = 100  # messages stored in one transaction at most: the sweep thread must get the lock too
 
 # Outcomes of one message, for logs and tests.
 APPLIED = "applied"
@@ -169,6 +172,49 @@ def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | 
     return DUPLICATE
 
 
+def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime | None = None,
+                 retention: Retention | None = None, settings: Settings | None = None) -> list[str]:
+    """Store many messages in one transaction; returns each one's outcome, in order.
+
+    One commit per batch instead of per message is what lets one worker keep up
+    with a county's heartbeats. Each message runs in its own savepoint, so a
+    message that conflicts with a stored record (a duplicate event, a record
+    another worker created first) costs only itself. If the batch cannot be
+    committed at all, every message is tried again on its own.
+    """
+    when = now or utcnow()
+    decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None] = []
+    for topic_text, raw in batch:
+        try:
+            name, params = topics.parse(topic_text)
+            decoded.append((name, params, messages.decode(topics.topic(name).payload, raw)))
+        except ProtocolError as exc:
+            log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
+            decoded.append(None)
+    outcomes = [DROPPED] * len(batch)
+    try:
+        with write_session(engine) as session:
+            for index, item in enumerate(decoded):
+                if item is None:
+                    continue
+                name, params, payload = item
+                for attempt in (1, 2):
+                    try:
+                        with session.begin_nested():
+                            outcomes[index] = record_message(session, name, params, payload, when, retention,
+                                                             settings)
+                        break
+                    except IntegrityError:
+                        # Another worker stored the same event or created the same record first.
+                        outcomes[index] = DUPLICATE
+                        if attempt == 2:
+                            log.warning("dropped message on %r: conflicts with a stored record", batch[index][0])
+    except Exception:
+        log.exception("a batch of %d messages could not be stored together; storing them one by one", len(batch))
+        return [handle_message(engine, topic_text, raw, when, retention, settings) for topic_text, raw in batch]
+    return outcomes
+
+
 def sweep_silent_devices(engine: Engine, now: datetime, timeout: float) -> list[str]:
     """Mark devices silent for longer than `timeout` seconds offline; returns their ids."""
     with write_session(engine) as session:
@@ -198,6 +244,8 @@ class Ingest:
         self.retention = Retention(settings.health_history_max_age_s, settings.health_history_max_samples)
         self._last_prune: datetime | None = None
         self.acks = AckBatcher(self._publish_ack)
+        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._writer: threading.Thread | None = None
 
     @property
     def connected(self) -> bool:
@@ -231,13 +279,19 @@ class Ingest:
         self._client = client
         self.acks.start()
         self._stop.clear()
+        self._writer = threading.Thread(target=self._write_loop, name="fleet-writer", daemon=True)
+        self._writer.start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="fleet-sweep", daemon=True)
         self._sweeper.start()
         log.info("ingest connecting to %s as %s", settings.broker_url, settings.mqtt_client_id)
 
     def stop(self) -> None:
         self._stop.set()
-        self.acks.stop()
+        if self._writer is not None:  # it stores what has arrived, then stops
+            self._writer.join(timeout=30)
+            self._writer = None
+        self.acks.stop()  # the last acknowledgements go out while still connected; anything that arrives
+        # after the writer stopped is neither stored nor acknowledged, so the edges send it again
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -305,25 +359,43 @@ class Ingest:
             log.warning("ingest lost the county broker (%s); reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            name = topics.parse(message.topic)[0]
-        except ProtocolError:
-            name = "invalid"
-        try:
-            outcome = handle_message(self.engine, message.topic, message.payload, self.clock(), self.retention,
-                                     self.settings)
-        except Exception:
-            # Never let one message kill the network thread (the database may be briefly away).
-            log.exception("could not store message on %r", message.topic)
-            outcome = "error"
-        self.message_counts.add(name, outcome)
-        if name in (topics.TICKET_EVENT, topics.RATING_EVENT) and outcome in (STORED, DUPLICATE):
-            self._acknowledge(message)
+        # The network thread only queues; the writer thread stores in batches (see handle_batch).
+        self._inbox.put((message.topic, bytes(message.payload)))
 
-    def _acknowledge(self, message: mqtt.MQTTMessage) -> None:
-        """Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks)."""
-        center = topics.parse(message.topic)[1]["center"]
-        self.acks.add(center, json.loads(message.payload)["event_id"])
+    def _write_loop(self) -> None:
+        """Store what arrived, a batch at a time, until stopped and the inbox is empty."""
+        while True:
+            try:
+                batch = [self._inbox.get(timeout=0.2)]
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self.store_batch(batch)
+
+    def store_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        try:
+            outcomes = handle_batch(self.engine, batch, self.clock(), self.retention, self.settings)
+        except Exception:
+            # Never let one batch kill the writer (the database may be briefly away). Events are not lost:
+            # the edges re-send every event the fleet has not acknowledged.
+            log.exception("could not store a batch of %d messages", len(batch))
+            outcomes = ["error"] * len(batch)
+        for (topic_text, raw), outcome in zip(batch, outcomes, strict=True):
+            try:
+                name, params = topics.parse(topic_text)
+            except ProtocolError:
+                self.message_counts.add("invalid", outcome)
+                continue
+            self.message_counts.add(name, outcome)
+            if name in (topics.TICKET_EVENT, topics.RATING_EVENT) and outcome in (STORED, DUPLICATE):
+                # Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks).
+                self.acks.add(params["center"], json.loads(raw)["event_id"])
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Publish on the county broker with our client (configuration, commands); False when not taken."""

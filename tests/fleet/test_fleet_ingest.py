@@ -13,7 +13,7 @@ from sqlmodel import Session, func, select
 from fleet.ingest import Ingest, subscriptions, sweep_silent_devices
 from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import REASON_HEARTBEAT, REASON_WILL
-from protocol import topics
+from protocol import messages, topics
 
 pytestmark = pytest.mark.broker
 
@@ -189,3 +189,23 @@ def test_ingest_survives_a_broker_restart(start_ingest, engine, county_broker, e
     edge = edge_factory(county_broker.port)
     edge.ticket("t-after-restart", time.time())
     wait_for(lambda: count(engine, TicketEvent) == 1, "an event after the restart")
+
+
+def test_a_batch_stores_everything_once_and_a_conflict_costs_only_itself(engine) -> None:
+    from fleet.ingest import DROPPED, DUPLICATE, STORED, handle_batch
+
+    center = "445202101001"
+    topic = topics.build(topics.TICKET_EVENT, center=center)
+
+    def event(n: int) -> bytes:
+        return messages.encode("ticket_event", messages.make(
+            "ticket_event", event_id=f"e-{n}", kind="issued", ticket=f"A{n:03d}", service="A", ts=1_795_400_000 + n))
+
+    first = handle_batch(engine, [(topic, event(1)), (topic, event(2))])
+    assert first == [STORED, STORED]
+    # A re-sent event, a malformed message and a new event in one batch.
+    second = handle_batch(engine, [(topic, event(2)), (topic, b"not json"), (topic, event(3))])
+    assert second == [DUPLICATE, DROPPED, STORED]
+    with Session(engine) as session:
+        stored = sorted(e.event_id for e in session.exec(select(TicketEvent)).all())
+    assert stored == ["e-1", "e-2", "e-3"]
