@@ -9,49 +9,26 @@ session shows up while its current connection is alive, publishes its
 birth again (docs/protocol.md, Presence, rule 5).
 """
 
-import os
-
+from firmware.lib import flashfs
 from protocol import CONTRACT_VERSION, messages, topics
 
 SESSION_FILE = "session"
-
-
-def _join(directory, name):
-    if not directory:
-        return name
-    return directory.rstrip("/") + "/" + name
-
-
-def ensure_dir(directory):
-    """Create `directory` (and its parents) if missing; '' means the current one."""
-    if not directory:
-        return
-    path = "/" if directory.startswith("/") else ""
-    for part in directory.split("/"):
-        if not part:
-            continue
-        path = path + part if (not path or path.endswith("/")) else path + "/" + part
-        try:
-            os.stat(path)
-        except OSError:
-            os.mkdir(path)
 
 
 class SessionCounter:
     """A counter in a file: `next()` increments and persists before returning."""
 
     def __init__(self, directory, name=SESSION_FILE):
-        self.path = _join(directory, name)
+        self.path = flashfs.join(directory, name)
         self.directory = directory
         self.error = None
         self.value = self._load()
 
     def _load(self):
         try:
-            with open(self.path) as f:
-                value = int(f.read().strip())
+            value = int(flashfs.read_text(self.path).strip())
             return value if value >= 0 else 0
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # UnicodeError is a ValueError on both runtimes
             if not isinstance(exc, OSError):
                 self.error = "session file unreadable: %s" % exc
             return 0
@@ -59,16 +36,8 @@ class SessionCounter:
     def next(self):
         self.value += 1
         try:
-            ensure_dir(self.directory)
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write("%d\n" % self.value)
-            try:
-                os.rename(tmp, self.path)
-            except OSError:
-                # Some filesystems (FAT) refuse to rename over an existing file.
-                os.remove(self.path)
-                os.rename(tmp, self.path)
+            flashfs.ensure_dir(self.directory)
+            flashfs.write_atomic(self.path, "%d\n" % self.value)
             self.error = None
         except OSError as exc:
             # A full or broken flash must not stop the device: the counter
