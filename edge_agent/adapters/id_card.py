@@ -22,8 +22,7 @@ from pathlib import Path
 
 import serial
 
-from edge_agent.adapters.base import cancel_and_wait
-from edge_agent.adapters.serial_port import AsyncSerialPort, SerialGone
+from edge_agent.adapters.serial_port import AsyncSerialPort, SerialGone, SerialPortAdapter
 from edge_agent.identity_card import (
     TEXT_BLOCK_BYTES,
     CardDataError,
@@ -160,7 +159,7 @@ def parse_id_card_config(raw: object, path: str, problems: list[str]) -> IdCardR
 CardCallback = Callable[[ResidentCard], object]
 
 
-class IdCardReader:
+class IdCardReader(SerialPortAdapter):
     name = "id_card_reader"
     reply_timeout_s = 1.0  # find and select answer in tens of milliseconds
     read_timeout_s = 3.0  # 1,295 bytes at 115200 baud take ~0.1 s, plus the card's own time
@@ -176,24 +175,7 @@ class IdCardReader:
         self.last_card_at: float | None = None
         self.state = "stopped"
         self._salt: bytes | None = None
-        self._port: AsyncSerialPort | None = None
-        self._task: asyncio.Task | None = None
         self._card_lifted = True
-
-    async def start(self) -> None:
-        if self._task is not None:
-            return
-        self.state = "starting"
-        self._task = asyncio.create_task(self._run(), name=self.name)
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await cancel_and_wait(task)
-        if self._port is not None:
-            self._port.close()
-            self._port = None
-        self.state = "stopped"
 
     def health(self) -> dict:
         return {"ok": self.state == "ready", "state": self.state, "port": self.config.port,

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import serial
 
-from edge_agent.adapters.base import cancel_and_wait
-from edge_agent.adapters.serial_port import AsyncSerialPort, SerialGone
+from edge_agent.adapters.serial_port import AsyncSerialPort, SerialGone, SerialPortAdapter
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class LineSplitter:
 CodeCallback = Callable[[str], object]
 
 
-class BarcodeScanner:
+class BarcodeScanner(SerialPortAdapter):
     name = "scanner"
     reopen_after_s = 3.0
 
@@ -97,23 +96,6 @@ class BarcodeScanner:
         self.last_code_at: float | None = None
         self.state = "stopped"
         self._splitter = LineSplitter()
-        self._task: asyncio.Task | None = None
-        self._port: AsyncSerialPort | None = None
-
-    async def start(self) -> None:
-        if self._task is not None:
-            return
-        self.state = "starting"
-        self._task = asyncio.create_task(self._run(), name=self.name)
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await cancel_and_wait(task)
-        if self._port is not None:
-            self._port.close()
-            self._port = None
-        self.state = "stopped"
 
     def health(self) -> dict:
         return {"ok": self.state == "ready", "state": self.state, "port": self.config.port, "codes": self.codes,

@@ -12,6 +12,8 @@ import os
 
 import serial
 
+from edge_agent.adapters.base import cancel_and_wait
+
 
 class SerialGone(OSError):
     """The port closed under us (unplugged, or the other side went away)."""
@@ -87,3 +89,34 @@ class AsyncSerialPort:
             self._serial.write(data)
         except (OSError, serial.SerialException) as exc:
             raise SerialGone(f"{self.path}: {exc}") from exc
+
+
+class SerialPortAdapter:
+    """start and stop for an adapter that owns one serial port and a task reading it.
+
+    Subclasses give `name` and `_run()`, the loop that opens the port (kept in
+    `_port` while open) and reopens it after a failure.
+    """
+
+    name = "serial"
+    state = "stopped"
+    _task: asyncio.Task | None = None
+    _port: AsyncSerialPort | None = None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self.state = "starting"
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+        self.state = "stopped"
+
+    async def _run(self) -> None:
+        raise NotImplementedError
