@@ -22,6 +22,7 @@ from edge_agent.peripherals import build_peripherals
 from edge_agent.queue import service as queue_kinds
 from edge_agent.queue.kiosk import KioskDesk, PresentedCard
 from edge_agent.queue.rules import GREEN
+from edge_agent.queue.service import OPEN as WINDOW_OPEN
 from edge_agent.queue.service import IssuedTicket, QueueChange, QueueError, QueueService
 from edge_agent.readiness import center_readiness
 from edge_agent.retained import RetainedCopies
@@ -176,8 +177,13 @@ class EdgeAgent:
                                                         "state": "online" if camera["online"] else "offline",
                                                         "last_image": camera["last_good_at"]}
         components.pop("cameras", None)
-        windows = {str(w["number"]): {"state": w["window_state"], "staff_no": w["staff_no"]}
-                   for w in self.queue.snapshot()["windows"]}
+        # Only the windows' states: this runs every second, the full page snapshot is far heavier.
+        states = self.queue.window_states()
+        windows = {}
+        for window in self.config.windows:
+            state = states.get(window.number)
+            windows[str(window.number)] = {"state": state.state if state else WINDOW_OPEN,
+                                           "staff_no": (state.staff_no if state else None) or ""}
         return {"ready": ready, "reasons": reasons, "components": components, "windows": windows,
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
                 "ts": time.time()}

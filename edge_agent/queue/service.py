@@ -268,9 +268,12 @@ class QueueService:
             (service, rules.FINISHED, RECENT_DURATIONS))
         return [r[0] for r in rows]
 
+    def window_states(self) -> dict[int, WindowState]:
+        """Every window's stored state (open/paused/closed, who is logged in, what it serves now)."""
+        return {r[0]: WindowState(*r) for r in self.store.query(f"SELECT {WINDOW_COLUMNS} FROM windows")}
+
     def open_windows(self, service: str) -> int:
-        rows = self.store.query(f"SELECT {WINDOW_COLUMNS} FROM windows")
-        states = {r[0]: WindowState(*r) for r in rows}
+        states = self.window_states()
         return sum(1 for w in self.config.windows
                    if service in w.services and w.number in states and self._is_available(states[w.number]))
 
@@ -595,7 +598,7 @@ class QueueService:
         day = self.today(now)
         tickets = self.store.tickets_of_day(day)
         waiting_views = [t.view() for t in tickets if t.status == rules.WAITING]
-        states = {r[0]: WindowState(*r) for r in self.store.query(f"SELECT {WINDOW_COLUMNS} FROM windows")}
+        states = self.window_states()
         by_id = {t.id: t for t in tickets}
         windows = []
         for window in self.config.windows:
