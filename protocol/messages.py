@@ -49,6 +49,9 @@ TICKET_KINDS = (TICKET_ISSUED, TICKET_CALLED, TICKET_FINISHED, TICKET_RECALLED, 
 
 # No message of the contract comes near this; anything bigger is dropped unread.
 MAX_PAYLOAD_BYTES = 16384
+# broker_accounts: a sanity limit on each of passwd and acl (characters), so a wrong text is refused
+# before it is written to disk. The whole message must still fit MAX_PAYLOAD_BYTES.
+BROKER_FILE_MAX_CHARS = 16000
 
 STR = "str"
 INT = "int"
@@ -64,7 +67,30 @@ COMMAND_REBOOT = "reboot"
 COMMAND_IDENTIFY = "identify"
 COMMAND_TEST_PATTERN = "test_pattern"
 COMMAND_BRIGHTNESS = "brightness"
-COMMANDS = (COMMAND_REBOOT, COMMAND_IDENTIFY, COMMAND_TEST_PATTERN, COMMAND_BRIGHTNESS)
+# A display shows its test pattern; a rating pad waits for each of its buttons to be pressed once and
+# acknowledges when all were (done) or when the time runs out (failed, naming the buttons not pressed).
+COMMAND_SELF_TEST = "self_test"
+COMMANDS = (COMMAND_REBOOT, COMMAND_IDENTIFY, COMMAND_TEST_PATTERN, COMMAND_BRIGHTNESS, COMMAND_SELF_TEST)
+
+# The arguments each command takes: (name, low, high, default) of integer arguments; a default of None
+# makes the argument required. The fleet checks a command with check_command_args before signing it and
+# the device checks it again before running it: one rule, so the fleet never sends what a device refuses.
+COMMAND_DEFAULT_SECONDS = 10
+COMMAND_MAX_SECONDS = 300
+
+
+def _arg(name, low, high, default=None):
+    return (name, low, high, default)
+
+
+_SECONDS_ARG = _arg("seconds", 1, COMMAND_MAX_SECONDS, COMMAND_DEFAULT_SECONDS)
+COMMAND_ARGS = {
+    COMMAND_REBOOT: (),
+    COMMAND_IDENTIFY: (_SECONDS_ARG,),
+    COMMAND_TEST_PATTERN: (_SECONDS_ARG,),
+    COMMAND_BRIGHTNESS: (_arg("level", 0, 100),),
+    COMMAND_SELF_TEST: (_arg("seconds", 1, COMMAND_MAX_SECONDS, 60),),
+}
 
 COMMAND_DONE = "done"
 COMMAND_REJECTED = "rejected"
@@ -184,6 +210,9 @@ SCHEMAS = {
         _field("version", INT, low=0),
         _field("status", STR, choices=(CONFIG_APPLIED, CONFIG_REJECTED)),
         _field("error", STR, False),
+        # The version the device runs, also after a rejection: the report is retained, so without it a
+        # rejection would hide the version in force. Absent from reports of older firmware.
+        _field("in_force", INT, False, low=0),
     ),
     "command": (
         _V,
@@ -198,6 +227,14 @@ SCHEMAS = {
         _field("command_id", STR),
         _field("status", STR, choices=(COMMAND_DONE, COMMAND_REJECTED, COMMAND_FAILED)),
         _field("error", STR, False),
+    ),    # The center broker's account files, from the fleet to the edge (retained on the county broker).
+    # Both texts hold password hashes only; see BROKER_FILE_MAX_CHARS.
+    "broker_accounts": (
+        _V,
+        _field("version", INT, low=1),
+        _field("passwd", STR),
+        _field("acl", STR),
+        _field("issued_at", NUM, low=0),
     ),
 }
 
@@ -237,6 +274,32 @@ def validate_config(role, config):
         if name not in known:
             raise ProtocolError("config: unknown key %r for role %s" % (name, role))
     return config
+
+
+def check_command_args(name, args):
+    """The arguments of command `name`, checked and completed with defaults; raises ProtocolError.
+
+    `args` may be None (no arguments). Arguments the command does not take are left out of the result.
+    """
+    try:
+        specs = COMMAND_ARGS[name]
+    except (KeyError, TypeError):
+        raise ProtocolError("unknown command %r, known: %s" % (name, ", ".join(COMMANDS)))
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ProtocolError("args of %s must be a JSON object, got %r" % (name, args))
+    checked = {}
+    for arg_name, low, high, default in specs:
+        value = args.get(arg_name)
+        if value is None:
+            value = default
+        if value is None:
+            raise ProtocolError("args.%s is required for %s" % (arg_name, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or value > high:
+            raise ProtocolError("args.%s must be an integer %d..%d, got %r" % (arg_name, low, high, value))
+        checked[arg_name] = value
+    return checked
 
 
 def _check_field(kind_name, spec, payload):
@@ -283,6 +346,11 @@ def validate(kind_name, payload):
         raise ProtocolError("%s: payload must be a JSON object" % kind_name)
     for spec in schema:
         _check_field(kind_name, spec, payload)
+    if kind_name == "broker_accounts":
+        for name in ("passwd", "acl"):
+            if len(payload[name]) > BROKER_FILE_MAX_CHARS:
+                raise ProtocolError("broker_accounts: field %r is longer than %d characters"
+                                    % (name, BROKER_FILE_MAX_CHARS))
     if kind_name == "presence" and payload["state"] == ONLINE:
         # A birth says what the device is; a will only that it is gone.
         for name in ("board", "fw", "contract"):

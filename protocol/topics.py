@@ -52,6 +52,7 @@ DEVICE_CONFIG_REPORTED = "device_config_reported"
 DEVICE_COMMAND = "device_command"
 DEVICE_COMMAND_ACK = "device_command_ack"
 EVENT_ACK = "event_ack"
+BROKER_ACCOUNTS = "broker_accounts"
 TICKET_EVENT = "ticket_event"
 RATING_EVENT = "rating_event"
 
@@ -98,6 +99,9 @@ TOPICS = (
     Topic(EVENT_ACK, ROOT + "/{center}/event/ack",
           "fleet", "edge agent", 1, False, "event_ack", (COUNTY_BROKER,),
           "The events the fleet has stored; the edge re-sends any event not acknowledged in time."),
+    Topic(BROKER_ACCOUNTS, ROOT + "/{center}/edge/broker_accounts",
+          "fleet", "edge agent", 1, True, "broker_accounts", (COUNTY_BROKER,),
+          "The center broker's passwd and acl; the edge installs them and reloads its Mosquitto."),
 )
 
 _BY_NAME = {}

@@ -233,17 +233,25 @@ VALID = {
     "rating_event": {"v": 1, "event_id": "e-2", "rating_id": "r-1", "ticket": "A001", "service": "shebao",
                      "window": 3, "score": 1, "ts": 1767576000.25},
     "desired_config": {"v": 1, "version": 2, "config": {"brightness": 40}, "sig": "00" * 32},
-    "reported_config": {"v": 1, "version": 2, "status": "applied"},
+    "reported_config": {"v": 1, "version": 2, "status": "applied", "in_force": 2},
     "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},
     "command_ack": {"v": 1, "command_id": "c-1", "status": "done"},
     "event_ack": {"v": 1, "event_ids": ["e-1", "e-2"]},
     "edge_health": {"v": 1, "ready": False, "reasons": ["打印机缺纸"],
                     "components": {"printer": {"ok": False, "state": "paper_out"}}, "ts": 1767576000},
+    "broker_accounts": {"v": 1, "version": 3, "passwd": "dev-a4cf12ab34cd:$7$101$salt$hash\n",
+                        "acl": "user dev-a4cf12ab34cd\n", "issued_at": 1767576000},
 }
 
 
 def test_every_kind_has_a_valid_sample():
     assert set(VALID) == set(messages.SCHEMAS)
+
+
+def test_broker_accounts_files_have_a_size_limit():
+    too_long = dict(VALID["broker_accounts"], acl="#" * (messages.BROKER_FILE_MAX_CHARS + 1))
+    with pytest.raises(ProtocolError, match="'acl' is longer than"):
+        messages.validate("broker_accounts", too_long)
 
 
 def test_every_topic_payload_kind_is_declared():
@@ -455,3 +463,39 @@ def test_rating_labels_cover_every_score():
     assert set(messages.RATING_LABELS) == set(range(low, high + 1))
     assert messages.RATING_LABELS[messages.UNRATED] == "未评价"
     assert set(messages.BAD_SCORES) <= set(messages.RATING_LABELS)
+
+
+# --- reported configuration and command arguments ----------------------------------------------------
+
+
+def test_a_rejection_report_says_which_version_is_in_force():
+    report = messages.make("reported_config", version=8, status=messages.CONFIG_REJECTED, in_force=7,
+                           error="signature does not verify")
+    assert messages.decode("reported_config", messages.encode("reported_config", report))["in_force"] == 7
+    messages.validate("reported_config", {"v": 1, "version": 8, "status": "rejected", "in_force": 0})  # defaults
+    messages.validate("reported_config", {"v": 1, "version": 8, "status": "rejected"})  # older firmware
+    for bad in (-1, "7", True, 7.5):
+        with pytest.raises(ProtocolError, match="in_force"):
+            messages.validate("reported_config", {"v": 1, "version": 8, "status": "rejected", "in_force": bad})
+
+
+def test_every_command_has_its_argument_rules():
+    assert set(messages.COMMAND_ARGS) == set(messages.COMMANDS)
+    for name, specs in messages.COMMAND_ARGS.items():
+        for arg_name, low, high, default in specs:
+            assert low <= high and (default is None or low <= default <= high), (name, arg_name)
+
+
+def test_check_command_args_accepts_completes_and_refuses():
+    from tests.firmware.cases import command_arg_samples  # the samples the device and the fleet both judge
+
+    for name, args, checked in command_arg_samples.GOOD:
+        assert messages.check_command_args(name, args) == checked
+    for name, args, reason in command_arg_samples.BAD:
+        with pytest.raises(ProtocolError) as caught:
+            messages.check_command_args(name, args)
+        assert reason in str(caught.value), (name, args)
+    with pytest.raises(ProtocolError, match="must be a JSON object"):
+        messages.check_command_args("identify", [5])
+    with pytest.raises(ProtocolError, match="unknown command"):
+        messages.check_command_args(["identify"], {})

@@ -261,8 +261,39 @@ def check_fields(text: str) -> list[str]:
     return problems
 
 
+COMMAND_ARGS_HEADER = ["command", "argument", "range", "default"]
+
+
+def command_arg_rows() -> list[list[str]]:
+    rows = []
+    for name in messages.COMMANDS:
+        specs = messages.COMMAND_ARGS[name]
+        if not specs:
+            rows.append(["`%s`" % name, "none", "", ""])
+        for arg_name, low, high, default in specs:
+            rows.append(["`%s`" % name, "`%s`" % arg_name, "%s..%s" % (low, high),
+                         "required" if default is None else str(default)])
+    return rows
+
+
+def check_command_args(text: str) -> list[str]:
+    """The table of command arguments under '### device_command' is protocol.messages.COMMAND_ARGS."""
+    doc = parse_doc(text)
+    tables = [t for t in doc.tables if t.h2 == TOPICS_SECTION and t.h3 == topics.DEVICE_COMMAND
+              and t.header == COMMAND_ARGS_HEADER]
+    if len(tables) != 1:
+        return ["expected one command argument table (%s) under '### %s', found %d"
+                % (COMMAND_ARGS_HEADER, topics.DEVICE_COMMAND, len(tables))]
+    have = [[normal(c) for c in cells] for _line, cells in tables[0].rows]
+    want = [[normal(c) for c in cells] for cells in command_arg_rows()]
+    if have != want:
+        return ["line %d: the command argument table differs from COMMAND_ARGS; it should read:\n%s"
+                % (tables[0].line, "\n".join(as_markdown(row) for row in command_arg_rows()))]
+    return []
+
+
 def check(text: str) -> list[str]:
-    return check_topics(text) + check_fields(text)
+    return check_topics(text) + check_fields(text) + check_command_args(text)
 
 
 def report(problems: list[str]) -> str:
@@ -447,3 +478,21 @@ def test_code_changed_range_is_caught(doc_text, monkeypatch):
 def test_code_new_kind_is_caught(doc_text, monkeypatch):
     monkeypatch.setitem(messages.SCHEMAS, "device_log", (messages._field("v", messages.INT, low=1),))
     assert any("device_log has no '### device_log' field table" in p for p in check_fields(doc_text))
+
+
+# --- command arguments --------------------------------------------------------------------------------
+
+
+def test_doc_command_argument_edits_are_caught(doc_text):
+    assert check_command_args(doc_text) == []
+    row = "| `brightness` | `level` | 0..100 | required |"
+    changed = edit(doc_text, row, row.replace("0..100", "0..255"))
+    assert any("command argument table differs" in p for p in check_command_args(changed))
+    changed = edit(doc_text, "| command | argument | range | default |", "| command | args | range | default |")
+    assert any("expected one command argument table" in p for p in check_command_args(changed))
+
+
+def test_code_command_argument_changes_are_caught(doc_text, monkeypatch):
+    monkeypatch.setitem(messages.COMMAND_ARGS, messages.COMMAND_IDENTIFY, (("seconds", 1, 600, 10),))
+    problems = check_command_args(doc_text)
+    assert any("| `identify` | `seconds` | 1..600 | 10 |" in p for p in problems), problems

@@ -2,7 +2,8 @@
 
 A command (device_command) is signed like a desired configuration. The
 device runs it only if it is well formed, its signature verifies with the
-device's own key, its arguments make sense and its id was never seen
+device's own key, its arguments pass protocol.messages.check_command_args
+(the fleet's own check before signing) and its id was never seen
 before; the id is written to flash *before* the command runs, so a reboot
 command (or a crash halfway) can never make it run twice. Every command
 gets one device_command_ack: done, rejected (bad signature, unknown
@@ -16,9 +17,6 @@ runtime runs the commands.
 from firmware.lib.clock import ticks_diff
 from protocol import messages, signing
 from protocol.errors import ProtocolError
-
-DEFAULT_SECONDS = 10
-MAX_SECONDS = 300
 
 IDENTIFY_TITLE = "设备识别"
 TEST_PATTERN_FRAMES = (
@@ -41,26 +39,6 @@ class Command:
         self.command_id = command_id
         self.name = name
         self.args = args
-
-
-def _int_arg(args, name, low, high, default=None):
-    value = args.get(name, default)
-    if value is None:
-        raise ProtocolError("args.%s is required" % name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or value > high:
-        raise ProtocolError("args.%s must be an integer %d..%d, got %r" % (name, low, high, value))
-    return value
-
-
-def check_args(name, args):
-    """The arguments of command `name`, checked and completed; raises ProtocolError."""
-    if name == messages.COMMAND_REBOOT:
-        return {}
-    if name in (messages.COMMAND_IDENTIFY, messages.COMMAND_TEST_PATTERN):
-        return {"seconds": _int_arg(args, "seconds", 1, MAX_SECONDS, DEFAULT_SECONDS)}
-    if name == messages.COMMAND_BRIGHTNESS:
-        return {"level": _int_arg(args, "level", 0, 100)}
-    raise ProtocolError("unknown command %r" % (name,))
 
 
 class CommandGate:
@@ -89,7 +67,8 @@ class CommandGate:
         if command_id in self.seen:
             return None, ack(command_id, messages.COMMAND_REJECTED, "command %s already run" % command_id)
         try:
-            args = check_args(payload["command"], payload.get("args") or {})
+            # The same rule the fleet applied before signing (protocol.messages.COMMAND_ARGS).
+            args = messages.check_command_args(payload["command"], payload.get("args"))
         except ProtocolError as exc:
             return None, ack(command_id, messages.COMMAND_REJECTED, str(exc))
         self.seen.add(command_id)  # before running: at most once, even across a reboot
@@ -135,3 +114,41 @@ class Overlay:
             # Blinking on and off, so the one device among many on the wall is easy to spot.
             return [self.title, device_id] if step % 2 == 0 else ["", ""]
         return list(TEST_PATTERN_FRAMES[step % len(TEST_PATTERN_FRAMES)])
+
+
+SELF_TEST_TITLE = "按键自检"
+SELF_TEST_PRESS = "请按"  # followed by the scores of the buttons still to press
+
+
+class ButtonCheck:
+    """A rating pad's self-test: each button pressed once before the time runs out.
+
+    While it runs, presses come here instead of to the app (no rating is sent). Pure: time comes in
+    as now_ms; the runtime acknowledges the command when `passed` or `expired`.
+    """
+
+    def __init__(self, command_id, scores, now_ms, seconds):
+        self.command_id = command_id
+        self.missing = list(scores)
+        self.presses = 0
+        self._since = now_ms
+        self._ms = seconds * 1000
+
+    def press(self, score):
+        self.presses += 1
+        if score in self.missing:
+            self.missing.remove(score)
+
+    @property
+    def passed(self):
+        return not self.missing
+
+    def expired(self, now_ms):
+        elapsed = ticks_diff(now_ms, self._since)
+        return elapsed >= self._ms or elapsed < 0
+
+    def failure(self):
+        return "buttons not pressed: %s" % ", ".join([str(score) for score in self.missing])
+
+    def lines(self):
+        return [SELF_TEST_TITLE, SELF_TEST_PRESS + " " + " ".join([str(score) for score in self.missing])]

@@ -11,9 +11,11 @@ device accepts it only if
   with the same content, is the retained message re-delivered on a
   reconnect: acknowledged again, nothing re-applied);
 
-and answers with a reported_config payload either way. Keys not given keep
-their current value, so what is in force is the merge of every version
-applied. The version in force and the merged configuration live in one
+and answers with a reported_config payload either way, always with
+`in_force`, the version it runs: the report is retained, so a rejection
+replaces the last "applied" one and would otherwise hide what is in force.
+Keys not given keep their current value, so what is in force is the merge
+of every version applied. The version in force and the merged configuration live in one
 file (`desired.json` in the state folder), replaced atomically, so they
 survive a reboot; a corrupt file is reported and the built-in defaults run.
 
@@ -28,8 +30,9 @@ from protocol.errors import ProtocolError
 STATE_FILE = "desired.json"
 
 
-def report(version, status, error=None):
-    return messages.make("reported_config", version=version, status=status, error=error)
+def report(version, status, in_force, error=None):
+    """A reported_config payload; `in_force` is the version running, which a rejection leaves unchanged."""
+    return messages.make("reported_config", version=version, status=status, error=error, in_force=in_force)
 
 
 class DesiredConfig:
@@ -70,7 +73,7 @@ class DesiredConfig:
             return self._reject(version, "version %d is older than version %d in force" % (version, self.version))
         if version == self.version:
             if self._desired is not None and signing.canonical(config) == signing.canonical(self._desired):
-                return report(version, messages.CONFIG_APPLIED), None
+                return report(version, messages.CONFIG_APPLIED, self.version), None
             return self._reject(version, "version %d is already in force with other content" % version)
         try:
             messages.validate_config(self.role, config)
@@ -85,13 +88,13 @@ class DesiredConfig:
         self.config = merged
         self._desired = config
         self._save()
-        return report(version, messages.CONFIG_APPLIED), merged
+        return report(version, messages.CONFIG_APPLIED, self.version), merged
 
     # ---------------------------------------------------------------- helpers
 
     def _reject(self, version, error):
         self._note("version %d rejected: %s" % (version, error))
-        return report(version, messages.CONFIG_REJECTED, error), None
+        return report(version, messages.CONFIG_REJECTED, self.version, error), None
 
     def _load(self):
         state, error = flashfs.read_json(self.path)

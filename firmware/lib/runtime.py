@@ -25,7 +25,7 @@ import gc
 import json
 
 from firmware.lib import clock, flashfs, presence
-from firmware.lib.commands import CommandGate, Overlay
+from firmware.lib.commands import ButtonCheck, CommandGate, Overlay
 from firmware.lib.commands import ack as command_ack
 from firmware.lib.desired import DesiredConfig
 from firmware.lib.mqtt import MQTTClient
@@ -103,6 +103,7 @@ class DeviceRuntime:
         self.commands = CommandGate(self.device_id, config.device_key,
                                     RecentIds(flashfs.join(state_dir, COMMANDS_FILE), COMMAND_IDS_KEPT, log=self._log))
         self.overlay = Overlay()
+        self.button_check = None  # ButtonCheck while a rating pad's self-test runs
         # Ratings wait on flash until PUBACKed; a device that emits nothing has no outbox.
         self.outbox = None
         if app.EMITS is not None:
@@ -172,6 +173,13 @@ class DeviceRuntime:
 
     def press(self, score):
         """A rating button. True if the app accepted it and its payload is stored for sending."""
+        check = self.button_check
+        if check is not None:
+            check.press(score)
+            if check.passed:
+                self._end_button_check(None)
+            self.refresh()
+            return False
         if self.outbox is not None and self.outbox.full:
             # Refused rather than accepted and lost: the outbox keeps what it already has.
             self._error("outbox full, press refused")
@@ -205,13 +213,16 @@ class DeviceRuntime:
         if now_ms is None:
             now_ms = clock.ticks_ms()
         frame = self.overlay.frame(now_ms)
-        changes = (self.app.changes, frame)
+        check = self.button_check
+        changes = (self.app.changes, frame, -1 if check is None else check.presses)
         if changes == self._shown:
             return
         self._shown = changes
         if self.panel is None:
             return
-        if frame >= 0:
+        if check is not None:
+            self.panel.show_lines(check.lines())
+        elif frame >= 0:
             self.panel.show_lines(self.overlay.lines(now_ms, self.device_id))
         else:
             self.app.render(self.panel)
@@ -326,9 +337,20 @@ class DeviceRuntime:
                 # Not one of self._tasks: stop() ends run(), which cancels those, and this must outlive it.
                 self._reboot_task = asyncio.create_task(self._reboot(command.command_id))
             return
+        if command.name == messages.COMMAND_SELF_TEST and self.app.BUTTONS:
+            # Acknowledged when every button was pressed or the time ran out (_tick), not now.
+            if self.button_check is not None:
+                self._end_button_check("replaced by self-test %s" % command.command_id)
+            self.button_check = ButtonCheck(command.command_id, self.app.BUTTONS, clock.ticks_ms(),
+                                            command.args["seconds"])
+            self.refresh()
+            return
         try:
             if command.name == messages.COMMAND_BRIGHTNESS:
                 self._set_brightness(command.args["level"])
+            elif command.name == messages.COMMAND_SELF_TEST:
+                self.overlay.start(messages.COMMAND_TEST_PATTERN, clock.ticks_ms(), command.args["seconds"])
+                self.refresh()
             else:
                 self.overlay.start(command.name, clock.ticks_ms(), command.args["seconds"])
                 self.refresh()
@@ -336,6 +358,15 @@ class DeviceRuntime:
             self._ack(command.command_id, messages.COMMAND_FAILED, "%s: %s" % (type(exc).__name__, exc))
             return
         self._ack(command.command_id, messages.COMMAND_DONE)
+
+    def _end_button_check(self, failure):
+        check, self.button_check = self.button_check, None
+        if check is None:
+            return
+        if failure is None:
+            self._ack(check.command_id, messages.COMMAND_DONE)
+        else:
+            self._ack(check.command_id, messages.COMMAND_FAILED, failure)
 
     async def _reboot(self, command_id):
         # The ack goes out (PUBACKed) before the board resets: the fleet learns it ran.
@@ -423,6 +454,9 @@ class DeviceRuntime:
         self._last_tick = now
         if self.watchdog is not None:
             self.watchdog.monitor.beat("tick", now)
+        if self.button_check is not None and self.button_check.expired(now):
+            self._end_button_check(self.button_check.failure())
+            self.refresh(now)
         if self.network is not None:
             self.network.step(now)
         up = self.client.up

@@ -32,6 +32,7 @@ class QueueDisplayApp:
     role = messages.ROLE_QUEUE_DISPLAY
     SUBSCRIBES = (topics.WINDOW_DISPLAY,)
     EMITS = None
+    BUTTONS = ()  # no buttons: its self-test is the test pattern
 
     def __init__(self, window):
         self.window = window

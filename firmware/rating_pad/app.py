@@ -61,6 +61,7 @@ class RatingPadApp:
     role = messages.ROLE_RATING_PAD
     SUBSCRIBES = (topics.RATING_REQUEST,)
     EMITS = topics.RATING_SUBMITTED
+    BUTTONS = BUTTON_SCORES  # what the self-test asks the technician to press
 
     def __init__(self, window, device_id, default_timeout_s=DEFAULT_TIMEOUT_S, rated=None):
         self.window = window

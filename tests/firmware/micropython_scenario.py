@@ -107,7 +107,7 @@ async def main(port, state_dir, dead_port):
                            messages.encode("desired_config", desired), qos=1, retain=True)
     check("config report arrives", await until(lambda: any(t == reported_topic for t, p, r in received)))
     report = [messages.decode("reported_config", p) for t, p, r in received if t == reported_topic][-1]
-    check("config applied", report["status"] == "applied" and report["version"] == 2)
+    check("config applied", report["status"] == "applied" and report["version"] == 2 and report["in_force"] == 2)
     check("app uses the config", pad.app.prompt_text == "请您评价" and pad.app.timeout_s() == 30)
     forged = signing.make_signed("desired_config", bytes(32), device_id, version=3, config={"rating_timeout_s": 10})
     await observer.publish(topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=device_id),
@@ -115,6 +115,8 @@ async def main(port, state_dir, dead_port):
     check("forged config reported rejected",
           await until(lambda: any(t == reported_topic and b"rejected" in p for t, p, r in received)))
     check("forged config not applied", pad.desired.version == 2 and pad.app.timeout_s() == 30)
+    rejection = [messages.decode("reported_config", p) for t, p, r in received if t == reported_topic][-1]
+    check("rejection says version 2 is in force", rejection["version"] == 3 and rejection["in_force"] == 2)
 
     # A rating pressed while the broker is unreachable, then a power cut: it waits on flash.
     request2 = messages.make("rating_request", request_id="req-2", window=3, state=messages.REQUEST_OPEN,

@@ -54,7 +54,8 @@ def test_commands_run_once_and_are_acknowledged(center_broker, tmp_path: Path) -
         assert got["c-2"][0]["status"] == "done" and device.panel.brightness == 15
         assert got["c-1"][1] == {"v": 1, "command_id": "c-1", "status": "rejected", "error": "command c-1 already run"}
         assert got["c-3"][0]["error"] == "signature does not verify"
-        assert got["c-4"][0]["status"] == "rejected" and "args.level" in got["c-4"][0]["error"]
+        assert got["c-4"][0] == {"v": 1, "command_id": "c-4", "status": "rejected",
+                                 "error": "args.level must be an integer 0..100, got 300"}
         assert got["c-5"][0] == {"v": 1, "command_id": "c-5", "status": "failed",
                                  "error": "this device cannot reboot itself"}
         await device.stop()
@@ -118,6 +119,57 @@ def test_a_simulated_device_obeys_commands_signed_with_its_sim_key(center_broker
         await until(lambda: len(fleet.payloads(ack_topic)) == 2, what="both acks")
         assert [messages.decode("command_ack", p)["status"] for p in fleet.payloads(ack_topic)] == ["done", "done"]
         await center.stop()
+        fleet.close()
+
+    run(scenario())
+
+
+def test_a_pads_self_test_waits_for_every_button_and_sends_no_rating(center_broker, tmp_path: Path) -> None:
+    rating = topics.build(topics.RATING_SUBMITTED, center=CENTER, device=DEVICE)
+
+    async def scenario() -> None:
+        fleet = Recorder(center_broker.port, ACK, rating)
+        device = make_device(center_broker.port, tmp_path, role="rating_pad", mac=MAC)
+        task = asyncio.create_task(device.run())
+        await until(lambda: device.client.up, what="device up")
+
+        fleet.publish(COMMAND, command("s-1", "self_test", {"seconds": 60}))
+        await until(lambda: device.panel.lines == ["按键自检", "请按 5 4 3 2 1"], what="the self-test screen")
+        for score in (5, 4, 3, 2):
+            assert device.press(score) is False  # a test press, not a rating
+        await until(lambda: device.panel.lines == ["按键自检", "请按 1"], what="one button left")
+        assert "s-1" not in acks(fleet)  # not acknowledged before the last button
+        device.press(1)
+        await until(lambda: "s-1" in acks(fleet), what="self-test acked")
+        assert acks(fleet)["s-1"] == [{"v": 1, "command_id": "s-1", "status": "done"}]
+        assert device.button_check is None and device.panel.lines != ["按键自检", "请按 1"]
+
+        fleet.publish(COMMAND, command("s-2", "self_test", {"seconds": 1}))
+        await until(lambda: device.button_check is not None, what="second self-test running")
+        device.press(3)
+        await until(lambda: "s-2" in acks(fleet), what="timed-out self-test acked")
+        assert acks(fleet)["s-2"] == [{"v": 1, "command_id": "s-2", "status": "failed",
+                                       "error": "buttons not pressed: 5, 4, 2, 1"}]
+        assert fleet.payloads(rating) == []  # no test press became a rating
+        await device.stop()
+        await task
+        fleet.close()
+
+    run(scenario())
+
+
+def test_a_displays_self_test_is_its_test_pattern(center_broker, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        fleet = Recorder(center_broker.port, ACK)
+        device = make_device(center_broker.port, tmp_path, role="queue_display", mac=MAC)
+        task = asyncio.create_task(device.run())
+        await until(lambda: device.client.up, what="device up")
+        fleet.publish(COMMAND, command("s-3", "self_test", {"seconds": 5}))
+        await until(lambda: "s-3" in acks(fleet), what="self-test acked")
+        assert acks(fleet)["s-3"][0]["status"] == "done"
+        await until(lambda: device.panel.lines == ["■■■■■■■■■■", "■■■■■■■■■■"], what="the test pattern")
+        await device.stop()
+        await task
         fleet.close()
 
     run(scenario())

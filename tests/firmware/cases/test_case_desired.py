@@ -19,7 +19,7 @@ def fresh(path=None):
 def test_a_valid_config_is_applied_and_acknowledged():
     desired = fresh()
     report, config = desired.consider(signed(3, {"rating_timeout_s": 45, "prompt_text": "请评价"}))
-    assert report == {"v": 1, "version": 3, "status": "applied"}
+    assert report == {"v": 1, "version": 3, "status": "applied", "in_force": 3}
     messages.validate("reported_config", report)
     assert config == {"rating_timeout_s": 45, "prompt_text": "请评价"}
     assert desired.version == 3
@@ -58,12 +58,25 @@ def test_older_versions_are_rejected_and_the_same_one_is_acknowledged_again():
     desired = fresh()
     desired.consider(signed(5, {"brightness": 50}))
     report, config = desired.consider(signed(4, {"brightness": 10}))
-    assert config is None and report == {"v": 1, "version": 4, "status": "rejected",
+    assert config is None and report == {"v": 1, "version": 4, "status": "rejected", "in_force": 5,
                                          "error": "version 4 is older than version 5 in force"}
     report, config = desired.consider(signed(5, {"brightness": 50}))  # the retained message after a reconnect
-    assert report["status"] == "applied" and config is None
+    assert report["status"] == "applied" and report["in_force"] == 5 and config is None
     report, config = desired.consider(signed(5, {"brightness": 99}))
-    assert report["status"] == "rejected" and "other content" in report["error"]
+    assert report["status"] == "rejected" and "other content" in report["error"] and report["in_force"] == 5
+
+
+def test_every_report_says_which_version_is_in_force():
+    desired = fresh()
+    report, _ = desired.consider(signed(1, {"brightness": 1}, key=bytes(32)))
+    assert report["status"] == "rejected" and report["in_force"] == 0  # nothing applied yet: the defaults
+    desired.consider(signed(2, {"brightness": 20}))
+    for payload in (signed(3, {"brightness": 1}, key=bytes(32)), signed(4, {"rating_timeout_s": 5}),
+                    signed(5, {"idle_text": "display only"}), {"v": 1, "version": 6}):
+        report, config = desired.consider(payload)
+        assert config is None and report["status"] == "rejected" and report["in_force"] == 2, report
+        messages.validate("reported_config", report)
+    assert desired.version == 2 and desired.config == {"brightness": 20}
 
 
 def test_malformed_payloads_and_a_missing_key_are_rejected():
@@ -82,6 +95,7 @@ def test_the_version_in_force_survives_a_reboot():
     rebooted = fresh(path)
     assert rebooted.version == 6 and rebooted.config == {"thanks_text": "多谢"}
     assert rebooted.consider(signed(5, {}))[0]["status"] == "rejected"
+    assert rebooted.consider(signed(5, {}))[0]["in_force"] == 6
     assert rebooted.consider(signed(6, {"thanks_text": "多谢"}))[0]["status"] == "applied"
 
 
