@@ -65,7 +65,15 @@ class Settings(BaseModel):
     # Users: browser sessions. Without a signing key the database keeps its own random one.
     cookie_signing_key: SecretStr | None = None
     session_max_age_s: int = Field(default=12 * 3600, ge=60)
-    session_cookie_secure: bool = False  # set behind HTTPS (the county's reverse proxy)
+    # Session cookies only travel over HTTPS (the county's reverse proxy). Turn it off (FLEET_SESSION_COOKIE_SECURE=0)
+    # only for plain-http use on one machine (`make demo`, tests): browsers do not send a Secure cookie over http.
+    session_cookie_secure: bool = True
+    # Failed logins: this many for one user name, or from one client address, within login_failure_window_s
+    # lock that name or address for login_lockout_s (counted in the database, so across API replicas).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_source: int = Field(default=20, ge=1)  # higher: an office may share one address
+    login_failure_window_s: float = Field(default=15 * 60.0, gt=0)
+    login_lockout_s: float = Field(default=15 * 60.0, gt=0)
 
     # Health history (HealthSample): kept this long and at most this many samples per device.
     health_history_max_age_s: float = Field(default=3 * 24 * 3600, gt=0)

@@ -67,8 +67,9 @@ class Demo:
 
     def _start_program(self, name: str, args: list[str]) -> None:
         log = open(self.run_dir / f"{name}.log", "ab")
-        self.programs[name] = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=log,
-                                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # The demo dashboard is plain http on 127.0.0.1: session cookies without the Secure flag.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLEET_SESSION_COOKIE_SECURE": "0"}
+        self.programs[name] = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=log, env=env)
         self._record_pids()
 
     def _wait_http(self, name: str, url: str, timeout: float = 60) -> None:

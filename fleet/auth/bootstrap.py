@@ -10,7 +10,7 @@ from fleet.db import create_db_engine, init_db, write_session
 
 
 def ensure_user(database_url: str, username: str, role: str, password: str,
-                division_prefix: str | None = None) -> None:
+                division_prefix: str | None = None, display_name: str | None = None) -> None:
     """Create the user, or reset its password if it exists (the demo's admin after a restart)."""
     engine = create_db_engine(database_url)
     try:
@@ -18,7 +18,7 @@ def ensure_user(database_url: str, username: str, role: str, password: str,
         with write_session(engine) as session:
             user = find_user(session, username)
             if user is None:
-                create_user(session, username, role, password, division_prefix)
+                create_user(session, username, role, password, division_prefix, display_name)
                 audit.record(session, CLI_USER, "user.create", target=username,
                              detail={"role": role, "division_prefix": division_prefix})
             else:

@@ -2,6 +2,7 @@
 
     python -m fleet users create --username admin --role county_admin --password-stdin
     python -m fleet users list
+    python -m fleet users set-display-name --username wang --display-name 王主任
     python -m fleet tokens create --username ci --name prometheus     # prints the token once
 
 Errors print `fleet: message` to stderr and exit 1. Every change is in the audit log (user "cli").
@@ -17,7 +18,7 @@ from fleet import audit
 from fleet.auth.principal import CLI_USER
 from fleet.auth.roles import ROLES
 from fleet.auth.tokens import create_token
-from fleet.auth.users import create_user, find_user, set_password
+from fleet.auth.users import check_display_name, create_user, find_user, set_password
 from fleet.db import create_db_engine, init_db, read_session, write_session
 from fleet.settings import Settings
 
@@ -38,10 +39,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     create.add_argument("--username", required=True)
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--division-prefix", help="6 or 9 digits; required (9) for town_operator")
+    create.add_argument("--display-name", help="the person's name as shown to colleagues, e.g. 王主任")
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else prompt)")
     password = users.add_parser("set-password", help="set a user's password", parents=[database])
     password.add_argument("--username", required=True)
     password.add_argument("--password-stdin", action="store_true")
+    shown = users.add_parser("set-display-name", help="set (or clear, with '') a user's display name",
+                             parents=[database])
+    shown.add_argument("--username", required=True)
+    shown.add_argument("--display-name", required=True)
     users.add_parser("list", help="list users", parents=[database])
 
     tokens = groups.add_parser("tokens", help="API tokens").add_subparsers(dest="action", required=True)
@@ -80,7 +86,8 @@ def _dispatch(args: argparse.Namespace, engine) -> int:  # noqa: ANN001 (an Engi
     if args.group == "users" and args.action == "create":
         password = _read_password(args.password_stdin)
         with write_session(engine) as session:
-            user = create_user(session, args.username, args.role, password, args.division_prefix)
+            user = create_user(session, args.username, args.role, password, args.division_prefix,
+                               args.display_name)
             audit.record(session, CLI_USER, "user.create", target=user.username,
                          detail={"role": user.role, "division_prefix": user.division_prefix})
         print(f"created user {user.username} ({user.role}, scope {user.division_prefix or 'whole county'})")
@@ -95,6 +102,17 @@ def _dispatch(args: argparse.Namespace, engine) -> int:  # noqa: ANN001 (an Engi
             audit.record(session, CLI_USER, "user.password", target=user.username)
         print(f"password of {args.username} changed")
         return 0
+    if args.group == "users" and args.action == "set-display-name":
+        with write_session(engine) as session:
+            user = find_user(session, args.username)
+            if user is None:
+                raise ValueError(f"no user {args.username!r}")
+            user.display_name = check_display_name(args.display_name)
+            session.add(user)
+            audit.record(session, CLI_USER, "user.display_name", target=user.username,
+                         detail={"display_name": user.display_name})
+        print(f"display name of {args.username}: {user.display_name or '-'}")
+        return 0
     if args.group == "users" and args.action == "list":
         from sqlmodel import select
 
@@ -103,7 +121,8 @@ def _dispatch(args: argparse.Namespace, engine) -> int:  # noqa: ANN001 (an Engi
         with read_session(engine) as session:
             for user in session.exec(select(User).order_by(User.username)).all():
                 state = "disabled" if user.disabled else "active"
-                print(f"{user.username}\t{user.role}\t{user.division_prefix or '-'}\t{state}")
+                print(f"{user.username}\t{user.display_name or '-'}\t{user.role}\t{user.division_prefix or '-'}"
+                      f"\t{state}")
         return 0
     if args.group == "tokens" and args.action == "create":
         with write_session(engine) as session:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from fleet.auth.schema import added_columns
 from fleet.models import UTCDateTime, utcnow
 
 
@@ -16,12 +17,17 @@ class User(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, index=True, max_length=64)
+    # The person's name as colleagues know it (王主任), shown e.g. as a case's assignee; None: the username.
+    display_name: str | None = Field(default=None, max_length=64)
     password_hash: str | None = None  # argon2; None: no password login (tokens only)
     role: str = Field(max_length=16)
     # Centers whose division code starts with this; None = every center.
     division_prefix: str | None = Field(default=None, max_length=12)
     disabled: bool = False
     created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+added_columns("fleet_user", "display_name")
 
 
 class ApiToken(SQLModel, table=True):
@@ -59,3 +65,33 @@ class SigningKey(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=32)
     value: str = Field(max_length=128)
+
+
+LOCK_BY_USER = "user"  # failed logins counted per user name ...
+LOCK_BY_SOURCE = "source"  # ... and per client address
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed login, counted against its user name and, in a second row, its client address.
+
+    In the database, not in memory: every API replica sees the same count.
+    """
+
+    __tablename__ = "fleet_login_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8, index=True)  # LOCK_BY_USER or LOCK_BY_SOURCE
+    key: str = Field(max_length=64, index=True)  # the user name or the client address
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class LoginLock(SQLModel, table=True):
+    """Logins for a user name or from a client address are refused until `until` (too many failures)."""
+
+    __tablename__ = "fleet_login_lock"
+
+    kind: str = Field(primary_key=True, max_length=8)
+    key: str = Field(primary_key=True, max_length=64)
+    locked_at: datetime = Field(sa_type=UTCDateTime)
+    until: datetime = Field(sa_type=UTCDateTime)
+    failures: int

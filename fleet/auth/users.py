@@ -12,6 +12,7 @@ from fleet.auth.principal import CurrentUser
 from fleet.auth.roles import check_scope
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+DISPLAY_NAME_MAX = 64
 
 
 def check_username(username: str) -> str:
@@ -20,20 +21,29 @@ def check_username(username: str) -> str:
     return username
 
 
+def check_display_name(display_name: str | None) -> str | None:
+    """The trimmed display name (None when empty); ValueError when too long or with control characters."""
+    name = (display_name or "").strip()
+    if len(name) > DISPLAY_NAME_MAX or not name.isprintable():
+        raise ValueError(f"display name: at most {DISPLAY_NAME_MAX} printable characters")
+    return name or None
+
+
 def find_user(session: Session, username: str) -> User | None:
     return session.exec(select(User).where(User.username == username)).first()
 
 
 def create_user(session: Session, username: str, role: str, password: str | None,
-                division_prefix: str | None = None) -> User:
+                division_prefix: str | None = None, display_name: str | None = None) -> User:
     """A new user; ValueError for a bad name, role, prefix or weak password, or a name taken."""
     check_username(username)
+    shown = check_display_name(display_name)
     prefix = check_scope(role, division_prefix)
     if password is not None:
         check_password_strength(password)
     if find_user(session, username) is not None:
         raise ValueError(f"user {username!r} exists already")
-    user = User(username=username, role=role, division_prefix=prefix,
+    user = User(username=username, display_name=shown, role=role, division_prefix=prefix,
                 password_hash=hash_password(password) if password is not None else None)
     session.add(user)
     session.flush()

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlmodel import Field, SQLModel
 
+from fleet.auth.schema import added_columns
 from fleet.models import UTCDateTime, utcnow
 
 OPEN = "open"  # opened by a bad rating, nobody assigned yet
@@ -47,7 +48,10 @@ class FollowUpCase(SQLModel, table=True):
     due_on: date  # last working day to close it on time
     due_estimated: bool = False  # counted without holiday data for some year (see fleet.calendar)
     state: str = Field(default=OPEN, max_length=16, index=True)
+    # The responsible person: a user account (assignee_user_id) and their name when assigned (assignee).
+    # Cases assigned before assignees were accounts have only the free-text name, shown as it is.
     assignee: str | None = Field(default=None, max_length=64)
+    assignee_user_id: int | None = Field(default=None, foreign_key="fleet_user.id")
     assigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     callback_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     callback_result: str | None = Field(default=None, max_length=16)
@@ -66,6 +70,9 @@ class FollowUpCase(SQLModel, table=True):
     reviewed_by: str | None = Field(default=None, max_length=64)
     reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     overdue_notified: bool = False
+
+
+added_columns("followup_case", "assignee_user_id")
 
 
 class CaseAction(SQLModel, table=True):

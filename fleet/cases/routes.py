@@ -17,8 +17,10 @@ from sqlmodel import Session, col, select
 from fleet import audit
 from fleet.alerts.writes import WriteSessionDep
 from fleet.auth.deps import CurrentUserDep, WriterDep, ensure_changeable
+from fleet.auth.models import User
 from fleet.auth.principal import CurrentUser
-from fleet.cases import service
+from fleet.cases import service, suspicious_page
+from fleet.cases.assignees import AssigneeError, assignable_users, assignee_name, assignee_names, find_assignee
 from fleet.cases.models import (
     APPEAL_LABELS,
     CALLBACK_RESULTS,
@@ -58,7 +60,9 @@ class CaseOut(BaseModel):
     due_estimated: bool
     overdue: bool
     state: str
-    assignee: str | None
+    assignee: str | None  # the name given at assignment (or, for old cases, free text)
+    assignee_user_id: int | None  # the responsible user account
+    assignee_name: str | None  # that account's current display name
     callback_at: datetime | None
     callback_result: str | None
     callback_note: str | None
@@ -84,7 +88,8 @@ class CaseDetail(CaseOut):
 
 
 class AssignIn(BaseModel):
-    assignee: str = Field(min_length=1, max_length=64)
+    assignee: str = Field(min_length=1, max_length=64,
+                          description="user name of an active account whose scope covers the case's center")
 
 
 class CallbackIn(BaseModel):
@@ -130,14 +135,22 @@ class RateRow(BaseModel):
 
 api = APIRouter(prefix="/api", tags=["cases"])
 pages = APIRouter(include_in_schema=False)
+pages.include_router(suspicious_page.router)
 
 
 def _today(now: datetime, settings: Settings) -> date:
     return local_day(now, settings.tz)
 
 
-def case_dict(case: FollowUpCase, today: date) -> dict[str, Any]:
-    return {**case.model_dump(), "overdue": service.is_overdue(case, today)}
+def case_dict(case: FollowUpCase, today: date, names: dict[int, str]) -> dict[str, Any]:
+    """A case for the API and the pages; `names`: assignee_names() of the cases shown."""
+    return {**case.model_dump(), "overdue": service.is_overdue(case, today),
+            "assignee_name": assignee_name(case, names)}
+
+
+def case_dicts(session: Session, cases: list[FollowUpCase], today: date) -> list[dict[str, Any]]:
+    names = assignee_names(session, cases)
+    return [case_dict(c, today, names) for c in cases]
 
 
 def visible_cases(session: Session, user: CurrentUser, which: str, today: date, limit: int = 500) -> list[FollowUpCase]:
@@ -172,7 +185,8 @@ def act(session: Session, case_id: RowId, user: CurrentUser, now: datetime, sett
     tz = settings.tz
     try:
         if action == "assign":
-            service.assign(session, case, fields["assignee"], user.username, now)
+            assignee = _assignee(session, fields["assignee"], case.center_code)
+            service.assign(session, case, assignee, user.username, now)
         elif action == "callback":
             service.record_callback(session, case, fields["result"], fields["note"], user.username, now)
         elif action == "rectification":
@@ -197,8 +211,17 @@ def act(session: Session, case_id: RowId, user: CurrentUser, now: datetime, sett
     return case
 
 
+def _assignee(session: Session, username: str, center_code: str) -> User:
+    """The account to assign; a 422 shaped like FastAPI's validation errors when it may not be."""
+    try:
+        return find_assignee(session, username, center_code)
+    except AssigneeError as exc:
+        raise HTTPException(status_code=422, detail=[{"type": "value_error", "loc": ["body", "assignee"],
+                                                      "msg": str(exc), "input": username}]) from exc
+
+
 def _detail(session: Session, case: FollowUpCase, today: date) -> dict[str, Any]:
-    return {**case_dict(case, today), "actions": _actions(session, case.id or 0)}
+    return {**case_dicts(session, [case], today)[0], "actions": _actions(session, case.id or 0)}
 
 
 @api.get("/cases", response_model=list[CaseOut])
@@ -207,7 +230,7 @@ def get_cases(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, 
               limit: int = Query(500, ge=1, le=5000)) -> list[dict[str, Any]]:
     """Follow-up cases of bad ratings (差评) in the user's scope."""
     today = _today(now, settings)
-    return [case_dict(c, today) for c in visible_cases(session, user, which, today, limit)]
+    return case_dicts(session, visible_cases(session, user, which, today, limit), today)
 
 
 @api.get("/cases/{case_id}", response_model=CaseDetail, responses={404: {}})
@@ -328,7 +351,7 @@ def cases_page(request: Request, user: CurrentUserDep, session: SessionDep, sett
     if which not in CASE_FILTERS:
         raise HTTPException(status_code=422, detail="unknown filter")
     today = _today(now, settings)
-    cases = [case_dict(c, today) for c in visible_cases(session, user, which, today)]
+    cases = case_dicts(session, visible_cases(session, user, which, today), today)
     start, end = _range(None, None, now, settings)
     rates = satisfaction_rates(session, "center", start, end, user)
     return _render(request, "cases.html", {"cases": cases, "which": which, "rates": rates, **_labels()})
@@ -337,6 +360,7 @@ def cases_page(request: Request, user: CurrentUserDep, session: SessionDep, sett
 def _case_page(request: Request, session: Session, case: FollowUpCase, today: date, error: str | None = None,
                status_code: int = 200) -> Response:
     response = _render(request, "case.html", {"case": _detail(session, case, today), "error": error,
+                                             "assignable": assignable_users(session, case.center_code),
                                              **_labels()})
     response.status_code = status_code
     return response
@@ -364,8 +388,9 @@ async def case_form(case_id: RowId, action: str, request: Request, user: WriterD
     try:
         act(session, case_id, user, now, settings, action, fields)
     except HTTPException as exc:
-        if exc.status_code != 409:
+        if exc.status_code not in (409, 422):
             raise
-        return _case_page(request, session, _case(session, case_id, user), _today(now, settings), str(exc.detail),
-                          409)
+        detail = exc.detail[0]["msg"] if isinstance(exc.detail, list) else str(exc.detail)
+        return _case_page(request, session, _case(session, case_id, user), _today(now, settings), detail,
+                          exc.status_code)
     return RedirectResponse(f"/cases/{case_id}", status_code=303)

@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from fleet.auth.models import User
 from fleet.calendar import add_working_days
+from fleet.cases.assignees import display_name
 from fleet.cases.models import (
     APPEAL_PENDING,
     APPEAL_REJECTED,
@@ -95,16 +97,16 @@ def _require_open(case: FollowUpCase) -> None:
         raise CaseError("工单已办结")
 
 
-def assign(session: Session, case: FollowUpCase, assignee: str, username: str, now: datetime) -> None:
+def assign(session: Session, case: FollowUpCase, assignee: User, username: str, now: datetime) -> None:
+    """Make the user account `assignee` (checked by fleet.cases.assignees) responsible for the case."""
     _require_open(case)
-    assignee = assignee.strip()
-    if not assignee:
-        raise CaseError("请填写责任人")
-    case.assignee, case.assigned_at = assignee, now
+    name = display_name(assignee)
+    case.assignee, case.assignee_user_id, case.assigned_at = name[:64], assignee.id, now
     if case.state == OPEN:
         case.state = ASSIGNED
     session.add(case)
-    _log(session, case, username, "assign", now, assignee)
+    note = name if name == assignee.username else f"{name}（{assignee.username}）"
+    _log(session, case, username, "assign", now, note)
 
 
 def record_callback(session: Session, case: FollowUpCase, result: str, note: str, username: str,

@@ -20,30 +20,21 @@ from protocol.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 COMMAND_LABELS = {messages.COMMAND_REBOOT: "重启", messages.COMMAND_IDENTIFY: "识别（闪烁）",
-                  messages.COMMAND_TEST_PATTERN: "测试画面", messages.COMMAND_BRIGHTNESS: "亮度"}
-MAX_SECONDS = 300  # what the firmware accepts for identify / test_pattern (firmware/lib/commands.py)
+                  messages.COMMAND_TEST_PATTERN: "测试画面", messages.COMMAND_BRIGHTNESS: "亮度",
+                  messages.COMMAND_SELF_TEST: "自检"}
 
 
 class CommandError(ValueError):
     """A command that cannot be sent (unknown, bad arguments), with the reason."""
 
 
-def check_args(command: str, args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments the firmware accepts (firmware/lib/commands.check_args), checked before signing."""
-
-    def integer(name: str, low: int, high: int, default: int | None = None) -> int:
-        value = args.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise CommandError(f"args.{name} must be an integer {low}..{high}, got {value!r}")
-        return value
-
-    if command == messages.COMMAND_REBOOT:
-        return {}
-    if command in (messages.COMMAND_IDENTIFY, messages.COMMAND_TEST_PATTERN):
-        return {"seconds": integer("seconds", 1, MAX_SECONDS, 10)}
-    if command == messages.COMMAND_BRIGHTNESS:
-        return {"level": integer("level", 0, 100)}
-    raise CommandError(f"command must be one of {', '.join(messages.COMMANDS)}, got {command!r}")
+def check_args(command: str, args: dict[str, Any] | None) -> dict[str, Any]:
+    """The arguments checked before signing, by the very rule the device applies before running
+    (protocol.messages.check_command_args): the fleet never sends a command a device would refuse."""
+    try:
+        return messages.check_command_args(command, args)
+    except ProtocolError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def new_command_id(center_code: str) -> str:

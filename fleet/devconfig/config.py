@@ -197,7 +197,8 @@ def recompute(session: Session, devices: Iterable[Device], now: datetime, userna
         if state.desired_version and json.loads(state.desired_config) == config:
             session.add(state)
             continue
-        state.desired_version = max(state.desired_version, state.reported_version or 0) + 1
+        state.desired_version = max(state.desired_version, state.reported_version or 0,
+                                    state.applied_version or 0) + 1
         state.desired_config = _dumps(config)
         state.desired_at, state.desired_by = now, username
         session.add(state)
@@ -216,8 +217,11 @@ def recompute_all(session: Session, now: datetime) -> list[str]:
 
 
 def status_of(state: DeviceConfigState | None) -> str:
+    """Applied: the desired version runs; rejected: the device refused exactly it; else pending."""
     if state is None or state.desired_version == 0:
         return UNCONFIGURED
+    if state.applied_version == state.desired_version:
+        return APPLIED  # even if the last report rejected some other (e.g. replayed) version
     if state.reported_version == state.desired_version:
         return APPLIED if state.reported_status == messages.CONFIG_APPLIED else REJECTED
     return PENDING
@@ -286,7 +290,10 @@ def push_pending(session: Session, box: KeyBox, publisher: Publisher | None, now
 
 def record_reported(session: Session, center_code: str, device_id: str, payload: dict[str, Any],
                     now: datetime) -> str:
-    """A device_config_reported relayed by the edge: which version is in force, or which was rejected."""
+    """A device_config_reported relayed by the edge: which version was applied or rejected, and which is in force.
+
+    A report of older firmware has no `in_force`: an applied version is then the one in force, and a
+    rejection leaves the version in force as last known."""
     state = session.get(DeviceConfigState, device_id)
     if state is None:
         state = DeviceConfigState(device_id=device_id, center_code=center_code)
@@ -294,9 +301,14 @@ def record_reported(session: Session, center_code: str, device_id: str, payload:
     state.reported_status = payload["status"]
     state.reported_error = payload.get("error")
     state.reported_at = now
+    if payload.get("in_force") is not None:
+        state.applied_version = payload["in_force"]
+    elif payload["status"] == messages.CONFIG_APPLIED:
+        state.applied_version = payload["version"]
     session.add(state)
     if payload["status"] == messages.CONFIG_REJECTED:
-        log.warning("device %s rejected config v%d: %s", device_id, payload["version"], payload.get("error", ""))
+        log.warning("device %s rejected config v%d (v%s in force): %s", device_id, payload["version"],
+                    state.applied_version if state.applied_version is not None else "?", payload.get("error", ""))
     return status_of(state)
 
 
@@ -319,6 +331,7 @@ def device_config_view(session: Session, device_id: str) -> dict[str, Any]:
         "reported_status": state.reported_status if state else None,
         "reported_error": state.reported_error if state else None,
         "reported_at": state.reported_at if state else None,
+        "applied_version": state.applied_version if state else None,
         "has_key": key is not None,
         "key_fingerprint": key.fingerprint if key else None,
         "versions": [{"version": v.version, "config": json.loads(v.config), "created_at": v.created_at,

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from fleet.auth.schema import added_columns
 from fleet.models import UTCDateTime, utcnow
 
 COUNTY = "county"
@@ -50,10 +51,16 @@ class DeviceConfigState(SQLModel, table=True):
     pushed_version: int = 0  # the version last published (retained) on the county broker
     pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     push_count: int = 0
-    reported_version: int | None = None
+    reported_version: int | None = None  # the version of the last report: applied, or rejected
     reported_status: str | None = Field(default=None, max_length=16)  # applied / rejected
+    # The version running on the device (the report's in_force, or the last version reported applied):
+    # still known after a rejection replaced the retained "applied" report.
+    applied_version: int | None = None
     reported_error: str | None = None
     reported_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+added_columns("device_config_state", "applied_version")
 
 
 class DeviceConfigVersion(SQLModel, table=True):

@@ -23,8 +23,13 @@ from fleet.devconfig.models import COMMAND_STATES, SCOPE_LABELS, SCOPES, ConfigR
 from fleet.devconfig.publisher import Publisher
 from fleet.models import Device
 from fleet.settings import Settings
+from fleet.web.i18n import EN, add_messages
 from fleet.web.pages import _render
 from protocol import messages
+
+# English of the messages of templates/config_in_force.html (the version in force on a device).
+add_messages(EN, {"生效版本": "Version in force", "v{n} 生效中": "v{n} in force", "默认配置生效中": "defaults in force",
+                  "生效版本未知": "version in force unknown"})
 
 Scope = Literal["county", "town", "center", "device"]
 Role = Literal["queue_display", "rating_pad"]
@@ -71,6 +76,7 @@ class DeviceConfigOut(BaseModel):
     reported_status: str | None
     reported_error: str | None
     reported_at: datetime | None
+    applied_version: int | None  # in force on the device, also after it rejected reported_version
     has_key: bool
     key_fingerprint: str | None
     versions: list[dict[str, Any]]
@@ -85,6 +91,7 @@ class DeviceStatusOut(BaseModel):
     desired_version: int
     reported_version: int | None
     reported_error: str | None
+    applied_version: int | None  # in force on the device, also after it rejected reported_version
     has_key: bool
 
 
@@ -99,7 +106,8 @@ class KeyOut(BaseModel):
 
 
 class CommandIn(BaseModel):
-    command: Literal["reboot", "identify", "test_pattern", "brightness"]
+    # Any text: the names and their arguments are checked by protocol.messages.check_command_args (422).
+    command: str = Field(max_length=32, json_schema_extra={"enum": list(messages.COMMANDS)})
     args: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -218,6 +226,7 @@ def device_statuses(session: Session, user: CurrentUser, center: str | None = No
                     "desired_version": state.desired_version if state else 0,
                     "reported_version": state.reported_version if state else None,
                     "reported_error": state.reported_error if state else None,
+                    "applied_version": state.applied_version if state else None,
                     "has_key": device.device_id in keyed})
     return out
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -21,6 +23,7 @@ from fleet.auth.sessions import (
     session_id_from_cookie,
     start_session,
 )
+from fleet.auth.throttle import LoginLimits, active_lock, clear_user_failures, record_failure
 from fleet.auth.users import authenticate, principal
 from fleet.db import write_session
 from fleet.deps import SettingsDep
@@ -36,16 +39,31 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _login_page(request: Request, next_url: str, error: str | None = None, status: int = 200) -> Response:
+LOCKED = "登录失败次数过多，已暂时锁定，请 {minutes} 分钟后再试。"
+WRONG_PASSWORD = "用户名或密码错误。"
+EXPIRED = "页面已过期，请重新登录。"
+# A Secure login cookie that a browser on plain http never sent back: say why instead of "expired".
+NEEDS_HTTPS = "请通过 HTTPS 地址登录（本服务器的登录 Cookie 只在 HTTPS 下发送）。"
+
+
+def _login_page(request: Request, next_url: str, error: str | None = None, status: int = 200,
+                headers: dict[str, str] | None = None, **error_fields: object) -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     request.state.login_csrf = token
     templates: Jinja2Templates = request.app.state.templates
-    response = templates.TemplateResponse(request, "login.html", {"next": next_url, "error": error},
-                                          status_code=status)
+    response = templates.TemplateResponse(request, "login.html", {"next": next_url, "error": error,
+                                                                  "error_fields": error_fields},
+                                          status_code=status, headers=headers)
     settings: Settings = request.app.state.settings
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax",
                         secure=settings.session_cookie_secure)
     return response
+
+
+def _locked_page(request: Request, next_url: str, until: datetime, now: datetime) -> Response:
+    seconds = max(1, math.ceil((until - now).total_seconds()))
+    return _login_page(request, next_url, LOCKED, status=429, headers={"Retry-After": str(seconds)},
+                       minutes=math.ceil(seconds / 60))
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -62,28 +80,35 @@ def login(request: Request, settings: SettingsDep, username: Annotated[str, Form
     target = safe_next(next)
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
-        return _login_page(request, target, "页面已过期，请重新登录。", status=403)
+        plain_http = settings.session_cookie_secure and request.url.scheme == "http" and not expected
+        return _login_page(request, target, NEEDS_HTTPS if plain_http else EXPIRED, status=403)
     engine = request.app.state.engine
     now = request.app.state.clock()
     source = request.client.host if request.client else None
+    name = username.strip()
     with write_session(engine) as session:
-        user = authenticate(session, username.strip(), password)
+        lock = active_lock(session, name, source, now)
+        if lock is not None:  # refused without looking at the password
+            return _locked_page(request, target, lock.until, now)
+        user = authenticate(session, name, password)
         if user is None:
-            audit.record(session, None, "login.failed", target=username.strip()[:64], detail={"source": source},
-                         at=now)
-            failed = True
+            audit.record(session, None, "login.failed", target=name[:64], detail={"source": source}, at=now)
+            new_locks = record_failure(session, name, source, now, LoginLimits.from_settings(settings))
+            failed_until = max((lock.until for lock in new_locks), default=None)
         else:
-            failed = False
+            clear_user_failures(session, user.username)
             session_id, web = start_session(session, user, now, settings.session_max_age_s, source)
             who = principal(user, VIA_SESSION, source, web.csrf_token)
             audit.record(session, who, "login", target=user.username, at=now)
-    if failed:
-        return _login_page(request, target, "用户名或密码错误。", status=401)
+    if user is None:
+        if failed_until is not None:
+            return _locked_page(request, target, failed_until, now)
+        return _login_page(request, target, WRONG_PASSWORD, status=401)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, cookie_value(request.app.state.signing_key, session_id),
                         max_age=settings.session_max_age_s, httponly=True, samesite="lax",
                         secure=settings.session_cookie_secure)
-    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, httponly=True, samesite="lax", secure=settings.session_cookie_secure)
     return response
 
 
@@ -95,5 +120,6 @@ def logout(request: Request, user: Annotated[CurrentUser, Depends(current_user)]
             end_session(session, session_id)
         audit.record(session, user, "logout", target=user.username, at=request.app.state.clock())
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    settings: Settings = request.app.state.settings
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax", secure=settings.session_cookie_secure)
     return response

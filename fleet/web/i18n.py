@@ -23,7 +23,9 @@ EN = "en"
 LANGUAGES = (ZH, EN)
 LANG_COOKIE = "fleet_lang"
 LANG_PARAM = "lang"
-CATALOGUES: dict[str, dict[str, str]] = {ZH: {}, EN: dict(MESSAGES_EN)}
+# The English catalogue is messages_en's dict itself, not a copy: fleet.alerts.messages_en.install_english adds
+# to that dict after this module was imported, and those messages must reach the pages too.
+CATALOGUES: dict[str, dict[str, str]] = {ZH: {}, EN: MESSAGES_EN}
 
 Translator = Callable[..., str]
 

@@ -53,13 +53,13 @@ def users_page(request: Request, admin: AdminDep, session: SessionDep) -> Respon
 @router.post("/users", response_class=HTMLResponse)
 def add_user(request: Request, admin: AdminDep, session: SessionDep, username: Annotated[str, Form()],
              role: Annotated[str, Form()], password: Annotated[str, Form()],
-             division_prefix: Annotated[str, Form()] = "") -> Response:
+             division_prefix: Annotated[str, Form()] = "", display_name: Annotated[str, Form()] = "") -> Response:
     prefix = division_prefix.strip() or admin.division_prefix
     if not within_scope(admin, prefix):
         return _page(request, session, admin, 400, error="只能创建您管理范围内的用户。")
     try:
         with write_session(request.app.state.engine) as ws:
-            user = create_user(ws, username.strip(), role, password, prefix)
+            user = create_user(ws, username.strip(), role, password, prefix, display_name)
             audit.record(ws, admin, "user.create", target=user.username,
                          detail={"role": user.role, "division_prefix": user.division_prefix})
     except ValueError as exc:

@@ -15,13 +15,14 @@ from fleet.settings import Settings
 
 @pytest.fixture
 def fleet_settings(tmp_path: Path, fleet_database_url: str) -> Settings:
-    """Ingest disabled; tests that need the broker switch it on with `model_copy`."""
+    """Ingest disabled; tests that need the broker switch it on with `model_copy`. Cookies without Secure."""
     return Settings(
         data_dir=tmp_path / "fleet",
         database_url=fleet_database_url,
         ingest_enabled=False,
         mqtt_client_id="fleet-test-" + uuid.uuid4().hex[:8],
         sweep_interval_s=0.2,
+        session_cookie_secure=False,  # the tests speak plain http (TestClient, uvicorn on 127.0.0.1)
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from fleet_testkit import CENTER, DISPLAY, add_user, log_in
 from live_fleet import serve
 from test_fleet_alerts import MONDAY_10, birth, edge_online, sweep, will
-from test_fleet_cases import called, rating
+from test_fleet_cases import called, named_user, rating
 
 from fleet.app import create_app
 
@@ -26,6 +26,7 @@ def fleet(fleet_settings):
     called(engine, "t1", MONDAY_10)
     rating(engine, "r1", 1, MONDAY_10 + timedelta(minutes=5))
     add_user(engine)
+    named_user(engine, "wang", "town_operator", CENTER[:9], "王主任")  # a case's responsible person
     with serve(app) as base:
         yield base
 
@@ -54,7 +55,7 @@ def test_a_case_is_worked_through_its_page(fleet, page) -> None:
     row.locator(".id a").click()
     page.locator("#form-close button").click()  # too early: the page says why
     assert page.locator("#case-error").inner_text() == "请先记录回访和整改（或解释）情况"
-    page.fill("#assignee", "王主任")
+    page.select_option("#assignee", "wang")  # a user account, shown by their display name
     page.locator("#form-assign button").click()
     assert page.locator("#case-assignee").inner_text() == "王主任"
     page.select_option("#callback-result", "reached")

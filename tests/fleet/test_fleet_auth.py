@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from fleet.audit import AuditEntry
 from fleet.auth.deps import WriterDep, ensure_changeable
 from fleet.auth.models import ApiToken, User, WebSession
 from fleet.ingest import handle_message
+from fleet.settings import Settings
 from protocol import topics
 from protocol.identity import device_id_from_mac
 
@@ -179,10 +181,12 @@ def test_admin_creates_a_user_and_a_token_and_it_is_audited(app) -> None:
                                           "csrf_token": csrf})
         assert bad.status_code == 400  # a town operator needs a 9-digit prefix
         created = client.post("/users", data={"username": "op", "role": "town_operator", "password": "long-enough-1",
-                                              "division_prefix": TOWN_A, "csrf_token": csrf}, follow_redirects=False)
+                                              "division_prefix": TOWN_A, "display_name": " 王主任 ",
+                                              "csrf_token": csrf}, follow_redirects=False)
         assert created.status_code == 303
         with Session(app.state.engine) as session:
             op = session.exec(select(User).where(User.username == "op")).one()
+        assert op.display_name == "王主任" and "王主任" in client.get("/users").text
         page = client.post(f"/users/{op.id}/tokens", data={"name": "script", "csrf_token": csrf}).text
         token = re.search(r'id="new-token">([^<]+)<', page).group(1)
     with TestClient(app, headers=bearer(token)) as client:
@@ -227,11 +231,117 @@ def test_cli_creates_the_first_admin(tmp_path: Path) -> None:
     token = subprocess.run([sys.executable, "-m", "fleet", "tokens", "create", "--username", "admin", "--name",
                             "ci", "--database-url", url], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert token.returncode == 0, token.stderr
+    named = subprocess.run([sys.executable, "-m", "fleet", "users", "set-display-name", "--username", "admin",
+                            "--display-name", "王主任", "--database-url", url],
+                           capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert named.returncode == 0, named.stderr
 
-    from fleet.settings import Settings
-
-    app = create_app(Settings(database_url=url, ingest_enabled=False))
-    with TestClient(app) as client:
+    app = create_app(Settings(database_url=url, ingest_enabled=False))  # Secure cookies: log in over https
+    with TestClient(app, base_url="https://testserver") as client:
         assert login(client, "admin", "a-long-password").status_code == 303
         assert client.get("/api/me", headers=bearer(token.stdout.strip())).json()["role"] == "county_admin"
+    with Session(app.state.engine) as session:
+        assert session.exec(select(User.display_name).where(User.username == "admin")).one() == "王主任"
 
+
+
+class Clock:
+    """A clock the test moves forward (the app reads it for every request)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def test_failed_logins_lock_the_user_name_until_the_lock_expires(fleet_settings) -> None:
+    clock = Clock()
+    app = create_app(fleet_settings, clock=clock)
+    add_user(app.state.engine)
+    add_user(app.state.engine, "op", "town_operator", TOWN_A)
+    with TestClient(app) as client:
+        for _ in range(4):
+            assert login(client, password="wrong-password").status_code == 401
+        locking = login(client, password="wrong-password")  # the 5th within 15 minutes
+        assert locking.status_code == 429 and int(locking.headers["retry-after"]) == 15 * 60
+        assert "登录失败次数过多，已暂时锁定，请 15 分钟后再试。" in locking.text
+        clock.advance(minutes=5)
+        refused = login(client)  # even the right password, while locked
+        assert refused.status_code == 429 and "请 10 分钟后再试" in refused.text
+        assert "fleet_session" not in client.cookies
+        client.get("/login?lang=en")  # the English switch
+        english = login(client, password="wrong-password")
+        assert english.status_code == 429 and "Try again in 10 minutes" in english.text
+        assert login(client, "op").status_code == 303  # the lock is the user name's, not everybody's
+
+    # Counted in the database: another replica on the same database refuses too.
+    replica = create_app(fleet_settings, clock=clock)
+    with TestClient(replica) as other:
+        assert login(other).status_code == 429
+        clock.advance(minutes=10, seconds=1)  # the lock has expired
+        assert login(other).status_code == 303
+    with Session(app.state.engine) as session:
+        locks = session.exec(select(AuditEntry).where(AuditEntry.action == "login.locked")).all()
+    assert [(e.username, e.target, json.loads(e.detail)["failures"]) for e in locks] == [("system", ADMIN, 5)]
+
+
+def test_after_a_lock_expires_the_count_starts_again(fleet_settings) -> None:
+    clock = Clock()
+    app = create_app(fleet_settings.model_copy(update={"login_max_failures": 2, "login_lockout_s": 60}),
+                     clock=clock)
+    add_user(app.state.engine)
+    with TestClient(app) as client:
+        assert login(client, password="wrong-password").status_code == 401
+        assert login(client, password="wrong-password").status_code == 429
+        clock.advance(seconds=61)
+        assert login(client, password="wrong-password").status_code == 401  # one failure, not three
+        assert login(client).status_code == 303  # and a success clears the count
+        client.cookies.clear()
+        assert login(client, password="wrong-password").status_code == 401
+
+
+def test_failed_logins_from_one_address_lock_that_address(fleet_settings) -> None:
+    clock = Clock()
+    app = create_app(fleet_settings.model_copy(update={"login_max_failures_per_source": 3}), clock=clock)
+    add_user(app.state.engine)
+    with TestClient(app, client=("192.0.2.7", 50000)) as guesser:
+        for name in ("alice", "bob"):
+            assert login(guesser, name, "wrong-password").status_code == 401
+        assert login(guesser, "carol", "wrong-password").status_code == 429  # three names, one address
+        assert login(guesser).status_code == 429  # from there, nobody logs in for now
+    with TestClient(app, client=("192.0.2.8", 50000)) as colleague:
+        assert login(colleague).status_code == 303
+    with Session(app.state.engine) as session:
+        [lock] = session.exec(select(AuditEntry).where(AuditEntry.action == "login.locked")).all()
+    assert lock.target == "192.0.2.7" and json.loads(lock.detail)["by"] == "source"
+
+
+def session_cookies(response) -> dict[str, str]:
+    return {v.split("=", 1)[0]: v for k, v in response.headers.multi_items() if k == "set-cookie"}
+
+
+def test_session_cookies_are_secure_by_default(fleet_settings) -> None:
+    assert Settings().session_cookie_secure
+    assert not Settings.from_env({"FLEET_SESSION_COOKIE_SECURE": "0"}).session_cookie_secure
+    app = create_app(fleet_settings.model_copy(update={"session_cookie_secure": True}))
+    add_user(app.state.engine)
+    with TestClient(app, base_url="https://testserver") as client:
+        form = client.get("/login")
+        assert "Secure" in session_cookies(form)["fleet_login_csrf"]
+        cookie = session_cookies(login(client))["fleet_session"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+        assert client.get("/api/me").json()["username"] == ADMIN
+    with TestClient(app) as plain:  # a browser on plain http never returns the Secure login cookie
+        refused = login(plain)
+        assert refused.status_code == 403 and "请通过 HTTPS 地址登录" in refused.text
+
+
+def test_plain_http_setting_drops_only_the_secure_flag(app) -> None:
+    add_user(app.state.engine)
+    with TestClient(app) as client:
+        cookie = session_cookies(login(client))["fleet_session"]
+    assert "Secure" not in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from fleet_testkit import CENTER, OTHER_CENTER, add_user
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from fleet.alerts.operations import case_job
 from fleet.app import create_app
 from fleet.audit import AuditEntry
+from fleet.auth.models import User
+from fleet.auth.users import create_user
 from fleet.cases.models import FollowUpCase
+from fleet.db import create_db_engine, init_db, write_session
 from fleet.ingest import handle_message
 from fleet.models import RatingEvent
 from fleet.notify import Notifier, WebhookTarget
@@ -95,7 +103,7 @@ def test_the_case_workflow_through_the_api_with_appeal_review_and_rates(fleet_se
             return response.json()
 
         assert client.post(f"/api/cases/{first}/close", json={}, headers=town).status_code == 409
-        step(first, "assign", {"assignee": "王主任"})
+        step(first, "assign", {"assignee": "town-a"})
         assert client.post(f"/api/cases/{first}/rectification", json={"kind": "explained", "note": "x"},
                            headers=town).status_code == 409  # callback first
         step(first, "callback", {"result": "reached", "note": "群众反映等候时间长"})
@@ -121,3 +129,77 @@ def test_the_case_workflow_through_the_api_with_appeal_review_and_rates(fleet_se
         actions = [e.action for e in session.exec(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == ["case.assign", "case.callback", "case.rectification", "case.close", "case.appeal",
                        "case.review"]
+
+
+def named_user(engine, username: str, role: str, prefix: str | None, display_name: str | None = None,
+               disabled: bool = False) -> None:
+    with write_session(engine) as session:
+        user = create_user(session, username, role, "a-long-password", prefix, display_name)
+        user.disabled = disabled
+
+
+def test_cases_are_assigned_to_active_user_accounts_whose_scope_covers_the_center(fleet_settings) -> None:
+    app = create_app(fleet_settings, clock=lambda: FRIDAY + timedelta(hours=1))
+    engine = app.state.engine
+    rating(engine, "r1", 2, FRIDAY)
+    admin = {"Authorization": f"Bearer {add_user(engine)}"}
+    named_user(engine, "wang", "town_operator", CENTER[:9], "王主任")
+    named_user(engine, "li", "town_operator", OTHER_CENTER[:9], "李主任")  # another town
+    named_user(engine, "zhao", "read_only", CENTER[:6], "赵科长", disabled=True)
+    with TestClient(app, headers=admin) as client:
+        [case] = client.get("/api/cases").json()
+        url = f"/api/cases/{case['id']}/assign"
+        for who, message in (("nobody", "责任人须为系统中的有效用户。"), ("zhao", "责任人须为系统中的有效用户。"),
+                             ("li", "责任人的管理范围不包括该中心。")):
+            refused = client.post(url, json={"assignee": who})
+            assert refused.status_code == 422, who
+            assert refused.json()["detail"] == [{"type": "value_error", "loc": ["body", "assignee"], "msg": message,
+                                                 "input": who}]
+        assert client.get(f"/api/cases/{case['id']}").json()["state"] == "open"
+
+        page = client.get(f"/cases/{case['id']}").text
+        options = re.findall(r'<option value="([^"]*)"', page.split('id="assignee"')[1].split("</select>")[0])
+        assert options == ["", "admin", "wang"]  # active and in scope (the administrator: the whole county)
+
+        done = client.post(url, json={"assignee": "wang"}).json()
+        assert (done["assignee_name"], done["assignee"], done["state"]) == ("王主任", "王主任", "assigned")
+        assert done["actions"][-1]["note"] == "王主任（wang）"
+        page = client.get(f"/cases/{case['id']}").text
+        assert re.search(r'id="case-assignee"[^>]*>王主任<', page)
+        assert re.search(r'<td class="assignee">王主任</td>', client.get("/cases").text)
+        with write_session(engine) as session:  # a later display name is what the pages show
+            session.exec(select(User).where(User.username == "wang")).one().display_name = "王建国"
+        assert client.get(f"/api/cases/{case['id']}").json()["assignee_name"] == "王建国"
+
+
+def test_a_database_from_before_assignee_accounts_keeps_its_free_text_assignees(fleet_settings) -> None:
+    if not fleet_settings.database_url.startswith("sqlite"):
+        pytest.skip("the old schema is rebuilt with SQLite statements")
+    engine = create_db_engine(fleet_settings.database_url)
+    init_db(engine)
+    rating(engine, "r1", 2, FRIDAY)
+    engine.dispose()
+    with closing(sqlite3.connect(make_url(fleet_settings.database_url).database)) as db:
+        # The tables as they were before assignees were accounts: no account columns.
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.execute("UPDATE followup_case SET assignee = '王主任'")
+        create = db.execute("SELECT sql FROM sqlite_master WHERE name = 'followup_case'").fetchone()[0]
+        old = re.sub(r",\s*FOREIGN KEY\(assignee_user_id\) REFERENCES fleet_user \(id\)", "", create)
+        old = re.sub(r"\s*assignee_user_id INTEGER,", "", old).replace("followup_case", "followup_case_old", 1)
+        assert "assignee_user_id" not in old
+        db.execute(old)
+        columns = ", ".join(c for c in FollowUpCase.model_fields if c != "assignee_user_id")
+        db.execute(f"INSERT INTO followup_case_old ({columns}) SELECT {columns} FROM followup_case")
+        db.execute("DROP TABLE followup_case")
+        db.execute("ALTER TABLE followup_case_old RENAME TO followup_case")
+        db.execute("ALTER TABLE fleet_user DROP COLUMN display_name")
+        db.commit()
+
+    app = create_app(fleet_settings, clock=lambda: FRIDAY + timedelta(hours=1))  # init_db adds the columns
+    admin = {"Authorization": f"Bearer {add_user(app.state.engine)}"}
+    with TestClient(app, headers=admin) as client:
+        [case] = client.get("/api/cases").json()
+        assert (case["assignee"], case["assignee_name"], case["assignee_user_id"]) == ("王主任", "王主任", None)
+        page = client.get(f"/cases/{case['id']}").text
+        assert re.search(r'id="case-assignee"[^>]*>王主任 <span class="meta legacy">', page)
+        assert client.post(f"/api/cases/{case['id']}/assign", json={"assignee": "admin"}).json()["assignee_user_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,7 @@ from fleet.devconfig import config as cfg
 from fleet.devconfig.keys import KeyBox, set_key
 from fleet.devconfig.models import DeviceConfigState, DeviceKey
 from fleet.ingest import handle_message
-from protocol import signing, topics
+from protocol import messages, signing, topics
 
 NOW = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
 KEY = bytes(range(32))
@@ -35,8 +36,11 @@ def birth(engine, device: str, role: str, center: str = CENTER) -> None:
                    json.dumps(payload).encode(), NOW)
 
 
-def report(engine, device: str, version: int, status: str = "applied", error: str | None = None) -> None:
-    payload = {"v": 1, "version": version, "status": status, **({"error": error} if error else {})}
+def report(engine, device: str, version: int, status: str = "applied", error: str | None = None,
+           in_force: int | None = None) -> None:
+    """A device_config_reported; without in_force, as firmware older than that field sends it."""
+    payload = {"v": 1, "version": version, "status": status, **({"error": error} if error else {}),
+               **({"in_force": in_force} if in_force is not None else {})}
     handle_message(engine, topics.build(topics.DEVICE_CONFIG_REPORTED, center=CENTER, device=device),
                    json.dumps(payload).encode(), NOW)
 
@@ -110,6 +114,114 @@ def test_inheritance_versions_rollback_and_drift(engine, fleet_settings) -> None
     assert cfg.status_of(state(engine, DISPLAY)) == "rejected"
     with write_session(engine) as session:  # a rejected version is not pushed again and again
         assert cfg.push_pending(session, box, recorder, NOW + timedelta(hours=2), 300).pushed == []
+
+
+def test_the_version_in_force_stays_known_after_a_rejection(engine, fleet_settings) -> None:
+    birth(engine, DISPLAY, "queue_display")
+    with write_session(engine) as session:
+        cfg.set_scope_config(session, "device", DISPLAY, "queue_display", {"brightness": 40}, "admin", NOW)
+        cfg.set_scope_config(session, "device", DISPLAY, "queue_display", {"brightness": 50}, "admin", NOW)
+    report(engine, DISPLAY, 2, in_force=2)
+    assert (state(engine, DISPLAY).applied_version, cfg.status_of(state(engine, DISPLAY))) == (2, "applied")
+    # A replayed old version is refused; the desired one still runs: applied, not pending, not re-pushed.
+    report(engine, DISPLAY, 1, "rejected", "version 1 is older than version 2 in force", in_force=2)
+    ours = state(engine, DISPLAY)
+    assert (ours.reported_version, ours.applied_version, cfg.status_of(ours)) == (1, 2, "applied")
+
+    with write_session(engine) as session:
+        cfg.set_scope_config(session, "device", DISPLAY, "queue_display", {"brightness": 60}, "admin", NOW)
+    report(engine, DISPLAY, 3, "rejected", "signature does not verify", in_force=2)
+    ours = state(engine, DISPLAY)
+    assert (ours.reported_version, ours.applied_version, cfg.status_of(ours)) == (3, 2, "rejected")
+    view = cfg.device_config_view(Session(engine), DISPLAY)
+    assert (view["status"], view["reported_version"], view["applied_version"]) == ("rejected", 3, 2)
+
+    # Older firmware: no in_force. An applied version is the one in force; a rejection keeps the last known.
+    report(engine, OTHER_DISPLAY, 5)
+    assert state(engine, OTHER_DISPLAY).applied_version == 5
+    report(engine, OTHER_DISPLAY, 6, "rejected", "signature does not verify")
+    assert (state(engine, OTHER_DISPLAY).reported_version, state(engine, OTHER_DISPLAY).applied_version) == (6, 5)
+    report(engine, PAD, 1, "rejected", "no device key provisioned")
+    assert state(engine, PAD).applied_version is None  # never heard what runs
+
+
+def test_a_database_from_before_in_force_gains_the_column(tmp_path) -> None:
+    import sqlite3
+
+    from fleet.db import create_db_engine, init_db
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # device_config_state as it first shipped, with one applied device
+        old.execute("CREATE TABLE device_config_state (device_id VARCHAR(16) PRIMARY KEY, center_code VARCHAR(12) "
+                    "NOT NULL, role VARCHAR(16), desired_version INTEGER NOT NULL, desired_config VARCHAR NOT NULL, "
+                    "desired_at DATETIME, desired_by VARCHAR(64), pushed_version INTEGER NOT NULL, pushed_at DATETIME, "
+                    "push_count INTEGER NOT NULL, reported_version INTEGER, reported_status VARCHAR(16), "
+                    "reported_error VARCHAR, reported_at DATETIME)")
+        old.execute("INSERT INTO device_config_state VALUES (?, ?, 'queue_display', 2, '{}', NULL, NULL, 2, NULL, 1, "
+                    "2, 'applied', NULL, NULL)", (DISPLAY, CENTER))
+    upgraded = create_db_engine(f"sqlite:///{path}")
+    init_db(upgraded)
+    try:
+        assert state(upgraded, DISPLAY).applied_version is None
+        assert cfg.status_of(state(upgraded, DISPLAY)) == "applied"  # judged as before from the last report
+        report(upgraded, DISPLAY, 3, "rejected", "signature does not verify", in_force=2)
+        assert state(upgraded, DISPLAY).applied_version == 2
+    finally:
+        upgraded.dispose()
+
+
+def test_the_pages_and_api_show_the_rejected_and_the_in_force_version(fleet_settings) -> None:
+    app = create_app(fleet_settings, clock=lambda: NOW)
+    engine = app.state.engine
+    birth(engine, DISPLAY, "queue_display")
+    with write_session(engine) as session:
+        for level in (40, 50, 60, 70):
+            cfg.set_scope_config(session, "device", DISPLAY, "queue_display", {"brightness": level}, "admin", NOW)
+    report(engine, DISPLAY, 3, in_force=3)
+    report(engine, DISPLAY, 4, "rejected", "signature does not verify", in_force=3)
+    admin = {"Authorization": f"Bearer {add_user(engine)}"}
+    with TestClient(app) as client:
+        [row] = client.get("/api/config/devices", headers=admin).json()
+        assert (row["status"], row["reported_version"], row["applied_version"]) == ("rejected", 4, 3)
+        assert client.get(f"/api/devices/{DISPLAY}/config", headers=admin).json()["applied_version"] == 3
+        page = client.get("/config", headers=admin).text
+        cell = re.search(r'<tr data-device="%s".*?<td class="status">(.*?)</td>' % DISPLAY, page, re.S).group(1)
+        assert "被拒绝" in cell and "v4" in cell and "signature does not verify" in cell and "v3 生效中" in cell
+        assert "Rejected" in client.get("/config?lang=en", headers=admin).text
+        assert "v3 in force" in client.get("/config?lang=en", headers=admin).text
+        device_page = client.get(f"/devices/{DISPLAY}?lang=zh", headers=admin).text
+        assert 'data-in-force="3"' in device_page and "v3 生效中" in device_page
+
+
+def test_the_fleet_and_the_device_refuse_the_same_command_arguments(engine, fleet_settings) -> None:
+    from firmware.lib.commands import CommandGate
+    from firmware.lib.recent import RecentIds
+    from fleet.devconfig import commands as cmd
+    from fleet.models import Device as DeviceRow
+    from tests.firmware.cases import command_arg_samples
+
+    device_gate = CommandGate(DISPLAY, KEY, RecentIds(None, log=None))
+
+    def device_verdict(n: int, name: str, args: dict | None) -> tuple[dict | None, str | None]:
+        payload = {"v": 1, "command_id": f"c-{n}", "command": name, **({"args": args} if args is not None else {})}
+        ran, answer = device_gate.check(signing.sign(KEY, DISPLAY, payload))
+        return (ran.args, None) if ran else (None, answer["error"])
+
+    for n, (name, args, checked) in enumerate(command_arg_samples.GOOD):
+        assert cmd.check_args(name, args) == checked == device_verdict(n, name, args)[0]
+    birth(engine, DISPLAY, "queue_display")
+    for n, (name, args, reason) in enumerate(command_arg_samples.BAD, 100):
+        with pytest.raises(cmd.CommandError) as caught:
+            cmd.check_args(name, args)
+        _ran, device_error = device_verdict(n, name, args)
+        assert reason in str(caught.value) and device_error and reason in device_error, (name, args)
+        if name in messages.COMMANDS:  # past the schema, both say it in the same words
+            assert str(caught.value) == device_error
+        with write_session(engine) as session, pytest.raises(cmd.CommandError):
+            cmd.send_command(session, KeyBox.from_settings(fleet_settings), Recorder(),
+                             session.get(DeviceRow, DISPLAY), name, args, "admin", NOW)
+    with Session(engine) as session:
+        assert cmd.recent_commands(session, DISPLAY) == []  # nothing refused was recorded or sent
 
 
 def test_a_new_version_is_above_anything_the_device_reported(engine, fleet_settings) -> None:

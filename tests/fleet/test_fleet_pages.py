@@ -101,7 +101,8 @@ def test_overview_center_and_device_pages(fleet, page) -> None:
     assert town.locator(".not-serving").inner_text() == "1"
     assert town.locator(".online-pct").inner_text() == "66.7%"
     assert town.locator(".tickets").inner_text() == "3"
-    assert page.locator("#nav a").all_inner_texts() == ["总览", "告警", "回访工单", "配置", "审计日志", "用户"]
+    assert page.locator("#nav a").all_inner_texts() == ["总览", "告警", "回访工单", "可疑评价", "配置", "审计日志",
+                                                       "用户"]
 
     page.locator(f"#centers tr[data-center='{CENTER}'] .code a").click()
     page.wait_for_url(f"{fleet}/centers/{CENTER}")
@@ -128,10 +129,11 @@ def test_overview_center_and_device_pages(fleet, page) -> None:
 def test_english_switch_on_every_page(fleet, page) -> None:
     log_in(page, fleet)
     page.click("#lang-switch")
-    assert page.locator("#nav a").all_inner_texts() == ["Overview", "Alerts", "Follow-up cases", "Configuration",
-                                                       "Audit log", "Users"]
+    assert page.locator("#nav a").all_inner_texts() == ["Overview", "Alerts", "Follow-up cases", "Suspicious ratings",
+                                                       "Configuration", "Audit log", "Users"]
     assert page.locator("html").get_attribute("lang") == "en"
-    for path in ("/", f"/centers/{CENTER}", f"/devices/{DISPLAY_3}", "/audit", "/users", "/centers/445202999999"):
+    for path in ("/", f"/centers/{CENTER}", f"/devices/{DISPLAY_3}", "/audit", "/users", "/ratings/suspicious",
+                 "/centers/445202999999"):
         page.goto(fleet + path)  # the choice is remembered in a cookie
         # Left in Chinese: the switch back (中文) and the mirror of what a hall display shows residents.
         # The device page's sections of other modules (configuration, commands) are checked by their tests.
