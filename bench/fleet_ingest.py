@@ -8,6 +8,7 @@ and by the fleet's ingest writing to SQLite (the sustained ingest rate).
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import sys
 import tempfile
@@ -127,6 +128,12 @@ def ingest_rate(port: int, work: Path) -> tuple[float, int]:
 
 
 def main() -> None:
+    global DEVICES, ROUNDS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=DEVICES, help=f"simulated devices (default {DEVICES:,})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"health messages per device (default {ROUNDS})")
+    args = parser.parse_args()
+    DEVICES, ROUNDS = args.devices, args.rounds
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     broker = MosquittoBroker(work, "county").start()
     try:

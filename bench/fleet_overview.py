@@ -7,6 +7,7 @@ centers through the real app (FastAPI TestClient: no network, the full stack).
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import sys
@@ -65,6 +66,12 @@ def timed(client: TestClient, path: str) -> list[float]:
 
 
 def main() -> None:
+    global CENTERS, RUNS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--centers", type=int, default=CENTERS, help=f"centers to create (default {CENTERS:,})")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"loads of each page (default {RUNS})")
+    args = parser.parse_args()
+    CENTERS, RUNS = args.centers, args.runs
     work = Path(tempfile.mkdtemp(prefix="bench-overview-"))
     settings = Settings(data_dir=work, database_url=f"sqlite:///{work / 'fleet.db'}", ingest_enabled=False)
     start = time.perf_counter()
@@ -73,7 +80,7 @@ def main() -> None:
           f"{time.perf_counter() - start:.1f} s")
     ensure_user(settings.database_url, "admin", "county_admin", "bench-password")
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="https://testserver") as client:  # session cookies are HTTPS-only
         page = client.get("/login").text
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         client.post("/login", data={"username": "admin", "password": "bench-password", "csrf_token": token,

@@ -8,8 +8,9 @@ device outside it is 404, as if it did not exist.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -18,7 +19,7 @@ from fleet.auth.deps import CurrentUserDep, ensure_visible
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.health_history import device_history
 from fleet.models import Device
-from fleet.overview import center_summaries, center_summary, list_devices
+from fleet.overview import center_summaries, center_summary, count_centers, count_devices, list_devices
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code
 
@@ -33,7 +34,7 @@ class DeviceOut(BaseModel):
     mac: str | None
     contract: int | None
     online: bool  # as last reported
-    status: str  # online / offline / unknown (online, but its center's edge agent is offline)
+    status: str  # online / offline / unknown (online, but its center's edge agent is offline) / awaiting (never seen)
     session: int | None
     offline_reason: str | None
     last_seen: datetime | None
@@ -57,7 +58,8 @@ class CenterOut(BaseModel):
     first_seen: datetime
     devices_online: int
     devices_unknown: int  # reported online, but behind an offline edge agent
-    devices_total: int
+    devices_awaiting: int  # registered, never seen online (待上线): not in devices_total
+    devices_total: int  # devices seen at least once: online + offline + unknown
     day: date  # the calendar day (county time zone) the *_today counts are for
     tickets_today: int  # tickets issued (取号)
     ratings_today: int  # ratings given, score 1..5
@@ -113,6 +115,17 @@ UNAUTHORIZED = {401: {"model": ErrorOut, "description": "no valid session or API
 
 router = APIRouter(prefix="/api", responses=UNAUTHORIZED)
 
+# Lists a page at a time: ?limit=&offset=, the total in X-Total-Count.
+CENTERS_LIMIT, CENTERS_MAX = 500, 5000
+DEVICES_LIMIT, DEVICES_MAX = 1000, 10000
+TOTAL_HEADER = "X-Total-Count"
+PAGED = {200: {"headers": {TOTAL_HEADER: {"description": "how many match, over all pages",
+                                          "schema": {"type": "integer"}}}},
+         422: {"description": "limit, offset or prefix out of range"}}
+Prefix = Annotated[str | None, Query(pattern=r"^[0-9]{1,12}$",
+                                     description="only centers whose division code starts with this (4452, 445202101)")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="how many to skip")]
+
 
 @router.get("/me", response_model=UserOut, tags=["users"])
 def get_me(user: CurrentUserDep) -> UserOut:
@@ -121,10 +134,15 @@ def get_me(user: CurrentUserDep) -> UserOut:
                    can_write=user.can_write)
 
 
-@router.get("/centers", response_model=list[CenterOut], tags=["centers"])
-def get_centers(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep) -> list[dict]:
-    """Every center in the user's scope, with its edge state, device counts and today's counts."""
-    return center_summaries(session, now, settings.tz, user)
+@router.get("/centers", response_model=list[CenterOut], tags=["centers"], responses=PAGED)
+def get_centers(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep, response: Response,
+                prefix: Prefix = None, offset: Offset = 0,
+                limit: Annotated[int, Query(ge=1, le=CENTERS_MAX, description="page size")] = CENTERS_LIMIT,
+                ) -> list[dict]:
+    """Centers in the user's scope (under `prefix`) by division code, with their edge state, device counts and
+    today's counts: `limit` of them from `offset`; X-Total-Count says how many there are."""
+    response.headers[TOTAL_HEADER] = str(count_centers(session, user, prefix))
+    return center_summaries(session, now, settings.tz, user, prefix, limit=limit, offset=offset)
 
 
 @router.get("/centers/{code}", response_model=CenterDetail, tags=["centers"],
@@ -143,10 +161,15 @@ def get_center(code: str, user: CurrentUserDep, session: SessionDep, settings: S
     return summary
 
 
-@router.get("/devices", response_model=list[DeviceOut], tags=["devices"])
-def get_devices(user: CurrentUserDep, session: SessionDep, center: str | None = None) -> list:
-    """Devices in the user's scope, optionally of one center."""
-    return list_devices(session, center, user)
+@router.get("/devices", response_model=list[DeviceOut], tags=["devices"], responses=PAGED)
+def get_devices(user: CurrentUserDep, session: SessionDep, response: Response, center: str | None = None,
+                prefix: Prefix = None, offset: Offset = 0,
+                limit: Annotated[int, Query(ge=1, le=DEVICES_MAX, description="page size")] = DEVICES_LIMIT,
+                ) -> list:
+    """Devices in the user's scope, optionally of one center or under a division `prefix`, by center, window,
+    role and id: `limit` of them from `offset`; X-Total-Count says how many there are."""
+    response.headers[TOTAL_HEADER] = str(count_devices(session, center, user, prefix))
+    return list_devices(session, center, user, prefix, limit=limit, offset=offset)
 
 
 @router.get("/devices/{device_id}/health", response_model=list[HealthSampleOut], tags=["devices"],

@@ -10,11 +10,12 @@ that have gone silent.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Index, delete
+from sqlalchemy import Index, bindparam, delete, insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from fleet.models import UTCDateTime
@@ -28,7 +29,11 @@ class Retention:
 
 class HealthSample(SQLModel, table=True):
     __tablename__ = "health_sample"
-    __table_args__ = (Index("ix_health_sample_device_at", "device_id", "at"),)
+    __table_args__ = (
+        Index("ix_health_sample_device_at", "device_id", "at"),
+        # The retention's "newest max_samples by id" walks this index instead of sorting the history.
+        Index("ix_health_sample_device_id", "device_id", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(max_length=16)
@@ -42,33 +47,73 @@ class HealthSample(SQLModel, table=True):
     last_error: str | None = None
 
 
+def _sample_fields(device_id: str, center_code: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {"device_id": device_id, "center_code": center_code, "at": now, "session": payload["session"],
+            "uptime_s": payload["uptime_s"], "free_heap": payload.get("free_heap"), "rssi": payload.get("rssi"),
+            "reconnects": payload.get("reconnects"), "last_error": payload.get("last_error")}
+
+
 def record_sample(session: Session, device_id: str, center_code: str, payload: dict[str, Any], now: datetime,
                   retention: Retention) -> HealthSample:
     """Store one validated heartbeat and prune this device's history to `retention` (the caller commits)."""
-    sample = HealthSample(
-        device_id=device_id, center_code=center_code, at=now, session=payload["session"],
-        uptime_s=payload["uptime_s"], free_heap=payload.get("free_heap"), rssi=payload.get("rssi"),
-        reconnects=payload.get("reconnects"), last_error=payload.get("last_error"),
-    )
+    sample = HealthSample(**_sample_fields(device_id, center_code, payload, now))
     session.add(sample)
     session.flush()
     prune_device(session, device_id, now, retention)
     return sample
 
 
+class SampleBatch:
+    """The heartbeats of a batch of messages: one INSERT for all, then each device's history pruned once.
+
+    At commit the table holds exactly what `record_sample` for each would leave (new ids are
+    always greater than stored ones, and the batch shares one `now`).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, device_id: str, center_code: str, payload: dict[str, Any], now: datetime) -> None:
+        self.rows.append(_sample_fields(device_id, center_code, payload, now))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def forget_after(self, count: int) -> None:
+        """Drop the samples added after the first `count` (their message was rolled back)."""
+        del self.rows[count:]
+
+    def write(self, session: Session, now: datetime, retention: Retention) -> None:
+        if not self.rows:
+            return
+        session.flush()
+        session.connection().execute(insert(HealthSample), self.rows)
+        prune_devices(session, list(dict.fromkeys(row["device_id"] for row in self.rows)), now, retention)
+        self.rows = []
+
+
 def prune_device(session: Session, device_id: str, now: datetime, retention: Retention) -> None:
+    prune_devices(session, [device_id], now, retention)
+
+
+def prune_devices(session: Session, device_ids: Collection[str], now: datetime, retention: Retention) -> None:
+    """Prune these devices' histories to `retention`: older than max_age_s, or beyond the newest max_samples.
+
+    Two statements for any number of devices (the second runs once per device, as one executemany).
+    """
+    if not device_ids:
+        return
+    session.flush()
     cutoff = now - timedelta(seconds=retention.max_age_s)
-    session.exec(delete(HealthSample).where(col(HealthSample.device_id) == device_id,
+    session.exec(delete(HealthSample).where(col(HealthSample.device_id).in_(list(device_ids)),
                                             col(HealthSample.at) < cutoff))
-    # The id of the oldest sample to keep; everything of this device before it goes.
-    oldest_kept = session.exec(
-        select(HealthSample.id).where(HealthSample.device_id == device_id)
-        .order_by(col(HealthSample.id).desc())
-        .offset(retention.max_samples - 1).limit(1)
-    ).first()
-    if oldest_kept is not None:
-        session.exec(delete(HealthSample).where(col(HealthSample.device_id) == device_id,
-                                                col(HealthSample.id) < oldest_kept))
+    # Everything of a device before the oldest sample to keep (None, deleting nothing, while it has fewer).
+    oldest_kept = (select(HealthSample.id).where(HealthSample.device_id == bindparam("device"))
+                   .order_by(col(HealthSample.id).desc())
+                   .offset(retention.max_samples - 1).limit(1).scalar_subquery())
+    beyond = delete(HealthSample).where(col(HealthSample.device_id) == bindparam("device"),
+                                        col(HealthSample.id) < oldest_kept)
+    session.connection().execute(beyond, [{"device": device_id} for device_id in device_ids])
 
 
 def prune_all(session: Session, now: datetime, retention: Retention) -> int:

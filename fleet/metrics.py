@@ -54,17 +54,18 @@ class FleetCollector:
 
     def collect(self) -> Iterator[Metric]:
         session, user = self.session, self.user
-        devices = GaugeMetricFamily("fleet_devices", "Devices by role and status (online/offline/unknown)",
+        devices = GaugeMetricFamily("fleet_devices", "Devices by role and status (online/offline/unknown/awaiting)",
                                     labels=["role", "status"])
+        ever_seen = col(Device.last_seen).is_not(None)
         rows = session.exec(
-            select(Device.role, Device.online, Center.edge_online, func.count())
+            select(Device.role, Device.online, Center.edge_online, ever_seen, func.count())
             .join(Center, col(Center.code) == col(Device.center_code))
             .where(user.scope_clause(Device.center_code))
-            .group_by(Device.role, Device.online, Center.edge_online)
+            .group_by(Device.role, Device.online, Center.edge_online, ever_seen)
         ).all()
         by_status: Counter[tuple[str, str]] = Counter()
-        for role, online, edge_online, n in rows:
-            by_status[(role or "unknown", device_status(online, edge_online))] += n
+        for role, online, edge_online, seen, n in rows:
+            by_status[(role or "unknown", device_status(online, edge_online, bool(seen)))] += n
         for (role, status), n in sorted(by_status.items()):
             devices.add_metric([role, status], n)
         yield devices

@@ -92,6 +92,7 @@ class TicketEvent(SQLModel, table=True):
         # Event ids are unique per sending center; a re-delivered event is stored once.
         UniqueConstraint("center_code", "event_id", name="uq_ticket_event"),
         Index("ix_ticket_event_center_ts", "center_code", "ts"),
+        Index("ix_ticket_event_ts", "ts"),  # today's events of every center (the overview's roll-up)
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -113,6 +114,7 @@ class RatingEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("center_code", "event_id", name="uq_rating_event"),
         Index("ix_rating_event_center_ts", "center_code", "ts"),
+        Index("ix_rating_event_ts", "ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,8 +18,11 @@ from sqlmodel import Session, col, select
 
 from fleet.auth.principal import CurrentUser
 from fleet.models import Center, Device, RatingEvent, TicketEvent
-from fleet.presence import STATUS_ONLINE, STATUS_UNKNOWN, device_status
+from fleet.presence import STATUS_AWAITING, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN, device_status
 from protocol.messages import BAD_SCORES, ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD, TICKET_ISSUED, UNRATED
+
+SERVING_ROLES = (ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD)  # a window cannot call or rate without them
+CENTERS_PER_PAGE = 100  # rows of the overview's center table
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> date:
@@ -33,52 +37,63 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-def day_counts(session: Session, day: date, tz: ZoneInfo, center_code: str | None = None) -> dict[str, dict[str, int]]:
-    """Per center: tickets issued, ratings given (score 1..5), unrated (0) and bad (差评) ratings on `day`."""
+def day_counts(session: Session, day: date, tz: ZoneInfo, center_code: str | None = None,
+               group: Any = None, where: Sequence[Any] = ()) -> dict[str, dict[str, int]]:
+    """Tickets issued, ratings given (score 1..5), unrated (0) and bad (差评) ratings on `day`.
+
+    Per center by default; `group` is another Center column to sum by (Center.town_code), `where`
+    conditions on Center that select the centers counted.
+    """
     start, end = day_bounds(day, tz)
+    group = Center.code if group is None else group
+    where = [*where, *([Center.code == center_code] if center_code is not None else [])]
     counts: dict[str, dict[str, int]] = defaultdict(
         lambda: {"tickets_today": 0, "ratings_today": 0, "unrated_today": 0, "bad_ratings_today": 0}
     )
-
-    tickets = select(TicketEvent.center_code, func.count()).where(
-        TicketEvent.kind == TICKET_ISSUED, TicketEvent.ts >= start, TicketEvent.ts < end
-    )
-    ratings = select(RatingEvent.center_code, RatingEvent.score, func.count()).where(
-        RatingEvent.ts >= start, RatingEvent.ts < end
-    )
-    if center_code is not None:
-        tickets = tickets.where(TicketEvent.center_code == center_code)
-        ratings = ratings.where(RatingEvent.center_code == center_code)
-
-    for code, n in session.exec(tickets.group_by(TicketEvent.center_code)).all():
-        counts[code]["tickets_today"] = n
-    for code, score, n in session.exec(ratings.group_by(RatingEvent.center_code, RatingEvent.score)).all():
+    tickets = (select(group, func.count()).select_from(TicketEvent)
+               .join(Center, col(Center.code) == col(TicketEvent.center_code))
+               .where(TicketEvent.kind == TICKET_ISSUED, TicketEvent.ts >= start, TicketEvent.ts < end, *where)
+               .group_by(group))
+    ratings = (select(group, RatingEvent.score, func.count()).select_from(RatingEvent)
+               .join(Center, col(Center.code) == col(RatingEvent.center_code))
+               .where(RatingEvent.ts >= start, RatingEvent.ts < end, *where)
+               .group_by(group, RatingEvent.score))
+    for key, n in session.exec(tickets).all():
+        counts[key]["tickets_today"] = n
+    for key, score, n in session.exec(ratings).all():
         if score == UNRATED:
-            counts[code]["unrated_today"] += n
+            counts[key]["unrated_today"] += n
         else:
-            counts[code]["ratings_today"] += n
+            counts[key]["ratings_today"] += n
             if score in BAD_SCORES:
-                counts[code]["bad_ratings_today"] += n
+                counts[key]["bad_ratings_today"] += n
     return dict(counts)
 
 
-def _device_counts(session: Session, center_code: str | None = None) -> dict[str, dict[str, int]]:
-    query = (
-        select(Device.center_code, Device.online, Center.edge_online, func.count())
-        .join(Center, col(Center.code) == col(Device.center_code))
-        .group_by(Device.center_code, Device.online, Center.edge_online)
-    )
-    if center_code is not None:
-        query = query.where(Device.center_code == center_code)
+def device_counts(session: Session, group: Any = None, where: Sequence[Any] = ()) -> dict[str, dict[str, int]]:
+    """Devices online, unknown (behind an offline edge), awaiting first contact and total, in one GROUP BY.
+
+    Per center by default, or per another Center column (`group`); `where`: conditions on Center.
+    devices_total counts the devices ever seen (online + offline + unknown): one awaiting its first
+    contact is neither online nor offline.
+    """
+    group = Center.code if group is None else group
+    never_seen = col(Device.last_seen).is_(None)
+    query = (select(group, Device.online, Center.edge_online, never_seen, func.count()).select_from(Device)
+             .join(Center, col(Center.code) == col(Device.center_code)).where(*where)
+             .group_by(group, Device.online, Center.edge_online, never_seen))
     counts: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"devices_online": 0, "devices_unknown": 0, "devices_total": 0})
-    for code, online, edge_online, n in session.exec(query).all():
-        counts[code]["devices_total"] += n
-        status = device_status(online, edge_online)
+        lambda: {"devices_online": 0, "devices_unknown": 0, "devices_awaiting": 0, "devices_total": 0})
+    for key, online, edge_online, unseen, n in session.exec(query).all():
+        status = device_status(online, edge_online, ever_seen=not unseen)
+        if status == STATUS_AWAITING:
+            counts[key]["devices_awaiting"] += n
+            continue
+        counts[key]["devices_total"] += n
         if status == STATUS_ONLINE:
-            counts[code]["devices_online"] += n
+            counts[key]["devices_online"] += n
         elif status == STATUS_UNKNOWN:
-            counts[code]["devices_unknown"] += n
+            counts[key]["devices_unknown"] += n
     return dict(counts)
 
 
@@ -95,6 +110,7 @@ def _summary(center: Center, devices: dict[str, int], day: dict[str, int], today
         "first_seen": center.first_seen,
         "devices_online": devices.get("devices_online", 0),
         "devices_unknown": devices.get("devices_unknown", 0),
+        "devices_awaiting": devices.get("devices_awaiting", 0),
         "devices_total": devices.get("devices_total", 0),
         "day": today,
         "tickets_today": day.get("tickets_today", 0),
@@ -104,16 +120,35 @@ def _summary(center: Center, devices: dict[str, int], day: dict[str, int], today
     }
 
 
-def center_summaries(session: Session, now: datetime, tz: ZoneInfo,
-                     user: CurrentUser | None = None) -> list[dict[str, Any]]:
-    """Every center (of `user`'s scope) with its edge state, device counts and today's counts, by division code."""
-    today = local_day(now, tz)
-    devices = _device_counts(session)
-    days = day_counts(session, today, tz)
-    query = select(Center).order_by(col(Center.code))
+def center_filter(user: CurrentUser | None = None, prefix: str | None = None) -> list[Any]:
+    """Conditions on Center: in `user`'s scope, and (when given) under the division code `prefix`."""
+    where = []
     if user is not None:
-        query = query.where(user.scope_clause(Center.code))
+        where.append(user.scope_clause(Center.code))
+    if prefix:
+        where.append(col(Center.code).startswith(prefix, autoescape=True))
+    return where
+
+
+def count_centers(session: Session, user: CurrentUser | None = None, prefix: str | None = None) -> int:
+    return session.exec(select(func.count()).select_from(Center).where(*center_filter(user, prefix))).one()
+
+
+def center_summaries(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser | None = None,
+                     prefix: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Centers (of `user`'s scope, under `prefix`) by division code, `limit` of them from `offset`:
+    each with its edge state, device counts and today's counts."""
+    today = local_day(now, tz)
+    query = select(Center).where(*center_filter(user, prefix)).order_by(col(Center.code)).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
     centers = session.exec(query).all()
+    if not centers:
+        return []
+    # Counted for the listed centers only; all of them when the list is long (one scan beats a huge IN).
+    listed = [] if len(centers) > 500 else [col(Center.code).in_([c.code for c in centers])]
+    devices = device_counts(session, where=listed)
+    days = day_counts(session, today, tz, where=listed)
     return [_summary(c, devices.get(c.code, {}), days.get(c.code, {}), today) for c in centers]
 
 
@@ -123,24 +158,46 @@ def center_summary(session: Session, code: str, now: datetime, tz: ZoneInfo) -> 
     if center is None:
         return None
     today = local_day(now, tz)
-    devices = _device_counts(session, code).get(code, {})
+    devices = device_counts(session, where=[Center.code == code]).get(code, {})
     day = day_counts(session, today, tz, code).get(code, {})
     return _summary(center, devices, day, today)
 
 
-def list_devices(session: Session, center_code: str | None = None,
-                 user: CurrentUser | None = None) -> list[dict[str, Any]]:
-    """Devices (of `user`'s scope) ordered by center, window, role and id; each with its `status`."""
+def list_devices(session: Session, center_code: str | None = None, user: CurrentUser | None = None,
+                 prefix: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Devices (of `user`'s scope, under `prefix`) ordered by center, window, role and id; each with its `status`.
+
+    `limit` of them from `offset` (all by default).
+    """
     query = select(Device, Center.edge_online).join(Center, col(Center.code) == col(Device.center_code))
     if center_code is not None:
         query = query.where(Device.center_code == center_code)
     if user is not None:
         query = query.where(user.scope_clause(Device.center_code))
+    if prefix:
+        query = query.where(col(Device.center_code).startswith(prefix, autoescape=True))
     query = query.order_by(col(Device.center_code), col(Device.window), col(Device.role), col(Device.device_id))
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    elif offset:
+        query = query.offset(offset)
     return [
-        {**device.model_dump(), "status": device_status(device.online, edge_online)}
+        {**device.model_dump(),
+         "status": device_status(device.online, edge_online, ever_seen=device.last_seen is not None)}
         for device, edge_online in session.exec(query).all()
     ]
+
+
+def count_devices(session: Session, center_code: str | None = None, user: CurrentUser | None = None,
+                  prefix: str | None = None) -> int:
+    query = select(func.count()).select_from(Device)
+    if center_code is not None:
+        query = query.where(Device.center_code == center_code)
+    if user is not None:
+        query = query.where(user.scope_clause(Device.center_code))
+    if prefix:
+        query = query.where(col(Device.center_code).startswith(prefix, autoescape=True))
+    return session.exec(query).one()
 
 
 def serving_problems(summary: dict[str, Any], devices: list[dict[str, Any]],
@@ -153,13 +210,14 @@ def serving_problems(summary: dict[str, Any], devices: list[dict[str, Any]],
     window (a window whose queue display or rating pad is not online cannot call
     or rate), plus the reasons the edge agent itself gives in its latest
     edge_health summary (printer paper, card reader, its center broker), in the
-    edge's Chinese words.
+    edge's Chinese words. A device awaiting its first contact is not a problem
+    yet: it is being installed.
     """
     if not summary["edge_online"]:
         return [{"text": "边缘网关离线", "fields": {}}]
     problems = []
     for device in devices:
-        if device["role"] in (ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD) and device["status"] != STATUS_ONLINE:
+        if device["role"] in SERVING_ROLES and device["status"] not in (STATUS_ONLINE, STATUS_AWAITING):
             what = "排队显示屏" if device["role"] == ROLE_QUEUE_DISPLAY else "评价器"
             if device["window"] is None:
                 problems.append({"text": what + "离线", "fields": {}})
@@ -173,14 +231,19 @@ def serving_problems(summary: dict[str, Any], devices: list[dict[str, Any]],
     return problems
 
 
-def edge_reasons_by_center(session: Session) -> dict[str, list[str]]:
-    """The reasons of each center's latest edge_health summary (kept by the alerts module's ingest)."""
+def edge_reasons_by_center(session: Session, where: Sequence[Any] = ()) -> dict[str, list[str]]:
+    """The reasons of each center's latest edge_health summary (kept by the alerts module's ingest).
+
+    `where`: conditions on Center selecting whose reports are read.
+    """
     from fleet.alerts.models import CenterHealthReport
 
+    query = (select(CenterHealthReport.center_code, CenterHealthReport.summary)
+             .join(Center, col(Center.code) == col(CenterHealthReport.center_code)).where(*where))
     reasons = {}
-    for report in session.exec(select(CenterHealthReport)).all():
+    for code, summary in session.exec(query).all():
         try:
-            reasons[report.center_code] = [str(r) for r in json.loads(report.summary).get("reasons", [])]
+            reasons[code] = [str(r) for r in json.loads(summary).get("reasons", [])]
         except (ValueError, AttributeError):
             continue
     return reasons
@@ -188,6 +251,40 @@ def edge_reasons_by_center(session: Session) -> dict[str, list[str]]:
 
 def problem_text(problem: dict[str, Any]) -> str:
     return problem["text"].format(**problem["fields"])
+
+
+def not_serving_centers(session: Session, where: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Centers (selected by `where` on Center) that cannot serve residents now, by division code:
+    each as {"code", "town_code", "problems"} (see `serving_problems`).
+
+    Only the devices that are a problem are read: a queue display or rating pad seen before,
+    not online now, at a center whose edge agent is online (behind an offline edge the
+    center has one problem, its edge).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    offline_edges = select(Center.code, Center.town_code).where(col(Center.edge_online).is_(False), *where)
+    for code, town in session.exec(offline_edges).all():
+        found[code] = {"code": code, "town_code": town, "problems": serving_problems({"edge_online": False}, [])}
+    visible = [col(Center.edge_online).is_(True), *where]
+    silent = (select(Device.center_code, Center.town_code, Device.role, Device.window)
+              .join(Center, col(Center.code) == col(Device.center_code))
+              .where(col(Device.role).in_(SERVING_ROLES), col(Device.online).is_(False),
+                     col(Device.last_seen).is_not(None), *visible)
+              .order_by(col(Device.center_code), col(Device.window), col(Device.role), col(Device.device_id)))
+    devices: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    towns: dict[str, str] = {}
+    for code, town, role, window in session.exec(silent).all():
+        devices[code].append({"role": role, "window": window, "status": STATUS_OFFLINE})
+        towns[code] = town
+    reasons = edge_reasons_by_center(session, visible)
+    if reasons.keys() - towns.keys():
+        towns.update(session.exec(select(Center.code, Center.town_code)
+                                  .where(col(Center.code).in_(list(reasons.keys() - towns.keys())))).all())
+    for code in devices.keys() | reasons.keys():
+        problems = serving_problems({"edge_online": True}, devices.get(code, []), reasons.get(code, []))
+        if problems:
+            found[code] = {"code": code, "town_code": towns[code], "problems": problems}
+    return [found[code] for code in sorted(found)]
 
 
 def open_alerts_by_center(session: Session) -> dict[str, int] | None:
@@ -202,43 +299,84 @@ def open_alerts_by_center(session: Session) -> dict[str, int] | None:
     return open_alert_counts(session)
 
 
-def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser) -> dict[str, Any]:
-    """The overview page: totals, centers that cannot serve now, and a roll-up county → town → center."""
-    centers = center_summaries(session, now, tz, user)
-    devices_by_center: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for device in list_devices(session, user=user):
-        devices_by_center[device["center_code"]].append(device)
-    alerts = open_alerts_by_center(session)
-    reported = edge_reasons_by_center(session)
-    towns: dict[str, dict[str, Any]] = {}
-    for center in centers:
-        center["problems"] = serving_problems(center, devices_by_center.get(center["code"], []),
-                                              reported.get(center["code"], []))
-        center["open_alerts"] = None if alerts is None else alerts.get(center["code"], 0)
-        town = towns.setdefault(center["town_code"], {
-            "town_code": center["town_code"], "county_code": center["county_code"], "centers": [],
-            "devices_online": 0, "devices_total": 0, "not_serving": 0, "open_alerts": None if alerts is None else 0,
-            "tickets_today": 0, "bad_ratings_today": 0,
-        })
-        town["centers"].append(center)
-        for name in ("devices_online", "devices_total", "tickets_today", "bad_ratings_today"):
-            town[name] += center[name]
-        town["not_serving"] += bool(center["problems"])
-        if alerts is not None:
-            town["open_alerts"] += center["open_alerts"]
-    for town in towns.values():
+def open_alerts(session: Session, group: Any = None, where: Sequence[Any] = ()) -> dict[str, int] | None:
+    """Active (open + acknowledged) alerts per center, or per another Center column (`group`), in one GROUP BY.
+
+    None while the alerts module does not exist (the overview then shows no alert figures).
+    """
+    try:
+        from fleet.alerts.models import ACTIVE_STATES, Alert
+    except ImportError:
+        return None
+    group = Center.code if group is None else group
+    query = (select(group, func.count()).select_from(Alert)
+             .join(Center, col(Center.code) == col(Alert.center_code))
+             .where(col(Alert.state).in_(ACTIVE_STATES), *where).group_by(group))
+    return dict(session.exec(query).all())
+
+
+def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser, prefix: str | None = None,
+                    page: int = 1, per_page: int = CENTERS_PER_PAGE) -> dict[str, Any]:
+    """The overview page: totals, centers that cannot serve now, a roll-up by town (all in `user`'s scope),
+    and one page of the centers (those under the division code `prefix`, when given).
+
+    Every figure is a GROUP BY in the database; only the listed page of centers is read row by row.
+    """
+    today = local_day(now, tz)
+    scope = center_filter(user)
+    devices = device_counts(session, Center.town_code, scope)
+    days = day_counts(session, today, tz, group=Center.town_code, where=scope)
+    alerts = open_alerts(session, Center.town_code, scope)
+    not_serving = not_serving_centers(session, scope)
+    not_serving_by_town: dict[str, int] = defaultdict(int)
+    for center in not_serving:
+        not_serving_by_town[center["town_code"]] += 1
+    towns = []
+    rows = session.exec(select(Center.town_code, func.min(Center.county_code), func.count())
+                        .where(*scope).group_by(Center.town_code).order_by(Center.town_code)).all()
+    for town_code, county, n in rows:
+        town_devices, town_day = devices.get(town_code, {}), days.get(town_code, {})
+        town = {
+            "town_code": town_code, "county_code": county, "center_count": n,
+            "devices_online": town_devices.get("devices_online", 0),
+            "devices_total": town_devices.get("devices_total", 0),
+            "devices_awaiting": town_devices.get("devices_awaiting", 0),
+            "not_serving": not_serving_by_town.get(town_code, 0),
+            "open_alerts": None if alerts is None else alerts.get(town_code, 0),
+            "tickets_today": town_day.get("tickets_today", 0),
+            "bad_ratings_today": town_day.get("bad_ratings_today", 0),
+        }
         town["online_pct"] = percent(town["devices_online"], town["devices_total"])
-    online = sum(c["devices_online"] for c in centers)
-    total = sum(c["devices_total"] for c in centers)
+        towns.append(town)
+
+    listed = count_centers(session, user, prefix)
+    pages = max(1, -(-listed // per_page))
+    page = min(max(page, 1), pages)
+    centers = center_summaries(session, now, tz, user, prefix, limit=per_page, offset=(page - 1) * per_page)
+    problems = {center["code"]: center["problems"] for center in not_serving}
+    center_alerts = None if alerts is None else open_alerts(session, where=[
+        col(Center.code).in_([c["code"] for c in centers])])
+    for center in centers:
+        center["problems"] = problems.get(center["code"], [])
+        center["open_alerts"] = None if center_alerts is None else center_alerts.get(center["code"], 0)
+
+    online = sum(t["devices_online"] for t in towns)
+    total = sum(t["devices_total"] for t in towns)
     return {
         "centers": centers,
-        "towns": [towns[code] for code in sorted(towns)],
-        "not_serving": [c for c in centers if c["problems"]],
+        "center_count": sum(t["center_count"] for t in towns),
+        "listed_count": listed,
+        "prefix": prefix,
+        "page": page,
+        "pages": pages,
+        "towns": towns,
+        "not_serving": not_serving,
         "devices_online": online,
         "devices_total": total,
+        "devices_awaiting": sum(t["devices_awaiting"] for t in towns),
         "online_pct": percent(online, total),
-        "open_alerts": None if alerts is None else sum(c["open_alerts"] for c in centers),
-        "today": local_day(now, tz),
+        "open_alerts": None if alerts is None else sum(t["open_alerts"] for t in towns),
+        "today": today,
     }
 
 

@@ -40,10 +40,14 @@ REASON_HEARTBEAT = "heartbeat timeout"
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 STATUS_UNKNOWN = "unknown"  # stored online, but its edge agent is offline: we cannot see it
+# Never seen online (last_seen is NULL: registered, not connected yet): neither online nor offline, no alert.
+STATUS_AWAITING = "awaiting"
 
 
-def device_status(device_online: bool, edge_online: bool) -> str:
-    """What the fleet can say about a device, given its center's edge agent."""
+def device_status(device_online: bool, edge_online: bool, ever_seen: bool = True) -> str:
+    """What the fleet can say about a device, given its center's edge agent and whether it was ever seen."""
+    if not ever_seen:
+        return STATUS_AWAITING
     if not device_online:
         return STATUS_OFFLINE
     return STATUS_ONLINE if edge_online else STATUS_UNKNOWN

@@ -68,7 +68,9 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
     drops: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     for drop in session.exec(select(DeviceDrop).where(col(DeviceDrop.at) > window_start)).all():
         drops[drop.device_id].append((drop.at, drop.reason))
-    for device in session.exec(select(Device).where(col(Device.center_code).in_(visible))).all():
+    # A device never seen online (registered, not connected yet) is awaiting its first contact: no alert.
+    for device in session.exec(select(Device).where(col(Device.center_code).in_(visible),
+                                                    col(Device.last_seen).is_not(None))).all():
         facts = DeviceFacts(device.device_id, device.center_code, device.role, device.window, device.online,
                             device.offline_reason, device.last_seen)
         conditions += device_conditions(facts, drops.get(device.device_id, []), now,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from fleet.presence import REASON_HEARTBEAT, REASON_WILL, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN
+from fleet.presence import (
+    REASON_HEARTBEAT,
+    REASON_WILL,
+    STATUS_AWAITING,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    STATUS_UNKNOWN,
+)
 from protocol.messages import ROLE_EDGE_AGENT, ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD
 
 ROLE_LABELS = {
@@ -34,11 +41,12 @@ STATUS_LABELS = {
     STATUS_ONLINE: "在线",
     STATUS_OFFLINE: "离线",
     STATUS_UNKNOWN: "未知",
+    STATUS_AWAITING: "待上线",  # registered, never seen online yet
 }
 
 
 def status_label(status: bool | str) -> str:
-    """在线/离线 for a bool, or the label of a device status (online/offline/unknown)."""
+    """在线/离线 for a bool, or the label of a device status (online/offline/unknown/awaiting)."""
     if isinstance(status, bool):
         return "在线" if status else "离线"
     return STATUS_LABELS.get(status, status)

@@ -29,6 +29,10 @@ MESSAGES_EN: dict[str, str] = {
     "密码": "Password",
     "用户名或密码错误。": "Wrong user name or password.",
     "页面已过期，请重新登录。": "The page has expired; please log in again.",
+    "登录失败次数过多，已暂时锁定，请 {minutes} 分钟后再试。":
+        "Too many failed log-ins: logging in is locked for now. Try again in {minutes} minutes.",
+    "请通过 HTTPS 地址登录（本服务器的登录 Cookie 只在 HTTPS 下发送）。":
+        "Please log in through the HTTPS address (this server sends its log-in cookies over HTTPS only).",
     # errors
     "找不到该页面或对象，或不在您的管理范围内。": "Not found, or outside your part of the county.",
     "您没有权限执行此操作。": "You may not do this.",
@@ -96,6 +100,7 @@ MESSAGES_EN: dict[str, str] = {
     "在线": "online",
     "离线": "offline",
     "未知": "unknown",
+    "待上线": "awaiting first contact",
     "连接断开": "connection lost",
     "心跳超时": "heartbeat timeout",
     "排队显示屏": "Queue display",
@@ -124,6 +129,10 @@ MESSAGES_EN: dict[str, str] = {
     "来源": "From",
     "上一页": "Previous",
     "下一页": "Next",
+    # overview: the center table, a page at a time
+    "全部": "All",
+    "第 {page}/{pages} 页，共 {count} 个中心": "Page {page} of {pages}, {count} centers",
+    "另有 {n} 个中心无法服务，见下方各乡镇。": "{n} more centers cannot serve; see the towns below.",
     "暂无记录。": "Nothing yet.",
     # users
     "API 令牌": "API tokens",
@@ -139,6 +148,8 @@ MESSAGES_EN: dict[str, str] = {
     "新密码": "new password",
     "重设密码": "Set password",
     "新建用户": "New user",
+    "显示名称": "Display name",
+    "显示名称（选填，如 王主任）": "Display name (optional, e.g. Director Wang)",
     "区划代码前缀（乡镇运维员必须填写9位乡镇代码）":
         "Division code prefix (a town operator needs the 9-digit town code)",
     "初始密码（至少8位）": "Initial password (at least 8 characters)",

@@ -31,6 +31,8 @@ router = APIRouter(include_in_schema=False)
 # (template name, function(session, device dict, user) -> context for that template).
 DeviceSection = tuple[str, Callable[[Session, dict[str, Any], CurrentUser], dict[str, Any]]]
 HISTORY_WINDOW = timedelta(hours=24)
+DIVISION_PREFIX = r"^[0-9]{1,12}$"  # the start of a division code: 4452, 445202101 ...
+NOT_SERVING_SHOWN = 200  # centers named in the overview's "cannot serve" box; the card and towns count them all
 
 
 def render(request: Request, name: str, context: dict[str, Any]) -> Response:
@@ -46,10 +48,13 @@ _render = render  # the name the alert, case and configuration pages import
 
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, user: CurrentUserDep, session: SessionDep, settings: SettingsDep,
-             now: NowDep) -> Response:
+             now: NowDep, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+             prefix: Annotated[str | None, Query(pattern=DIVISION_PREFIX)] = None) -> Response:
+    """Totals and the town roll-up of the user's scope; the center table a page at a time (of `prefix`)."""
     ingest = request.app.state.ingest
     return render(request, "overview.html", {
-        **county_overview(session, now, settings.tz, user),
+        **county_overview(session, now, settings.tz, user, prefix, page),
+        "not_serving_shown": NOT_SERVING_SHOWN,
         "now": now,
         "refresh_s": settings.dashboard_refresh_s,
         "ingest_connected": ingest is None or ingest.connected,

@@ -43,7 +43,8 @@ def run_fleet(tmp_path: Path):
         process = subprocess.Popen(
             [sys.executable, "-m", "fleet", "--database-url", database_url,
              "--host", "127.0.0.1", "--port", str(port), *args],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "FLEET_SESSION_COOKIE_SECURE": "0"},  # plain http
         )
         processes.append(process)
         base = f"http://127.0.0.1:{port}"

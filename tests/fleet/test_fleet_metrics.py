@@ -8,9 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD, add_user, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import Session
 
 from fleet.app import create_app
 from fleet.ingest import handle_message
+from fleet.models import Device
 from protocol import topics
 
 
@@ -36,12 +38,16 @@ def test_devices_and_centers_by_state_within_the_scope(fleet_settings) -> None:
     birth(engine, CENTER, PAD, "rating_pad")
     birth(engine, CENTER, PAD, "rating_pad", state="offline")
     birth(engine, OTHER_CENTER, None, "edge_agent", state="offline")
+    with Session(engine) as session:  # known to the fleet, never seen online (e.g. registered, not yet connected)
+        session.add(Device(device_id="dev-0200000000aa", center_code=CENTER, role="rating_pad", window=7))
+        session.commit()
     admin = add_user(engine)
     town = add_user(engine, "town", "town_operator", OTHER_CENTER[:9])
     with TestClient(app) as client:
         county = metrics(client, admin)
         assert county[("fleet_devices", (("role", "queue_display"), ("status", "online")))] == 1
         assert county[("fleet_devices", (("role", "rating_pad"), ("status", "offline")))] == 1
+        assert county[("fleet_devices", (("role", "rating_pad"), ("status", "awaiting")))] == 1
         assert county[("fleet_centers", (("edge", "online"),))] == 1
         assert county[("fleet_centers", (("edge", "offline"),))] == 1
         scoped = metrics(client, town)
