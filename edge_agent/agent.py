@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from edge_agent.adapters.broker_accounts import BrokerAccounts
 from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
@@ -47,7 +48,11 @@ class EdgeAgent:
         self.voice = VoiceAnnouncer(config.voice, config.data_dir / "voice")
         self.kiosk = KioskDesk(config.queue.green_channel_age)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.adapters = [self.uplink, self.center_link, self.printer, self.voice]
+        self.broker_accounts = BrokerAccounts(config)
+        if config.center_broker_files is not None:
+            self.uplink.broker_accounts = self.broker_accounts.receive
+        # First: it must know the installed version before the county's retained copy arrives.
+        self.adapters = [self.broker_accounts, self.uplink, self.center_link, self.printer, self.voice]
         # Card reader, scanner, cameras, document camera: those the config has ([peripherals.*]).
         self.adapters += build_peripherals(config.peripherals, config.data_dir,
                                            on_card=self.card_presented, on_code=self.code_scanned)

@@ -61,6 +61,15 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True)
+class CenterBrokerFiles:
+    """Where the center's Mosquitto reads its accounts ([center_broker]); the fleet sends their content."""
+
+    password_file: Path
+    acl_file: Path
+    pid_file: Path  # Mosquitto's `pid_file`: the process to send SIGHUP to after the files changed
+
+
+@dataclass(frozen=True)
 class PrinterConfig:
     kind: str = "none"  # none | file | network | serial | usb
     path: str = ""  # file: a device or plain file; serial: the port
@@ -95,6 +104,7 @@ class CenterConfig:
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     staff: tuple[StaffMember, ...] = ()  # every staff number that may log in, window staff included
     appointments: tuple[Appointment, ...] = ()
+    center_broker_files: CenterBrokerFiles | None = None  # None: the agent leaves the broker's files alone
 
     def service(self, prefix: str) -> Service:
         for service in self.services:
@@ -131,6 +141,34 @@ def _broker(raw: object, path: str, problems: list[str]) -> BrokerConfig:
         backoff = 30.0
     return BrokerConfig(str(raw.get("host", "127.0.0.1")), port, raw.get("username"), raw.get("password"),
                         float(backoff))
+
+
+def _center_broker_files(raw: object, base_dir: Path | None, problems: list[str]) -> CenterBrokerFiles | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append("center_broker: must be a table")
+        return None
+    paths = {}
+    for key in ("password_file", "acl_file", "pid_file"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"center_broker.{key}: a file path is required")
+            continue
+        path = Path(value)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        if key != "pid_file" and not path.parent.is_dir():
+            problems.append(f"center_broker.{key}: the directory {path.parent} does not exist")
+        paths[key] = path
+    for key in raw:
+        if key not in ("password_file", "acl_file", "pid_file"):
+            problems.append(f"center_broker.{key}: unknown key (password_file, acl_file, pid_file)")
+    if len(paths) < 3:
+        return None
+    if paths["password_file"] == paths["acl_file"]:
+        problems.append(f"center_broker: password_file and acl_file are the same file {paths['acl_file']}")
+    return CenterBrokerFiles(paths["password_file"], paths["acl_file"], paths["pid_file"])
 
 
 def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None) -> CenterConfig:
@@ -203,6 +241,8 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     center_broker = _broker(brokers.get("center"), "brokers.center", problems)
     county_broker = _broker(brokers.get("county"), "brokers.county", problems)
 
+    center_broker_files = _center_broker_files(raw.get("center_broker"), base_dir, problems)
+
     http = raw.get("http") or {}
     storage = raw.get("storage") or {}
     data_dir = Path(storage.get("data_dir", "data"))
@@ -239,6 +279,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         peripherals=dict(raw.get("peripherals") or {}),
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
         queue=queue_settings, voice=voice, staff=tuple(staff.values()), appointments=tuple(appointments),
+        center_broker_files=center_broker_files,
     )
 
 

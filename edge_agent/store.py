@@ -281,6 +281,11 @@ class EdgeStore:
     def is_known_device(self, device_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)))
 
+    def device_place(self, device_id: str) -> tuple[str, int | None] | None:
+        """(role, window) as the device's last birth said, or None for a device never seen."""
+        rows = self.query("SELECT role, window FROM devices WHERE device_id = ?", (device_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
     def devices(self) -> list[dict]:
         rows = self.query("SELECT device_id, role, window, online, session, last_seen FROM devices ORDER BY window")
         return [dict(zip(("device_id", "role", "window", "online", "session", "last_seen"), r, strict=True))

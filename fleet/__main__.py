@@ -1,6 +1,7 @@
 """python -m fleet: run the fleet service (web + ingest) until SIGINT/SIGTERM.
 
-`python -m fleet users ...` / `python -m fleet tokens ...` manage users instead (fleet/auth/cli.py).
+`python -m fleet users ...` / `python -m fleet tokens ...` manage users instead (fleet/auth/cli.py);
+`python -m fleet broker-files ...` writes a center broker's passwd and acl (fleet/registration/cli.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uvicorn
 
 from fleet.app import create_app
 from fleet.auth import cli as user_cli
+from fleet.registration import cli as registration_cli
 from fleet.settings import Settings
 
 
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in user_cli.COMMANDS for arg in argv[:3]):
         return user_cli.run(argv)
+    if argv[:1] == [registration_cli.COMMAND]:
+        return registration_cli.run(argv)
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -16,6 +16,7 @@ from fleet.auth.sessions import load_signing_key
 from fleet.db import create_db_engine, init_db
 from fleet.ingest import Ingest
 from fleet.models import utcnow
+from fleet.registration import routes as registration_routes
 from fleet.settings import Settings
 from fleet.web.setup import install_web
 
@@ -59,4 +60,5 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     app.include_router(metrics.router)
     install_web(app)
     install_operations(app)  # alerts, cases, configuration and commands
+    app.include_router(registration_routes.api)  # device registration, credential packs, broker files
     return app

@@ -21,8 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from fleet.acks import AckBatcher
 from fleet.alerts.evaluate import note_device_change, store_health_report
@@ -30,10 +31,11 @@ from fleet.cases.service import open_case_for_event
 from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
 from fleet.devconfig.config import record_reported
-from fleet.health_history import Retention, prune_all, record_sample
+from fleet.health_history import Retention, SampleBatch, prune_all, record_sample
 from fleet.metrics import MessageCounts
 from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
+from fleet.registration.service import note_birth
 from fleet.settings import Settings
 from protocol import messages, topics
 from protocol.errors import ProtocolError
@@ -78,9 +80,12 @@ def ensure_center(session: Session, code: str, now: datetime) -> Center:
     if center is None:
         center = Center.new(code, now)
         log.info("new center %s", code)
+        center.edge_last_seen = now
+        session.add(center)
+        session.flush()  # a center another worker created first fails here, in this message's savepoint
+        return center
     center.edge_last_seen = now
     session.add(center)
-    session.flush()
     return center
 
 
@@ -110,10 +115,12 @@ def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent],
 
 
 def record_message(session: Session, name: str, params: dict[str, Any], payload: dict[str, Any],
-                   now: datetime, retention: Retention | None = None, settings: Settings | None = None) -> str:
+                   now: datetime, retention: Retention | None = None, settings: Settings | None = None,
+                   samples: SampleBatch | None = None) -> str:
     """Apply one validated message of topic `name` to the database (the caller commits).
 
-    An accepted heartbeat is also kept in the health history, pruned to `retention`.
+    An accepted heartbeat is also kept in the health history, pruned to `retention` (or, when
+    `samples` is given, added to it for the caller to write with the rest of its batch).
     A stored bad rating (差评) opens its follow-up case (deadline from `settings`).
     """
     center = ensure_center(session, params["center"], now)
@@ -127,9 +134,14 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         before_online, before_session = device.online, device.session
         outcome = APPLIED if apply(device, payload, now) else IGNORED
         session.add(device)
+        if name == topics.DEVICE_PRESENCE and outcome == APPLIED and payload["state"] == messages.ONLINE:
+            note_birth(session, device.device_id, center.code, now)  # a registered device is active from now
         note_device_change(session, device, before_online, before_session, now)  # drops, for flapping alerts
         if name == topics.DEVICE_HEALTH and outcome == APPLIED:
-            record_sample(session, device.device_id, center.code, payload, now, retention or Retention())
+            if samples is None:
+                record_sample(session, device.device_id, center.code, payload, now, retention or Retention())
+            else:
+                samples.add(device.device_id, center.code, payload, now)
         return outcome
     if name == topics.TICKET_EVENT:
         return _store_event(session, TicketEvent, center.code, payload, now)
@@ -181,8 +193,15 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     message that conflicts with a stored record (a duplicate event, a record
     another worker created first) costs only itself. If the batch cannot be
     committed at all, every message is tried again on its own.
+
+    What can be done once per batch is: the batch's centers and devices are read
+    with two queries, heartbeats of stored devices (which cannot conflict with
+    anything: they update rows that exist and add history rows without unique
+    keys) skip the savepoint, and their health samples are inserted together
+    and pruned once per device at the end.
     """
     when = now or utcnow()
+    retention = retention or Retention()
     decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None] = []
     for topic_text, raw in batch:
         try:
@@ -194,25 +213,67 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     outcomes = [DROPPED] * len(batch)
     try:
         with write_session(engine) as session:
+            loaded = _load_batch_records(session, decoded)  # kept referenced: the identity map holds rows weakly
+            samples = SampleBatch()
             for index, item in enumerate(decoded):
                 if item is None:
                     continue
                 name, params, payload = item
+                if name == topics.DEVICE_HEALTH and _is_stored(session, params):
+                    outcomes[index] = record_message(session, name, params, payload, when, retention, settings,
+                                                     samples)
+                    continue
                 for attempt in (1, 2):
+                    kept = len(samples)
                     try:
                         with session.begin_nested():
                             outcomes[index] = record_message(session, name, params, payload, when, retention,
-                                                             settings)
+                                                             settings, samples)
                         break
                     except IntegrityError:
                         # Another worker stored the same event or created the same record first.
+                        samples.forget_after(kept)  # rolled back with the savepoint
                         outcomes[index] = DUPLICATE
                         if attempt == 2:
                             log.warning("dropped message on %r: conflicts with a stored record", batch[index][0])
+            samples.write(session, when, retention)
+            del loaded
     except Exception:
         log.exception("a batch of %d messages could not be stored together; storing them one by one", len(batch))
         return [handle_message(engine, topic_text, raw, when, retention, settings) for topic_text, raw in batch]
     return outcomes
+
+
+def _load_batch_records(session: Session, decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None]
+                        ) -> list[Center | Device]:
+    """Read the batch's stored centers and devices into the session, two queries instead of two per message.
+
+    Returned for the caller to keep referenced while the batch runs.
+    """
+    codes = {item[1]["center"] for item in decoded if item is not None and "center" in item[1]}
+    device_ids = {item[1]["device"] for item in decoded
+                  if item is not None and item[0] in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH)}
+    records: list[Center | Device] = []
+    if codes:
+        records += session.exec(select(Center).where(col(Center.code).in_(codes))).all()
+    if device_ids:
+        records += session.exec(select(Device).where(col(Device.device_id).in_(device_ids))).all()
+    return records
+
+
+def _is_stored(session: Session, params: dict[str, Any]) -> bool:
+    """Whether the message's center and device are rows in the database (read or written in this batch)."""
+    center = session.get(Center, params["center"]) if _in_session(session, Center, params["center"]) else None
+    device = session.get(Device, params["device"]) if _in_session(session, Device, params["device"]) else None
+    return center is not None and device is not None and _persistent(center) and _persistent(device)
+
+
+def _in_session(session: Session, model: type[Center] | type[Device], key: str) -> bool:
+    return session.identity_key(model, key) in session.identity_map
+
+
+def _persistent(record: Center | Device) -> bool:
+    return sa_inspect(record).persistent
 
 
 def sweep_silent_devices(engine: Engine, now: datetime, timeout: float) -> list[str]:

@@ -18,9 +18,10 @@ import pytest
 
 from firmware.sim.center import SimulatedCenter
 from fleet.auth.bootstrap import ensure_user, issue_token
-from protocol import topics
+from protocol import messages, topics
 from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.loop import LoopThread
+from tests.support.mqtt import Recorder
 from tests.support.processes import Program
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
@@ -86,6 +87,16 @@ def test_ticket_call_finish_and_rating_reach_display_pad_edge_and_county(county)
     assert finished["ticket"] == "A001"
     wait_until(lambda: loop.call(lambda: pad.app.is_open), what="the rating pad to open")
     assert any("请对本次服务进行评价" in line for line in pad.lines)
+    # A device that is not window 3's pad (here its display) cannot rate, even under its own topic.
+    request = loop.call(lambda: dict(pad.app.request))
+    forged = messages.make("rating_submitted", rating_id="forged-1", request_id=request["request_id"],
+                           ticket="A001", window=3, score=1)
+    forger = Recorder(county["center_broker"].port)
+    forger.publish(topics.build(topics.RATING_SUBMITTED, center=CENTER_CODE, device=display.device_id),
+                   messages.encode("rating_submitted", forged))
+    forger.close()
+    wait_until(lambda: "rating forged-1 from " + display.device_id + " refused: it is not the rating pad"
+               in (county["dir"] / "edge.log").read_text(), what="the forged rating refused")
     assert loop.call(pad.press, 5) is True
     assert loop.call(pad.press, 1) is False
 

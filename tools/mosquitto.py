@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -43,13 +44,15 @@ class MosquittoBroker:
     """
 
     def __init__(self, run_dir: Path, name: str, port: int | None = None,
-                 password_file: Path | None = None, acl_file: Path | None = None, persistent: bool = False) -> None:
+                 password_file: Path | None = None, acl_file: Path | None = None, persistent: bool = False,
+                 pid_file: Path | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.name = name
         self.port = port or free_port()
         self.password_file = password_file
         self.acl_file = acl_file
         self.persistent = persistent  # keep sessions and retained messages across restarts
+        self.pid_file = pid_file  # Mosquitto writes its pid there (what an edge agent signals to reload)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -90,6 +93,8 @@ class MosquittoBroker:
             lines.append("allow_anonymous true")
         if self.acl_file:
             lines.append(f"acl_file {self.acl_file}")
+        if self.pid_file:
+            lines.append(f"pid_file {self.pid_file}")
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 
@@ -121,6 +126,12 @@ class MosquittoBroker:
                 self.process.kill()
                 self.process.wait(5)
         self.process = None
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its password_file and acl_file again (the listener stays up)."""
+        if self.process is None or self.process.poll() is not None:
+            raise BrokerError(f"{self.name} broker is not running")
+        self.process.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         self.stop()

@@ -147,6 +147,14 @@ class CenterLink(MqttLink):
             spec = topics.topic(name)
             self.relay.relay(topic, raw, qos=spec.qos, retain=spec.retained, keep=True)
         elif name == topics.RATING_SUBMITTED:
+            # The center broker lets every device write its own rating topic (one acl pattern for all roles),
+            # so only the rating pad of the rating's window may rate.
+            role, window = self.store.device_place(device_id) or (None, None)
+            if role != messages.ROLE_RATING_PAD or window != payload["window"]:
+                self.refused_ratings += 1
+                log.warning("rating %s from %s refused: it is not the rating pad of window %s (it is a %s at "
+                            "window %s)", payload["rating_id"], device_id, payload["window"], role, window)
+                return
             outcome = self.queue.record_rating(device_id, payload)
             if not outcome.accepted:
                 self.refused_ratings += 1

@@ -49,6 +49,7 @@ class Uplink(MqttLink):
         self.resent = 0
         self.downlink = None  # set by the agent: CenterLink.relay_down
         self.health_summary = None  # set by the agent: () -> edge_health fields
+        self.broker_accounts = None  # set by the agent: BrokerAccounts.receive, for the center broker's files
         self.dropped_downlink = 0
         self.board = board
         self.mac = mac
@@ -76,6 +77,8 @@ class Uplink(MqttLink):
         await client.publish(self._presence_topic(), messages.encode("presence", birth), qos=1, retain=True)
         for name in (*DOWNLINK_TOPICS, topics.EVENT_ACK):
             await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
+        if self.broker_accounts is not None:
+            await client.subscribe(topics.build(topics.BROKER_ACCOUNTS, center=self.config.code), qos=1)
         self._last_health = None  # publish the current health again on every connection
         self._wake.set()
 
@@ -89,6 +92,10 @@ class Uplink(MqttLink):
             if name == topics.EVENT_ACK and params["center"] == self.config.code:
                 ack = messages.decode("event_ack", raw)
                 self.awaiting.acknowledged([i for i in ack["event_ids"] if isinstance(i, str)])
+                return
+            if name == topics.BROKER_ACCOUNTS and params["center"] == self.config.code:
+                if self.broker_accounts is not None:
+                    self.broker_accounts(raw)  # checks the message itself, and keeps the old files if bad
                 return
             if name not in DOWNLINK_TOPICS or params["center"] != self.config.code:
                 raise ProtocolError("not a downlink message for this center")

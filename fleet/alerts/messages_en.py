@@ -78,6 +78,7 @@ MESSAGES_EN: dict[str, str] = {
     "次数": "Times",
     "每条差评（不满意、非常不满意）自动生成回访工单；办理期限按工作日计算（含法定节假日和调休）。": "Every bad rating (dissatisfied, very dissatisfied) opens a follow-up case; deadlines count working days (public holidays and make-up working days included).",  # noqa: E501 - one message per line
     "测试画面": "Test pattern",
+    "自检": "Self-test",
     "满意": "Satisfied",
     "满意率": "Satisfaction",
     "版本": "Version",

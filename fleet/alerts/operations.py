@@ -27,12 +27,14 @@ from fleet.devconfig.keys import KeyBox
 from fleet.devconfig.publisher import Publisher
 from fleet.notify import Notification, Notifier
 from fleet.overview import local_day
+from fleet.registration.delivery import broker_accounts_job
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CASE_INTERVAL_S = 60.0
 CONFIG_INTERVAL_S = 5.0
+BROKER_ACCOUNTS_INTERVAL_S = 30.0  # changed files are published at once by the routes; this retries and repairs
 
 
 def alert_job(engine: Engine, settings: Settings, notifier: Notifier | None, now: datetime) -> list:
@@ -111,6 +113,8 @@ def start_operations(app: FastAPI) -> None:
         Job("cases", CASE_INTERVAL_S, lambda now: case_job(engine, settings, notifier, now)),
         Job("config", min(CONFIG_INTERVAL_S, settings.command_timeout_s / 3),
             lambda now: config_job(engine, settings, app.state.key_box, publisher(), now)),
+        Job("broker_accounts", BROKER_ACCOUNTS_INTERVAL_S,
+            lambda now: broker_accounts_job(engine, publisher(), now, settings.config_repush_s)),
     ]
     app.state.operations = Sweeper(jobs, app.state.clock).start()
 

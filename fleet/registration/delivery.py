@@ -1,0 +1,128 @@
+"""Delivering a center broker's `passwd` and `acl` to its edge agent over the county broker.
+
+The files are a function of the registrations (broker_files.py). Their version is a counter per center
+that rises when the content changes, so the edge can ignore an older or repeated copy:
+
+    publish_center(session, publisher, center, now)      # after a change: make the version, publish it
+    publish_all(session, publisher, now, repush_s)       # the periodic job: pending, failed and due ones
+
+The message is retained (QoS 1) on `broker_accounts` of the center (protocol.topics), so an edge that
+connects later still gets the latest files. Publishing goes through the same Publisher as desired
+configurations (the ingest's client); without one the version stays pending and the job retries.
+The caller commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from fleet.db import write_session
+from fleet.devconfig.publisher import Publisher
+from fleet.registration.broker_files import BrokerFiles, broker_files
+from fleet.registration.models import BrokerAccountsState, DeviceRegistration, EdgeCredential, PackSlot
+from protocol import messages, topics
+from protocol.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = "published"
+CURRENT = "current"  # this version was published and is not due again
+NO_BROKER = "no_broker"  # no county connection now; retried by the job
+TOO_BIG = "too_big"  # the message would not fit protocol.messages.MAX_PAYLOAD_BYTES
+
+
+@dataclass
+class DeliveryResult:
+    outcomes: dict[str, list[str]] = field(default_factory=dict)  # outcome -> center codes
+
+    def add(self, outcome: str, center: str) -> None:
+        self.outcomes.setdefault(outcome, []).append(center)
+
+
+def files_digest(files: BrokerFiles) -> str:
+    return hashlib.sha256(("passwd\0" + files.passwd + "\0acl\0" + files.acl).encode("utf-8")).hexdigest()
+
+
+def note_files(session: Session, center: str, now: datetime) -> tuple[BrokerAccountsState, BrokerFiles]:
+    """The center's current files and their version: a new version when the content changed."""
+    files = broker_files(session, center)
+    digest = files_digest(files)
+    state = session.get(BrokerAccountsState, center) or BrokerAccountsState(center_code=center, changed_at=now)
+    if state.digest != digest:
+        state.version, state.digest, state.changed_at = state.version + 1, digest, now
+        session.add(state)
+    return state, files
+
+
+def accounts_message(state: BrokerAccountsState, files: BrokerFiles) -> bytes:
+    """The encoded broker_accounts message; ProtocolError when it is not valid or does not fit."""
+    payload = messages.make("broker_accounts", version=state.version, passwd=files.passwd, acl=files.acl,
+                            issued_at=state.changed_at.timestamp())
+    raw = messages.encode("broker_accounts", payload)
+    if len(raw) > messages.MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{len(raw)} bytes is more than the {messages.MAX_PAYLOAD_BYTES} an edge accepts "
+                            f"({files.devices} devices, {files.unbound_slots} unbound pack slots)")
+    return raw
+
+
+def is_due(state: BrokerAccountsState, now: datetime, repush_s: float | None) -> bool:
+    """Publish when this version was never published, or (repush_s given) it was published that long ago."""
+    if state.published_version != state.version or state.published_at is None:
+        return True
+    return repush_s is not None and now - state.published_at >= timedelta(seconds=repush_s)
+
+
+def publish_center(session: Session, publisher: Publisher | None, center: str, now: datetime,
+                   repush_s: float | None = None) -> str:
+    """Make the center's current version and publish it if due; returns one of the outcomes above."""
+    state, files = note_files(session, center, now)
+    if not is_due(state, now, repush_s):
+        return CURRENT
+    try:
+        raw = accounts_message(state, files)
+    except ProtocolError as exc:
+        log.error("broker files v%d of center %s not published: %s", state.version, center, exc)
+        return TOO_BIG
+    spec = topics.topic(topics.BROKER_ACCOUNTS)
+    if publisher is None or not publisher.publish(topics.build(topics.BROKER_ACCOUNTS, center=center), raw,
+                                                  spec.qos, spec.retained):
+        log.info("broker files v%d of center %s wait for the county broker", state.version, center)
+        return NO_BROKER
+    state.published_version, state.published_at = state.version, now
+    session.add(state)
+    log.info("broker files v%d of center %s published (%d devices, %d unbound slots, edge account: %s)",
+             state.version, center, files.devices, files.unbound_slots, "yes" if files.edge else "no")
+    return PUBLISHED
+
+
+def centers_with_accounts(session: Session) -> list[str]:
+    """Every center that has (or had) a broker account issued by the fleet."""
+    codes: set[str] = set()
+    for column in (DeviceRegistration.center_code, PackSlot.center_code, EdgeCredential.center_code,
+                   BrokerAccountsState.center_code):
+        codes.update(session.exec(select(col(column)).distinct()).all())
+    return sorted(codes)
+
+
+def publish_all(session: Session, publisher: Publisher | None, now: datetime,
+                repush_s: float | None = None) -> DeliveryResult:
+    """publish_center for every center; with repush_s, versions published that long ago go out again."""
+    result = DeliveryResult()
+    for center in centers_with_accounts(session):
+        result.add(publish_center(session, publisher, center, now, repush_s), center)
+    return result
+
+
+def broker_accounts_job(engine: Engine, publisher: Publisher | None, now: datetime, repush_s: float) -> DeliveryResult:
+    """The periodic job (also at start-up): changed, unpublished and due files of every center go out."""
+    with write_session(engine) as session:
+        result = publish_all(session, publisher, now, repush_s)
+    for center in result.outcomes.get(TOO_BIG, []):
+        log.error("center %s: its broker files do not fit one message; the edge keeps its old files", center)
+    return result

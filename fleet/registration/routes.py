@@ -1,0 +1,201 @@
+"""HTTP routes of registration (under /api, tag "registration"); see fleet/README.md, Registration.
+
+All of them change or reveal credentials: a county administrator or town operator whose division
+prefix covers the center (API token, or session plus CSRF token); each is audit-logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from fleet import audit
+from fleet.alerts.writes import WriteSessionDep
+from fleet.auth.deps import CurrentUserDep, WriterDep, ensure_changeable, ensure_visible
+from fleet.deps import NowDep, SessionDep
+from fleet.devconfig.keys import KeyBox
+from fleet.registration import delivery, service
+from fleet.registration.broker_files import broker_files
+from fleet.registration.models import DeviceRegistration
+from protocol.errors import ProtocolError
+from protocol.identity import check_center_code
+
+log = logging.getLogger(__name__)
+
+
+class RegisterIn(BaseModel):
+    device_id: str = Field(max_length=16)
+    center: str = Field(max_length=12)
+    window: int
+    role: str = Field(max_length=16)
+    board: str | None = Field(default=None, max_length=64)
+    mac: str = Field(max_length=17)
+    image_sha256: str = Field(max_length=64)
+    provisioned_by: str = Field(max_length=64)
+    provisioned_at: datetime | None = None  # when provisioned without the network, registered later
+    pack_slot: str | None = Field(default=None, max_length=32)  # the credential-pack slot taken offline
+
+
+class RegisteredOut(BaseModel):
+    device_id: str
+    center: str
+    broker_username: str
+    broker_password: str | None  # shown once; None when a pack slot was bound (the device has it)
+    device_key: str | None  # 64 hex digits, shown once; None when a pack slot was bound
+    pack_slot: str | None
+    registrations: int  # how often the device has been registered; each one rotated its credentials
+
+
+class RegistrationOut(BaseModel):
+    device_id: str
+    center_code: str
+    window: int
+    role: str
+    board: str | None
+    image_sha256: str
+    provisioned_by: str
+    provisioned_at: datetime
+    registered_at: datetime
+    registered_by: str
+    registrations: int
+    broker_username: str
+    pack_slot: str | None
+    activated_at: datetime | None  # None: not seen online since it was registered
+
+
+class PackIn(BaseModel):
+    count: int = Field(ge=1, le=service.MAX_PACK)
+
+
+class SlotOut(BaseModel):
+    username: str
+    password: str
+    device_key: str
+
+
+class PackOut(BaseModel):
+    """Save this answer as a file for `provision device --pack FILE`: it is never shown again."""
+
+    pack_id: int
+    center: str
+    issued_at: datetime
+    slots: list[SlotOut]
+
+
+class BrokerFilesOut(BaseModel):
+    center: str
+    passwd: str
+    acl: str
+    devices: int
+    unbound_slots: int
+    edge: bool
+
+
+class EdgeCredentialsOut(BaseModel):
+    center: str
+    username: str
+    password: str  # shown once
+
+
+api = APIRouter(prefix="/api", tags=["registration"])
+ERRORS = {403: {}, 404: {}, 409: {}, 422: {}}
+
+
+def _box(request: Request) -> KeyBox:
+    return request.app.state.key_box
+
+
+def _center(code: str) -> str:
+    try:
+        return check_center_code(code)
+    except ProtocolError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+
+def _deliver(request: Request, session: Session, center: str, now: datetime) -> None:
+    """Publish the center broker's changed files to its edge (after the commit: the answer's secrets are
+    already kept). A failure only delays the files: the periodic job publishes what is pending."""
+    try:
+        delivery.publish_center(session, getattr(request.app.state, "ingest", None), center, now)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("broker files of center %s not delivered now; the periodic job retries", center)
+
+
+def _fail(exc: service.RegistrationError) -> HTTPException:
+    return HTTPException(status_code=exc.status, detail=str(exc))
+
+
+@api.post("/devices/register", response_model=RegisteredOut, responses=ERRORS)
+def post_register(body: RegisterIn, request: Request, user: WriterDep, session: WriteSessionDep,
+                  now: NowDep) -> RegisteredOut:
+    """Register a device (again: this rotates its broker password and device key) or bind a pack slot to it."""
+    ensure_changeable(user, _center(body.center))
+    facts = service.DeviceFacts(**body.model_dump())
+    before = session.get(DeviceRegistration, body.device_id)
+    moved_from = before.center_code if before is not None and before.center_code != body.center else None
+    try:
+        issued = service.register_device(session, _box(request), user, facts, now)
+    except service.RegistrationError as exc:
+        raise _fail(exc) from exc
+    session.commit()
+    for center in (issued.center, moved_from):  # a device moved to another center leaves its old files too
+        if center is not None:
+            _deliver(request, session, center, now)
+    return RegisteredOut(device_id=issued.device_id, center=issued.center, broker_username=issued.broker_username,
+                         broker_password=issued.broker_password, device_key=issued.device_key_hex,
+                         pack_slot=issued.pack_slot, registrations=issued.registrations)
+
+
+@api.get("/devices/{device_id}/registration", response_model=RegistrationOut, responses={404: {}})
+def get_registration(device_id: str, user: CurrentUserDep, session: SessionDep) -> DeviceRegistration:
+    """Who provisioned the device, when, with which image, and whether it has been seen since (no secrets)."""
+    row = session.get(DeviceRegistration, device_id)
+    if row is None or not user.can_see(row.center_code):
+        raise HTTPException(status_code=404, detail=f"device {device_id} is not registered")
+    return row
+
+
+@api.post("/centers/{code}/credential-packs", response_model=PackOut, responses=ERRORS)
+def post_pack(code: str, body: PackIn, request: Request, user: WriterDep, session: WriteSessionDep,
+              now: NowDep) -> PackOut:
+    """`count` slots for provisioning offline; their passwords and keys are in this answer only."""
+    ensure_changeable(user, _center(code))
+    try:
+        pack, slots = service.issue_pack(session, _box(request), user, code, body.count, now)
+    except service.RegistrationError as exc:
+        raise _fail(exc) from exc
+    session.commit()
+    _deliver(request, session, code, now)
+    return PackOut(pack_id=pack.id, center=code, issued_at=pack.issued_at,
+                   slots=[SlotOut(username=s.username, password=s.password, device_key=s.device_key_hex)
+                          for s in slots])
+
+
+@api.post("/centers/{code}/edge-credentials", response_model=EdgeCredentialsOut, responses=ERRORS)
+def post_edge_credentials(code: str, request: Request, user: WriterDep, session: WriteSessionDep,
+                          now: NowDep) -> EdgeCredentialsOut:
+    """A new password for the center's edge agent on the center broker (the old one stops with the next files)."""
+    ensure_changeable(user, _center(code))
+    username, password = service.issue_edge_credentials(session, user, code, now)
+    session.commit()
+    _deliver(request, session, code, now)
+    return EdgeCredentialsOut(center=code, username=username, password=password)
+
+
+@api.get("/centers/{code}/broker-files", response_model=BrokerFilesOut, responses=ERRORS)
+def get_broker_files(code: str, user: WriterDep, session: WriteSessionDep, now: NowDep) -> BrokerFilesOut:
+    """The center broker's `passwd` (hashes only) and `acl`; install both and reload Mosquitto (SIGHUP)."""
+    ensure_visible(user, _center(code))
+    files = broker_files(session, code)
+    audit.record(session, user, "broker_files.export", target=code,
+                 detail={"devices": files.devices, "unbound_slots": files.unbound_slots, "edge": files.edge},
+                 center_code=code, at=now)
+    session.commit()
+    return BrokerFilesOut(center=code, passwd=files.passwd, acl=files.acl, devices=files.devices,
+                          unbound_slots=files.unbound_slots, edge=files.edge)

@@ -1,0 +1,231 @@
+"""Registering devices, issuing credential packs and edge accounts: plain functions of a session.
+
+The caller commits (and checks the user's scope). Secrets are returned once and stored only as
+Mosquitto hashes (broker passwords) or sealed with the KeyBox (device keys), like every device key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from fleet import audit
+from fleet.auth.principal import CurrentUser
+from fleet.devconfig.keys import KEY_BYTES, KeyBox, set_key
+from fleet.registration.models import CredentialPack, DeviceRegistration, EdgeCredential, PackSlot
+from fleet.registration.mosquitto_hash import hash_password, new_password
+from protocol import messages
+from protocol.errors import ProtocolError
+from protocol.identity import check_center_code, check_device_id, check_window, device_id_from_mac
+
+log = logging.getLogger(__name__)
+
+MAX_PACK = 200
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RegistrationError(ValueError):
+    """A request that cannot be honoured; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What provisioning reports about the device it set up."""
+
+    device_id: str
+    center: str
+    window: int
+    role: str
+    board: str | None
+    mac: str
+    image_sha256: str
+    provisioned_by: str
+    provisioned_at: datetime | None = None
+    pack_slot: str | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    """The answer of a registration; the secrets are None when a pack slot was bound (the device has them)."""
+
+    device_id: str
+    center: str
+    broker_username: str
+    broker_password: str | None
+    device_key_hex: str | None
+    pack_slot: str | None
+    registrations: int
+
+
+@dataclass(frozen=True)
+class SlotSecret:
+    username: str
+    password: str
+    device_key_hex: str
+
+
+def check_facts(facts: DeviceFacts) -> None:
+    """RegistrationError (422) listing everything wrong with `facts`."""
+    problems = []
+    for label, check, value in (("device_id", check_device_id, facts.device_id),
+                                ("center", check_center_code, facts.center), ("window", check_window, facts.window)):
+        try:
+            check(value)
+        except ProtocolError as exc:
+            problems.append(f"{label}: {exc}")
+    if facts.role not in messages.DEVICE_ROLES:
+        problems.append(f"role must be one of {', '.join(messages.DEVICE_ROLES)}")
+    try:
+        if device_id_from_mac(facts.mac) != facts.device_id:
+            problems.append(f"mac {facts.mac} is not the MAC of {facts.device_id}")
+    except ProtocolError as exc:
+        problems.append(f"mac: {exc}")
+    if not _SHA256_HEX.match(facts.image_sha256):
+        problems.append("image_sha256 must be 64 lowercase hex digits")
+    if not facts.provisioned_by.strip() or len(facts.provisioned_by) > 64:
+        problems.append("provisioned_by: 1 to 64 characters")
+    if facts.provisioned_at is not None and facts.provisioned_at.tzinfo is None:
+        problems.append("provisioned_at needs a time zone")
+    if problems:
+        raise RegistrationError("; ".join(problems))
+
+
+def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: DeviceFacts,
+                    now: datetime) -> Issued:
+    """Register `facts.device_id` (again): fresh broker password and device key, or bind a pack slot.
+
+    Registering again rotates the credentials: the old password stops working once the center
+    broker's files are rewritten, and configurations are signed with the new key from now on.
+    Binding the same slot to the same device again answers the same (provision sync is idempotent).
+    """
+    check_facts(facts)
+    row = session.get(DeviceRegistration, facts.device_id)
+    password: str | None = None
+    key: bytes | None = None
+    if facts.pack_slot is not None:
+        slot = _slot_for(session, facts)
+        if row is not None and row.pack_slot == slot.username and slot.device_id == facts.device_id:
+            return _issued(row, None, None)  # already bound by an earlier sync
+        slot.device_id, slot.bound_at = facts.device_id, now
+        session.add(slot)
+        username, password_hash = slot.username, slot.password_hash
+        set_key(session, box, facts.device_id, box.open(slot.username, slot.sealed_key), user.username, now)
+    else:
+        password, key = new_password(), secrets.token_bytes(KEY_BYTES)
+        username, password_hash = facts.device_id, hash_password(password)
+        set_key(session, box, facts.device_id, key, user.username, now)
+    if row is None:
+        row = DeviceRegistration(device_id=facts.device_id, registrations=0, center_code=facts.center,
+                                 window=facts.window, role=facts.role, mac=facts.mac, image_sha256=facts.image_sha256,
+                                 provisioned_by=facts.provisioned_by, provisioned_at=now, registered_by=user.username,
+                                 broker_username=username, broker_password_hash=password_hash)
+    moved_from = row.center_code if row.center_code != facts.center else None
+    row.center_code, row.window, row.role, row.board = facts.center, facts.window, facts.role, facts.board
+    row.mac, row.image_sha256, row.provisioned_by = facts.mac, facts.image_sha256, facts.provisioned_by.strip()
+    row.provisioned_at = facts.provisioned_at or now
+    row.registered_at, row.registered_by, row.registrations = now, user.username, row.registrations + 1
+    row.broker_username, row.broker_password_hash, row.pack_slot = username, password_hash, facts.pack_slot
+    row.activated_at = None  # active again only once it is seen with its new credentials
+    session.add(row)
+    detail = {"window": facts.window, "role": facts.role, "image_sha256": facts.image_sha256,
+              "provisioned_by": row.provisioned_by, "provisioned_at": row.provisioned_at.isoformat(),
+              "broker_username": username, "registrations": row.registrations}
+    if facts.pack_slot:
+        detail["pack_slot"] = facts.pack_slot
+    if moved_from:
+        detail["moved_from"] = moved_from
+    audit.record(session, user, "device.register", target=f"{facts.center} {facts.device_id}", detail=detail,
+                 center_code=facts.center, at=now)
+    session.flush()
+    log.info("registered %s in center %s as broker user %s (registration %d)", facts.device_id, facts.center,
+             username, row.registrations)
+    return _issued(row, password, key.hex() if key else None)
+
+
+def _issued(row: DeviceRegistration, password: str | None, key_hex: str | None) -> Issued:
+    return Issued(row.device_id, row.center_code, row.broker_username, password, key_hex, row.pack_slot,
+                  row.registrations)
+
+
+def _slot_for(session: Session, facts: DeviceFacts) -> PackSlot:
+    slot = session.get(PackSlot, facts.pack_slot)
+    if slot is None or slot.center_code != facts.center:
+        raise RegistrationError(f"credential pack slot {facts.pack_slot} is unknown for center {facts.center}", 404)
+    if slot.device_id is not None and slot.device_id != facts.device_id:
+        raise RegistrationError(f"credential pack slot {slot.username} is already used by {slot.device_id}", 409)
+    return slot
+
+
+def issue_pack(session: Session, box: KeyBox, user: CurrentUser, center: str, count: int,
+               now: datetime) -> tuple[CredentialPack, list[SlotSecret]]:
+    """`count` slots for `center`; their secrets are in the answer and nowhere else."""
+    try:
+        check_center_code(center)
+    except ProtocolError as exc:
+        raise RegistrationError(str(exc)) from exc
+    if not 1 <= count <= MAX_PACK:
+        raise RegistrationError(f"count must be 1 to {MAX_PACK}")
+    pack = CredentialPack(center_code=center, count=count, issued_at=now, issued_by=user.username)
+    session.add(pack)
+    session.flush()
+    secrets_out = []
+    for number in range(1, count + 1):
+        username, password, key = f"p{pack.id}-{number}", new_password(), secrets.token_bytes(KEY_BYTES)
+        session.add(PackSlot(username=username, pack_id=pack.id, center_code=center,
+                             password_hash=hash_password(password), sealed_key=box.seal(username, key)))
+        secrets_out.append(SlotSecret(username, password, key.hex()))
+    audit.record(session, user, "credential_pack.issue", target=f"{center} pack {pack.id}",
+                 detail={"count": count}, center_code=center, at=now)
+    session.flush()
+    return pack, secrets_out
+
+
+def edge_username(center: str) -> str:
+    return f"edge-{center}"
+
+
+def issue_edge_credentials(session: Session, user: CurrentUser, center: str, now: datetime) -> tuple[str, str]:
+    """A new password for the center's edge agent on its center broker (rotates the old one)."""
+    try:
+        check_center_code(center)
+    except ProtocolError as exc:
+        raise RegistrationError(str(exc)) from exc
+    password = new_password()
+    row = session.get(EdgeCredential, center) or EdgeCredential(center_code=center, username=edge_username(center),
+                                                                 password_hash="", issued_by=user.username)
+    row.password_hash, row.issued_at, row.issued_by = hash_password(password), now, user.username
+    session.add(row)
+    audit.record(session, user, "edge.credentials", target=center, detail={"username": row.username},
+                 center_code=center, at=now)
+    session.flush()
+    return row.username, password
+
+
+def note_birth(session: Session, device_id: str, center_code: str, now: datetime) -> bool:
+    """Activate a registered device on its first birth; True when this birth activated it."""
+    row = session.get(DeviceRegistration, device_id)
+    if row is None or row.activated_at is not None:
+        return False
+    if row.center_code != center_code:
+        log.warning("device %s registered for center %s was born in center %s", device_id, row.center_code,
+                    center_code)
+    row.activated_at = now
+    session.add(row)
+    return True
+
+
+def awaiting_activation(session: Session, center: str | None = None) -> list[DeviceRegistration]:
+    """Registered devices not seen online since (their latest) registration."""
+    query = select(DeviceRegistration).where(col(DeviceRegistration.activated_at).is_(None))
+    if center is not None:
+        query = query.where(DeviceRegistration.center_code == center)
+    return list(session.exec(query.order_by(col(DeviceRegistration.device_id))).all())

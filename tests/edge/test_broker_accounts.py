@@ -1,0 +1,294 @@
+"""The center broker's accounts, from the fleet to the center's Mosquitto, over real brokers.
+
+The fleet registers a device and publishes the center's files on the county broker; the edge agent
+installs them and reloads the center broker (SIGHUP to its pid file), and only then does the device's
+new password work there. A malformed message keeps the files in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlmodel import Session
+
+from edge_agent.agent import EdgeAgent
+from edge_agent.config import ConfigError, load_config
+from fleet.auth.principal import CLI_USER
+from fleet.db import create_db_engine, init_db
+from fleet.devconfig.keys import KeyBox
+from fleet.registration import delivery, service
+from fleet.registration.broker_files import broker_files, write_broker_files
+from protocol import CONTRACT_VERSION, messages, topics
+from tests.support.centers import CENTER_CODE, write_edge_config
+from tests.support.waiting import wait_until
+from tools.mosquitto import free_port
+
+NOW = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+PAD = "dev-a4cf12ab34cd"
+
+
+class MqttClient:
+    """A paho client; `accepted` says whether the broker took its CONNECT."""
+
+    def __init__(self, port: int, username: str | None = None, password: str | None = None,
+                 client_id: str | None = None) -> None:
+        self.results: list = []
+        self.received: list[tuple[str, bytes]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "t-" + uuid.uuid4().hex[:8])
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = lambda _c, _u, _f, reason, _p: self.results.append(reason)
+        self.client.on_message = lambda _c, _u, message: self.received.append((message.topic, message.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        wait_until(lambda: self.results, what=f"an answer to CONNECT of {username}")
+
+    @property
+    def accepted(self) -> bool:
+        return not self.results[0].is_failure
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(5)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class CountyPublisher(MqttClient):
+    """The fleet's Publisher (fleet.devconfig.publisher) on the county broker, as the ingest's client is."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:  # type: ignore[override]
+        return super().publish(topic, payload, retain)
+
+
+def connects(port: int, username: str, password: str, client_id: str) -> bool:
+    client = MqttClient(port, username, password, client_id)
+    try:
+        return client.accepted
+    finally:
+        client.close()
+
+
+class RunningAgent:
+    def __init__(self, config) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.agent = EdgeAgent(config)
+        asyncio.run_coroutine_threadsafe(self.agent.start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.agent.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def facts() -> service.DeviceFacts:
+    return service.DeviceFacts(device_id=PAD, center=CENTER_CODE, window=3, role=messages.ROLE_RATING_PAD,
+                               board="esp32-devkitc", mac=PAD[4:], image_sha256="ab" * 32, provisioned_by="李工")
+
+
+def start_center(tmp_path: Path, fleet, broker_factory) -> tuple[object, Path, str, str]:
+    """A center broker with the fleet's files of now (the edge account only), installed by hand once."""
+    with Session(fleet) as session:
+        edge_user, edge_password = service.issue_edge_credentials(session, CLI_USER, CENTER_CODE, NOW)
+        session.commit()
+        files_dir = tmp_path / "center-broker"
+        write_broker_files(broker_files(session, CENTER_CODE), files_dir)
+    broker = broker_factory("center", password_file=files_dir / "passwd", acl_file=files_dir / "acl",
+                            pid_file=files_dir / "mosquitto.pid")
+    return broker, files_dir, edge_user, edge_password
+
+
+def edge_config(tmp_path: Path, center, county, files_dir: Path, edge_user: str, edge_password: str):
+    path = write_edge_config(tmp_path / "edge", center.port, county.port, free_port(), printer="none", extra=f"""
+[center_broker]
+password_file = "{files_dir / 'passwd'}"
+acl_file = "{files_dir / 'acl'}"
+pid_file = "{files_dir / 'mosquitto.pid'}"
+""")
+    text = path.read_text(encoding="utf-8").replace(
+        f"[brokers.center]\nport = {center.port}\n",
+        f'[brokers.center]\nport = {center.port}\nusername = "{edge_user}"\npassword = "{edge_password}"\n')
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+@pytest.mark.broker
+def test_a_registered_device_can_connect_once_the_edge_installed_the_fleets_files(tmp_path, fleet, broker_factory):
+    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
+    county = broker_factory("county")
+    config = edge_config(tmp_path, center, county, files_dir, edge_user, edge_password)
+    running = RunningAgent(config)
+    publisher = CountyPublisher(county.port)
+    county_watcher = MqttClient(county.port)
+    county_watcher.client.subscribe(topics.subscription(topics.DEVICE_PRESENCE, center=CENTER_CODE), qos=1)
+    try:
+        agent = running.agent
+        wait_until(lambda: agent.uplink.connected.is_set() and agent.center_link.connected.is_set(),
+                   what="the edge connected to both brokers (its own account on the center broker)")
+        with Session(fleet) as session:
+            issued = service.register_device(session, KeyBox(b"k" * 32), CLI_USER, facts(), NOW)
+            session.commit()
+        assert not connects(center.port, PAD, issued.broker_password, PAD)  # nothing delivered yet
+
+        with Session(fleet) as session:
+            assert delivery.publish_center(session, publisher, CENTER_CODE, NOW) == delivery.PUBLISHED
+            session.commit()
+        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        health = agent.broker_accounts.health()
+        assert health["state"] == "installed" and health["ok"] and health["installed_at"] is not None
+        assert f"{PAD}:$7$" in (files_dir / "passwd").read_text() and "/%u/" in (files_dir / "acl").read_text()
+        assert (files_dir / "passwd").stat().st_mode & 0o777 == 0o600
+        assert issued.broker_password not in (files_dir / "passwd").read_text()
+
+        wait_until(lambda: connects(center.port, PAD, issued.broker_password, PAD),
+                   what="the device's new credentials accepted after the reload")
+        device = MqttClient(center.port, PAD, issued.broker_password, PAD)
+        try:
+            birth = messages.make("presence", state=messages.ONLINE, session=1, role=messages.ROLE_RATING_PAD,
+                                  board="esp32-devkitc", fw="1.0.0", contract=CONTRACT_VERSION, window=3)
+            presence_topic = topics.build(topics.DEVICE_PRESENCE, center=CENTER_CODE, device=PAD)
+            device.publish(presence_topic, messages.encode("presence", birth), retain=True)
+            wait_until(lambda: any(t == presence_topic and json.loads(p)["state"] == "online"
+                                   for t, p in county_watcher.received),
+                       what="the device's birth relayed by the edge to the county")
+        finally:
+            device.close()
+
+        # Nothing changed: the retained copy is current, and a re-publish of v1 changes nothing at the edge.
+        with Session(fleet) as session:
+            assert delivery.publish_center(session, publisher, CENTER_CODE, NOW) == delivery.CURRENT
+    finally:
+        county_watcher.close()
+        publisher.close()
+        running.stop()
+
+
+@pytest.mark.broker
+def test_a_malformed_or_older_message_keeps_the_files_in_place(tmp_path, fleet, broker_factory):
+    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
+    county = broker_factory("county")
+    config = edge_config(tmp_path, center, county, files_dir, edge_user, edge_password)
+    running = RunningAgent(config)
+    fleet_client = CountyPublisher(county.port)
+    topic = topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE)
+    try:
+        agent = running.agent
+        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+        with Session(fleet) as session:
+            service.register_device(session, KeyBox(b"k" * 32), CLI_USER, facts(), NOW)
+            session.commit()
+            assert delivery.publish_center(session, fleet_client, CENTER_CODE, NOW) == delivery.PUBLISHED
+            session.commit()
+        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        installed = ((files_dir / "passwd").read_bytes(), (files_dir / "acl").read_bytes())
+
+        bad = [
+            b"not json",
+            json.dumps({"v": 1, "version": 5, "passwd": f"{edge_user}:secret\n", "acl": "",
+                        "issued_at": 1}).encode(),  # a password, not a hash
+            json.dumps({"v": 1, "version": 6, "passwd": "", "acl": "", "issued_at": 1}).encode(),  # no edge account
+            json.dumps({"v": 1, "version": 7, "passwd": installed[0].decode(), "acl": "rm -rf /\n",
+                        "issued_at": 1}).encode(),
+        ]
+        older = messages.encode("broker_accounts", {"version": 1, "passwd": "", "acl": "", "issued_at": 1})
+        for raw in [*bad, older, b"{}"]:  # in order on one connection: the last one shows all were handled
+            fleet_client.publish(topic, raw, 1, True)
+        wait_until(lambda: agent.broker_accounts.health()["ignored"] == len(bad) + 1, what="every bad message ignored")
+        health = agent.broker_accounts.health()
+        assert health["version"] == 1 and health["state"] == "installed" and health["ok"]
+        assert "missing field 'v'" in health["last_error"]  # the last one, {}
+        assert ((files_dir / "passwd").read_bytes(), (files_dir / "acl").read_bytes()) == installed
+        assert agent.center_link.connected.is_set()
+    finally:
+        fleet_client.close()
+        running.stop()
+
+
+def test_center_broker_paths_are_checked_with_their_names(tmp_path):
+    path = write_edge_config(tmp_path / "edge", 1883, 1884, 8080, printer="none", extra="""
+[center_broker]
+password_file = "no-such-dir/passwd"
+acl_file = "acl"
+""")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert "center_broker.password_file: the directory" in text and "no-such-dir" in text
+    assert "center_broker.pid_file: a file path is required" in text
+
+
+@pytest.mark.broker
+def test_the_fleet_makes_a_new_version_only_when_the_files_change_and_publishes_what_waits(
+        tmp_path, fleet, broker_factory):
+    county = broker_factory("county")
+    with Session(fleet) as session:
+        service.register_device(session, KeyBox(b"k" * 32), CLI_USER, facts(), NOW)
+        session.commit()
+        assert delivery.publish_center(session, None, CENTER_CODE, NOW) == delivery.NO_BROKER  # no county link
+        assert delivery.publish_center(session, None, CENTER_CODE, NOW) == delivery.NO_BROKER
+        session.commit()
+    publisher = CountyPublisher(county.port)
+    try:
+        job = delivery.broker_accounts_job
+        assert job(fleet, publisher, NOW, 300).outcomes == {delivery.PUBLISHED: [CENTER_CODE]}
+        with Session(fleet) as session:
+            service.issue_pack(session, KeyBox(b"k" * 32), CLI_USER, CENTER_CODE, 2, NOW)
+            session.commit()
+        assert job(fleet, publisher, NOW, 300).outcomes == {delivery.PUBLISHED: [CENTER_CODE]}
+        assert job(fleet, publisher, NOW, 300).outcomes == {delivery.CURRENT: [CENTER_CODE]}
+        late = MqttClient(county.port)  # an edge connecting later gets the retained latest version
+        try:
+            late.client.subscribe(topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE), qos=1)
+            wait_until(lambda: late.received, what="the retained broker_accounts")
+            message = messages.decode("broker_accounts", late.received[-1][1])
+            assert message["version"] == 2 and "p1-1:$7$" in message["passwd"] and "%c" in message["acl"]
+        finally:
+            late.close()
+    finally:
+        publisher.close()
+
+
+# The acl is the same for any number of devices (%u patterns); the passwd grows by one hash line a
+# device, 132 bytes of the message. With the edge's account and no pack slots, 113 devices fit the
+# 16384 bytes an edge accepts (about 56 windows with a display and a rating pad each); the 114th does not.
+DEVICES_THAT_FIT = 113
+
+
+def test_files_too_big_for_one_message_are_not_published(fleet):
+    def register(number: int) -> None:
+        mac = "a4cf12%06x" % number
+        device = service.DeviceFacts(device_id="dev-" + mac, center=CENTER_CODE, window=number // 2 + 1,
+                                     role=messages.DEVICE_ROLES[number % 2], board=None, mac=mac,
+                                     image_sha256="ab" * 32, provisioned_by="李工")
+        service.register_device(session, KeyBox(b"k" * 32), CLI_USER, device, NOW)
+
+    with Session(fleet) as session:
+        service.issue_edge_credentials(session, CLI_USER, CENTER_CODE, NOW)
+        for number in range(80):  # a county-level center: 40 windows
+            register(number)
+        assert delivery.publish_center(session, None, CENTER_CODE, NOW) == delivery.NO_BROKER  # fits; no link
+        for number in range(80, DEVICES_THAT_FIT):
+            register(number)
+        assert delivery.publish_center(session, None, CENTER_CODE, NOW) == delivery.NO_BROKER
+        register(DEVICES_THAT_FIT)
+        assert delivery.publish_center(session, None, CENTER_CODE, NOW) == delivery.TOO_BIG
