@@ -12,13 +12,13 @@ from typing import TextIO
 
 from protocol import identity
 from protocol.errors import ProtocolError
-from provisioning import fleet_registration
+from provisioning import device_check, flashing, fleet_registration, label
 from provisioning.device_config import config_json, settings_from_arguments
 from provisioning.errors import BoardFullError, ConnectionLostError, ProvisionError
-from provisioning.image import MANAGED_DIRS, build_image
+from provisioning.image import MANAGED_DIRS, build_image, with_center_font
 from provisioning.plan import CONFIG_PATH, MAIN_PATH, make_plan, space_needed, top_level_paths
 from provisioning.ports import serial_ports
-from provisioning.progress import Progress
+from provisioning.progress import Progress, Step
 from provisioning.records import DEFAULT_RECORDS, ProvisioningRecord, append_record, current_technician
 from provisioning.transport import Board, BoardInfo
 
@@ -83,8 +83,13 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
                            f"{settings.board}, broker {settings.broker_host}:{settings.broker_port}")
         with progress.step("build") as step:
             image = build_image(settings.role, settings.board)
+            if args.center_config:
+                image = with_center_font(image, Path(args.center_config))
             record.image_sha256 = image.sha256
             step.detail = f"{len(image.files)} files, {image.size} bytes, image {image.sha256[:12]}"
+        if args.flash:
+            flashing.flash_step(args.port, args.flash, not args.flash_no_reset, args.answer_timeout, progress,
+                                record, dry_run=args.dry_run)
         with progress.step("board") as step:
             board = Board.connect(args.port, args.answer_timeout)
             info = board.info()
@@ -93,10 +98,7 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             record.device_id = device_id
             step.detail = f"{device_id}, MicroPython {info.version} on {info.machine}, {args.port}"
         with progress.step("fleet registration") as step:
-            credentials = fleet_registration.register_with_fleet(device_id, settings, image.sha256,
-                                                                 record.technician)
-            if credentials is None:
-                step.skip(fleet_registration.NOT_BUILT)
+            credentials = _register(args, record, records_path, settings, info.mac, step)
         config = config_json(settings, credentials)
         with progress.step("compare") as step:
             on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
@@ -153,9 +155,15 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
                 if board.sha256(path) != _sha256(data):
                     raise ProvisionError(f"{path} on the board is not what was written, after the soft reset")
             step.detail = "the board answers again, config.json and main.py intact"
+        record.after_reset = device_check.restart_and_check(
+            board, device_id, settings, credentials, progress, args.online_timeout, args.self_test_time,
+            check=not args.no_check)
         record.outcome = "ok"
         progress.line(f"{device_id} is set up for center {settings.center} window {settings.window} "
                       f"({settings.role}): {record.files_copied} files copied, {record.files_removed} removed")
+        if args.label_printer is not None:
+            label.label_step(args.label_printer, device_id, settings.center, settings.window, settings.role,
+                             progress, record)
         return 0
     except ProvisionError as exc:
         record.outcome = "failed"
@@ -170,6 +178,27 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
         if board is not None:
             board.close()
         append_record(record, records_path)
+
+
+def _register(args: argparse.Namespace, record: ProvisioningRecord, records_path: Path,
+              settings: fleet_registration.DeviceSettings, mac: str,
+              step: Step) -> fleet_registration.DeviceCredentials | None:
+    """The registration step: online, from a credential pack, or none (see fleet_registration)."""
+    if args.dry_run:
+        record.fleet_registration = "dry run: not registered"
+        step.skip("dry run: not registered (registering again would rotate the device's credentials)")
+        return None
+    options = fleet_registration.options_from_arguments(getattr(args, "fleet", None), getattr(args, "token", None),
+                                                        getattr(args, "pack", None), records_path)
+    facts = fleet_registration.device_facts(record.device_id or "", mac, settings, record.image_sha256 or "",
+                                            record.technician)
+    registration = fleet_registration.register(options, facts)
+    record.fleet_registration = registration.outcome
+    if registration.credentials is None:
+        step.skip(fleet_registration.NO_FLEET)
+    else:
+        step.detail = registration.outcome
+    return registration.credentials
 
 
 def _copy(board: Board, files, record: ProvisioningRecord, progress: Progress) -> None:

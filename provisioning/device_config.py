@@ -28,7 +28,7 @@ KEEPALIVE_S = 30
 
 @dataclass(frozen=True)
 class DeviceCredentials:
-    """What the fleet issues for one device at registration (not built yet: see fleet_registration)."""
+    """What the fleet issues for one device at registration, or a credential-pack slot (fleet_registration)."""
     broker_username: str
     broker_password: str
     device_key_hex: str
@@ -162,7 +162,7 @@ def config_json(settings: DeviceSettings, credentials: DeviceCredentials | None)
         "wifi": {"ssid": settings.wifi_ssid, "password": settings.wifi_password},
         "health_interval_s": HEALTH_INTERVAL_S,
         "keepalive_s": KEEPALIVE_S,
-        # Until the fleet registers devices, no key: the firmware then refuses every signed command.
+        # Not registered (no fleet, no pack): no key, and the firmware then refuses every signed command.
         "device_key": credentials.device_key_hex if credentials else None,
     }
     checked = firmware_config.from_dict(config)

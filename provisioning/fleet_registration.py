@@ -1,21 +1,127 @@
 """Registering a device with the fleet, which answers with its credentials.
 
-NOT BUILT YET: the fleet has no registration endpoint and issues no device keys so far. The next step
-of issue 6 fills this in: POST the device id, center, window, role and image hash with the technician's
-API token, receive the device's broker user name and password and its signing key (the fleet keeps
-only their hashes), and in offline mode take them from a credential pack issued beforehand. Until
-then `register_with_fleet` registers nothing and returns None, provisioning says so on its own
-progress line, and config.json carries no key (the firmware then refuses every signed command).
+Online: POST /api/devices/register with the technician's API token (`--fleet URL --token TOKEN`,
+or FLEET_URL / FLEET_TOKEN); the fleet answers the device's broker user name and password and its
+signing key, keeping only a hash of the password and the key sealed. Registering a device again
+rotates both. Offline (`--pack FILE`, or the fleet unreachable while a pack is given): the next slot
+of a credential pack, and a pending registration that `provision sync` sends later. With neither a
+fleet nor a pack nothing is registered and config.json carries no credentials.
+
+What goes in the provisioning records is the outcome (`Registration.outcome`), never a secret.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from provisioning import credential_pack
 from provisioning.device_config import DeviceCredentials, DeviceSettings
+from provisioning.errors import ProvisionError
 
-NOT_BUILT = "not built yet: the fleet has no registration endpoint; config.json gets no device key"
+REGISTER_PATH = "/api/devices/register"
+TIMEOUT_S = 15.0
+NO_FLEET = ("no fleet given (--fleet URL and --token, or FLEET_URL and FLEET_TOKEN; or --pack FILE): not "
+            "registered, config.json gets no broker credentials and no device key")
 
 
-def register_with_fleet(device_id: str, settings: DeviceSettings, image_sha256: str,
-                        technician: str) -> DeviceCredentials | None:
-    """The device's credentials from the fleet; None while the fleet cannot register devices."""
-    return None
+class FleetUnreachable(ProvisionError):
+    """The fleet did not answer at all (as opposed to refusing)."""
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    url: str | None
+    token: str | None
+    pack: Path | None
+    pending: Path  # the pending-registrations file, next to the records
+
+
+@dataclass(frozen=True)
+class Registration:
+    credentials: DeviceCredentials | None
+    outcome: str  # for the records and the progress line: online / offline pack slot / not registered
+
+
+def options_from_arguments(fleet: str | None, token: str | None, pack: str | None,
+                           records_path: Path) -> FleetOptions:
+    url = (fleet or os.environ.get("FLEET_URL") or "").strip().rstrip("/") or None
+    token = (token or os.environ.get("FLEET_TOKEN") or "").strip() or None
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ProvisionError(f"--fleet must be an http:// or https:// URL, got {url!r}")
+    if url is not None and token is None:
+        raise ProvisionError("--fleet needs an API token: --token TOKEN or FLEET_TOKEN (python -m fleet tokens create)")
+    return FleetOptions(url, token, Path(pack) if pack else None, credential_pack.pending_path(records_path))
+
+
+def device_facts(device_id: str, mac: str, settings: DeviceSettings, image_sha256: str, technician: str,
+                 provisioned_at: datetime | None = None) -> dict[str, Any]:
+    """The body of a registration (without pack_slot)."""
+    return {"device_id": device_id, "center": settings.center, "window": settings.window, "role": settings.role,
+            "board": settings.board, "mac": mac, "image_sha256": image_sha256, "provisioned_by": technician,
+            "provisioned_at": (provisioned_at or datetime.now(UTC)).isoformat(timespec="seconds")}
+
+
+def post_registration(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The fleet's answer; FleetUnreachable when it does not answer, ProvisionError when it refuses."""
+    try:
+        response = httpx.post(url + REGISTER_PATH, json=body, timeout=TIMEOUT_S,
+                              headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        raise FleetUnreachable(f"cannot reach the fleet at {url}: {exc or type(exc).__name__}") from None
+    if response.status_code == 401:
+        raise ProvisionError(f"the fleet at {url} does not accept the API token (401): check --token / FLEET_TOKEN")
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:200]
+        raise ProvisionError(f"the fleet refused to register {body['device_id']} ({response.status_code}): {detail}")
+    try:
+        return response.json()
+    except ValueError:
+        raise ProvisionError(f"the fleet at {url} answered something that is not JSON") from None
+
+
+def register_online(options: FleetOptions, facts: dict[str, Any]) -> Registration:
+    answer = post_registration(options.url or "", options.token or "", facts)
+    try:
+        credentials = DeviceCredentials(answer["broker_username"], answer["broker_password"], answer["device_key"])
+    except KeyError as exc:
+        raise ProvisionError(f"the fleet's answer lacks {exc}") from None
+    if not all(isinstance(v, str) and v for v in (credentials.broker_username, credentials.broker_password,
+                                                   credentials.device_key_hex)):
+        raise ProvisionError("the fleet answered without credentials")
+    return Registration(credentials, f"online: registration {answer.get('registrations')} as "
+                                     f"{credentials.broker_username}")
+
+
+def register_offline(options: FleetOptions, facts: dict[str, Any], why: str = "") -> Registration:
+    assert options.pack is not None
+    taken = credential_pack.take_slot(options.pack, facts["center"], facts["device_id"])
+    if not taken.reused:
+        credential_pack.add_pending(options.pending, {**facts, "pack_slot": taken.slot, "pack": str(options.pack)})
+    note = f" ({why})" if why else ""
+    again = ", taken before" if taken.reused else ""
+    return Registration(taken.credentials,
+                        f"offline: pack slot {taken.slot}{again}, pending until provision sync{note}")
+
+
+def register(options: FleetOptions, facts: dict[str, Any]) -> Registration:
+    """Online when a fleet is given, falling back to the pack only when the fleet does not answer."""
+    if options.url is not None:
+        try:
+            return register_online(options, facts)
+        except FleetUnreachable as exc:
+            if options.pack is None:
+                raise ProvisionError(f"{exc}; nothing was copied to the board. Connect to the fleet, or provision "
+                                     "offline with --pack FILE (a credential pack saved from the fleet)") from None
+            return register_offline(options, facts, why=str(exc))
+    if options.pack is not None:
+        return register_offline(options, facts)
+    return Registration(None, "not registered: no fleet and no pack given")

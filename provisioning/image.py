@@ -22,6 +22,7 @@ import hashlib
 import os
 import subprocess
 import threading
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,3 +157,24 @@ def build_image(role: str, board: str | None, repo: Path = REPO, cache_dir: Path
     with ThreadPoolExecutor(max_workers=COMPILE_WORKERS) as pool:
         files = tuple(pool.map(load, entries))
     return Image(role, board or "", files)
+
+
+FONT_PATH = "/font.bin"  # firmware/lib/font.py: a center's own font at /font.bin wins over the default
+
+
+def with_center_font(image: Image, center_config: Path) -> Image:
+    """The image plus /font.bin: the glyphs of the firmware's texts and of this center's own names.
+
+    The default font covers the sample center only; a center whose services or staff have other
+    characters needs its own, or the displays draw boxes for them (tools/make_font.py).
+    """
+    from tools import make_font
+
+    try:
+        data, missing = make_font.make_font(make_font.default_texts(center_config))
+    except (make_font.FontBuildError, OSError, tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ProvisionError(f"--center-config {center_config}: cannot build the center's font: {exc}") from None
+    if missing:
+        raise ProvisionError(f"--center-config {center_config}: the font has no glyph for "
+                             + " ".join(f"{chr(code)} (U+{code:04X})" for code in missing))
+    return Image(image.role, image.board, image.files + (ImageFile(FONT_PATH, str(center_config), data),))

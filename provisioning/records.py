@@ -40,7 +40,10 @@ class ProvisioningRecord:
     files_copied: int = 0
     files_removed: int = 0
     bytes_copied: int = 0
-    fleet_registration: str = "not built yet"
+    fleet_registration: str = "not attempted"  # online: ... / offline: pack slot ... / not registered / synced: ...
+    after_reset: str | None = None  # restarted / online / self-test passed
+    flashed_image: str | None = None  # `--flash`: the MicroPython image's name and sha256
+    label: str | None = None  # `--label-printer`: printed on TARGET / not printed: why
     outcome: str = "started"  # ok, failed, dry-run, interrupted
     error: str | None = None
     finished_at: str | None = None

@@ -348,6 +348,22 @@ class Board:
         """Ctrl-D in the raw REPL: a fresh interpreter over the same files (main.py does not run)."""
         self._enter_raw_repl(soft_reset=True, timeout=ANSWER_TIMEOUT_S)
 
+    def hard_reset(self) -> None:
+        """machine.reset(): the board restarts as after power-on and runs main.py (the firmware).
+
+        The program never answers (the board is gone mid-run), so it is sent without waiting for its
+        output, and the connection is closed: from here the board is on its own.
+        """
+        try:
+            self._live.exec_raw_no_follow("import machine\nmachine.reset()\n")
+        except TransportError as exc:
+            raise ProvisionError(f"the board on {self.port} did not take the reset: {exc}") from None
+        except (OSError, serial.SerialException) as exc:
+            raise self._lost(exc, "resetting the board") from None
+        transport, self._transport = self._transport, None
+        with contextlib.suppress(Exception):
+            transport.close()  # not exit_raw_repl: the board left the raw REPL by resetting
+
 
 @contextlib.contextmanager
 def connected(port: str, answer_timeout: float = ANSWER_TIMEOUT_S) -> Iterator[Board]:

@@ -22,8 +22,9 @@ Faults, for the error paths of the tools that talk to a board:
 
 Limits: a program that never returns hangs the board (the WebAssembly interpreter cannot be interrupted
 from outside, so Ctrl-C reaches it only between programs); main.py is not run at boot unless
-`run_main=True` (the firmware would wait for Wi-Fi forever); friendly-REPL input is one line at a time
-(no continuation lines, no paste mode).
+`run_main=True` (the firmware would wait for Wi-Fi forever; `on_power_on=FirmwareTwin(...).boot` runs
+the provisioned firmware's network side under CPython instead, see firmware_twin.py); friendly-REPL
+input is one line at a time (no continuation lines, no paste mode).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import struct
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 from provisioning.testing.micropython_host import ExecResult, MicroPythonHost
@@ -74,7 +76,8 @@ class VirtualBoard:
     """An ESP32 with MicroPython on a pseudo-terminal; `port` is the path a host opens."""
 
     def __init__(self, mac: str = "a4:cf:12:ab:34:cd", flash_bytes: int = DEFAULT_FLASH_BYTES,
-                 raw_paste: bool = True, firmware: str = "micropython", run_main: bool = False) -> None:
+                 raw_paste: bool = True, firmware: str = "micropython", run_main: bool = False,
+                 on_power_on: Callable[[dict[str, bytes], str], None] | None = None) -> None:
         if firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, got {firmware!r}")
         self.mac_hex = mac.replace(":", "").replace("-", "").lower()
@@ -83,6 +86,7 @@ class VirtualBoard:
         self.raw_paste = raw_paste
         self.firmware = firmware
         self.run_main = run_main
+        self.on_power_on = on_power_on  # the board's network side after a boot (firmware_twin.FirmwareTwin.boot)
         self._flash_bytes = flash_bytes
         self._host: MicroPythonHost | None = None
         self._master: int | None = None
@@ -436,6 +440,9 @@ class VirtualBoard:
         self._line.clear()
         self._boot()
         self._write(BANNER + PROMPT)
+        if self.on_power_on is not None:
+            mac = ":".join(self.mac_hex[i:i + 2] for i in range(0, 12, 2))
+            self.on_power_on(self.files(), mac)
 
 
 def main() -> None:

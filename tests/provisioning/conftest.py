@@ -62,10 +62,12 @@ def provision(tmp_path: Path):
     return run
 
 
-def _device_args(port: str, *extra: str, role: str = "rating_pad", window: int = 3) -> list[str]:
+def _device_args(port: str, *extra: str, role: str = "rating_pad", window: int = 3,
+                 broker: str = "192.168.10.2:1883", check: bool = False) -> list[str]:
+    """Without `check`, --no-check: the board is reset but nobody waits for its birth (no broker there)."""
     return ["device", "--port", port, "--role", role, "--center", CENTER, "--window", str(window),
-            "--broker", "192.168.10.2:1883", "--wifi-ssid", "center-devices", "--wifi-password", "s3cret",
-            "--answer-timeout", "5", *extra]
+            "--broker", broker, "--wifi-ssid", "center-devices", "--wifi-password", "s3cret",
+            "--answer-timeout", "5", *extra, *(() if check else ("--no-check",))]
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_first_run_copies_the_image_and_a_rerun_copies_nothing(board, provision,
         "wifi": {"ssid": "center-devices", "password": "s3cret"},
         "health_interval_s": 30, "keepalive_s": 30, "device_key": None,
     }
-    assert "- fleet registration: not built yet" in first.out
+    assert "- fleet registration: no fleet given" in first.out
     assert "✓ firmware loads: import firmware.rating_pad.app" in first.out
     assert "dev-a4cf12ab34cd is set up for center 445202101001 window 3" in first.out
 
@@ -80,7 +80,7 @@ def test_every_line_of_progress_is_one_step(board, provision, device_args):
     result = provision(*device_args(board.port, "--technician", "李工"))
     steps = [line.split(":")[0] for line in result.out.splitlines()[:-1]]
     assert steps == ["✓ arguments", "✓ build", "✓ board", "- fleet registration", "✓ compare", "✓ space",
-                     "✓ copy", "✓ firmware loads", "✓ soft reset"]
+                     "✓ copy", "✓ firmware loads", "✓ soft reset", "✓ restart", "- online"]
     assert provision.read_records()[0]["technician"] == "李工"
 
 

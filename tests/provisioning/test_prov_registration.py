@@ -1,0 +1,153 @@
+"""`provision device` registering with the real fleet (served by uvicorn) and `provision sync` for
+boards set up offline from a credential pack, against a virtual ESP32 running real MicroPython."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from fleet.app import create_app
+from fleet.devconfig.keys import KeyBox
+from fleet.devconfig.models import DeviceKey
+from fleet.registration.models import DeviceRegistration
+from fleet.registration.mosquitto_hash import verify_password
+from fleet.settings import Settings
+from provisioning.image import build_image
+from tests.fleet.fleet_testkit import add_user
+from tests.fleet.live_fleet import serve
+from tools.mosquitto import free_port
+
+CENTER = "445202101001"
+DEVICE = "dev-a4cf12ab34cd"  # the virtual board's MAC
+IMAGE = build_image("rating_pad", "esp32-devkitc-ssd1306").sha256
+
+
+class Fleet:
+    def __init__(self, url: str, token: str, app) -> None:
+        self.url, self.token, self.app = url, token, app
+
+    def registration(self, device: str = DEVICE) -> DeviceRegistration | None:
+        with Session(self.app.state.engine) as session:
+            return session.get(DeviceRegistration, device)
+
+    def key(self, device: str = DEVICE) -> str:
+        with Session(self.app.state.engine) as session:
+            sealed = session.get(DeviceKey, device).encrypted
+        return KeyBox.from_settings(self.app.state.settings).open(device, sealed).hex()
+
+    def pack(self, path: Path, count: int = 2) -> dict:
+        """A credential pack, saved as the fleet answered it."""
+        answer = httpx.post(f"{self.url}/api/centers/{CENTER}/credential-packs", json={"count": count},
+                            headers={"Authorization": f"Bearer {self.token}"})
+        assert answer.status_code == 200, answer.text
+        path.write_text(answer.text)
+        return answer.json()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path / "fleet", database_url=f"sqlite:///{tmp_path / 'fleet.db'}",
+                        ingest_enabled=False)
+    app = create_app(settings)
+    token = add_user(app.state.engine, "tech-admin", "town_operator", CENTER[:9])
+    with serve(app) as url:
+        yield Fleet(url, token, app)
+
+
+def config_on(board) -> dict:
+    return json.loads(board.files()["/config.json"])
+
+
+def test_provisioning_registers_online_and_writes_the_credentials_to_config_json(
+        board, provision, device_args, fleet) -> None:
+    result = provision(*device_args(board.port, "--technician", "李工", "--fleet", fleet.url, "--token", fleet.token))
+    assert result.status == 0, result.err
+    assert "✓ fleet registration: online: registration 1 as dev-a4cf12ab34cd" in result.out
+    broker = config_on(board)["broker"]
+    registered = fleet.registration()
+    assert broker["username"] == DEVICE and verify_password(broker["password"], registered.broker_password_hash)
+    assert config_on(board)["device_key"] == fleet.key()  # the fleet signs with the key the device holds
+    assert (registered.provisioned_by, registered.image_sha256, registered.window) == ("李工", IMAGE, 3)
+    assert registered.activated_at is None  # until its first birth
+    record = provision.read_records()[0]
+    assert record["outcome"] == "ok" and record["fleet_registration"].startswith("online: registration 1")
+    text = provision.records.read_text()
+    assert broker["password"] not in text and fleet.key() not in text
+
+
+def test_an_unreachable_fleet_without_a_pack_stops_before_anything_is_copied(board, provision, device_args) -> None:
+    before = board.files()
+    result = provision(*device_args(board.port, "--fleet", f"http://127.0.0.1:{free_port()}", "--token", "t"))
+    assert result.status == 1
+    assert result.err.startswith("provision: dev-a4cf12ab34cd: cannot reach the fleet at http://127.0.0.1:")
+    assert "nothing was copied to the board" in result.err and "--pack" in result.err
+    assert board.files() == before
+    assert provision.read_records()[0]["outcome"] == "failed"
+
+
+def test_an_unreachable_fleet_falls_back_to_the_pack(board, provision, device_args, fleet, tmp_path) -> None:
+    pack_file = tmp_path / "pack.json"
+    slot = fleet.pack(pack_file, count=1)["slots"][0]
+    result = provision(*device_args(board.port, "--fleet", f"http://127.0.0.1:{free_port()}", "--token", "t",
+                                    "--pack", str(pack_file)))
+    assert result.status == 0, result.err
+    assert f"offline: pack slot {slot['username']}, pending until provision sync (cannot reach the fleet" in result.out
+    assert config_on(board)["broker"]["username"] == slot["username"]
+
+
+def test_offline_provisioning_takes_a_pack_slot_and_sync_registers_it_once(
+        board, provision, device_args, fleet, tmp_path) -> None:
+    pack_file = tmp_path / "pack.json"
+    pack = fleet.pack(pack_file)
+    slot = pack["slots"][0]
+
+    first = provision(*device_args(board.port, "--pack", str(pack_file)))
+    assert first.status == 0, first.err
+    assert f"✓ fleet registration: offline: pack slot {slot['username']}, pending until provision sync" in first.out
+    config = config_on(board)
+    assert (config["broker"]["username"], config["broker"]["password"], config["device_key"]) == \
+        (slot["username"], slot["password"], slot["device_key"])
+    saved = json.loads(pack_file.read_text())
+    assert saved["slots"][0]["used_by"] == DEVICE and "used_by" not in saved["slots"][1]
+    assert fleet.registration() is None  # the fleet does not know yet
+
+    again = provision(*device_args(board.port, "--pack", str(pack_file)))  # a rerun keeps its slot
+    assert again.status == 0, again.err
+    assert config_on(board)["broker"]["username"] == slot["username"]
+    assert "used_by" not in json.loads(pack_file.read_text())["slots"][1]
+
+    records = str(provision.records)
+    synced = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", records)
+    assert synced.status == 0, synced.err
+    assert f"✓ {DEVICE}: pack slot {slot['username']} registered with the fleet" in synced.out
+    registered = fleet.registration()
+    assert registered.broker_username == slot["username"] and registered.pack_slot == slot["username"]
+    assert fleet.key() == slot["device_key"]
+    pending = [json.loads(line) for line in (tmp_path / "pending-registrations.jsonl").read_text().splitlines()]
+    assert [entry["status"] for entry in pending] == ["synced"]
+    assert slot["password"] not in json.dumps(pending)
+
+    nothing = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", records)
+    assert nothing.status == 0 and "nothing to sync" in nothing.out
+    outcomes = [r["fleet_registration"] for r in provision.read_records()]
+    assert outcomes[0].startswith("offline: pack slot") and outcomes[-1] == f"synced: pack slot {slot['username']}"
+    assert slot["password"] not in provision.records.read_text()
+
+
+def test_sync_says_which_registration_the_fleet_refused_and_exits_1(provision, fleet, tmp_path) -> None:
+    pending = tmp_path / "pending-registrations.jsonl"
+    entry = {"device_id": DEVICE, "center": CENTER, "window": 3, "role": "rating_pad", "board": None,
+             "mac": DEVICE[4:], "image_sha256": IMAGE, "provisioned_by": "李工",
+             "provisioned_at": "2026-03-01T08:00:00+00:00", "pack_slot": "p999-1", "status": "pending"}
+    pending.write_text(json.dumps(entry) + "\n")
+    result = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    assert result.status == 1
+    assert f"✗ {DEVICE}: the fleet refused to register {DEVICE} (404): credential pack slot p999-1 is unknown" \
+        in result.out
+    assert "1 of 1 pending registrations were refused" in result.err
+    assert json.loads(pending.read_text())["status"] == "pending"
+    assert fleet.registration() is None
