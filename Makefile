@@ -40,12 +40,15 @@ lint: $(STAMP)
 	$(PY) -m tools.compile_firmware
 	$(PY) tests/firmware/test_fw_typecheck.py
 
+# Two workers (pytest-xdist): about half the wall time on this 2-core machine.
+TEST_WORKERS ?= 2
+
 test: setup-test lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 # The same suite with the fleet on a real PostgreSQL (a cluster of our own, started and stopped by the tests).
 test-postgres: setup-test lint
-	FLEET_TEST_POSTGRES=1 $(PY) -m pytest
+	FLEET_TEST_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: setup
 	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done

@@ -84,7 +84,7 @@ def test_a_thousand_events_survive_a_county_outage_and_a_killed_agent(tmp_path, 
         assert len(issued) == EVENTS and len(set(issued)) == EVENTS  # never a duplicate number
 
         county.start()  # the network is back
-        wait_until(lambda: len(fleet_issued_events(fleet_db)) >= EVENTS, 120, "all events at the county")
+        wait_until(lambda: len(fleet_issued_events(fleet_db)) >= EVENTS, 300, "all events at the county")
         wait_until(lambda: httpx.get(f"{base}/api/health").json()["county_uplink"]["outbox"] == 0,
                    what="the outbox drained")
         at_county = fleet_issued_events(fleet_db)
