@@ -98,7 +98,7 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             record.device_id = device_id
             step.detail = f"{device_id}, MicroPython {info.version} on {info.machine}, {args.port}"
         with progress.step("fleet registration") as step:
-            credentials = _register(args, record, records_path, settings, info.mac, step)
+            credentials = _register(args, record, records_path, settings, info.mac, step, board)
         config = config_json(settings, credentials)
         with progress.step("compare") as step:
             on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
@@ -181,18 +181,25 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _register(args: argparse.Namespace, record: ProvisioningRecord, records_path: Path,
-              settings: fleet_registration.DeviceSettings, mac: str,
-              step: Step) -> fleet_registration.DeviceCredentials | None:
-    """The registration step: online, from a credential pack, or none (see fleet_registration)."""
+              settings: fleet_registration.DeviceSettings, mac: str, step: Step,
+              board: Board) -> fleet_registration.DeviceCredentials | None:
+    """The registration step: online, from a credential pack, or none (see fleet_registration).
+
+    Online, the credentials the board already holds are offered to the fleet to be kept (a rerun then
+    changes nothing); --new-credentials never offers them, so the fleet rotates them."""
     if args.dry_run:
         record.fleet_registration = "dry run: not registered"
-        step.skip("dry run: not registered (registering again would rotate the device's credentials)")
+        step.skip("dry run: not registered (a dry run never asks the fleet)")
         return None
     options = fleet_registration.options_from_arguments(getattr(args, "fleet", None), getattr(args, "token", None),
                                                         getattr(args, "pack", None), records_path)
     facts = fleet_registration.device_facts(record.device_id or "", mac, settings, record.image_sha256 or "",
                                             record.technician)
-    registration = fleet_registration.register(options, facts)
+    held, none_held = None, "--new-credentials"
+    if options.url is not None and not getattr(args, "new_credentials", False):
+        held = fleet_registration.held_credentials(board.read_file_if_exists(CONFIG_PATH), record.device_id or "")
+        none_held = "no credentials on the board to keep"
+    registration = fleet_registration.register(options, facts, held, none_held)
     record.fleet_registration = registration.outcome
     if registration.credentials is None:
         step.skip(fleet_registration.NO_FLEET)

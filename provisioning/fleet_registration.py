@@ -3,16 +3,21 @@
 Online: POST /api/devices/register with the technician's API token (`--fleet URL --token TOKEN`,
 or FLEET_URL / FLEET_TOKEN); the fleet answers the device's broker user name and password and its
 signing key, keeping only a hash of the password and the key sealed. Registering a device again
-rotates both. Offline (`--pack FILE`, or the fleet unreachable while a pack is given): the next slot
-of a credential pack, and a pending registration that `provision sync` sends later. With neither a
-fleet nor a pack nothing is registered and config.json carries no credentials.
+rotates both, unless the board's config.json already holds them (`held_credentials`): they are sent
+as proof (`keep`) and the fleet keeps them when they are the registered ones and center, window and
+role are unchanged (`--new-credentials` never offers them). Offline (`--pack FILE`, or the fleet
+unreachable while a pack is given): the next slot of a credential pack, and a pending registration
+that `provision sync` sends later. With neither a fleet nor a pack nothing is registered and
+config.json carries no credentials.
 
 What goes in the provisioning records is the outcome (`Registration.outcome`), never a secret.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +31,7 @@ from provisioning.errors import ProvisionError
 
 REGISTER_PATH = "/api/devices/register"
 TIMEOUT_S = 15.0
+PACK_SLOT_USER = re.compile(r"^p\d+-\d+$")  # a credential-pack slot's broker user name
 NO_FLEET = ("no fleet given (--fleet URL and --token, or FLEET_URL and FLEET_TOKEN; or --pack FILE): not "
             "registered, config.json gets no broker credentials and no device key")
 
@@ -88,8 +94,32 @@ def post_registration(url: str, token: str, body: dict[str, Any]) -> dict[str, A
         raise ProvisionError(f"the fleet at {url} answered something that is not JSON") from None
 
 
-def register_online(options: FleetOptions, facts: dict[str, Any]) -> Registration:
-    answer = post_registration(options.url or "", options.token or "", facts)
+def held_credentials(config: bytes | None, device_id: str) -> DeviceCredentials | None:
+    """The credentials in the board's current config.json, if it holds a complete set for `device_id`."""
+    if config is None:
+        return None
+    try:
+        data = json.loads(config.decode("utf-8"))
+        broker = data["broker"]
+        held = DeviceCredentials(broker["username"], broker["password"], data["device_key"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None  # not a config.json provisioning wrote: nothing to keep
+    if not all(isinstance(v, str) and v for v in (held.broker_username, held.broker_password, held.device_key_hex)):
+        return None
+    if held.broker_username != device_id and not PACK_SLOT_USER.match(held.broker_username):
+        return None
+    return held
+
+
+def register_online(options: FleetOptions, facts: dict[str, Any], held: DeviceCredentials | None = None,
+                    none_held: str = "no credentials on the board") -> Registration:
+    """Registered by the fleet; `held` (the board's credentials) are offered to be kept, else `none_held` says
+    why none were offered."""
+    body = dict(facts)
+    if held is not None:  # goes to the fleet only, never into the records
+        body["keep"] = {"broker_username": held.broker_username, "broker_password": held.broker_password,
+                        "device_key": held.device_key_hex}
+    answer = post_registration(options.url or "", options.token or "", body)
     try:
         credentials = DeviceCredentials(answer["broker_username"], answer["broker_password"], answer["device_key"])
     except KeyError as exc:
@@ -97,8 +127,15 @@ def register_online(options: FleetOptions, facts: dict[str, Any]) -> Registratio
     if not all(isinstance(v, str) and v for v in (credentials.broker_username, credentials.broker_password,
                                                    credentials.device_key_hex)):
         raise ProvisionError("the fleet answered without credentials")
+    if answer.get("kept"):
+        verdict = "credentials kept"
+    elif held is None and answer.get("registrations") == 1:
+        verdict = "new credentials"
+    else:
+        why = none_held if held is None else answer.get("rotated_because") or "the fleet did not say why"
+        verdict = f"credentials rotated ({why})"
     return Registration(credentials, f"online: registration {answer.get('registrations')} as "
-                                     f"{credentials.broker_username}")
+                                     f"{credentials.broker_username}, {verdict}")
 
 
 def register_offline(options: FleetOptions, facts: dict[str, Any], why: str = "") -> Registration:
@@ -112,11 +149,12 @@ def register_offline(options: FleetOptions, facts: dict[str, Any], why: str = ""
                         f"offline: pack slot {taken.slot}{again}, pending until provision sync{note}")
 
 
-def register(options: FleetOptions, facts: dict[str, Any]) -> Registration:
+def register(options: FleetOptions, facts: dict[str, Any], held: DeviceCredentials | None = None,
+             none_held: str = "no credentials on the board") -> Registration:
     """Online when a fleet is given, falling back to the pack only when the fleet does not answer."""
     if options.url is not None:
         try:
-            return register_online(options, facts)
+            return register_online(options, facts, held, none_held)
         except FleetUnreachable as exc:
             if options.pack is None:
                 raise ProvisionError(f"{exc}; nothing was copied to the board. Connect to the fleet, or provision "

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "provisioning.jsonl)")
     device.add_argument("--dry-run", action="store_true", help="check and compare only; change nothing")
     _fleet_arguments(device)
+    device.add_argument("--new-credentials", action="store_true",
+                        help="with --fleet: have the fleet issue a new broker password and device key even when "
+                             "the board holds valid ones (by default a rerun keeps them)")
     device.add_argument("--pack", metavar="FILE",
                         help="credential pack (JSON saved from the fleet) for provisioning offline: takes its next "
                              "free slot; also the fallback when --fleet does not answer")

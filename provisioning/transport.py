@@ -313,6 +313,17 @@ class Board:
         except OSError as exc:
             raise self._os_failed(exc, f"reading {path}") from None
 
+    def read_file_if_exists(self, path: str) -> bytes | None:
+        """The content of a file on the board, None when it does not exist."""
+        try:
+            return bytes(self._live.fs_readfile(path))
+        except FileNotFoundError:
+            return None
+        except TransportExecError as exc:
+            raise self._exec_failed(exc, f"reading {path}") from None
+        except OSError as exc:
+            raise self._os_failed(exc, f"reading {path}") from None
+
     def makedirs(self, path: str) -> None:
         self.exec(MAKEDIRS_PROGRAM % {"path": path}, f"creating {path}")
 

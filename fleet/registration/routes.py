@@ -27,6 +27,14 @@ from protocol.identity import check_center_code
 log = logging.getLogger(__name__)
 
 
+class KeepIn(BaseModel):
+    """The credentials the board holds now, offered as proof to keep them (re-provisioning)."""
+
+    broker_username: str = Field(max_length=32)
+    broker_password: str = Field(max_length=128, repr=False)
+    device_key: str = Field(max_length=128, repr=False)  # hex
+
+
 class RegisterIn(BaseModel):
     device_id: str = Field(max_length=16)
     center: str = Field(max_length=12)
@@ -38,6 +46,7 @@ class RegisterIn(BaseModel):
     provisioned_by: str = Field(max_length=64)
     provisioned_at: datetime | None = None  # when provisioned without the network, registered later
     pack_slot: str | None = Field(default=None, max_length=32)  # the credential-pack slot taken offline
+    keep: KeepIn | None = None  # keep these if they are the registered ones and nothing else moved
 
 
 class RegisteredOut(BaseModel):
@@ -47,7 +56,9 @@ class RegisteredOut(BaseModel):
     broker_password: str | None  # shown once; None when a pack slot was bound (the device has it)
     device_key: str | None  # 64 hex digits, shown once; None when a pack slot was bound
     pack_slot: str | None
-    registrations: int  # how often the device has been registered; each one rotated its credentials
+    registrations: int  # how often the device has been registered (re-provisionings included)
+    kept: bool = False  # the credentials in `keep` were kept: nothing rotated
+    rotated_because: str | None = None  # why fresh credentials were issued (`keep` refused, none offered, ...)
 
 
 class RegistrationOut(BaseModel):
@@ -134,13 +145,15 @@ def _fail(exc: service.RegistrationError) -> HTTPException:
 @api.post("/devices/register", response_model=RegisteredOut, responses=ERRORS)
 def post_register(body: RegisterIn, request: Request, user: WriterDep, session: WriteSessionDep,
                   now: NowDep) -> RegisteredOut:
-    """Register a device (again: this rotates its broker password and device key) or bind a pack slot to it."""
+    """Register a device, or again (rotating its broker password and device key unless `keep` proves the ones
+    it holds and center, window and role are unchanged), or bind a pack slot to it."""
     ensure_changeable(user, _center(body.center))
-    facts = service.DeviceFacts(**body.model_dump())
+    facts = service.DeviceFacts(**body.model_dump(exclude={"keep"}))
+    keep = service.KeepProof(**body.keep.model_dump()) if body.keep is not None else None
     before = session.get(DeviceRegistration, body.device_id)
     moved_from = before.center_code if before is not None and before.center_code != body.center else None
     try:
-        issued = service.register_device(session, _box(request), user, facts, now)
+        issued = service.register_device(session, _box(request), user, facts, now, keep)
     except service.RegistrationError as exc:
         raise _fail(exc) from exc
     session.commit()
@@ -149,7 +162,8 @@ def post_register(body: RegisterIn, request: Request, user: WriterDep, session: 
             _deliver(request, session, center, now)
     return RegisteredOut(device_id=issued.device_id, center=issued.center, broker_username=issued.broker_username,
                          broker_password=issued.broker_password, device_key=issued.device_key_hex,
-                         pack_slot=issued.pack_slot, registrations=issued.registrations)
+                         pack_slot=issued.pack_slot, registrations=issued.registrations, kept=issued.kept,
+                         rotated_because=issued.rotated_because)
 
 
 @api.get("/devices/{device_id}/registration", response_model=RegistrationOut, responses={404: {}})

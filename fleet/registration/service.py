@@ -6,19 +6,20 @@ Mosquitto hashes (broker passwords) or sealed with the KeyBox (device keys), lik
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from fleet import audit
 from fleet.auth.principal import CurrentUser
-from fleet.devconfig.keys import KEY_BYTES, KeyBox, set_key
+from fleet.devconfig.keys import KEY_BYTES, KeyBox, get_key, set_key
 from fleet.registration.models import CredentialPack, DeviceRegistration, EdgeCredential, PackSlot
-from fleet.registration.mosquitto_hash import hash_password, new_password
+from fleet.registration.mosquitto_hash import hash_password, new_password, verify_password
 from protocol import messages
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code, check_device_id, check_window, device_id_from_mac
@@ -54,6 +55,18 @@ class DeviceFacts:
 
 
 @dataclass(frozen=True)
+class KeepProof:
+    """The credentials a board already holds, offered to be kept on re-provisioning (never stored or logged)."""
+
+    broker_username: str
+    broker_password: str
+    device_key: str  # hex
+
+    def __repr__(self) -> str:  # a stray log line or traceback must not show the secrets
+        return f"KeepProof(broker_username={self.broker_username!r})"
+
+
+@dataclass(frozen=True)
 class Issued:
     """The answer of a registration; the secrets are None when a pack slot was bound (the device has them)."""
 
@@ -64,6 +77,8 @@ class Issued:
     device_key_hex: str | None
     pack_slot: str | None
     registrations: int
+    kept: bool = False  # the offered credentials were kept (re-provisioning without rotation)
+    rotated_because: str | None = None  # why offered credentials were not kept, or why fresh ones were issued
 
 
 @dataclass(frozen=True)
@@ -100,15 +115,30 @@ def check_facts(facts: DeviceFacts) -> None:
 
 
 def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: DeviceFacts,
-                    now: datetime) -> Issued:
+                    now: datetime, keep: KeepProof | None = None) -> Issued:
     """Register `facts.device_id` (again): fresh broker password and device key, or bind a pack slot.
 
-    Registering again rotates the credentials: the old password stops working once the center
-    broker's files are rewritten, and configurations are signed with the new key from now on.
+    Registering again rotates the credentials (the old password stops working once the center
+    broker's files are rewritten, and configurations are signed with the new key from now on),
+    unless `keep` proves the board holds the registered ones and center, window and role are
+    unchanged: then they are kept and the re-provisioning is recorded (see `_keep`).
     Binding the same slot to the same device again answers the same (provision sync is idempotent).
     """
     check_facts(facts)
     row = session.get(DeviceRegistration, facts.device_id)
+    rotated_because: str | None = None
+    if facts.pack_slot is None and keep is not None:
+        slot = _unsynced_slot(session, box, facts, row, keep)
+        if slot is not None:  # provisioned offline, not synced yet: bind it now, as the sync would
+            issued = register_device(session, box, user, replace(facts, pack_slot=slot.username), now)
+            return replace(issued, broker_password=keep.broker_password, device_key_hex=keep.device_key,
+                           kept=True)
+        rotated_because = why_not_keep(session, box, facts, row, keep)
+        if rotated_because is None:
+            assert row is not None
+            return _keep(session, user, facts, row, keep, now)
+    elif facts.pack_slot is None:
+        rotated_because = "no credentials offered to keep" if row is not None else None
     password: str | None = None
     key: bytes | None = None
     if facts.pack_slot is not None:
@@ -129,26 +159,93 @@ def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: Dev
                                  provisioned_by=facts.provisioned_by, provisioned_at=now, registered_by=user.username,
                                  broker_username=username, broker_password_hash=password_hash)
     moved_from = row.center_code if row.center_code != facts.center else None
-    row.center_code, row.window, row.role, row.board = facts.center, facts.window, facts.role, facts.board
-    row.mac, row.image_sha256, row.provisioned_by = facts.mac, facts.image_sha256, facts.provisioned_by.strip()
-    row.provisioned_at = facts.provisioned_at or now
-    row.registered_at, row.registered_by, row.registrations = now, user.username, row.registrations + 1
+    _note_provisioning(row, user, facts, now)
     row.broker_username, row.broker_password_hash, row.pack_slot = username, password_hash, facts.pack_slot
     row.activated_at = None  # active again only once it is seen with its new credentials
     session.add(row)
-    detail = {"window": facts.window, "role": facts.role, "image_sha256": facts.image_sha256,
-              "provisioned_by": row.provisioned_by, "provisioned_at": row.provisioned_at.isoformat(),
-              "broker_username": username, "registrations": row.registrations}
+    detail = _detail(row, facts)
     if facts.pack_slot:
         detail["pack_slot"] = facts.pack_slot
     if moved_from:
         detail["moved_from"] = moved_from
+    if rotated_because:
+        detail["rotated_because"] = rotated_because
     audit.record(session, user, "device.register", target=f"{facts.center} {facts.device_id}", detail=detail,
                  center_code=facts.center, at=now)
     session.flush()
     log.info("registered %s in center %s as broker user %s (registration %d)", facts.device_id, facts.center,
              username, row.registrations)
-    return _issued(row, password, key.hex() if key else None)
+    return replace(_issued(row, password, key.hex() if key else None), rotated_because=rotated_because)
+
+
+def why_not_keep(session: Session, box: KeyBox, facts: DeviceFacts, row: DeviceRegistration | None,
+                 keep: KeepProof) -> str | None:
+    """None when `keep` may be kept for `facts`; else why not (no secret in it: it is answered and recorded)."""
+    if row is None:
+        return "not registered"
+    for label, was, now_is in (("center", row.center_code, facts.center), ("window", row.window, facts.window),
+                               ("role", row.role, facts.role)):
+        if was != now_is:
+            return f"{label} changed from {was} to {now_is}"
+    if not hmac.compare_digest(keep.broker_username.encode(), row.broker_username.encode()):
+        return "the board's broker user name is not the registered one"
+    if not verify_password(keep.broker_password, row.broker_password_hash):
+        return "the board's broker password does not match the registered one"
+    if not _same_key(get_key(session, box, facts.device_id), keep.device_key):
+        return "the board's device key does not match the registered one"
+    return None
+
+
+def _same_key(stored: bytes | None, offered_hex: str) -> bool:
+    try:
+        offered = bytes.fromhex(offered_hex)
+    except ValueError:
+        return False
+    return stored is not None and hmac.compare_digest(stored, offered)
+
+
+def _unsynced_slot(session: Session, box: KeyBox, facts: DeviceFacts, row: DeviceRegistration | None,
+                   keep: KeepProof) -> PackSlot | None:
+    """The pack slot the board holds when it was provisioned offline and not synced yet, if `keep` proves it."""
+    if keep.broker_username == facts.device_id or (row is not None and row.broker_username == keep.broker_username):
+        return None
+    slot = session.get(PackSlot, keep.broker_username)
+    if slot is None or slot.center_code != facts.center or slot.device_id not in (None, facts.device_id):
+        return None
+    if row is not None and (row.center_code, row.window, row.role) != (facts.center, facts.window, facts.role):
+        return None
+    if not verify_password(keep.broker_password, slot.password_hash):
+        return None
+    return slot if _same_key(box.open(slot.username, slot.sealed_key), keep.device_key) else None
+
+
+def _keep(session: Session, user: CurrentUser, facts: DeviceFacts, row: DeviceRegistration, keep: KeepProof,
+          now: datetime) -> Issued:
+    """Re-provisioning with the same credentials: recorded and counted, nothing rotated, the broker files unchanged."""
+    _note_provisioning(row, user, facts, now)
+    session.add(row)  # activated_at stays: the device connects with the same account as before
+    detail = {**_detail(row, facts), "kept": True}
+    if row.pack_slot:
+        detail["pack_slot"] = row.pack_slot
+    audit.record(session, user, "device.reprovision", target=f"{facts.center} {facts.device_id}", detail=detail,
+                 center_code=facts.center, at=now)
+    session.flush()
+    log.info("re-provisioned %s in center %s, broker user %s kept (registration %d)", facts.device_id,
+             facts.center, row.broker_username, row.registrations)
+    return replace(_issued(row, keep.broker_password, keep.device_key), kept=True)
+
+
+def _note_provisioning(row: DeviceRegistration, user: CurrentUser, facts: DeviceFacts, now: datetime) -> None:
+    row.center_code, row.window, row.role, row.board = facts.center, facts.window, facts.role, facts.board
+    row.mac, row.image_sha256, row.provisioned_by = facts.mac, facts.image_sha256, facts.provisioned_by.strip()
+    row.provisioned_at = facts.provisioned_at or now
+    row.registered_at, row.registered_by, row.registrations = now, user.username, row.registrations + 1
+
+
+def _detail(row: DeviceRegistration, facts: DeviceFacts) -> dict:
+    return {"window": facts.window, "role": facts.role, "image_sha256": facts.image_sha256,
+            "provisioned_by": row.provisioned_by, "provisioned_at": row.provisioned_at.isoformat(),
+            "broker_username": row.broker_username, "registrations": row.registrations}
 
 
 def _issued(row: DeviceRegistration, password: str | None, key_hex: str | None) -> Issued:

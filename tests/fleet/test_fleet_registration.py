@@ -83,6 +83,117 @@ def test_registration_answers_fresh_credentials_once_and_keeps_only_a_hash_and_a
         assert session.get(Device, PAD) is None  # not a device of the overview until it is seen
 
 
+def proof(issued: dict, **changed) -> dict:
+    """The `keep` of a registration body: the credentials a board holds, as the fleet issued them."""
+    held = {"broker_username": issued["broker_username"], "broker_password": issued["broker_password"],
+            "device_key": issued["device_key"]}
+    return {**held, **changed}
+
+
+def audit_log(app) -> list[AuditEntry]:
+    with Session(app.state.engine) as session:
+        return list(session.exec(select(AuditEntry).order_by(AuditEntry.id)).all())
+
+
+def test_registering_again_with_the_right_proof_keeps_the_credentials_and_records_the_reprovisioning(
+        app, admin) -> None:
+    with TestClient(app) as client:
+        first = client.post("/api/devices/register", json=body(), headers=admin).json()
+        with Session(app.state.engine) as session:
+            hash_before = session.get(DeviceRegistration, PAD).broker_password_hash
+        again = client.post("/api/devices/register", headers=admin,
+                            json=body(image_sha256="cd" * 32, provisioned_by="王工", keep=proof(first)))
+        assert again.status_code == 200, again.text
+        kept = again.json()
+        shown = client.get(f"/api/devices/{PAD}/registration", headers=admin).json()
+    assert kept["kept"] is True and kept["rotated_because"] is None and kept["registrations"] == 2
+    assert (kept["broker_username"], kept["broker_password"], kept["device_key"]) == \
+        (PAD, first["broker_password"], first["device_key"])
+    assert shown["image_sha256"] == "cd" * 32 and shown["provisioned_by"] == "王工" and shown["registrations"] == 2
+    with Session(app.state.engine) as session:
+        assert session.get(DeviceRegistration, PAD).broker_password_hash == hash_before  # the broker files stay
+        sealed = session.get(DeviceKey, PAD).encrypted
+        assert KeyBox.from_settings(app.state.settings).open(PAD, sealed).hex() == first["device_key"]
+    entries = audit_log(app)
+    assert [e.action for e in entries if e.action.startswith("device.")] == ["device.register", "device.reprovision"]
+    for entry in entries:  # the proof is never written down
+        assert first["broker_password"] not in (entry.detail or "") and first["device_key"] not in (entry.detail or "")
+
+
+@pytest.mark.parametrize(("change", "because"), [
+    ({"keep_password": "x" * 43}, "the board's broker password does not match the registered one"),
+    ({"keep_key": "00" * 32}, "the board's device key does not match the registered one"),
+    ({"keep_key": "not hex"}, "the board's device key does not match the registered one"),
+    ({"keep_user": DISPLAY}, "the board's broker user name is not the registered one"),
+    ({"window": 4}, "window changed from 3 to 4"),
+    ({"role": "queue_display"}, "role changed from rating_pad to queue_display"),
+])
+def test_a_wrong_proof_or_a_moved_device_rotates_and_says_why(app, admin, change, because) -> None:
+    with TestClient(app) as client:
+        first = client.post("/api/devices/register", json=body(), headers=admin).json()
+        keep = proof(first, broker_password=change.pop("keep_password", first["broker_password"]),
+                     device_key=change.pop("keep_key", first["device_key"]),
+                     broker_username=change.pop("keep_user", first["broker_username"]))
+        answer = client.post("/api/devices/register", json=body(keep=keep, **change), headers=admin)
+        assert answer.status_code == 200, answer.text
+        rotated = answer.json()
+    assert rotated["kept"] is False and rotated["rotated_because"] == because
+    assert rotated["broker_password"] not in (first["broker_password"], keep["broker_password"])
+    assert rotated["device_key"] not in (first["device_key"], keep["device_key"])
+    with Session(app.state.engine) as session:
+        row = session.get(DeviceRegistration, PAD)
+        assert verify_password(rotated["broker_password"], row.broker_password_hash)
+        assert not verify_password(first["broker_password"], row.broker_password_hash)
+    register = [e for e in audit_log(app) if e.action == "device.register"]
+    assert len(register) == 2 and because in register[1].detail
+    for entry in audit_log(app):
+        for secret in (first["broker_password"], first["device_key"], keep["broker_password"], keep["device_key"],
+                       rotated["broker_password"], rotated["device_key"]):
+            assert secret not in (entry.detail or "")
+
+
+def test_a_proof_for_an_unregistered_device_or_without_one_rotates(app, admin) -> None:
+    keep = {"broker_username": PAD, "broker_password": "y" * 43, "device_key": "11" * 32}
+    with TestClient(app) as client:
+        unknown = client.post("/api/devices/register", json=body(keep=keep), headers=admin).json()
+        plain = client.post("/api/devices/register", json=body(), headers=admin).json()
+    assert (unknown["kept"], unknown["rotated_because"]) == (False, "not registered")
+    assert unknown["broker_password"] != keep["broker_password"] and unknown["device_key"] != keep["device_key"]
+    assert (plain["kept"], plain["rotated_because"]) == (False, "no credentials offered to keep")
+    assert plain["broker_password"] != unknown["broker_password"]
+
+
+def test_a_device_bound_to_a_pack_slot_keeps_the_slot_credentials(app, admin) -> None:
+    with TestClient(app) as client:
+        pack = client.post(f"/api/centers/{CENTER}/credential-packs", json={"count": 2}, headers=admin).json()
+        synced, unsynced = pack["slots"]
+        held = {"broker_username": synced["username"], "broker_password": synced["password"],
+                "device_key": synced["device_key"]}
+        assert client.post("/api/devices/register", json=body(pack_slot=synced["username"]),
+                           headers=admin).status_code == 200
+        kept = client.post("/api/devices/register", json=body(keep=held), headers=admin).json()
+        # Provisioned offline from the other slot and not synced yet: the rerun online binds the slot it holds.
+        not_synced = client.post("/api/devices/register", headers=admin, json=body(
+            DISPLAY, role="queue_display", keep={"broker_username": unsynced["username"],
+                                                 "broker_password": unsynced["password"],
+                                                 "device_key": unsynced["device_key"]})).json()
+        wrong = client.post("/api/devices/register", json=body(keep={**held, "broker_password": "z" * 43}),
+                            headers=admin).json()
+    assert kept["kept"] and (kept["broker_username"], kept["broker_password"], kept["device_key"]) == \
+        (synced["username"], synced["password"], synced["device_key"])
+    assert kept["pack_slot"] == synced["username"] and kept["registrations"] == 2
+    assert not_synced["kept"] and not_synced["broker_username"] == unsynced["username"]
+    assert not_synced["broker_password"] == unsynced["password"] and not_synced["pack_slot"] == unsynced["username"]
+    with Session(app.state.engine) as session:
+        assert session.get(PackSlot, unsynced["username"]).device_id == DISPLAY
+        box = KeyBox.from_settings(app.state.settings)
+        assert box.open(DISPLAY, session.get(DeviceKey, DISPLAY).encrypted).hex() == unsynced["device_key"]
+    assert not wrong["kept"] and wrong["broker_username"] == PAD
+    assert wrong["rotated_because"] == "the board's broker password does not match the registered one"
+    for entry in audit_log(app):
+        assert synced["password"] not in (entry.detail or "") and unsynced["password"] not in (entry.detail or "")
+
+
 def test_only_writers_whose_scope_covers_the_center_may_register(app) -> None:
     engine = app.state.engine
     other_town = bearer(add_user(engine, "town-b", "town_operator", OTHER_CENTER[:9]))

@@ -79,6 +79,50 @@ def test_provisioning_registers_online_and_writes_the_credentials_to_config_json
     assert broker["password"] not in text and fleet.key() not in text
 
 
+def test_a_rerun_keeps_the_credentials_the_board_holds_and_copies_nothing(
+        board, provision, device_args, fleet) -> None:
+    online = ("--fleet", fleet.url, "--token", fleet.token)
+    first = provision(*device_args(board.port, *online))
+    assert first.status == 0, first.err
+    assert "online: registration 1 as dev-a4cf12ab34cd, new credentials" in first.out
+    config_before = board.files()["/config.json"]
+    hash_before, key_before = fleet.registration().broker_password_hash, fleet.key()
+
+    again = provision(*device_args(board.port, *online))
+    assert again.status == 0, again.err
+    assert "✓ fleet registration: online: registration 2 as dev-a4cf12ab34cd, credentials kept" in again.out
+    image_files = len(build_image("rating_pad", "esp32-devkitc-ssd1306").files)
+    assert f"0 of {image_files + 1} files to copy" in again.out  # config.json included
+    assert board.files()["/config.json"] == config_before
+    registered = fleet.registration()
+    assert registered.broker_password_hash == hash_before and fleet.key() == key_before
+    assert registered.registrations == 2
+    assert provision.read_records()[-1]["fleet_registration"].endswith("credentials kept")
+
+    rotated = provision(*device_args(board.port, *online, "--new-credentials"))
+    assert rotated.status == 0, rotated.err
+    assert "online: registration 3 as dev-a4cf12ab34cd, credentials rotated (--new-credentials)" in rotated.out
+    assert f"2 of {image_files + 1} files to copy" in rotated.out  # config.json, and main.py written last
+    password = config_on(board)["broker"]["password"]
+    assert password != json.loads(config_before)["broker"]["password"] and config_on(board)["device_key"] != key_before
+    assert fleet.registration().broker_password_hash != hash_before
+    assert verify_password(password, fleet.registration().broker_password_hash)
+    assert config_on(board)["device_key"] == fleet.key()
+    text = provision.records.read_text()
+    assert password not in text and json.loads(config_before)["broker"]["password"] not in text
+
+
+def test_a_rerun_for_another_window_rotates_and_says_why(board, provision, device_args, fleet) -> None:
+    online = ("--fleet", fleet.url, "--token", fleet.token)
+    assert provision(*device_args(board.port, *online)).status == 0
+    before = config_on(board)
+    moved = provision(*device_args(board.port, *online, window=4))
+    assert moved.status == 0, moved.err
+    assert "credentials rotated (window changed from 3 to 4)" in moved.out
+    assert config_on(board)["broker"]["password"] != before["broker"]["password"]
+    assert provision.read_records()[-1]["fleet_registration"].endswith("(window changed from 3 to 4)")
+
+
 def test_an_unreachable_fleet_without_a_pack_stops_before_anything_is_copied(board, provision, device_args) -> None:
     before = board.files()
     result = provision(*device_args(board.port, "--fleet", f"http://127.0.0.1:{free_port()}", "--token", "t"))
