@@ -170,13 +170,8 @@ def list_devices(session: Session, center_code: str | None = None, user: Current
     `limit` of them from `offset` (all by default).
     """
     query = select(Device, Center.edge_online).join(Center, col(Center.code) == col(Device.center_code))
-    if center_code is not None:
-        query = query.where(Device.center_code == center_code)
-    if user is not None:
-        query = query.where(user.scope_clause(Device.center_code))
-    if prefix:
-        query = query.where(col(Device.center_code).startswith(prefix, autoescape=True))
-    query = query.order_by(col(Device.center_code), col(Device.window), col(Device.role), col(Device.device_id))
+    query = _where_devices(query, center_code, user, prefix).order_by(
+        col(Device.center_code), col(Device.window), col(Device.role), col(Device.device_id))
     if limit is not None:
         query = query.limit(limit).offset(offset)
     elif offset:
@@ -190,14 +185,18 @@ def list_devices(session: Session, center_code: str | None = None, user: Current
 
 def count_devices(session: Session, center_code: str | None = None, user: CurrentUser | None = None,
                   prefix: str | None = None) -> int:
-    query = select(func.count()).select_from(Device)
+    return session.exec(_where_devices(select(func.count()).select_from(Device), center_code, user, prefix)).one()
+
+
+def _where_devices(query: Any, center_code: str | None, user: CurrentUser | None, prefix: str | None) -> Any:
+    """`query` narrowed to one center, to `user`'s scope and to a division-code prefix (each when given)."""
     if center_code is not None:
         query = query.where(Device.center_code == center_code)
     if user is not None:
         query = query.where(user.scope_clause(Device.center_code))
     if prefix:
         query = query.where(col(Device.center_code).startswith(prefix, autoescape=True))
-    return session.exec(query).one()
+    return query
 
 
 def serving_problems(summary: dict[str, Any], devices: list[dict[str, Any]],
