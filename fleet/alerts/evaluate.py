@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from fleet.alerts.engine import Change, reconcile
@@ -51,33 +52,42 @@ def hours_lookup(session: Session, settings: Settings) -> Callable[[str], Openin
 
 
 def collect_conditions(session: Session, now: datetime, settings: Settings) -> tuple[list[Condition], set[str]]:
-    """Every condition true now, and the centers whose edge is offline (their other alerts are frozen)."""
+    """Every condition true now, and the centers whose edge is offline (their other alerts are frozen).
+
+    Only the rows that can make a condition are read (offline edges, offline or flapping devices), so a
+    sweep over a province's 100,000 devices stays cheap; centers whose edge is offline are left out of
+    the rest by a join (no list of codes as parameters: SQLite allows 32,766 of them).
+    """
     conditions: list[Condition] = []
     frozen: set[str] = set()
-    centers = session.exec(select(Center).order_by(Center.code)).all()
-    visible: list[str] = []
-    for center in centers:
-        conditions += edge_condition(center.code, center.edge_online, center.edge_offline_reason,
-                                     center.edge_last_seen, settings.edge_offline_alert_min * 60)
-        if center.edge_online:
-            visible.append(center.code)
-        else:
-            frozen.add(center.code)
+    edges_down = select(Center.code, Center.edge_offline_reason, Center.edge_last_seen).where(
+        col(Center.edge_online).is_(False)).order_by(col(Center.code))
+    for code, reason, last_seen in session.exec(edges_down).all():
+        conditions += edge_condition(code, False, reason, last_seen, settings.edge_offline_alert_min * 60)
+        frozen.add(code)
+
+    def visible(query: Any, center_code: Any) -> Any:  # rows of centers whose edge is online
+        return query.join(Center, col(Center.code) == center_code).where(col(Center.edge_online).is_(True))
 
     window_start = now - timedelta(seconds=settings.flap_window_s)
     drops: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for drop in session.exec(select(DeviceDrop).where(col(DeviceDrop.at) > window_start)).all():
-        drops[drop.device_id].append((drop.at, drop.reason))
+    for device_id, at, reason in session.exec(select(DeviceDrop.device_id, DeviceDrop.at, DeviceDrop.reason).where(
+            col(DeviceDrop.at) > window_start)).all():
+        drops[device_id].append((at, reason))
+    flapping = [device_id for device_id, found in drops.items() if len(found) >= settings.flap_threshold]
+    may_alert = col(Device.online).is_(False)
+    if flapping:
+        may_alert = or_(may_alert, col(Device.device_id).in_(flapping))
     # A device never seen online (registered, not connected yet) is awaiting its first contact: no alert.
-    for device in session.exec(select(Device).where(col(Device.center_code).in_(visible),
-                                                    col(Device.last_seen).is_not(None))).all():
-        facts = DeviceFacts(device.device_id, device.center_code, device.role, device.window, device.online,
-                            device.offline_reason, device.last_seen)
-        conditions += device_conditions(facts, drops.get(device.device_id, []), now,
+    devices = visible(select(Device.device_id, Device.center_code, Device.role, Device.window, Device.online,
+                             Device.offline_reason, Device.last_seen), col(Device.center_code)).where(
+        col(Device.last_seen).is_not(None), may_alert)
+    for row in session.exec(devices).all():
+        conditions += device_conditions(DeviceFacts(*row), drops.get(row[0], []), now,
                                         settings.device_offline_alert_min * 60, settings.flap_threshold,
                                         settings.flap_window_s)
 
-    for report in session.exec(select(CenterHealthReport).where(col(CenterHealthReport.center_code).in_(visible))):
+    for report in session.exec(visible(select(CenterHealthReport), col(CenterHealthReport.center_code))):
         try:
             summary = json.loads(report.summary)
         except ValueError:
@@ -87,10 +97,9 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
 
     start, end = day_bounds(local_day(now, settings.tz), settings.tz)
     events: dict[str, list[TicketFact]] = defaultdict(list)
-    rows = session.exec(select(TicketEvent.center_code, TicketEvent.ticket, TicketEvent.kind, TicketEvent.ts)
-                        .where(col(TicketEvent.center_code).in_(visible), TicketEvent.ts >= start,
-                               TicketEvent.ts < end)).all()
-    for code, ticket, kind, ts in rows:
+    today = visible(select(TicketEvent.center_code, TicketEvent.ticket, TicketEvent.kind, TicketEvent.ts),
+                    col(TicketEvent.center_code)).where(TicketEvent.ts >= start, TicketEvent.ts < end)
+    for code, ticket, kind, ts in session.exec(today).all():
         events[code].append(TicketFact(ticket, kind, ts))
     for code, facts_of_center in events.items():
         conditions += wait_condition(code, facts_of_center, now, settings.wait_target_min * 60)
