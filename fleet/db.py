@@ -11,14 +11,14 @@ timeout does not help then; taking the write lock up front makes writers queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, SQLModel, col, create_engine
 
 BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "fleet_sqlite_begin"
@@ -91,3 +91,13 @@ def write_session(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+LONG_IN_LIST = 500  # more values than this: one scan of the table beats a huge IN (SQLite allows 32,766)
+
+
+def among(column: Any, values: Iterable[Any]) -> list[Any]:
+    """WHERE clauses keeping rows whose `column` is in `values`: `[column IN values]`, or none at all when
+    the list is long (SQLite refuses more than 32,766 parameters); the caller then filters in Python."""
+    values = list(values)
+    return [] if len(values) > LONG_IN_LIST else [col(column).in_(values)]

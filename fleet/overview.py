@@ -17,6 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from fleet.auth.principal import CurrentUser
+from fleet.db import among
 from fleet.models import Center, Device, RatingEvent, TicketEvent
 from fleet.presence import STATUS_AWAITING, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN, device_status
 from protocol.messages import BAD_SCORES, ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD, TICKET_ISSUED, UNRATED
@@ -145,8 +146,7 @@ def center_summaries(session: Session, now: datetime, tz: ZoneInfo, user: Curren
     centers = session.exec(query).all()
     if not centers:
         return []
-    # Counted for the listed centers only; all of them when the list is long (one scan beats a huge IN).
-    listed = [] if len(centers) > 500 else [col(Center.code).in_([c.code for c in centers])]
+    listed = among(Center.code, [c.code for c in centers])  # the listed ones; all when the list is long
     devices = device_counts(session, where=listed)
     days = day_counts(session, today, tz, where=listed)
     return [_summary(c, devices.get(c.code, {}), days.get(c.code, {}), today) for c in centers]

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from fleet.auth.principal import CurrentUser
+from fleet.db import among
 from fleet.models import RatingEvent, TicketEvent, UTCDateTime, utcnow
 from protocol.identity import county_code, town_code
 from protocol.messages import BAD_SCORES, RATING_LABELS, TICKET_CALLED, TICKET_RECALLED, UNRATED
@@ -119,9 +120,9 @@ def satisfaction_rates(session: Session, by: str, since_ts: float, until_ts: flo
 def _calls(session: Session, ratings: list[RatingEvent]) -> dict[tuple[str, str], list[float]]:
     if not ratings:
         return {}
-    centers = sorted({r.center_code for r in ratings})
+    centers = sorted({r.center_code for r in ratings})  # when many: every center's, the rated ones used
     rows = session.exec(select(TicketEvent.center_code, TicketEvent.ticket, TicketEvent.ts).where(
-        col(TicketEvent.center_code).in_(centers), col(TicketEvent.kind).in_((TICKET_CALLED, TICKET_RECALLED)),
+        *among(TicketEvent.center_code, centers), col(TicketEvent.kind).in_((TICKET_CALLED, TICKET_RECALLED)),
         TicketEvent.ts >= ratings[0].ts - CALL_LOOKBACK_S, TicketEvent.ts <= ratings[-1].ts)).all()
     calls: dict[tuple[str, str], list[float]] = defaultdict(list)
     for code, ticket, ts in rows:

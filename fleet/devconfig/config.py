@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from fleet.db import among
 from fleet.devconfig.keys import DeviceKeyError, KeyBox, get_key
 from fleet.devconfig.models import (
     CENTER,
@@ -254,11 +255,12 @@ def push_pending(session: Session, box: KeyBox, publisher: Publisher | None, now
     """Publish every desired configuration not yet published, and re-publish drifted ones (the caller commits)."""
     result = PushResult([], [], [])
     query = select(DeviceConfigState).where(DeviceConfigState.desired_version > 0)
-    if device_ids is not None:
-        query = query.where(col(DeviceConfigState.device_id).in_(list(device_ids)))
+    wanted = None if device_ids is None else set(device_ids)
+    if wanted is not None:
+        query = query.where(*among(DeviceConfigState.device_id, wanted))
     keyed = set(session.exec(select(DeviceKey.device_id)).all())
     for state in session.exec(query):
-        if not needs_push(state, now, repush_s):
+        if (wanted is not None and state.device_id not in wanted) or not needs_push(state, now, repush_s):
             continue
         if state.device_id not in keyed:
             result.no_key.append(state.device_id)

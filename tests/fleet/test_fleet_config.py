@@ -17,12 +17,14 @@ from sqlmodel import Session, select
 from fleet.alerts.operations import config_job
 from fleet.app import create_app
 from fleet.audit import AuditEntry
-from fleet.db import write_session
+from fleet.db import LONG_IN_LIST, write_session
 from fleet.devconfig import config as cfg
 from fleet.devconfig.keys import KeyBox, set_key
 from fleet.devconfig.models import DeviceConfigState, DeviceKey
 from fleet.ingest import handle_message
+from fleet.models import Device as DeviceRow
 from protocol import messages, signing, topics
+from protocol.identity import device_id_from_mac
 
 NOW = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
 KEY = bytes(range(32))
@@ -381,3 +383,28 @@ def test_the_cli_generates_a_key_shown_once_and_sets_one(fleet_settings, tmp_pat
     with Session(engine) as session:
         assert KeyBox.from_settings(fleet_settings).open(DISPLAY, session.get(DeviceKey, DISPLAY).encrypted) == KEY
     engine.dispose()
+
+
+def test_a_change_for_more_devices_than_an_in_list_holds_pushes_exactly_those(engine, fleet_settings) -> None:
+    """Hundreds of devices under one town: the push is not one huge IN list, and still only theirs."""
+    birth(engine, DISPLAY, "queue_display")
+    birth(engine, OTHER_DISPLAY, "queue_display", OTHER_CENTER)
+    more = [device_id_from_mac((0x0200AA000000 + n).to_bytes(6, "big")) for n in range(LONG_IN_LIST + 100)]
+    ours = [DISPLAY, *more]
+    box = KeyBox.from_settings(fleet_settings)
+    with write_session(engine) as session:
+        for n, device_id in enumerate(more):
+            session.add(DeviceRow(device_id=device_id, center_code=CENTER, role="queue_display", window=n % 20 + 1,
+                                  board="b", fw="1", online=True, session=1, last_seen=NOW, updated=NOW))
+        for device_id in [*ours, OTHER_DISPLAY]:
+            set_key(session, box, device_id, KEY, "tester", NOW)
+    with write_session(engine) as session:  # the other town's display has a configuration waiting too
+        cfg.set_scope_config(session, "county", CENTER[:6], "queue_display", {"brightness": 50}, "admin", NOW)
+    with write_session(engine) as session:
+        _, changed = cfg.set_scope_config(session, "town", CENTER[:9], "queue_display", {"brightness": 70}, "t", NOW)
+        recorder = Recorder()
+        result = cfg.push_pending(session, box, recorder, NOW, 300, changed)
+    assert sorted(changed) == sorted(ours) and len(changed) > LONG_IN_LIST
+    assert sorted(result.pushed) == sorted(ours) and result.no_key == [] and result.failed == []
+    assert {payload["config"]["brightness"] for _, payload, _, _ in recorder.sent} == {70}
+    assert state(engine, OTHER_DISPLAY).pushed_version == 0  # not pushed: this change is not its
