@@ -71,6 +71,9 @@ COMMAND_BRIGHTNESS = "brightness"
 # acknowledges when all were (done) or when the time runs out (failed, naming the buttons not pressed).
 COMMAND_SELF_TEST = "self_test"
 COMMANDS = (COMMAND_REBOOT, COMMAND_IDENTIFY, COMMAND_TEST_PATTERN, COMMAND_BRIGHTNESS, COMMAND_SELF_TEST)
+# Command ids of commands that provisioning sends itself (its self-test): the fleet did not send them
+# and does not track their acknowledgements.
+PROVISIONING_COMMAND_PREFIX = "prov-"
 
 # The arguments each command takes: (name, low, high, default) of integer arguments; a default of None
 # makes the argument required. The fleet checks a command with check_command_args before signing it and
@@ -227,7 +230,8 @@ SCHEMAS = {
         _field("command_id", STR),
         _field("status", STR, choices=(COMMAND_DONE, COMMAND_REJECTED, COMMAND_FAILED)),
         _field("error", STR, False),
-    ),    # The center broker's account files, from the fleet to the edge (retained on the county broker).
+    ),
+    # The center broker's account files, from the fleet to the edge (retained on the county broker).
     # Both texts hold password hashes only; see BROKER_FILE_MAX_CHARS.
     "broker_accounts": (
         _V,

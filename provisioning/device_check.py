@@ -111,7 +111,7 @@ class DeviceLink:
 
     def run_command(self, key: bytes, command: str, timeout: float, **args: object) -> dict:
         """Send one signed command and wait for its acknowledgement (done, rejected or failed)."""
-        command_id = "prov-" + secrets.token_hex(6)
+        command_id = messages.PROVISIONING_COMMAND_PREFIX + secrets.token_hex(6)
         payload = signing.make_signed("command", key, self.device_id, command_id=command_id, command=command,
                                       args=args or None, issued_by="provisioning")
         topic = topics.build(topics.DEVICE_COMMAND, center=self.center, device=self.device_id)

@@ -76,6 +76,9 @@ def send_command(session: Session, box: KeyBox, publisher: Publisher | None, dev
 def record_ack(session: Session, device_id: str, payload: dict[str, Any], now: datetime) -> bool:
     """A device_command_ack: the command's outcome. False for an id the fleet never sent to this device."""
     row = session.exec(select(DeviceCommand).where(DeviceCommand.command_id == payload["command_id"])).first()
+    if row is None and payload["command_id"].startswith(messages.PROVISIONING_COMMAND_PREFIX):
+        log.debug("ack of provisioning's own command %s from %s", payload["command_id"], device_id)
+        return False
     if row is None or row.device_id != device_id:
         log.warning("ack for unknown command %s from %s", payload["command_id"], device_id)
         return False

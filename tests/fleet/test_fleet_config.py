@@ -408,3 +408,12 @@ def test_a_change_for_more_devices_than_an_in_list_holds_pushes_exactly_those(en
     assert sorted(result.pushed) == sorted(ours) and result.no_key == [] and result.failed == []
     assert {payload["config"]["brightness"] for _, payload, _, _ in recorder.sent} == {70}
     assert state(engine, OTHER_DISPLAY).pushed_version == 0  # not pushed: this change is not its
+
+
+def test_acks_of_provisioning_self_tests_are_not_warned_about(engine, caplog) -> None:
+    birth(engine, PAD, "rating_pad")
+    topic = topics.build(topics.DEVICE_COMMAND_ACK, center=CENTER, device=PAD)
+    for command_id in (messages.PROVISIONING_COMMAND_PREFIX + "0a1b2c", "c-445202101001-0042"):
+        handle_message(engine, topic, json.dumps({"v": 1, "command_id": command_id, "status": "done"}).encode(), NOW)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"ack for unknown command c-445202101001-0042 from {PAD}"]
