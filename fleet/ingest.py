@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
 from fleet.acks import AckBatcher
@@ -65,6 +65,8 @@ IGNORED = "ignored"  # stale presence
 STORED = "stored"
 DUPLICATE = "duplicate"
 DROPPED = "dropped"  # not part of the contract
+ERROR = "error"  # not stored (logged): the database refused it or was away; an event is then not
+# acknowledged, so its edge sends it again
 
 
 def subscriptions(group: str) -> list[str]:
@@ -165,7 +167,11 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
 
 def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | None = None,
                    retention: Retention | None = None, settings: Settings | None = None) -> str:
-    """Parse, validate and store one MQTT message. Malformed ones are logged and dropped, never raised."""
+    """Parse, validate and store one MQTT message in its own transaction.
+
+    Never raises: a malformed message is DROPPED, one the database refuses (or cannot take) is ERROR;
+    either is logged with its topic and the reason.
+    """
     try:
         name, params = topics.parse(topic_text)
         payload = messages.decode(topics.topic(name).payload, raw)
@@ -173,32 +179,45 @@ def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | 
         log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
         return DROPPED
     when = now or utcnow()
-    for attempt in (1, 2):
+    attempt = 1
+    while True:
         try:
             with write_session(engine) as session:
                 return record_message(session, name, params, payload, when, retention, settings)
-        except IntegrityError:
-            # Another worker stored the same event or created the same record first.
+        except IntegrityError as exc:
             if attempt == 2:
-                log.warning("dropped message on %r: conflicts with a stored record", topic_text)
-    return DUPLICATE
+                _log_not_stored(topic_text, exc)
+                return ERROR
+            # Another worker stored the same event or created the same record first: the second attempt
+            # sees it, and an event is DUPLICATE only if its row is there. A conflict that stays is no
+            # duplicate (NOT NULL, a foreign key): ERROR, and the event is not acknowledged.
+            attempt = 2
+        except Exception as exc:
+            _log_not_stored(topic_text, exc)
+            return ERROR
 
 
 def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime | None = None,
                  retention: Retention | None = None, settings: Settings | None = None) -> list[str]:
-    """Store many messages in one transaction; returns each one's outcome, in order.
+    """Store many messages in one transaction; returns each one's outcome, in order. Never raises.
 
     One commit per batch instead of per message is what lets one worker keep up
     with a county's heartbeats. Each message runs in its own savepoint, so a
     message that conflicts with a stored record (a duplicate event, a record
-    another worker created first) costs only itself. If the batch cannot be
-    committed at all, every message is tried again on its own.
+    another worker created first) or that the database refuses (an integer too
+    large for its column, a NUL character on PostgreSQL) costs only itself: it
+    is logged and its outcome is ERROR, and the rest of the batch is stored.
 
     What can be done once per batch is: the batch's centers and devices are read
     with two queries, heartbeats of stored devices (which cannot conflict with
     anything: they update rows that exist and add history rows without unique
     keys) skip the savepoint, and their health samples are inserted together
-    and pruned once per device at the end.
+    and pruned once per device at the end. Such a heartbeat can still carry a
+    value the database refuses, and that only shows when the batch is written;
+    the batch is then stored again with every message in its own savepoint
+    (the fast path off), which leaves exactly what the first try would have.
+    If the batch cannot be committed even so (the database is away), every
+    message is tried again on its own.
     """
     when = now or utcnow()
     retention = retention or Retention()
@@ -210,38 +229,91 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
         except ProtocolError as exc:
             log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
             decoded.append(None)
-    outcomes = [DROPPED] * len(batch)
     try:
-        with write_session(engine) as session:
-            loaded = _load_batch_records(session, decoded)  # kept referenced: the identity map holds rows weakly
-            samples = SampleBatch()
-            for index, item in enumerate(decoded):
-                if item is None:
-                    continue
-                name, params, payload = item
-                if name == topics.DEVICE_HEALTH and _is_stored(session, params):
-                    outcomes[index] = record_message(session, name, params, payload, when, retention, settings,
-                                                     samples)
-                    continue
-                for attempt in (1, 2):
-                    kept = len(samples)
-                    try:
-                        with session.begin_nested():
-                            outcomes[index] = record_message(session, name, params, payload, when, retention,
-                                                             settings, samples)
-                        break
-                    except IntegrityError:
-                        # Another worker stored the same event or created the same record first.
-                        samples.forget_after(kept)  # rolled back with the savepoint
-                        outcomes[index] = DUPLICATE
-                        if attempt == 2:
-                            log.warning("dropped message on %r: conflicts with a stored record", batch[index][0])
-            samples.write(session, when, retention)
-            del loaded
+        return _store_batch(engine, batch, decoded, when, retention, settings, fast=True)
+    except Exception as exc:
+        log.warning("a batch of %d messages could not be stored together (%s); storing it again with each "
+                    "message in its own savepoint", len(batch), _reason(exc))
+    try:
+        return _store_batch(engine, batch, decoded, when, retention, settings, fast=False)
     except Exception:
         log.exception("a batch of %d messages could not be stored together; storing them one by one", len(batch))
-        return [handle_message(engine, topic_text, raw, when, retention, settings) for topic_text, raw in batch]
+    return [handle_message(engine, topic_text, raw, when, retention, settings) for topic_text, raw in batch]
+
+
+def _store_batch(engine: Engine, batch: list[tuple[str, bytes]],
+                 decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None], when: datetime,
+                 retention: Retention, settings: Settings | None, fast: bool) -> list[str]:
+    """One transaction for the batch; `fast`: heartbeats of stored devices without savepoints (see handle_batch).
+
+    Raises when something fails outside a message's savepoint (which the fast path's heartbeats are).
+    """
+    outcomes = [DROPPED] * len(batch)
+    with write_session(engine) as session:
+        loaded = _load_batch_records(session, decoded)  # kept referenced: the identity map holds rows weakly
+        samples = SampleBatch() if fast else None  # without the fast path, each sample in its message's savepoint
+        for index, item in enumerate(decoded):
+            if item is None:
+                continue
+            name, params, payload = item
+            if samples is not None and name == topics.DEVICE_HEALTH and _is_stored(session, params):
+                outcomes[index] = record_message(session, name, params, payload, when, retention, settings,
+                                                 samples)
+                continue
+            # The fast path's pending updates are written here, outside the savepoint: a value of theirs the
+            # database refuses must fail the batch, not pass for this message's fault.
+            session.flush()
+            outcomes[index] = _record_in_savepoint(session, batch[index][0], item, when, retention, settings,
+                                                   samples)
+        if samples is not None:
+            samples.write(session, when, retention)
+        del loaded
     return outcomes
+
+
+def _record_in_savepoint(session: Session, topic_text: str, item: tuple[str, dict[str, Any], dict[str, Any]],
+                         when: datetime, retention: Retention, settings: Settings | None,
+                         samples: SampleBatch | None) -> str:
+    """record_message in a savepoint of its own: a message the database refuses is logged and costs only itself.
+
+    Errors of the connection or the transaction (not of this message) are raised.
+    """
+    name, params, payload = item
+    attempt = 1
+    while True:
+        kept = len(samples) if samples is not None else 0
+        try:
+            with session.begin_nested():
+                return record_message(session, name, params, payload, when, retention, settings, samples)
+        except Exception as exc:
+            if _database_failed(exc):
+                raise
+            if samples is not None:
+                samples.forget_after(kept)  # rolled back with the savepoint
+            if not isinstance(exc, IntegrityError) or attempt == 2:
+                _log_not_stored(topic_text, exc)
+                return ERROR
+            # Another worker stored the same event or created the same record first: the second attempt
+            # sees it, and an event is DUPLICATE only if its row is there (acknowledged, the edge deletes its
+            # copy). A conflict that stays is no duplicate (NOT NULL, a foreign key): ERROR, not acknowledged.
+            attempt = 2
+
+
+def _database_failed(exc: Exception) -> bool:
+    """Whether `exc` is about the database or the connection rather than one message's values."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own words in one line, without SQLAlchemy's statement and parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def _log_not_stored(topic_text: str, exc: BaseException) -> None:
+    log.warning("dropped message on %r: not stored: %s", topic_text, _reason(exc))
 
 
 def _load_batch_records(session: Session, decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None]
@@ -446,7 +518,7 @@ class Ingest:
             # Never let one batch kill the writer (the database may be briefly away). Events are not lost:
             # the edges re-send every event the fleet has not acknowledged.
             log.exception("could not store a batch of %d messages", len(batch))
-            outcomes = ["error"] * len(batch)
+            outcomes = [ERROR] * len(batch)
         for (topic_text, raw), outcome in zip(batch, outcomes, strict=True):
             try:
                 name, params = topics.parse(topic_text)

@@ -209,3 +209,133 @@ def test_a_batch_stores_everything_once_and_a_conflict_costs_only_itself(engine)
     with Session(engine) as session:
         stored = sorted(e.event_id for e in session.exec(select(TicketEvent)).all())
     assert stored == ["e-1", "e-2", "e-3"]
+
+
+def ticket_event(event_id: str) -> tuple[str, bytes]:
+    return (topics.build(topics.TICKET_EVENT, center=CENTER),
+            messages.encode("ticket_event", messages.make("ticket_event", event_id=event_id, kind="issued",
+                                                          ticket="A001", service="A", ts=1_795_400_000)))
+
+
+def heartbeat(device_id: str, free_heap: int) -> tuple[str, bytes]:
+    return (topics.build(topics.DEVICE_HEALTH, center=CENTER, device=device_id),
+            messages.encode("health", messages.make("health", session=1, uptime_s=60, free_heap=free_heap)))
+
+
+TOO_LARGE = 2**70  # valid for the contract, too large for an integer column of SQLite and PostgreSQL
+
+
+def health_samples(engine) -> list[tuple[str, int | None]]:
+    from fleet.health_history import HealthSample
+
+    with Session(engine) as session:
+        return [(s.device_id, s.free_heap) for s in session.exec(select(HealthSample).order_by(HealthSample.id))]
+
+
+def not_stored_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()]
+
+
+@pytest.mark.parametrize("devices_known", [True, False], ids=["known-devices", "new-devices"])
+def test_a_message_the_database_refuses_costs_only_itself_in_a_batch(engine, caplog, devices_known) -> None:
+    from fleet.ingest import APPLIED, ERROR, STORED, handle_batch
+
+    caplog.set_level(logging.WARNING, logger="fleet.ingest")
+    if devices_known:  # their heartbeats take the batch's fast path, without a savepoint each
+        assert handle_batch(engine, [heartbeat(DISPLAY, 1000), heartbeat(PAD, 1000)]) == [APPLIED, APPLIED]
+    before = health_samples(engine)
+    bad = heartbeat(DISPLAY, TOO_LARGE)
+
+    outcomes = handle_batch(engine, [ticket_event("e-1"), bad, ticket_event("e-2"), heartbeat(PAD, 2000)])
+
+    assert outcomes == [STORED, ERROR, STORED, APPLIED]
+    with Session(engine) as session:
+        assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == ["e-1", "e-2"]
+        assert session.get(Device, PAD).free_heap == 2000
+        display = session.get(Device, DISPLAY)
+        assert display is None or display.free_heap == 1000
+    assert health_samples(engine) == before + [(PAD, 2000)]
+    [line] = not_stored_lines(caplog)
+    assert repr(bad[0]) in line
+
+
+def test_a_string_postgresql_refuses_costs_only_its_message(engine, caplog) -> None:
+    """PostgreSQL refuses NUL characters in text (SQLite stores them): on either, the rest of the batch is stored."""
+    from fleet.ingest import APPLIED, ERROR, STORED, handle_batch
+
+    caplog.set_level(logging.WARNING, logger="fleet.ingest")
+    assert handle_batch(engine, [heartbeat(PAD, 1000)]) == [APPLIED]
+    topic_text, _ = ticket_event("e-nul")
+    with_nul = (topic_text, messages.encode("ticket_event", messages.make(
+        "ticket_event", event_id="e-nul", kind="issued", ticket="A\u0000", service="A", ts=1_795_400_000)))
+    refused = engine.dialect.name == "postgresql"
+
+    outcomes = handle_batch(engine, [ticket_event("e-1"), with_nul, heartbeat(PAD, 2000), ticket_event("e-2")])
+
+    assert outcomes == [STORED, ERROR if refused else STORED, APPLIED, STORED]
+    with Session(engine) as session:
+        assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == (
+            ["e-1", "e-2"] if refused else ["e-1", "e-2", "e-nul"])
+        assert session.get(Device, PAD).free_heap == 2000
+    assert len(not_stored_lines(caplog)) == refused
+
+
+def test_storing_one_by_one_drops_only_the_message_the_database_refuses(engine, caplog) -> None:
+    """What handle_batch falls back to when a batch cannot be committed at all."""
+    from fleet.ingest import APPLIED, ERROR, STORED, handle_message
+
+    caplog.set_level(logging.WARNING, logger="fleet.ingest")
+    bad = heartbeat(DISPLAY, TOO_LARGE)
+    batch = [ticket_event("e-1"), bad, ticket_event("e-2"), heartbeat(PAD, 2000)]
+
+    assert [handle_message(engine, topic_text, raw) for topic_text, raw in batch] == [STORED, ERROR, STORED, APPLIED]
+    with Session(engine) as session:
+        assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == ["e-1", "e-2"]
+        assert session.get(Device, PAD).free_heap == 2000
+    assert health_samples(engine) == [(PAD, 2000)]
+    [line] = not_stored_lines(caplog)
+    assert repr(bad[0]) in line
+
+
+def refuse_event(engine, event_id: str) -> None:
+    """A constraint of the database other than the events' unique key (as NOT NULL or a foreign key would)
+    refuses to store the event `event_id`."""
+    table = TicketEvent.__tablename__
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_event BEFORE INSERT ON {table} WHEN NEW.event_id = '{event_id}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END")
+        else:
+            connection.exec_driver_sql(
+                "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.event_id = '{event_id}' THEN "
+                "RAISE EXCEPTION 'refused by a constraint' USING ERRCODE = 'not_null_violation'; END IF; "
+                "RETURN NEW; END $$")
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_event BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_event()")
+
+
+def test_only_an_event_that_is_stored_is_acknowledged_as_a_duplicate(engine, fleet_settings, caplog) -> None:
+    from fleet.acks import AckBatcher
+    from fleet.ingest import DUPLICATE, ERROR, STORED, handle_batch, handle_message
+
+    caplog.set_level(logging.WARNING, logger="fleet.ingest")
+    assert handle_batch(engine, [ticket_event("e-0")]) == [STORED]
+    refuse_event(engine, "e-refused")
+    ingest = Ingest(fleet_settings, engine)  # not started: store_batch is what its writer thread calls
+    acked: list[str] = []
+    ingest.acks = AckBatcher(lambda _topic, raw: acked.extend(messages.decode("event_ack", raw)["event_ids"]))
+
+    ingest.store_batch([ticket_event("e-0"), ticket_event("e-refused"), ticket_event("e-1"), ticket_event("e-1")])
+    ingest.acks.flush()
+
+    assert sorted(acked) == ["e-0", "e-1", "e-1"]  # never e-refused: its edge keeps it and sends it again
+    counts = ingest.message_counts.snapshot()
+    assert (counts[(topics.TICKET_EVENT, DUPLICATE)], counts[(topics.TICKET_EVENT, ERROR)],
+            counts[(topics.TICKET_EVENT, STORED)]) == (2, 1, 1)
+    assert handle_message(engine, *ticket_event("e-refused")) == ERROR  # also when stored on its own
+    with Session(engine) as session:
+        assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == ["e-0", "e-1"]
+    lines = not_stored_lines(caplog)
+    assert len(lines) == 2 and all("refused by a constraint" in line for line in lines)
