@@ -7,14 +7,23 @@ starts again from zero. A successful login clears its user name's failures
 (not its address's: one valid account must not reset the count of guesses at others).
 
 API tokens are not throttled: they are 256-bit random values, nothing to guess.
+
+Parallel logins: the check (active_lock) and the count (record_failure) must not
+interleave between logins of the same name or address, or fifty guesses sent at
+once all pass the check before any of them is counted. The login's write
+transaction therefore first takes hold_login_keys: on SQLite, write_session's
+BEGIN IMMEDIATE already lets one writer at a time in; on PostgreSQL (READ
+COMMITTED) a transaction-scoped advisory lock per name and per address does it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from fleet import audit
@@ -47,6 +56,27 @@ def _keys(username: str, source: str | None) -> list[tuple[str, str]]:
     return keys
 
 
+def _advisory_lock_id(kind: str, key: str) -> int:
+    """A stable signed 64-bit id for PostgreSQL's advisory locks (the same in every replica and process)."""
+    digest = hashlib.sha256(f"fleet.login:{kind}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def hold_login_keys(session: Session, username: str, source: str | None) -> None:
+    """Make logins of this user name and of this address wait for each other until this transaction ends.
+
+    Call it first in the login's write transaction, before active_lock and before the password is
+    verified: the next login of the same name or address then sees this one's failure (or its lock).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: write_session began with BEGIN IMMEDIATE, one writer at a time already
+    # Released at commit or rollback. Taken in ascending id order, so two logins sharing one key
+    # never wait for each other crosswise (no deadlock). Each statement of READ COMMITTED reads a
+    # fresh snapshot, so what follows sees everything the previous holder committed.
+    for lock_id in sorted({_advisory_lock_id(kind, key) for kind, key in _keys(username, source)}):
+        session.exec(select(func.pg_advisory_xact_lock(lock_id))).one()
+
+
 def active_lock(session: Session, username: str, source: str | None, now: datetime) -> LoginLock | None:
     """The lock (of the user name or of the address) that refuses this login now, the longer one if both."""
     locks = [session.get(LoginLock, key) for key in _keys(username, source)]
@@ -71,14 +101,30 @@ def record_failure(session: Session, username: str, source: str | None, now: dat
             LoginFailure.kind == kind, LoginFailure.key == key, col(LoginFailure.at) >= since)).one()
         if failures < limits.limit(kind):
             continue
-        lock = previous or LoginLock(kind=kind, key=key, locked_at=now, until=now, failures=0)
-        lock.locked_at, lock.until, lock.failures = now, now + limits.lockout, failures
-        session.add(lock)
+        lock = _set_lock(session, kind, key, now, now + limits.lockout, failures)
         new_locks.append(lock)
         audit.record(session, None, "login.locked", target=key,
                      detail={"by": kind, "user": username[:KEY_LENGTH], "source": source, "failures": failures,
                              "until": lock.until.isoformat()}, at=now)
     return new_locks
+
+
+def _set_lock(session: Session, kind: str, key: str, locked_at: datetime, until: datetime,
+              failures: int) -> LoginLock:
+    """Create or extend the lock of one name or address, in one statement (INSERT ... ON CONFLICT DO UPDATE).
+
+    hold_login_keys already keeps two logins of the same key from both creating its row, but another
+    key's login may delete this row meanwhile (record_failure's housekeeping of expired locks): a plain
+    INSERT or UPDATE could then fail on the primary key or update nothing; the upsert cannot.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = {"locked_at": locked_at, "until": until, "failures": failures}
+    session.exec(insert(LoginLock).values(kind=kind, key=key, **values)
+                 .on_conflict_do_update(index_elements=["kind", "key"], set_=values))
+    # The row as written (also refreshing a copy the session loaded before the upsert).
+    return session.exec(select(LoginLock).where(LoginLock.kind == kind, LoginLock.key == key)
+                        .execution_options(populate_existing=True)).one()
 
 
 def clear_user_failures(session: Session, username: str) -> None:

@@ -23,7 +23,7 @@ from fleet.auth.sessions import (
     session_id_from_cookie,
     start_session,
 )
-from fleet.auth.throttle import LoginLimits, active_lock, clear_user_failures, record_failure
+from fleet.auth.throttle import LoginLimits, active_lock, clear_user_failures, hold_login_keys, record_failure
 from fleet.auth.users import authenticate, principal
 from fleet.db import write_session
 from fleet.deps import SettingsDep
@@ -87,6 +87,7 @@ def login(request: Request, settings: SettingsDep, username: Annotated[str, Form
     source = request.client.host if request.client else None
     name = username.strip()
     with write_session(engine) as session:
+        hold_login_keys(session, name, source)  # parallel guesses wait here: each sees the one before
         lock = active_lock(session, name, source, now)
         if lock is not None:  # refused without looking at the password
             return _locked_page(request, target, lock.until, now)

@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from sqlmodel import Session, select
 from fleet.app import create_app
 from fleet.audit import AuditEntry
 from fleet.auth.deps import WriterDep, ensure_changeable
-from fleet.auth.models import ApiToken, User, WebSession
+from fleet.auth.models import LOCK_BY_USER, ApiToken, LoginLock, User, WebSession
 from fleet.ingest import handle_message
 from fleet.settings import Settings
 from protocol import topics
@@ -302,6 +304,7 @@ def test_after_a_lock_expires_the_count_starts_again(fleet_settings) -> None:
         assert login(client).status_code == 303  # and a success clears the count
         client.cookies.clear()
         assert login(client, password="wrong-password").status_code == 401
+        assert login(client, password="wrong-password").status_code == 429  # locked again: the row extended
 
 
 def test_failed_logins_from_one_address_lock_that_address(fleet_settings) -> None:
@@ -345,3 +348,32 @@ def test_plain_http_setting_drops_only_the_secure_flag(app) -> None:
     with TestClient(app) as client:
         cookie = session_cookies(login(client))["fleet_session"]
     assert "Secure" not in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+
+def test_parallel_wrong_passwords_count_up_to_the_limit_and_no_more(fleet_settings) -> None:
+    """Guesses sent at once are checked one after another: no more than the limit pass before the lock."""
+    limit, guessers = 3, 12
+    clock = Clock()
+    app = create_app(fleet_settings.model_copy(update={"login_max_failures": limit}), clock=clock)
+    add_user(app.state.engine)
+    with TestClient(app):  # the app's lifespan; every guesser below is its own browser, at its own address
+        clients = [TestClient(app, client=(f"192.0.2.{n + 1}", 50000), raise_server_exceptions=False)
+                   for n in range(guessers)]
+        tokens = [csrf_of(client, "/login") for client in clients]
+        start = threading.Barrier(guessers)
+
+        def guess(n: int) -> int:
+            start.wait()
+            return clients[n].post("/login", data={"username": ADMIN, "password": "wrong-password",
+                                                   "csrf_token": tokens[n]}, follow_redirects=False).status_code
+
+        with ThreadPoolExecutor(guessers) as pool:
+            statuses = sorted(pool.map(guess, range(guessers)))
+        assert statuses == [401] * (limit - 1) + [429] * (guessers - limit + 1)  # no 500s either
+        assert login(clients[0]).status_code == 429  # locked, even for the right password
+    with Session(app.state.engine) as session:
+        entries = session.exec(select(AuditEntry).where(AuditEntry.target == ADMIN)).all()
+        lock = session.get(LoginLock, (LOCK_BY_USER, ADMIN))
+    assert sum(e.action == "login.failed" for e in entries) == limit  # passwords checked: the limit, no more
+    assert [json.loads(e.detail)["failures"] for e in entries if e.action == "login.locked"] == [limit]
+    assert lock is not None and lock.failures == limit
