@@ -2,13 +2,15 @@
 
 The fleet registers a device and publishes the center's files on the county broker; the edge agent
 installs them and reloads the center broker (SIGHUP to its pid file), and only then does the device's
-new password work there. A malformed message keeps the files in place.
+new password work there. A malformed message keeps the files in place; so do files that would lock the
+edge out of its own broker, an older version (shown in health) and a pid file naming another program.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -18,6 +20,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlmodel import Session
 
+from edge_agent.adapters.broker_accounts import (
+    MAX_HASH_ITERATIONS,
+    STATE_FILE,
+    BrokerAccounts,
+    signal_reload,
+    verify_mosquitto_password,
+)
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import ConfigError, load_config
 from fleet.auth.principal import CLI_USER
@@ -25,7 +34,9 @@ from fleet.db import create_db_engine, init_db
 from fleet.devconfig.keys import KeyBox
 from fleet.registration import delivery, service
 from fleet.registration.broker_files import broker_files, write_broker_files
+from fleet.registration.mosquitto_hash import hash_password
 from protocol import CONTRACT_VERSION, messages, topics
+from tests.support.aio import run_async
 from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
@@ -183,8 +194,25 @@ def test_a_registered_device_can_connect_once_the_edge_installed_the_fleets_file
         running.stop()
 
 
+def installed_files(files_dir: Path) -> tuple[bytes, bytes]:
+    return (files_dir / "passwd").read_bytes(), (files_dir / "acl").read_bytes()
+
+
+def accounts_message(version: int, passwd: str, acl: str) -> bytes:
+    return messages.encode("broker_accounts", messages.make("broker_accounts", version=version, passwd=passwd,
+                                                            acl=acl, issued_at=1))
+
+
+def register_and_publish(fleet, publisher, device: service.DeviceFacts | None = None) -> None:
+    with Session(fleet) as session:
+        service.register_device(session, KeyBox(b"k" * 32), CLI_USER, device or facts(), NOW)
+        session.commit()
+        assert delivery.publish_center(session, publisher, CENTER_CODE, NOW) == delivery.PUBLISHED
+        session.commit()
+
+
 @pytest.mark.broker
-def test_a_malformed_or_older_message_keeps_the_files_in_place(tmp_path, fleet, broker_factory):
+def test_a_malformed_message_keeps_the_files_in_place(tmp_path, fleet, broker_factory):
     center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
     county = broker_factory("county")
     config = edge_config(tmp_path, center, county, files_dir, edge_user, edge_password)
@@ -194,34 +222,216 @@ def test_a_malformed_or_older_message_keeps_the_files_in_place(tmp_path, fleet, 
     try:
         agent = running.agent
         wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
-        with Session(fleet) as session:
-            service.register_device(session, KeyBox(b"k" * 32), CLI_USER, facts(), NOW)
-            session.commit()
-            assert delivery.publish_center(session, fleet_client, CENTER_CODE, NOW) == delivery.PUBLISHED
-            session.commit()
+        register_and_publish(fleet, fleet_client)
         wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
-        installed = ((files_dir / "passwd").read_bytes(), (files_dir / "acl").read_bytes())
+        installed = installed_files(files_dir)
 
         bad = [
             b"not json",
             json.dumps({"v": 1, "version": 5, "passwd": f"{edge_user}:secret\n", "acl": "",
                         "issued_at": 1}).encode(),  # a password, not a hash
-            json.dumps({"v": 1, "version": 6, "passwd": "", "acl": "", "issued_at": 1}).encode(),  # no edge account
             json.dumps({"v": 1, "version": 7, "passwd": installed[0].decode(), "acl": "rm -rf /\n",
                         "issued_at": 1}).encode(),
         ]
-        older = messages.encode("broker_accounts", {"version": 1, "passwd": "", "acl": "", "issued_at": 1})
-        for raw in [*bad, older, b"{}"]:  # in order on one connection: the last one shows all were handled
+        again = accounts_message(1, installed[0].decode(), installed[1].decode())  # the fleet's re-publish
+        for raw in [*bad, again, b"{}"]:  # in order on one connection: the last one shows all were handled
             fleet_client.publish(topic, raw, 1, True)
         wait_until(lambda: agent.broker_accounts.health()["ignored"] == len(bad) + 1, what="every bad message ignored")
         health = agent.broker_accounts.health()
-        assert health["version"] == 1 and health["state"] == "installed" and health["ok"]
+        assert health["version"] == 1 and health["state"] == "installed" and health["ok"] and not health["problem"]
         assert "missing field 'v'" in health["last_error"]  # the last one, {}
-        assert ((files_dir / "passwd").read_bytes(), (files_dir / "acl").read_bytes()) == installed
+        assert installed_files(files_dir) == installed
         assert agent.center_link.connected.is_set()
     finally:
         fleet_client.close()
         running.stop()
+
+
+@pytest.mark.broker
+def test_a_rotated_edge_password_is_installed_only_once_the_edges_config_has_it(tmp_path, fleet, broker_factory):
+    center, files_dir, edge_user, old_password = start_center(tmp_path, fleet, broker_factory)
+    county = broker_factory("county")
+    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, old_password))
+    publisher = CountyPublisher(county.port)
+    try:
+        agent = running.agent
+        wait_until(lambda: agent.uplink.connected.is_set() and agent.center_link.connected.is_set(),
+                   what="the edge connected to both brokers")
+        register_and_publish(fleet, publisher)
+        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        installed = installed_files(files_dir)
+
+        # The fleet rotates the edge's password; the edge's config still holds the old one.
+        with Session(fleet) as session:
+            _, new_password = service.issue_edge_credentials(session, CLI_USER, CENTER_CODE, NOW)
+            session.commit()
+            assert delivery.publish_center(session, publisher, CENTER_CODE, NOW) == delivery.PUBLISHED
+            session.commit()
+        wait_until(lambda: agent.broker_accounts.health()["ignored"] == 1, what="v2 refused")
+        health = agent.broker_accounts.health()
+        assert not health["ok"] and health["version"] == 1 and health["state"] == "installed"
+        assert "v2 refused" in health["problem"] and "brokers.center.password" in health["problem"]
+        assert health["problem"] == health["last_error"]
+        assert agent.health_summary()["components"]["broker_accounts"]["ok"] is False
+        assert installed_files(files_dir) == installed
+        assert connects(center.port, edge_user, old_password, "t-old-password")  # the broker kept the old files
+        assert not connects(center.port, edge_user, new_password, "t-new-password")
+        assert agent.center_link.connected.is_set()
+    finally:
+        running.stop()
+
+    # County IT puts the new password in the config and restarts the agent: the retained v2 is installed.
+    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, new_password))
+    try:
+        agent = running.agent
+        wait_until(lambda: agent.broker_accounts.health()["version"] == 2, what="the edge installed v2")
+        health = agent.broker_accounts.health()
+        assert health["ok"] and health["state"] == "installed" and not health["problem"]
+        wait_until(agent.center_link.connected.is_set, what="the edge on its broker with its new password")
+        assert not connects(center.port, edge_user, old_password, "t-old-password")
+    finally:
+        publisher.close()
+        running.stop()
+
+
+@pytest.mark.broker
+def test_files_without_the_edges_own_account_are_refused(tmp_path, fleet, broker_factory):
+    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
+    county = broker_factory("county")
+    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
+    fleet_client = CountyPublisher(county.port)
+    try:
+        agent = running.agent
+        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+        installed = installed_files(files_dir)
+        others = "\n".join(line for line in installed[0].decode().splitlines() if not line.startswith(edge_user))
+        fleet_client.publish(topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE),
+                             accounts_message(1, others, installed[1].decode()), 1, True)
+        wait_until(lambda: agent.broker_accounts.health()["ignored"] == 1, what="v1 refused")
+        health = agent.broker_accounts.health()
+        assert not health["ok"] and health["state"] == "waiting" and health["version"] == 0
+        assert f"no line for the edge agent's own user {edge_user}" in health["problem"]
+        assert installed_files(files_dir) == installed
+        assert connects(center.port, edge_user, edge_password, "t-edge-password")
+    finally:
+        fleet_client.close()
+        running.stop()
+
+
+@pytest.mark.broker
+def test_an_older_version_is_ignored_and_shown_in_health(tmp_path, fleet, broker_factory):
+    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
+    county = broker_factory("county")
+    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
+    fleet_client = CountyPublisher(county.port)
+    topic = topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE)
+    try:
+        agent = running.agent
+        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+        register_and_publish(fleet, fleet_client)
+        with Session(fleet) as session:
+            service.issue_pack(session, KeyBox(b"k" * 32), CLI_USER, CENTER_CODE, 2, NOW)
+            session.commit()
+            assert delivery.publish_center(session, fleet_client, CENTER_CODE, NOW) == delivery.PUBLISHED
+            session.commit()
+        wait_until(lambda: agent.broker_accounts.health()["version"] == 2, what="the edge installed v2")
+        installed = installed_files(files_dir)
+        passwd, acl = installed[0].decode(), installed[1].decode()
+
+        # The fleet's database was restored: its counter is back at 1, with files that would be valid.
+        fleet_client.publish(topic, accounts_message(1, passwd, ""), 1, True)
+        wait_until(lambda: agent.broker_accounts.health()["ignored"] == 1, what="v1 ignored")
+        health = agent.broker_accounts.health()
+        assert not health["ok"] and health["version"] == 2 and health["state"] == "installed"
+        assert "version 1 from the fleet is older than the installed version 2" in health["problem"]
+        assert "database was restored" in health["problem"] and STATE_FILE in health["problem"]
+        assert agent.health_summary()["components"]["broker_accounts"]["ok"] is False
+        assert installed_files(files_dir) == installed
+
+        # The installed number with other content is the same trouble; the installed files themselves are not.
+        fleet_client.publish(topic, accounts_message(2, passwd, ""), 1, True)
+        wait_until(lambda: agent.broker_accounts.health()["ignored"] == 2, what="a different v2 ignored")
+        assert "differs from the installed files of version 2" in agent.broker_accounts.health()["problem"]
+        fleet_client.publish(topic, accounts_message(2, passwd, acl), 1, True)
+        wait_until(lambda: agent.broker_accounts.health()["ok"], what="the fleet back in step with the edge")
+        health = agent.broker_accounts.health()
+        assert health["ignored"] == 2 and health["version"] == 2 and not health["problem"]
+        assert installed_files(files_dir) == installed
+    finally:
+        fleet_client.close()
+        running.stop()
+
+
+@pytest.mark.broker
+def test_a_pid_file_naming_another_program_is_not_signalled(tmp_path, fleet, broker_factory):
+    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
+    county = broker_factory("county")
+    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
+    publisher = CountyPublisher(county.port)
+    other = subprocess.Popen(["sleep", "300"])  # SIGHUP would end it
+    try:
+        agent = running.agent
+        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+        (files_dir / "mosquitto.pid").write_text(f"{other.pid}\n", encoding="ascii")  # Mosquitto restarted elsewhere
+        register_and_publish(fleet, publisher)
+        wait_until(lambda: agent.broker_accounts.health()["state"] == "failed" or other.poll() is not None,
+                   what="v1 handled")
+        health = agent.broker_accounts.health()
+        assert other.poll() is None, "the process in the stale pid file was signalled"
+        assert health["state"] == "failed" and not health["ok"] and health["version"] == 1
+        assert f"process {other.pid}" in health["problem"] and "'sleep', not Mosquitto" in health["problem"]
+        assert f"{PAD}:$7$" in (files_dir / "passwd").read_text()  # written: Mosquitto reads it when restarted
+        assert center.process.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+        publisher.close()
+        running.stop()
+
+
+def test_a_signal_goes_only_to_a_process_named_mosquitto(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "4242").mkdir(parents=True)
+    (proc / "4242" / "comm").write_text("python3\n")
+    pid_file = tmp_path / "mosquitto.pid"
+    pid_file.write_text("4242\n")
+    with pytest.raises(OSError, match="'python3', not Mosquitto"):
+        signal_reload(pid_file, proc)
+    pid_file.write_text("4243\n")
+    with pytest.raises(OSError, match="no process 4243"):
+        signal_reload(pid_file, proc)
+
+
+def test_without_the_edges_center_user_no_files_are_installed(tmp_path):
+    files_dir = tmp_path / "center-broker"
+    files_dir.mkdir()
+    path = write_edge_config(tmp_path / "edge", 1883, 1884, 8080, printer="none", extra=f"""
+[center_broker]
+password_file = "{files_dir / 'passwd'}"
+acl_file = "{files_dir / 'acl'}"
+pid_file = "{files_dir / 'mosquitto.pid'}"
+""")
+    accounts = BrokerAccounts(load_config(path))
+    run_async(accounts.start())
+    health = accounts.health()
+    assert not health["ok"] and "brokers.center.username is not" in health["problem"]
+    passwd = f"edge-{CENTER_CODE}:{hash_password('secret')}\n"
+    assert not accounts.receive(accounts_message(1, passwd, ""))
+    health = accounts.health()
+    assert not health["ok"] and health["ignored"] == 1 and "brokers.center.username is not" in health["problem"]
+    assert not (files_dir / "passwd").exists() and not (files_dir / "acl").exists()
+
+
+def test_the_edge_verifies_passwords_as_the_fleet_hashes_them():
+    stored = hash_password("the edge's password")
+    assert verify_mosquitto_password("the edge's password", stored)
+    assert not verify_mosquitto_password("another password", stored)
+    assert verify_mosquitto_password("x", hash_password("x", iterations=101))
+    _, _, iterations, salt, digest = stored.split("$")
+    for broken in [stored.replace("$7$", "$6$"), f"$7$abc${salt}${digest}", f"$7$0${salt}${digest}",
+                   f"$7${MAX_HASH_ITERATIONS + 1}${salt}${digest}", f"$7${iterations}$!!${digest}",
+                   f"$7${iterations}${salt}$", "", "x$7$1$a$b"]:
+        assert not verify_mosquitto_password("the edge's password", broken), broken
 
 
 def test_center_broker_paths_are_checked_with_their_names(tmp_path):
