@@ -71,6 +71,16 @@ def accounts_message(state: BrokerAccountsState, files: BrokerFiles) -> bytes:
     return raw
 
 
+def check_fits(session: Session, center: str, now: datetime) -> None:
+    """ProtocolError when the center's files, as `session` has them now (uncommitted changes included),
+    would not fit one broker_accounts message: such a change must be refused, not committed, or every
+    later change of the center would wait behind files its edge can never receive."""
+    files = broker_files(session, center)
+    current = session.get(BrokerAccountsState, center)
+    probe = BrokerAccountsState(center_code=center, version=(current.version if current else 0) + 1, changed_at=now)
+    accounts_message(probe, files)
+
+
 def is_due(state: BrokerAccountsState, now: datetime, repush_s: float | None) -> bool:
     """Publish when this version was never published, or (repush_s given) it was published that long ago."""
     if state.published_version != state.version or state.published_at is None:

@@ -18,6 +18,7 @@ from fleet.alerts.writes import WriteSessionDep
 from fleet.auth.deps import CurrentUserDep, WriterDep, ensure_changeable, ensure_visible
 from fleet.deps import NowDep, SessionDep
 from fleet.devconfig.keys import KeyBox
+from fleet.models import Device
 from fleet.registration import delivery, service
 from fleet.registration.broker_files import broker_files
 from fleet.registration.models import DeviceRegistration
@@ -142,6 +143,17 @@ def _fail(exc: service.RegistrationError) -> HTTPException:
     return HTTPException(status_code=exc.status, detail=str(exc))
 
 
+def _commit_if_files_fit(session: Session, center: str, now: datetime) -> None:
+    """Commit, unless the center's broker files would no longer fit the message to its edge (409)."""
+    try:
+        delivery.check_fits(session, center, now)
+    except ProtocolError as exc:
+        session.rollback()
+        raise HTTPException(status_code=409, detail=f"center {center}: its broker files would not reach its edge: "
+                                                    f"{exc}; nothing was changed") from None
+    session.commit()
+
+
 @api.post("/devices/register", response_model=RegisteredOut, responses=ERRORS)
 def post_register(body: RegisterIn, request: Request, user: WriterDep, session: WriteSessionDep,
                   now: NowDep) -> RegisteredOut:
@@ -151,12 +163,15 @@ def post_register(body: RegisterIn, request: Request, user: WriterDep, session: 
     facts = service.DeviceFacts(**body.model_dump(exclude={"keep"}))
     keep = service.KeepProof(**body.keep.model_dump()) if body.keep is not None else None
     before = session.get(DeviceRegistration, body.device_id)
+    seen = session.get(Device, body.device_id)
+    for current in {row.center_code for row in (before, seen) if row is not None} - {body.center}:
+        ensure_changeable(user, current)  # taking a device from another center needs the right to change that one
     moved_from = before.center_code if before is not None and before.center_code != body.center else None
     try:
         issued = service.register_device(session, _box(request), user, facts, now, keep)
     except service.RegistrationError as exc:
         raise _fail(exc) from exc
-    session.commit()
+    _commit_if_files_fit(session, issued.center, now)
     for center in (issued.center, moved_from):  # a device moved to another center leaves its old files too
         if center is not None:
             _deliver(request, session, center, now)
@@ -184,7 +199,7 @@ def post_pack(code: str, body: PackIn, request: Request, user: WriterDep, sessio
         pack, slots = service.issue_pack(session, _box(request), user, code, body.count, now)
     except service.RegistrationError as exc:
         raise _fail(exc) from exc
-    session.commit()
+    _commit_if_files_fit(session, code, now)
     _deliver(request, session, code, now)
     return PackOut(pack_id=pack.id, center=code, issued_at=pack.issued_at,
                    slots=[SlotOut(username=s.username, password=s.password, device_key=s.device_key_hex)
@@ -197,7 +212,7 @@ def post_edge_credentials(code: str, request: Request, user: WriterDep, session:
     """A new password for the center's edge agent on the center broker (the old one stops with the next files)."""
     ensure_changeable(user, _center(code))
     username, password = service.issue_edge_credentials(session, user, code, now)
-    session.commit()
+    _commit_if_files_fit(session, code, now)
     _deliver(request, session, code, now)
     return EdgeCredentialsOut(center=code, username=username, password=password)
 

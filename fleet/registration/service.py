@@ -10,8 +10,8 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
@@ -26,7 +26,7 @@ from protocol.identity import check_center_code, check_device_id, check_window, 
 
 log = logging.getLogger(__name__)
 
-MAX_PACK = 200
+MAX_PACK = 50  # a center's files must fit one message to its edge: about 110 accounts in all
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -54,16 +54,16 @@ class DeviceFacts:
     pack_slot: str | None = None
 
 
+# Secrets are left out of the reprs below: a stray log line or traceback must not show them.
+
+
 @dataclass(frozen=True)
 class KeepProof:
     """The credentials a board already holds, offered to be kept on re-provisioning (never stored or logged)."""
 
     broker_username: str
-    broker_password: str
-    device_key: str  # hex
-
-    def __repr__(self) -> str:  # a stray log line or traceback must not show the secrets
-        return f"KeepProof(broker_username={self.broker_username!r})"
+    broker_password: str = field(repr=False)
+    device_key: str = field(repr=False)  # hex
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class Issued:
     device_id: str
     center: str
     broker_username: str
-    broker_password: str | None
-    device_key_hex: str | None
+    broker_password: str | None = field(repr=False)
+    device_key_hex: str | None = field(repr=False)
     pack_slot: str | None
     registrations: int
     kept: bool = False  # the offered credentials were kept (re-provisioning without rotation)
@@ -84,8 +84,8 @@ class Issued:
 @dataclass(frozen=True)
 class SlotSecret:
     username: str
-    password: str
-    device_key_hex: str
+    password: str = field(repr=False)
+    device_key_hex: str = field(repr=False)
 
 
 def check_facts(facts: DeviceFacts) -> None:
@@ -145,6 +145,7 @@ def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: Dev
         slot = _slot_for(session, facts)
         if row is not None and row.pack_slot == slot.username and slot.device_id == facts.device_id:
             return _issued(row, None, None)  # already bound by an earlier sync
+        _refuse_if_superseded(row, facts)
         slot.device_id, slot.bound_at = facts.device_id, now
         session.add(slot)
         username, password_hash = slot.username, slot.password_hash
@@ -176,6 +177,20 @@ def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: Dev
     log.info("registered %s in center %s as broker user %s (registration %d)", facts.device_id, facts.center,
              username, row.registrations)
     return replace(_issued(row, password, key.hex() if key else None), rotated_because=rotated_because)
+
+
+def _refuse_if_superseded(row: DeviceRegistration | None, facts: DeviceFacts) -> None:
+    """409 for a pack slot from an offline provisioning older than the device's last registration: binding
+    it would undo that registration (e.g. a rerun online, from another laptop) and lock the device out."""
+    if row is None or facts.provisioned_at is None:
+        return
+    done_offline = facts.provisioned_at if facts.provisioned_at.tzinfo else facts.provisioned_at.replace(tzinfo=UTC)
+    registered = row.registered_at if row.registered_at.tzinfo else row.registered_at.replace(tzinfo=UTC)
+    if done_offline < registered:
+        raise RegistrationError(
+            f"{facts.device_id} was registered again at {registered:%Y-%m-%d %H:%M} UTC, after this offline "
+            f"provisioning ({done_offline:%Y-%m-%d %H:%M} UTC): pack slot {facts.pack_slot} is out of date and "
+            "is not bound", 409)
 
 
 def why_not_keep(session: Session, box: KeyBox, facts: DeviceFacts, row: DeviceRegistration | None,
@@ -210,7 +225,8 @@ def _unsynced_slot(session: Session, box: KeyBox, facts: DeviceFacts, row: Devic
     if keep.broker_username == facts.device_id or (row is not None and row.broker_username == keep.broker_username):
         return None
     slot = session.get(PackSlot, keep.broker_username)
-    if slot is None or slot.center_code != facts.center or slot.device_id not in (None, facts.device_id):
+    # Only a slot never bound: a bound one the device has left (its credentials rotated since) stays revoked.
+    if slot is None or slot.center_code != facts.center or slot.device_id is not None:
         return None
     if row is not None and (row.center_code, row.window, row.role) != (facts.center, facts.window, facts.role):
         return None

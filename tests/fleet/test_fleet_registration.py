@@ -21,9 +21,11 @@ from fleet.devconfig.models import DeviceKey
 from fleet.ingest import handle_message
 from fleet.models import Device
 from fleet.registration import cli as registration_cli
+from fleet.registration import delivery, service
 from fleet.registration.broker_files import device_topic_names, window_patterns
 from fleet.registration.models import DeviceRegistration, PackSlot
 from fleet.registration.mosquitto_hash import verify_password
+from fleet.registration.service import Issued, KeepProof, SlotSecret
 from protocol import messages, topics
 from protocol.identity import device_id_from_mac
 
@@ -194,6 +196,27 @@ def test_a_device_bound_to_a_pack_slot_keeps_the_slot_credentials(app, admin) ->
         assert synced["password"] not in (entry.detail or "") and unsynced["password"] not in (entry.detail or "")
 
 
+def test_a_slot_the_device_left_stays_revoked(app, admin) -> None:
+    """Bound to a slot, then rotated: offering the slot's credentials again must not bring them back."""
+    with TestClient(app) as client:
+        pack = client.post(f"/api/centers/{CENTER}/credential-packs", json={"count": 1}, headers=admin).json()
+        slot = pack["slots"][0]
+        bound = client.post("/api/devices/register", json=body(pack_slot=slot["username"]), headers=admin)
+        assert bound.status_code == 200, bound.text
+        rotated = client.post("/api/devices/register", json=body(), headers=admin).json()
+        old = {"broker_username": slot["username"], "broker_password": slot["password"],
+               "device_key": slot["device_key"]}
+        again = client.post("/api/devices/register", json=body(keep=old), headers=admin).json()
+    assert rotated["broker_username"] == PAD and not rotated["kept"]
+    assert not again["kept"] and again["broker_username"] == PAD and again["broker_password"] != slot["password"]
+
+
+def test_the_secrets_stay_out_of_reprs() -> None:
+    for held in (Issued(PAD, CENTER, PAD, "pw-secret", "key-secret", None, 1), SlotSecret("p1-1", "pw-secret",
+                 "key-secret"), KeepProof(PAD, "pw-secret", "key-secret")):
+        assert "secret" not in repr(held)
+
+
 def test_only_writers_whose_scope_covers_the_center_may_register(app) -> None:
     engine = app.state.engine
     other_town = bearer(add_user(engine, "town-b", "town_operator", OTHER_CENTER[:9]))
@@ -206,6 +229,25 @@ def test_only_writers_whose_scope_covers_the_center_may_register(app) -> None:
         bad = client.post("/api/devices/register", json=body(mac="a4cf12999999", image_sha256="x"), headers=own_town)
         assert bad.status_code == 422 and "mac" in bad.text and "image_sha256" in bad.text
         assert client.post("/api/devices/register", json=body(), headers=own_town).status_code == 200
+
+
+def test_a_town_operator_cannot_take_a_device_of_another_town(app, admin) -> None:
+    other_town = bearer(add_user(app.state.engine, "town-b", "town_operator", OTHER_CENTER[:9]))
+    with TestClient(app) as client:
+        first = client.post("/api/devices/register", json=body(), headers=admin).json()
+        taken = client.post("/api/devices/register", json=body(center=OTHER_CENTER), headers=other_town)
+        assert taken.status_code == 404, taken.text
+        # Seen online in CENTER but never registered: not theirs to register either.
+        assert handle_message(app.state.engine, topics.build(topics.DEVICE_PRESENCE, center=CENTER, device=DISPLAY),
+                              presence("queue_display"), NOW) == "applied"
+        seen = client.post("/api/devices/register", json=body(DISPLAY, OTHER_CENTER, "queue_display"),
+                           headers=other_town)
+        assert seen.status_code == 404, seen.text
+        shown = client.get(f"/api/devices/{PAD}/registration", headers=admin).json()
+    assert shown["center_code"] == CENTER and shown["registrations"] == 1
+    with Session(app.state.engine) as session:
+        assert verify_password(first["broker_password"], session.get(DeviceRegistration, PAD).broker_password_hash)
+        assert session.get(DeviceRegistration, DISPLAY) is None
 
 
 def test_a_browser_session_registers_only_with_its_csrf_token(app) -> None:
@@ -393,3 +435,25 @@ def test_the_cli_writes_the_broker_files(app, admin, fleet_settings, tmp_path, c
     assert (out / "passwd").stat().st_mode & 0o077 == 0
     assert "1 device(s)" in capsys.readouterr().out
     assert registration_cli.run(["broker-files", "--center", "12", "--out", str(out)], fleet_settings) == 1
+
+
+def test_a_change_whose_files_would_not_reach_the_edge_is_refused_and_changes_nothing(app, admin) -> None:
+    with TestClient(app) as client:
+        answers = [client.post(f"/api/centers/{CENTER}/credential-packs", json={"count": service.MAX_PACK},
+                               headers=admin) for _ in range(4)]
+        issued = [a for a in answers if a.status_code == 200]
+        refused = [a for a in answers if a.status_code != 200]
+        assert issued and refused and all(a.status_code == 409 for a in refused)
+        assert "nothing was changed" in refused[0].json()["detail"]
+        # Two full packs (100 unbound slots) fit; devices fill what is left (a passwd line each), then no more.
+        assert len(issued) == 2
+        for n in range(100):
+            extra = device_id_from_mac((0x0200BB000000 + n).to_bytes(6, "big"))
+            device = client.post("/api/devices/register", json=body(extra, window=n + 1), headers=admin)
+            if device.status_code != 200:
+                break
+        assert device.status_code == 409 and 0 < n < 100, device.text
+    with Session(app.state.engine) as session:
+        assert len(session.exec(select(PackSlot)).all()) == service.MAX_PACK * len(issued)
+        delivery.check_fits(session, CENTER, NOW)  # what is committed still reaches the edge
+        assert delivery.publish_center(session, None, CENTER, NOW) == delivery.NO_BROKER  # fits; no county link here
