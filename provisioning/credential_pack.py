@@ -6,8 +6,12 @@ slot and marks it used (`used_by`, `used_at`) in the pack file itself, replaced 
 file, so two runs never take the same slot and a crash never leaves half a file. A rerun for the
 same device takes the slot it already has (its config.json is the same, nothing is copied again).
 
-Each slot taken adds a line to the pending file (pending-registrations.jsonl next to the records):
+Each offline run adds a line to the pending file (pending-registrations.jsonl next to the records):
 what the fleet needs to bind the slot to the device, never a secret. `provision sync` sends them.
+A device has at most one pending line: a later run (offline again, e.g. for another window, or
+online) marks the earlier one superseded, so a sync never sends facts or a slot the board no longer
+has. A line the fleet refuses with a conflict (409: the slot taken by another device, or the device
+registered again since) is marked refused: retrying cannot change the answer.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from provisioning.errors import ProvisionError
 
 PENDING_FILE = "pending-registrations.jsonl"
 LOCK_WAIT_S = 10.0
-PENDING, SYNCED = "pending", "synced"
+PENDING, SYNCED, SUPERSEDED, REFUSED = "pending", "synced", "superseded", "refused"
 
 
 @dataclass(frozen=True)
@@ -110,13 +114,35 @@ def take_slot(path: Path, center: str, device_id: str, now: datetime | None = No
     return TakenSlot(slot["username"], credentials, reused=mine is not None)
 
 
-def add_pending(path: Path, registration: dict) -> None:
-    """Append one registration to send later (no secrets: the slot's name, not its password)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with locked(path):
-        line = json.dumps({**registration, "status": PENDING}, ensure_ascii=False) + "\n"
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(line)
+def record_pending(path: Path, registration: dict, now: datetime | None = None) -> None:
+    """Add one registration to send later (no secrets: the slot's name, not its password); the device's
+    earlier pending one, if any, is superseded by it."""
+    _rewrite(path, registration["device_id"], f"provisioned again offline ({registration.get('pack_slot')})", now,
+             append={**registration, "status": PENDING})
+
+
+def supersede_pending(path: Path, device_id: str, why: str, now: datetime | None = None) -> None:
+    """Mark `device_id`'s pending registration superseded (it was registered online since)."""
+    if path.exists():
+        _rewrite(path, device_id, why, now)
+
+
+def _rewrite(path: Path, device_id: str, why: str, now: datetime | None, append: dict | None = None) -> None:
+    at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(path):
+            entries = read_pending(path)
+            changed = False
+            for entry in entries:
+                if entry.get("device_id") == device_id and entry.get("status") == PENDING:
+                    entry.update(status=SUPERSEDED, superseded_at=at, superseded_because=why)
+                    changed = True
+            if changed or append is not None:
+                entries += [append] if append is not None else []
+                replace_file(path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    except OSError as exc:
+        raise ProvisionError(f"cannot write pending registrations {path}: {exc.strerror or exc}") from None
 
 
 def read_pending(path: Path) -> list[dict]:
@@ -128,12 +154,16 @@ def read_pending(path: Path) -> list[dict]:
         raise ProvisionError(f"cannot read pending registrations {path}: {exc}") from None
 
 
-def mark_synced(path: Path, done: dict[tuple[str, str], str]) -> None:
-    """Set status synced on the entries (device_id, pack_slot) in `done`, re-reading under the lock."""
-    with locked(path):
-        entries = read_pending(path)
-        for entry in entries:
-            synced_at = done.get((entry.get("device_id"), entry.get("pack_slot")))
-            if synced_at and entry.get("status") != SYNCED:
-                entry["status"], entry["synced_at"] = SYNCED, synced_at
-        replace_file(path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+def mark_done(path: Path, done: dict[tuple[str, str], tuple[str, str]]) -> None:
+    """Set (status, at) on the pending entries (device_id, pack_slot) in `done` (synced or refused),
+    re-reading the file under the lock."""
+    try:
+        with locked(path):
+            entries = read_pending(path)
+            for entry in entries:
+                outcome = done.get((entry.get("device_id"), entry.get("pack_slot")))
+                if outcome and entry.get("status") == PENDING:
+                    entry["status"], entry[f"{outcome[0]}_at"] = outcome
+            replace_file(path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    except OSError as exc:
+        raise ProvisionError(f"cannot write pending registrations {path}: {exc.strerror or exc}") from None

@@ -31,6 +31,7 @@ from provisioning.errors import ProvisionError
 
 REGISTER_PATH = "/api/devices/register"
 TIMEOUT_S = 15.0
+PROXY_NO_ANSWER = (502, 503, 504)
 PACK_SLOT_USER = re.compile(r"^p\d+-\d+$")  # a credential-pack slot's broker user name
 NO_FLEET = ("no fleet given (--fleet URL and --token, or FLEET_URL and FLEET_TOKEN; or --pack FILE): not "
             "registered, config.json gets no broker credentials and no device key")
@@ -38,6 +39,14 @@ NO_FLEET = ("no fleet given (--fleet URL and --token, or FLEET_URL and FLEET_TOK
 
 class FleetUnreachable(ProvisionError):
     """The fleet did not answer at all (as opposed to refusing)."""
+
+
+class FleetRefused(ProvisionError):
+    """The fleet answered with an error status (`status`)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -74,24 +83,41 @@ def device_facts(device_id: str, mac: str, settings: DeviceSettings, image_sha25
 
 
 def post_registration(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The fleet's answer; FleetUnreachable when it does not answer, ProvisionError when it refuses."""
+    """The fleet's answer; FleetUnreachable when it does not answer (a proxy in front of it answering 502,
+    503 or 504 for it counts as no answer), FleetRefused when it refuses."""
     try:
         response = httpx.post(url + REGISTER_PATH, json=body, timeout=TIMEOUT_S,
                               headers={"Authorization": f"Bearer {token}"})
+    except httpx.InvalidURL as exc:
+        raise ProvisionError(f"--fleet {url} is not a usable URL: {exc}") from None
     except httpx.HTTPError as exc:
         raise FleetUnreachable(f"cannot reach the fleet at {url}: {exc or type(exc).__name__}") from None
     if response.status_code == 401:
         raise ProvisionError(f"the fleet at {url} does not accept the API token (401): check --token / FLEET_TOKEN")
+    if response.status_code in PROXY_NO_ANSWER:
+        raise FleetUnreachable(f"the fleet at {url} is not answering ({response.status_code} from the server in "
+                               "front of it)")
     if response.status_code != 200:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text[:200]
-        raise ProvisionError(f"the fleet refused to register {body['device_id']} ({response.status_code}): {detail}")
+        detail = _refusal_detail(response)
+        raise FleetRefused(f"the fleet refused to register {body['device_id']} ({response.status_code}): {detail}",
+                           response.status_code)
     try:
         return response.json()
     except ValueError:
         raise ProvisionError(f"the fleet at {url} answered something that is not JSON") from None
+
+
+def _refusal_detail(response: httpx.Response) -> str:
+    """The fleet's reason; for a validation error (422) where and what only, never the value it refused
+    (which may be a password or key the board held)."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return response.text[:200]
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg')}"
+                         for item in detail if isinstance(item, dict))
+    return str(detail)
 
 
 def held_credentials(config: bytes | None, device_id: str) -> DeviceCredentials | None:
@@ -127,6 +153,9 @@ def register_online(options: FleetOptions, facts: dict[str, Any], held: DeviceCr
     if not all(isinstance(v, str) and v for v in (credentials.broker_username, credentials.broker_password,
                                                    credentials.device_key_hex)):
         raise ProvisionError("the fleet answered without credentials")
+    # What the fleet holds now is this registration: an older offline one must never be synced over it.
+    credential_pack.supersede_pending(options.pending, facts["device_id"],
+                                      f"registered online (registration {answer.get('registrations')})")
     if answer.get("kept"):
         verdict = "credentials kept"
     elif held is None and answer.get("registrations") == 1:
@@ -141,8 +170,9 @@ def register_online(options: FleetOptions, facts: dict[str, Any], held: DeviceCr
 def register_offline(options: FleetOptions, facts: dict[str, Any], why: str = "") -> Registration:
     assert options.pack is not None
     taken = credential_pack.take_slot(options.pack, facts["center"], facts["device_id"])
-    if not taken.reused:
-        credential_pack.add_pending(options.pending, {**facts, "pack_slot": taken.slot, "pack": str(options.pack)})
+    # Every offline run (a rerun too: its window or role may have changed, or the first run's line was
+    # never written) leaves exactly one pending line for the device, with what the board has now.
+    credential_pack.record_pending(options.pending, {**facts, "pack_slot": taken.slot, "pack": str(options.pack)})
     note = f" ({why})" if why else ""
     again = ", taken before" if taken.reused else ""
     return Registration(taken.credentials,

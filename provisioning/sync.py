@@ -1,8 +1,10 @@
 """`provision sync`: send the registrations made offline (from credential packs) to the fleet.
 
 Idempotent: a registration the fleet has already bound (an earlier sync that was cut short) is
-answered again and marked synced; synced ones are never sent twice. Every outcome goes in the
-provisioning records; exit 1 when any registration could not be sent.
+answered again and marked synced; synced ones are never sent twice, nor superseded ones (the device
+was provisioned again since). A conflict (409: the slot is another device's, or the device was
+registered again after this offline provisioning) is final and marked refused; other refusals stay
+pending. Every outcome goes in the provisioning records; exit 1 when any registration could not be sent.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import TextIO
 
 from provisioning import credential_pack
 from provisioning.errors import ProvisionError
-from provisioning.fleet_registration import FleetUnreachable, options_from_arguments, post_registration
+from provisioning.fleet_registration import FleetRefused, FleetUnreachable, options_from_arguments, post_registration
 from provisioning.records import DEFAULT_RECORDS, ProvisioningRecord, append_record, current_technician
 
+CONFLICT = 409
 FACT_KEYS = ("device_id", "center", "window", "role", "board", "mac", "image_sha256", "provisioned_by",
              "provisioned_at", "pack_slot")
 
@@ -29,14 +32,14 @@ def do_sync(args: argparse.Namespace, out: TextIO) -> int:
     todo: dict[tuple[str, str], dict] = {}
     for entry in credential_pack.read_pending(options.pending):
         key = (entry.get("device_id"), entry.get("pack_slot"))
-        if entry.get("status") == credential_pack.SYNCED:
-            todo.pop(key, None)
-        else:
+        if entry.get("status") == credential_pack.PENDING:
             todo[key] = entry
+        else:
+            todo.pop(key, None)
     if not todo:
         print(f"nothing to sync: no pending registrations in {options.pending}", file=out)
         return 0
-    done: dict[tuple[str, str], str] = {}
+    done: dict[tuple[str, str], tuple[str, str]] = {}
     failed = 0
     try:
         for key, entry in todo.items():
@@ -53,20 +56,29 @@ def do_sync(args: argparse.Namespace, out: TextIO) -> int:
                 raise
             except ProvisionError as exc:
                 failed += 1
-                record.outcome, record.fleet_registration, record.error = "sync failed", "pending", str(exc)
-                print(f"✗ {entry.get('device_id')}: {exc}", file=out, flush=True)
+                final = isinstance(exc, FleetRefused) and exc.status == CONFLICT
+                if final:
+                    done[key] = (credential_pack.REFUSED, _now())
+                state = "refused (final)" if final else "pending"
+                record.outcome, record.fleet_registration, record.error = "sync failed", state, str(exc)
+                print(f"✗ {entry.get('device_id')}: {exc}" + (" (not sent again)" if final else ""), file=out,
+                      flush=True)
             else:
-                done[key] = datetime.now(UTC).isoformat(timespec="seconds")
+                done[key] = (credential_pack.SYNCED, _now())
                 record.outcome, record.fleet_registration = "synced", f"synced: pack slot {key[1]}"
                 print(f"✓ {entry.get('device_id')}: pack slot {key[1]} registered with the fleet", file=out,
                       flush=True)
             append_record(record, records_path)
     finally:
         if done:
-            credential_pack.mark_synced(options.pending, done)
-    left = len(todo) - len(done)
-    print(f"{len(done)} registered, {left} still pending", file=out)
+            credential_pack.mark_done(options.pending, done)
+    synced = sum(1 for status, _ in done.values() if status == credential_pack.SYNCED)
+    print(f"{synced} registered, {len(todo) - len(done)} still pending", file=out)
     if failed:
         raise ProvisionError(f"{failed} of {len(todo)} pending registrations were refused by the fleet (see above); "
-                             f"they stay in {options.pending}")
+                             f"those not marked final stay pending in {options.pending}")
     return 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

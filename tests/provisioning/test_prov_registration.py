@@ -172,7 +172,7 @@ def test_offline_provisioning_takes_a_pack_slot_and_sync_registers_it_once(
     assert registered.broker_username == slot["username"] and registered.pack_slot == slot["username"]
     assert fleet.key() == slot["device_key"]
     pending = [json.loads(line) for line in (tmp_path / "pending-registrations.jsonl").read_text().splitlines()]
-    assert [entry["status"] for entry in pending] == ["synced"]
+    assert [entry["status"] for entry in pending] == ["superseded", "synced"]  # one pending line a device
     assert slot["password"] not in json.dumps(pending)
 
     nothing = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", records)
@@ -195,3 +195,57 @@ def test_sync_says_which_registration_the_fleet_refused_and_exits_1(provision, f
     assert "1 of 1 pending registrations were refused" in result.err
     assert json.loads(pending.read_text())["status"] == "pending"
     assert fleet.registration() is None
+
+
+def pending_lines(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "pending-registrations.jsonl").read_text().splitlines()]
+
+
+def test_an_offline_rerun_for_another_window_replaces_its_pending_registration(
+        board, provision, device_args, fleet, tmp_path) -> None:
+    pack_file = tmp_path / "pack.json"
+    slot = fleet.pack(pack_file)["slots"][0]
+    assert provision(*device_args(board.port, "--pack", str(pack_file))).status == 0
+    moved = provision(*device_args(board.port, "--pack", str(pack_file), window=4))
+    assert moved.status == 0, moved.err
+    assert [(e["status"], e["window"]) for e in pending_lines(tmp_path)] == [("superseded", 3), ("pending", 4)]
+    synced = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    assert synced.status == 0, synced.err
+    registered = fleet.registration()
+    assert (registered.window, registered.pack_slot) == (4, slot["username"])  # what the board has now
+
+
+def test_an_online_registration_supersedes_the_pending_offline_one(
+        board, provision, device_args, fleet, tmp_path) -> None:
+    pack_file = tmp_path / "pack.json"
+    fleet.pack(pack_file)
+    assert provision(*device_args(board.port, "--pack", str(pack_file))).status == 0
+    online = provision(*device_args(board.port, "--fleet", fleet.url, "--token", fleet.token, "--new-credentials"))
+    assert online.status == 0, online.err
+    assert [e["status"] for e in pending_lines(tmp_path)] == ["superseded"]
+    nothing = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    assert nothing.status == 0 and "nothing to sync" in nothing.out
+    registered = fleet.registration()
+    assert registered.broker_username == DEVICE and config_on(board)["broker"]["username"] == DEVICE
+    assert verify_password(config_on(board)["broker"]["password"], registered.broker_password_hash)
+
+
+def test_an_offline_registration_older_than_the_last_one_is_refused_for_good(
+        board, provision, device_args, fleet, tmp_path) -> None:
+    """Another laptop's pending line, from before this device was registered online: binding its slot
+    would lock the device out, so the fleet refuses (409) and the line is not sent again."""
+    slot = fleet.pack(tmp_path / "pack.json")["slots"][0]
+    assert provision(*device_args(board.port, "--fleet", fleet.url, "--token", fleet.token)).status == 0
+    entry = {"device_id": DEVICE, "center": CENTER, "window": 3, "role": "rating_pad", "board": None,
+             "mac": DEVICE[4:], "image_sha256": IMAGE, "provisioned_by": "王工",
+             "provisioned_at": "2026-03-01T08:00:00+00:00", "pack_slot": slot["username"], "status": "pending"}
+    (tmp_path / "pending-registrations.jsonl").write_text(json.dumps(entry) + "\n")
+    refused = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    assert refused.status == 1
+    assert "(409)" in refused.out and "is out of date" in refused.out and "(not sent again)" in refused.out
+    assert [e["status"] for e in pending_lines(tmp_path)] == ["refused"]
+    registered = fleet.registration()
+    assert registered.broker_username == DEVICE and registered.pack_slot is None
+    assert verify_password(config_on(board)["broker"]["password"], registered.broker_password_hash)
+    again = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    assert again.status == 0 and "nothing to sync" in again.out
