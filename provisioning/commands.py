@@ -7,20 +7,27 @@ ProvisionError for anything the technician must know; main.py turns that into `p
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TextIO
 
 from protocol import identity
 from protocol.errors import ProtocolError
 from provisioning import device_check, flashing, fleet_registration, label
-from provisioning.device_config import config_json, settings_from_arguments
+from provisioning.device_config import DeviceCredentials, config_json, settings_from_arguments
 from provisioning.errors import BoardFullError, ConnectionLostError, ProvisionError
 from provisioning.image import MANAGED_DIRS, build_image, with_center_font
-from provisioning.plan import CONFIG_PATH, MAIN_PATH, make_plan, space_needed, top_level_paths
+from provisioning.plan import CONFIG_PATH, MAIN_PATH, CopyPlan, make_plan, space_needed, top_level_paths
 from provisioning.ports import serial_ports
 from provisioning.progress import Progress, Step
-from provisioning.records import DEFAULT_RECORDS, ProvisioningRecord, append_record, current_technician
-from provisioning.transport import Board, BoardInfo
+from provisioning.records import (
+    DEFAULT_RECORDS,
+    ProvisioningRecord,
+    append_record,
+    check_records_writable,
+    current_technician,
+)
+from provisioning.transport import Board, BoardInfo, RemoteFile
 
 SUPPORTED_SYSNAMES = ("esp32",)  # os.uname().sysname of MicroPython on every ESP32 variant
 
@@ -54,6 +61,11 @@ def _probe(port: str, answer_timeout: float) -> str:
         return f"(not answering as MicroPython: {exc})"
 
 
+# Credentials as long as any the fleet or a pack issues (user name up to 16, password 43, key 64 hex
+# characters), with room to spare: config.json is never bigger than with these.
+SPACE_PROBE = DeviceCredentials("d" * 24, "p" * 64, "0" * 64)
+
+
 def _check_board(info: BoardInfo, port: str) -> str:
     if info.implementation != "micropython":
         raise ProvisionError(f"the board on {port} runs {info.implementation}, not MicroPython")
@@ -75,6 +87,7 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
     board: Board | None = None
     try:
         with progress.step("arguments") as step:
+            check_records_writable(records_path)
             settings = settings_from_arguments(
                 args.center, args.window, args.role, args.board, args.broker, args.wifi_ssid,
                 args.wifi_password, Path(args.site) if args.site else None)
@@ -97,21 +110,18 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             device_id = _check_board(info, args.port)
             record.device_id = device_id
             step.detail = f"{device_id}, MicroPython {info.version} on {info.machine}, {args.port}"
+            on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
+            # Before the fleet is asked (it may rotate the device's credentials): will the image fit at all?
+            _check_space(make_plan(image, config_json(settings, SPACE_PROBE), on_board), on_board, info)
         with progress.step("fleet registration") as step:
             credentials = _register(args, record, records_path, settings, info.mac, step, board)
         config = config_json(settings, credentials)
         with progress.step("compare") as step:
-            on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
             plan = make_plan(image, config, on_board)
             step.detail = (f"{len(plan.copy)} of {plan.total} files to copy ({plan.bytes_to_copy} bytes), "
                            f"{len(plan.remove)} to remove")
         with progress.step("space") as step:
-            needed = space_needed(plan, on_board, info.block_bytes)
-            if needed > info.free_bytes:
-                raise BoardFullError(
-                    f"the board's filesystem is too small for this image: it needs {needed} bytes free and has "
-                    f"{info.free_bytes} (of {info.total_bytes}); nothing was copied. Remove other files from the "
-                    "board, or use a board with a bigger filesystem")
+            needed = _check_space(plan, on_board, info)
             step.detail = f"{needed} bytes needed, {info.free_bytes} free"
         if args.dry_run:
             for path in plan.remove:
@@ -177,7 +187,22 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         if board is not None:
             board.close()
-        append_record(record, records_path)
+        try:
+            append_record(record, records_path)
+        except OSError as exc:  # checked writable at the start: the disk filled up or the folder went away
+            print(f"provision: warning: this run is not recorded in {records_path}: {exc.strerror or exc}",
+                  file=sys.stderr, flush=True)
+
+
+def _check_space(plan: CopyPlan, on_board: dict[str, RemoteFile], info: BoardInfo) -> int:
+    """The bytes the copy needs; BoardFullError when the board does not have them."""
+    needed = space_needed(plan, on_board, info.block_bytes)
+    if needed > info.free_bytes:
+        raise BoardFullError(
+            f"the board's filesystem is too small for this image: it needs {needed} bytes free and has "
+            f"{info.free_bytes} (of {info.total_bytes}); nothing was copied. Remove other files from the "
+            "board, or use a board with a bigger filesystem")
+    return needed
 
 
 def _register(args: argparse.Namespace, record: ProvisioningRecord, records_path: Path,

@@ -109,7 +109,11 @@ def take_slot(path: Path, center: str, device_id: str, now: datetime | None = No
         if mine is None:
             slot["used_by"] = device_id
             slot["used_at"] = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-            replace_file(path, json.dumps(pack, ensure_ascii=False, indent=2) + "\n")
+            try:
+                replace_file(path, json.dumps(pack, ensure_ascii=False, indent=2) + "\n")
+            except OSError as exc:
+                raise ProvisionError(f"cannot mark slot {slot['username']} used in credential pack {path}: "
+                                     f"{exc.strerror or exc}; nothing was copied to the board") from None
     credentials = DeviceCredentials(slot["username"], slot["password"], slot["device_key"])
     return TakenSlot(slot["username"], credentials, reused=mine is not None)
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from provisioning.errors import ProvisionError
+
 DEFAULT_RECORDS = Path(__file__).resolve().parent / "records" / "provisioning.jsonl"
 
 
@@ -54,14 +56,34 @@ def append_record(record: ProvisioningRecord, path: Path = DEFAULT_RECORDS) -> N
     record.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(asdict(record), ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
+        if os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+            line = b"\n" + line  # after a torn last line (power lost mid-write): this one starts a line of its own
         os.write(fd, line)
     finally:
         os.close(fd)
 
 
+def check_records_writable(path: Path) -> None:
+    """ProvisionError now, before the board is touched, when the run could not be recorded at the end."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ProvisionError(f"cannot write the provisioning records {path}: {exc.strerror or exc}") from None
+
+
 def read_records(path: Path = DEFAULT_RECORDS) -> list[dict]:
+    """The recorded runs; a torn line (a laptop that lost power mid-write) is skipped, not fatal."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -17,7 +17,13 @@ from typing import TextIO
 from provisioning import credential_pack
 from provisioning.errors import ProvisionError
 from provisioning.fleet_registration import FleetRefused, FleetUnreachable, options_from_arguments, post_registration
-from provisioning.records import DEFAULT_RECORDS, ProvisioningRecord, append_record, current_technician
+from provisioning.records import (
+    DEFAULT_RECORDS,
+    ProvisioningRecord,
+    append_record,
+    check_records_writable,
+    current_technician,
+)
 
 CONFLICT = 409
 FACT_KEYS = ("device_id", "center", "window", "role", "board", "mac", "image_sha256", "provisioned_by",
@@ -26,6 +32,7 @@ FACT_KEYS = ("device_id", "center", "window", "role", "board", "mac", "image_sha
 
 def do_sync(args: argparse.Namespace, out: TextIO) -> int:
     records_path = Path(args.records) if args.records else DEFAULT_RECORDS
+    check_records_writable(records_path)
     options = options_from_arguments(args.fleet, args.token, None, records_path)
     if options.url is None:
         raise ProvisionError("sync needs the fleet: --fleet URL and --token, or FLEET_URL and FLEET_TOKEN")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
+import signal
 import subprocess
 import sys
+import tty
 from pathlib import Path
 
 import pytest
 
 from provisioning.image import build_image
+from provisioning.records import ProvisioningRecord, append_record, read_records
 from provisioning.testing.virtual_board import VirtualBoard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,3 +255,46 @@ def test_the_command_line_entry_point(tmp_path: Path):
     assert result.stderr.startswith("provision: no such port /dev/ttyUSB-nothing-here")
     assert "✗ board" in result.stdout
     assert json.loads(records.read_text())["outcome"] == "failed"
+
+
+def test_a_killed_run_is_recorded_as_interrupted(tmp_path: Path):
+    """SIGTERM (or a closed terminal's SIGHUP) mid-run: the board is let go and the run still recorded."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    records = tmp_path / "records.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioning", "device", "--port", os.ttyname(slave), "--role", "rating_pad",
+         "--center", "445202101001", "--window", "3", "--broker", "10.0.0.2:1883", "--wifi-ssid", "x",
+         "--answer-timeout", "120", "--records", str(records)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Bytes on the port: the tool is talking to the "board" (which never answers), its handlers are set.
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready and os.read(master, 1024)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        os.close(master)
+        os.close(slave)
+    assert process.returncode == 1 and "provision: interrupted" in err, (out, err)
+    assert json.loads(records.read_text())["outcome"] == "interrupted"
+
+
+def test_records_that_cannot_be_written_stop_the_run_before_the_board_is_touched(board, provision, device_args,
+                                                                                tmp_path: Path):
+    before = board.files()
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    result = provision(*device_args(board.port, "--records", str(not_a_folder / "records.jsonl")))
+    assert result.status == 1 and "cannot write the provisioning records" in result.err
+    assert board.files() == before
+
+
+def test_a_torn_line_in_the_records_is_skipped(tmp_path: Path):
+    path = tmp_path / "records.jsonl"
+    append_record(ProvisioningRecord("李工", "/dev/ttyUSB0", "445202101001", 3, "rating_pad", None), path)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"technician": "李工", "po')  # the laptop lost power mid-write
+    append_record(ProvisioningRecord("王工", "/dev/ttyUSB1", "445202101001", 4, "rating_pad", None), path)
+    assert [r["technician"] for r in read_records(path)] == ["李工", "王工"]

@@ -249,3 +249,21 @@ def test_an_offline_registration_older_than_the_last_one_is_refused_for_good(
     assert verify_password(config_on(board)["broker"]["password"], registered.broker_password_hash)
     again = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
     assert again.status == 0 and "nothing to sync" in again.out
+
+
+def test_a_board_without_room_is_refused_before_the_fleet_rotates_anything(
+        board, provision, device_args, fleet, tmp_path) -> None:
+    online = ("--fleet", fleet.url, "--token", fleet.token)
+    assert provision(*device_args(board.port, *online)).status == 0
+    hash_before, config_before = fleet.registration().broker_password_hash, config_on(board)
+    board.set_free_bytes(1)
+    # The center's own font (a new /font.bin) does not fit; the fleet would have rotated (--new-credentials).
+    sample = (Path(__file__).resolve().parents[2] / "edge_agent" / "sample-center.toml").read_text(encoding="utf-8")
+    center = tmp_path / "center.toml"
+    center.write_text(sample.replace('name = "民政业务"', 'name = "不动产登记"', 1), encoding="utf-8")
+    full = provision(*device_args(board.port, *online, "--new-credentials", "--center-config", str(center)))
+    assert full.status == 1 and "the board's filesystem is too small" in full.err
+    assert "fleet registration" not in full.out  # never asked
+    registered = fleet.registration()
+    assert registered.broker_password_hash == hash_before and registered.registrations == 1
+    assert config_on(board) == config_before  # the device keeps working with what it has
