@@ -170,8 +170,7 @@ def list_devices(session: Session, center_code: str | None = None, user: Current
     `limit` of them from `offset` (all by default).
     """
     query = select(Device, Center.edge_online).join(Center, col(Center.code) == col(Device.center_code))
-    query = _where_devices(query, center_code, user, prefix).order_by(
-        col(Device.center_code), col(Device.window), col(Device.role), col(Device.device_id))
+    query = _where_devices(query, center_code, user, prefix).order_by(*_device_order())
     if limit is not None:
         query = query.limit(limit).offset(offset)
     elif offset:
@@ -186,6 +185,11 @@ def list_devices(session: Session, center_code: str | None = None, user: Current
 def count_devices(session: Session, center_code: str | None = None, user: CurrentUser | None = None,
                   prefix: str | None = None) -> int:
     return session.exec(_where_devices(select(func.count()).select_from(Device), center_code, user, prefix)).one()
+
+
+def _device_order() -> tuple[Any, ...]:
+    """Center, window (devices without one first, on SQLite and PostgreSQL alike), role, id."""
+    return col(Device.center_code), col(Device.window).nulls_first(), col(Device.role), col(Device.device_id)
 
 
 def _where_devices(query: Any, center_code: str | None, user: CurrentUser | None, prefix: str | None) -> Any:
@@ -269,16 +273,16 @@ def not_serving_centers(session: Session, where: Sequence[Any] = ()) -> list[dic
               .join(Center, col(Center.code) == col(Device.center_code))
               .where(col(Device.role).in_(SERVING_ROLES), col(Device.online).is_(False),
                      col(Device.last_seen).is_not(None), *visible)
-              .order_by(col(Device.center_code), col(Device.window), col(Device.role), col(Device.device_id)))
+              .order_by(*_device_order()))
     devices: dict[str, list[dict[str, Any]]] = defaultdict(list)
     towns: dict[str, str] = {}
     for code, town, role, window in session.exec(silent).all():
         devices[code].append({"role": role, "window": window, "status": STATUS_OFFLINE})
         towns[code] = town
     reasons = edge_reasons_by_center(session, visible)
-    if reasons.keys() - towns.keys():
-        towns.update(session.exec(select(Center.code, Center.town_code)
-                                  .where(col(Center.code).in_(list(reasons.keys() - towns.keys())))).all())
+    unplaced = [code for code in reasons.keys() - towns.keys() if reasons[code]]  # no reasons: no problem
+    if unplaced:
+        towns.update(session.exec(select(Center.code, Center.town_code).where(*among(Center.code, unplaced))).all())
     for code in devices.keys() | reasons.keys():
         problems = serving_problems({"edge_online": True}, devices.get(code, []), reasons.get(code, []))
         if problems:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from fleet.alerts.engine import Change, reconcile
@@ -74,10 +74,9 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
     for device_id, at, reason in session.exec(select(DeviceDrop.device_id, DeviceDrop.at, DeviceDrop.reason).where(
             col(DeviceDrop.at) > window_start)).all():
         drops[device_id].append((at, reason))
-    flapping = [device_id for device_id, found in drops.items() if len(found) >= settings.flap_threshold]
-    may_alert = col(Device.online).is_(False)
-    if flapping:
-        may_alert = or_(may_alert, col(Device.device_id).in_(flapping))
+    flapping = (select(DeviceDrop.device_id).where(col(DeviceDrop.at) > window_start)
+                .group_by(col(DeviceDrop.device_id)).having(func.count() >= settings.flap_threshold))
+    may_alert = or_(col(Device.online).is_(False), col(Device.device_id).in_(flapping))  # a subquery: no id list
     # A device never seen online (registered, not connected yet) is awaiting its first contact: no alert.
     devices = visible(select(Device.device_id, Device.center_code, Device.role, Device.window, Device.online,
                              Device.offline_reason, Device.last_seen), col(Device.center_code)).where(

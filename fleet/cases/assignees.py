@@ -9,8 +9,9 @@ from sqlmodel import Session, col, select
 from fleet.auth.models import User
 from fleet.cases.models import FollowUpCase
 
-UNKNOWN_ASSIGNEE = "责任人须为系统中的有效用户。"
-OUT_OF_SCOPE_ASSIGNEE = "责任人的管理范围不包括该中心。"
+# One answer whether the name is unknown, disabled or out of scope: a town operator must not learn
+# which user names exist in other towns by trying them.
+UNFIT_ASSIGNEE = "责任人须为管理范围包括该中心的有效用户。"
 
 
 class AssigneeError(ValueError):
@@ -35,10 +36,8 @@ def assignable_users(session: Session, center_code: str) -> list[User]:
 def find_assignee(session: Session, username: str, center_code: str) -> User:
     """The user `username` if a case of `center_code` may be assigned to them, else AssigneeError."""
     user = session.exec(select(User).where(User.username == username.strip())).first()
-    if user is None or user.disabled:
-        raise AssigneeError(UNKNOWN_ASSIGNEE)
-    if not covers(user, center_code):
-        raise AssigneeError(OUT_OF_SCOPE_ASSIGNEE)
+    if user is None or user.disabled or not covers(user, center_code):
+        raise AssigneeError(UNFIT_ASSIGNEE)
     return user
 
 

@@ -26,8 +26,8 @@ MESSAGES_EN: dict[str, str] = {
     # the case's assignee
     "请选择": "Choose",
     "旧记录，非系统用户": "old record, not a user account",
-    "责任人须为系统中的有效用户。": "The responsible person must be an active user.",
-    "责任人的管理范围不包括该中心。": "The responsible person's scope does not include this center.",
+    "责任人须为管理范围包括该中心的有效用户。": "The responsible person must be an active user whose scope includes "
+                                     "this center.",
 }
 
 
