@@ -206,6 +206,43 @@ def post_pack(code: str, body: PackIn, request: Request, user: WriterDep, sessio
                           for s in slots])
 
 
+class PackSummaryOut(BaseModel):
+    pack_id: int
+    center: str
+    count: int
+    issued_at: datetime
+    issued_by: str
+    bound: int
+    unbound: list[str]  # free, or taken offline and not synced yet
+
+
+class RevokedOut(BaseModel):
+    pack_id: int
+    center: str
+    revoked: list[str]
+
+
+@api.get("/centers/{code}/credential-packs", response_model=list[PackSummaryOut], responses={404: {}})
+def get_packs(code: str, user: CurrentUserDep, session: SessionDep) -> list[PackSummaryOut]:
+    """The center's credential packs and their unbound slots (no secrets)."""
+    ensure_visible(user, _center(code))
+    return [PackSummaryOut(**vars(summary)) for summary in service.list_packs(session, code)]
+
+
+@api.post("/centers/{code}/credential-packs/{pack_id}/revoke", response_model=RevokedOut, responses=ERRORS)
+def post_revoke_pack(code: str, pack_id: int, request: Request, user: WriterDep, session: WriteSessionDep,
+                     now: NowDep) -> RevokedOut:
+    """Revoke the pack's unbound slots: their accounts leave the center broker's files (sync laptops first)."""
+    ensure_changeable(user, _center(code))
+    try:
+        revoked = service.revoke_pack(session, user, code, pack_id, now)
+    except service.RegistrationError as exc:
+        raise _fail(exc) from exc
+    session.commit()
+    _deliver(request, session, code, now)
+    return RevokedOut(pack_id=pack_id, center=code, revoked=revoked)
+
+
 @api.post("/centers/{code}/edge-credentials", response_model=EdgeCredentialsOut, responses=ERRORS)
 def post_edge_credentials(code: str, request: Request, user: WriterDep, session: WriteSessionDep,
                           now: NowDep) -> EdgeCredentialsOut:

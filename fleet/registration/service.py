@@ -306,6 +306,53 @@ def edge_username(center: str) -> str:
     return f"edge-{center}"
 
 
+@dataclass(frozen=True)
+class PackSummary:
+    pack_id: int
+    center: str
+    count: int
+    issued_at: datetime
+    issued_by: str
+    bound: int  # slots a device holds (registered or synced)
+    unbound: list[str]  # slots no registration has bound yet: free, or taken offline and not synced
+
+
+def list_packs(session: Session, center: str) -> list[PackSummary]:
+    """The center's credential packs, oldest first, with which of their slots are still unbound."""
+    packs = session.exec(select(CredentialPack).where(CredentialPack.center_code == center)
+                         .order_by(col(CredentialPack.id))).all()
+    slots = session.exec(select(PackSlot).where(PackSlot.center_code == center)).all()
+    summaries = []
+    for pack in packs:
+        mine = sorted((s for s in slots if s.pack_id == pack.id), key=lambda s: int(s.username.rsplit("-", 1)[1]))
+        summaries.append(PackSummary(pack.id or 0, center, pack.count, pack.issued_at, pack.issued_by,
+                                     sum(1 for s in mine if s.device_id is not None),
+                                     [s.username for s in mine if s.device_id is None]))
+    return summaries
+
+
+def revoke_pack(session: Session, user: CurrentUser, center: str, pack_id: int, now: datetime) -> list[str]:
+    """Delete the pack's unbound slots (accounts and keys); returns their names.
+
+    While any slot of a center is unbound its broker lets an account pick any device id of the center
+    (the slots' `%c` ACL), so leftovers of a pack should not stay forever. A slot taken offline and not
+    synced yet stops working too: sync every laptop first. Bound slots stay (their devices use them).
+    """
+    pack = session.get(CredentialPack, pack_id)
+    if pack is None or pack.center_code != center:
+        raise RegistrationError(f"credential pack {pack_id} is unknown for center {center}", 404)
+    unbound = session.exec(select(PackSlot).where(PackSlot.pack_id == pack_id, col(PackSlot.device_id).is_(None))
+                           ).all()
+    names = sorted((s.username for s in unbound), key=lambda name: int(name.rsplit("-", 1)[1]))
+    for slot in unbound:
+        session.delete(slot)
+    audit.record(session, user, "credential_pack.revoke", target=f"{center} pack {pack_id}",
+                 detail={"revoked": names}, center_code=center, at=now)
+    session.flush()
+    log.info("credential pack %d of center %s: %d unbound slots revoked", pack_id, center, len(names))
+    return names
+
+
 def issue_edge_credentials(session: Session, user: CurrentUser, center: str, now: datetime) -> tuple[str, str]:
     """A new password for the center's edge agent on its center broker (rotates the old one)."""
     try:

@@ -22,7 +22,7 @@ from fleet.ingest import handle_message
 from fleet.models import Device
 from fleet.registration import cli as registration_cli
 from fleet.registration import delivery, service
-from fleet.registration.broker_files import device_topic_names, window_patterns
+from fleet.registration.broker_files import broker_files, device_topic_names, window_patterns
 from fleet.registration.models import DeviceRegistration, PackSlot
 from fleet.registration.mosquitto_hash import verify_password
 from fleet.registration.service import Issued, KeepProof, SlotSecret
@@ -457,3 +457,34 @@ def test_a_change_whose_files_would_not_reach_the_edge_is_refused_and_changes_no
         assert len(session.exec(select(PackSlot)).all()) == service.MAX_PACK * len(issued)
         delivery.check_fits(session, CENTER, NOW)  # what is committed still reaches the edge
         assert delivery.publish_center(session, None, CENTER, NOW) == delivery.NO_BROKER  # fits; no county link here
+
+
+def test_the_unbound_slots_of_a_pack_can_be_revoked_and_leave_the_broker_files(app, admin) -> None:
+    reader = bearer(add_user(app.state.engine, "reader", "read_only"))
+    other_town = bearer(add_user(app.state.engine, "town-b", "town_operator", OTHER_CENTER[:9]))
+    with TestClient(app) as client:
+        pack = client.post(f"/api/centers/{CENTER}/credential-packs", json={"count": 3}, headers=admin).json()
+        first, second, third = (slot["username"] for slot in pack["slots"])
+        assert client.post("/api/devices/register", json=body(pack_slot=first), headers=admin).status_code == 200
+        listed = client.get(f"/api/centers/{CENTER}/credential-packs", headers=reader).json()
+        assert [(p["pack_id"], p["count"], p["bound"], p["unbound"]) for p in listed] == \
+            [(pack["pack_id"], 3, 1, [second, third])]
+        url = f"/api/centers/{CENTER}/credential-packs/{pack['pack_id']}/revoke"
+        assert client.post(url, headers=reader).status_code == 403
+        assert client.post(url, headers=other_town).status_code == 404
+        assert client.post(f"/api/centers/{OTHER_CENTER}/credential-packs/{pack['pack_id']}/revoke",
+                           headers=admin).status_code == 404  # not that center's pack
+        revoked = client.post(url, headers=admin)
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["revoked"] == [second, third]
+        after = client.get(f"/api/centers/{CENTER}/credential-packs", headers=admin).json()
+        late = client.post("/api/devices/register", json=body(DISPLAY, role="queue_display", pack_slot=second),
+                           headers=admin)
+    assert (after[0]["bound"], after[0]["unbound"]) == (1, [])
+    assert late.status_code == 404  # a revoked slot binds no device
+    with Session(app.state.engine) as session:
+        files = broker_files(session, CENTER)
+    assert files.unbound_slots == 0 and f"{first}:" in files.passwd
+    assert f"{second}:" not in files.passwd and f"{third}:" not in files.passwd
+    assert "%c" not in files.acl  # no account may pick another device id any more
+    assert any(e.action == "credential_pack.revoke" for e in audit_log(app))
