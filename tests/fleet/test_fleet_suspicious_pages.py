@@ -14,7 +14,7 @@ from live_fleet import serve
 
 from fleet.app import create_app
 from fleet.cases import suspicious_page
-from fleet.cases.assignees import OUT_OF_SCOPE_ASSIGNEE, UNKNOWN_ASSIGNEE
+from fleet.cases.assignees import UNFIT_ASSIGNEE
 from fleet.ingest import handle_message
 from fleet.web.i18n import CATALOGUES, EN
 from protocol import topics
@@ -103,6 +103,6 @@ def test_every_message_of_the_suspicious_page_and_the_assignee_has_english() -> 
     used |= set(suspicious_page.KIND_LABELS.values()) | {suspicious_page.QUICK_REASON, suspicious_page.BURST_REASON}
     case_page = (TEMPLATES / "case.html").read_text()
     used |= {"旧记录，非系统用户", "请选择"} & set(re.findall(r'_\(\s*"([^"]+)"', case_page))
-    used |= {OUT_OF_SCOPE_ASSIGNEE, UNKNOWN_ASSIGNEE}
+    used |= {UNFIT_ASSIGNEE}
     missing = sorted(text for text in used if CJK.search(text) and text not in CATALOGUES[EN])
     assert not missing
