@@ -53,6 +53,11 @@ MAX_PAYLOAD_BYTES = 16384
 # before it is written to disk. The whole message must still fit MAX_PAYLOAD_BYTES.
 BROKER_FILE_MAX_CHARS = 16000
 
+# Every integer field is a 32-bit signed integer (what the fleet's database columns hold, and more than a
+# device ever counts); every string is free of NUL characters (PostgreSQL text cannot hold them). A value
+# the fleet could not store would otherwise be re-sent by the edge for ever.
+INT_MAX = 2147483647
+
 STR = "str"
 INT = "int"
 NUM = "num"
@@ -332,6 +337,10 @@ def _check_field(kind_name, spec, payload):
         raise ProtocolError("%s: field %r must be a finite number, got %r" % (kind_name, name, value))
     if kind in (OBJ, BOOL, ARR):
         return
+    if kind == STR and "\x00" in value:
+        raise ProtocolError("%s: field %r must not contain a NUL character" % (kind_name, name))
+    if kind == INT and (value > INT_MAX or value < -INT_MAX - 1):
+        raise ProtocolError("%s: field %r is out of range (a 32-bit integer), got %r" % (kind_name, name, value))
     if choices is not None and value not in choices:
         raise ProtocolError("%s: field %r must be one of %s, got %r" % (kind_name, name, ",".join(choices), value))
     if low is not None and value < low:

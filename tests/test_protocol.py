@@ -499,3 +499,14 @@ def test_check_command_args_accepts_completes_and_refuses():
         messages.check_command_args("identify", [5])
     with pytest.raises(ProtocolError, match="unknown command"):
         messages.check_command_args(["identify"], {})
+
+
+def test_integers_beyond_32_bits_and_nul_characters_are_refused() -> None:
+    health = {"session": 3, "uptime_s": 10, "free_heap": 40000}
+    base = messages.make("health", **health)
+    assert messages.validate("health", {**base, "free_heap": messages.INT_MAX}) is not None
+    for bad in ({"free_heap": messages.INT_MAX + 1}, {"rssi": -messages.INT_MAX - 2}):
+        with pytest.raises(ProtocolError, match="32-bit"):
+            messages.validate("health", {**base, **bad})
+    with pytest.raises(ProtocolError, match="NUL"):
+        messages.validate("health", {**base, "last_error": "oops\x00"})
