@@ -66,11 +66,25 @@ def _probe(port: str, answer_timeout: float) -> str:
 SPACE_PROBE = DeviceCredentials("d" * 24, "p" * 64, "0" * 64)
 
 
+MIN_MICROPYTHON = (1, 27)  # what the firmware is built and tested for (the virtual board runs 1.27)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """(1, 27, 0) from "1.27.0"; (0,) for what is not a version (refused as too old)."""
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
+
+
 def _check_board(info: BoardInfo, port: str) -> str:
     if info.implementation != "micropython":
         raise ProvisionError(f"the board on {port} runs {info.implementation}, not MicroPython")
     if info.sysname not in SUPPORTED_SYSNAMES:
         raise ProvisionError(f"the board on {port} is a {info.sysname} ({info.machine}), not an ESP32")
+    if _version(info.version) < MIN_MICROPYTHON:
+        raise ProvisionError(f"the board on {port} runs MicroPython {info.version}; the firmware needs "
+                             f"{'.'.join(map(str, MIN_MICROPYTHON))} or newer: flash it first (--flash IMAGE.bin)")
     try:
         return identity.device_id_from_mac(info.mac)
     except ProtocolError as exc:

@@ -184,10 +184,10 @@ def flash_step(port: str, image_path: str, auto_reset: bool, answer_timeout: flo
     """The `flash` and `MicroPython starts` steps of `provision device --flash`, filling in the record."""
     with progress.step("flash") as step:
         image = read_image(Path(image_path))
-        record.flashed_image = f"{image.path.name} sha256 {image.sha256}"
         if dry_run:
             step.skip(f"dry run: {image.path.name} is an ESP32 image ({len(image.data)} bytes), not written")
             return
+        record.flashed_image = f"{image.path.name} sha256 {image.sha256}"  # written from here on, maybe in part
         result = flash_micropython(port, image, progress, auto_reset=auto_reset,
                                    on_device_id=lambda device_id: setattr(record, "device_id", device_id))
         step.detail = (f"{image.path.name} ({len(image.data)} bytes, sha256 {image.sha256[:12]}) written at "

@@ -181,6 +181,9 @@ class Board:
         try:
             transport = SerialTransport(port, baudrate=BAUDRATE, timeout=READ_TIMEOUT_S)
         except TransportError as exc:
+            if "Permission denied" in str(exc) or "Errno 13" in str(exc):
+                raise ProvisionError(f"cannot open {port}: permission denied: add your user to the dialout group "
+                                     "(sudo usermod -aG dialout $USER), log in again and retry") from None
             raise ProvisionError(f"cannot open {port}: it may be in use by another program ({exc})") from None
         except (OSError, ValueError) as exc:
             raise ProvisionError(f"cannot open {port}: {exc}") from None

@@ -71,3 +71,33 @@ def test_soft_reset_keeps_the_files(board):
         remote.soft_reset()
         assert board.soft_resets == resets + 1
         assert remote.read_file("/a.txt") == b"1"
+
+
+def test_a_port_without_permission_names_the_dialout_group(monkeypatch, tmp_path) -> None:
+    from mpremote.transport import TransportError
+
+    from provisioning import transport
+
+    def refuse(*_args, **_kwargs):
+        raise TransportError("failed to access /dev/ttyUSB0: [Errno 13] Permission denied: '/dev/ttyUSB0'")
+
+    port = tmp_path / "ttyUSB0"
+    port.write_text("")
+    monkeypatch.setattr(transport, "SerialTransport", refuse)
+    with pytest.raises(ProvisionError, match="permission denied: add your user to the dialout group"):
+        Board.connect(str(port))
+
+
+def test_a_board_with_an_older_micropython_is_refused() -> None:
+    from provisioning.commands import _check_board
+    from provisioning.transport import BoardInfo
+
+    def info(version: str) -> BoardInfo:
+        return BoardInfo("micropython", version, "esp32", "Generic ESP32 module with ESP32", "a4cf12ab34cd",
+                         1_000_000, 2_000_000, 4096)
+
+    assert _check_board(info("1.27.0"), "/dev/ttyUSB0") == "dev-a4cf12ab34cd"
+    assert _check_board(info("1.28.1"), "/dev/ttyUSB0") == "dev-a4cf12ab34cd"
+    for old in ("1.26.1", "1.9", "preview"):
+        with pytest.raises(ProvisionError, match="needs 1.27 or newer"):
+            _check_board(info(old), "/dev/ttyUSB0")
