@@ -13,6 +13,9 @@ import json
 import subprocess
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -211,17 +214,38 @@ def register_and_publish(fleet, publisher, device: service.DeviceFacts | None = 
         session.commit()
 
 
-@pytest.mark.broker
-def test_a_malformed_message_keeps_the_files_in_place(tmp_path, fleet, broker_factory):
+@dataclass
+class EdgeOnCounty:
+    """A center (its Mosquitto and files), its running edge agent connected to a county broker, and a
+    client on the county broker publishing as the fleet does."""
+
+    agent: EdgeAgent
+    fleet_client: CountyPublisher
+    center: object
+    files_dir: Path
+    edge_user: str
+    edge_password: str
+
+
+@contextmanager
+def edge_on_county(tmp_path, fleet, broker_factory) -> Iterator[EdgeOnCounty]:
     center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
     county = broker_factory("county")
-    config = edge_config(tmp_path, center, county, files_dir, edge_user, edge_password)
-    running = RunningAgent(config)
+    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
     fleet_client = CountyPublisher(county.port)
-    topic = topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE)
     try:
-        agent = running.agent
-        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+        wait_until(running.agent.uplink.connected.is_set, what="the edge connected to the county")
+        yield EdgeOnCounty(running.agent, fleet_client, center, files_dir, edge_user, edge_password)
+    finally:
+        fleet_client.close()
+        running.stop()
+
+
+@pytest.mark.broker
+def test_a_malformed_message_keeps_the_files_in_place(tmp_path, fleet, broker_factory):
+    topic = topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE)
+    with edge_on_county(tmp_path, fleet, broker_factory) as edge:
+        agent, fleet_client, files_dir, edge_user = edge.agent, edge.fleet_client, edge.files_dir, edge.edge_user
         register_and_publish(fleet, fleet_client)
         wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
         installed = installed_files(files_dir)
@@ -242,9 +266,6 @@ def test_a_malformed_message_keeps_the_files_in_place(tmp_path, fleet, broker_fa
         assert "missing field 'v'" in health["last_error"]  # the last one, {}
         assert installed_files(files_dir) == installed
         assert agent.center_link.connected.is_set()
-    finally:
-        fleet_client.close()
-        running.stop()
 
 
 @pytest.mark.broker
@@ -296,13 +317,8 @@ def test_a_rotated_edge_password_is_installed_only_once_the_edges_config_has_it(
 
 @pytest.mark.broker
 def test_files_without_the_edges_own_account_are_refused(tmp_path, fleet, broker_factory):
-    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
-    county = broker_factory("county")
-    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
-    fleet_client = CountyPublisher(county.port)
-    try:
-        agent = running.agent
-        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+    with edge_on_county(tmp_path, fleet, broker_factory) as edge:
+        agent, fleet_client, files_dir, edge_user = edge.agent, edge.fleet_client, edge.files_dir, edge.edge_user
         installed = installed_files(files_dir)
         others = "\n".join(line for line in installed[0].decode().splitlines() if not line.startswith(edge_user))
         fleet_client.publish(topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE),
@@ -312,22 +328,14 @@ def test_files_without_the_edges_own_account_are_refused(tmp_path, fleet, broker
         assert not health["ok"] and health["state"] == "waiting" and health["version"] == 0
         assert f"no line for the edge agent's own user {edge_user}" in health["problem"]
         assert installed_files(files_dir) == installed
-        assert connects(center.port, edge_user, edge_password, "t-edge-password")
-    finally:
-        fleet_client.close()
-        running.stop()
+        assert connects(edge.center.port, edge_user, edge.edge_password, "t-edge-password")
 
 
 @pytest.mark.broker
 def test_an_older_version_is_ignored_and_shown_in_health(tmp_path, fleet, broker_factory):
-    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
-    county = broker_factory("county")
-    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
-    fleet_client = CountyPublisher(county.port)
     topic = topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE)
-    try:
-        agent = running.agent
-        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
+    with edge_on_county(tmp_path, fleet, broker_factory) as edge:
+        agent, fleet_client, files_dir = edge.agent, edge.fleet_client, edge.files_dir
         register_and_publish(fleet, fleet_client)
         with Session(fleet) as session:
             service.issue_pack(session, KeyBox(b"k" * 32), CLI_USER, CENTER_CODE, 2, NOW)
@@ -357,36 +365,28 @@ def test_an_older_version_is_ignored_and_shown_in_health(tmp_path, fleet, broker
         health = agent.broker_accounts.health()
         assert health["ignored"] == 2 and health["version"] == 2 and not health["problem"]
         assert installed_files(files_dir) == installed
-    finally:
-        fleet_client.close()
-        running.stop()
 
 
 @pytest.mark.broker
 def test_a_pid_file_naming_another_program_is_not_signalled(tmp_path, fleet, broker_factory):
-    center, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
-    county = broker_factory("county")
-    running = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
-    publisher = CountyPublisher(county.port)
     other = subprocess.Popen(["sleep", "300"])  # SIGHUP would end it
     try:
-        agent = running.agent
-        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county")
-        (files_dir / "mosquitto.pid").write_text(f"{other.pid}\n", encoding="ascii")  # Mosquitto restarted elsewhere
-        register_and_publish(fleet, publisher)
-        wait_until(lambda: agent.broker_accounts.health()["state"] == "failed" or other.poll() is not None,
-                   what="v1 handled")
-        health = agent.broker_accounts.health()
-        assert other.poll() is None, "the process in the stale pid file was signalled"
-        assert health["state"] == "failed" and not health["ok"] and health["version"] == 1
-        assert f"process {other.pid}" in health["problem"] and "'sleep', not Mosquitto" in health["problem"]
-        assert f"{PAD}:$7$" in (files_dir / "passwd").read_text()  # written: Mosquitto reads it when restarted
-        assert center.process.poll() is None
+        with edge_on_county(tmp_path, fleet, broker_factory) as edge:
+            agent, publisher, files_dir, center = edge.agent, edge.fleet_client, edge.files_dir, edge.center
+            # Mosquitto restarted elsewhere: its pid file names another program now.
+            (files_dir / "mosquitto.pid").write_text(f"{other.pid}\n", encoding="ascii")
+            register_and_publish(fleet, publisher)
+            wait_until(lambda: agent.broker_accounts.health()["state"] == "failed" or other.poll() is not None,
+                       what="v1 handled")
+            health = agent.broker_accounts.health()
+            assert other.poll() is None, "the process in the stale pid file was signalled"
+            assert health["state"] == "failed" and not health["ok"] and health["version"] == 1
+            assert f"process {other.pid}" in health["problem"] and "'sleep', not Mosquitto" in health["problem"]
+            assert f"{PAD}:$7$" in (files_dir / "passwd").read_text()  # written: Mosquitto reads it when restarted
+            assert center.process.poll() is None
     finally:
         other.kill()
         other.wait()
-        publisher.close()
-        running.stop()
 
 
 def test_a_signal_goes_only_to_a_process_named_mosquitto(tmp_path):
