@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,29 +121,39 @@ def take_slot(path: Path, center: str, device_id: str, now: datetime | None = No
 def record_pending(path: Path, registration: dict, now: datetime | None = None) -> None:
     """Add one registration to send later (no secrets: the slot's name, not its password); the device's
     earlier pending one, if any, is superseded by it."""
-    _rewrite(path, registration["device_id"], f"provisioned again offline ({registration.get('pack_slot')})", now,
-             append={**registration, "status": PENDING})
+    why = f"provisioned again offline ({registration.get('pack_slot')})"
+
+    def change(entries: list[dict]) -> bool:
+        _supersede(entries, registration["device_id"], why, now)
+        entries.append({**registration, "status": PENDING})
+        return True
+
+    _update_pending(path, change)
 
 
 def supersede_pending(path: Path, device_id: str, why: str, now: datetime | None = None) -> None:
     """Mark `device_id`'s pending registration superseded (it was registered online since)."""
     if path.exists():
-        _rewrite(path, device_id, why, now)
+        _update_pending(path, lambda entries: _supersede(entries, device_id, why, now))
 
 
-def _rewrite(path: Path, device_id: str, why: str, now: datetime | None, append: dict | None = None) -> None:
+def _supersede(entries: list[dict], device_id: str, why: str, now: datetime | None) -> bool:
+    """Mark the device's pending entries superseded; whether there was one."""
     at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    found = [e for e in entries if e.get("device_id") == device_id and e.get("status") == PENDING]
+    for entry in found:
+        entry.update(status=SUPERSEDED, superseded_at=at, superseded_because=why)
+    return bool(found)
+
+
+def _update_pending(path: Path, change: Callable[[list[dict]], bool]) -> None:
+    """Re-read the pending file under its lock, let `change` edit the entries, and replace the file whole
+    when it says it changed something."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with locked(path):
             entries = read_pending(path)
-            changed = False
-            for entry in entries:
-                if entry.get("device_id") == device_id and entry.get("status") == PENDING:
-                    entry.update(status=SUPERSEDED, superseded_at=at, superseded_because=why)
-                    changed = True
-            if changed or append is not None:
-                entries += [append] if append is not None else []
+            if change(entries):
                 replace_file(path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
     except OSError as exc:
         raise ProvisionError(f"cannot write pending registrations {path}: {exc.strerror or exc}") from None
@@ -161,13 +171,12 @@ def read_pending(path: Path) -> list[dict]:
 def mark_done(path: Path, done: dict[tuple[str, str], tuple[str, str]]) -> None:
     """Set (status, at) on the pending entries (device_id, pack_slot) in `done` (synced or refused),
     re-reading the file under the lock."""
-    try:
-        with locked(path):
-            entries = read_pending(path)
-            for entry in entries:
-                outcome = done.get((entry.get("device_id"), entry.get("pack_slot")))
-                if outcome and entry.get("status") == PENDING:
-                    entry["status"], entry[f"{outcome[0]}_at"] = outcome
-            replace_file(path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
-    except OSError as exc:
-        raise ProvisionError(f"cannot write pending registrations {path}: {exc.strerror or exc}") from None
+
+    def change(entries: list[dict]) -> bool:
+        for entry in entries:
+            outcome = done.get((entry.get("device_id"), entry.get("pack_slot")))
+            if outcome and entry.get("status") == PENDING:
+                entry["status"], entry[f"{outcome[0]}_at"] = outcome
+        return True
+
+    _update_pending(path, change)

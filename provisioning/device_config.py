@@ -33,6 +33,11 @@ class DeviceCredentials:
     broker_password: str
     device_key_hex: str
 
+    def complete(self) -> bool:
+        """Whether all three are non-empty strings (as read from JSON they may be anything)."""
+        return all(isinstance(v, str) and v for v in (self.broker_username, self.broker_password,
+                                                       self.device_key_hex))
+
 
 @dataclass(frozen=True)
 class DeviceSettings:

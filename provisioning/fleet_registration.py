@@ -130,7 +130,7 @@ def held_credentials(config: bytes | None, device_id: str) -> DeviceCredentials 
         held = DeviceCredentials(broker["username"], broker["password"], data["device_key"])
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         return None  # not a config.json provisioning wrote: nothing to keep
-    if not all(isinstance(v, str) and v for v in (held.broker_username, held.broker_password, held.device_key_hex)):
+    if not held.complete():
         return None
     if held.broker_username != device_id and not PACK_SLOT_USER.match(held.broker_username):
         return None
@@ -150,8 +150,7 @@ def register_online(options: FleetOptions, facts: dict[str, Any], held: DeviceCr
         credentials = DeviceCredentials(answer["broker_username"], answer["broker_password"], answer["device_key"])
     except KeyError as exc:
         raise ProvisionError(f"the fleet's answer lacks {exc}") from None
-    if not all(isinstance(v, str) and v for v in (credentials.broker_username, credentials.broker_password,
-                                                   credentials.device_key_hex)):
+    if not credentials.complete():
         raise ProvisionError("the fleet answered without credentials")
     # What the fleet holds now is this registration: an older offline one must never be synced over it.
     credential_pack.supersede_pending(options.pending, facts["device_id"],

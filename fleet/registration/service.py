@@ -184,8 +184,8 @@ def _refuse_if_superseded(row: DeviceRegistration | None, facts: DeviceFacts) ->
     it would undo that registration (e.g. a rerun online, from another laptop) and lock the device out."""
     if row is None or facts.provisioned_at is None:
         return
-    done_offline = facts.provisioned_at if facts.provisioned_at.tzinfo else facts.provisioned_at.replace(tzinfo=UTC)
-    registered = row.registered_at if row.registered_at.tzinfo else row.registered_at.replace(tzinfo=UTC)
+    # Both are aware: check_facts refuses a provisioned_at without a zone, UTCDateTime reads back UTC.
+    done_offline, registered = facts.provisioned_at.astimezone(UTC), row.registered_at.astimezone(UTC)
     if done_offline < registered:
         raise RegistrationError(
             f"{facts.device_id} was registered again at {registered:%Y-%m-%d %H:%M} UTC, after this offline "
@@ -324,11 +324,16 @@ def list_packs(session: Session, center: str) -> list[PackSummary]:
     slots = session.exec(select(PackSlot).where(PackSlot.center_code == center)).all()
     summaries = []
     for pack in packs:
-        mine = sorted((s for s in slots if s.pack_id == pack.id), key=lambda s: int(s.username.rsplit("-", 1)[1]))
+        mine = sorted((s for s in slots if s.pack_id == pack.id), key=lambda s: _slot_number(s.username))
         summaries.append(PackSummary(pack.id or 0, center, pack.count, pack.issued_at, pack.issued_by,
                                      sum(1 for s in mine if s.device_id is not None),
                                      [s.username for s in mine if s.device_id is None]))
     return summaries
+
+
+def _slot_number(username: str) -> int:
+    """n of a slot's user name p<pack>-<n>: slots in the order they were issued."""
+    return int(username.rsplit("-", 1)[1])
 
 
 def revoke_pack(session: Session, user: CurrentUser, center: str, pack_id: int, now: datetime) -> list[str]:
@@ -343,7 +348,7 @@ def revoke_pack(session: Session, user: CurrentUser, center: str, pack_id: int, 
         raise RegistrationError(f"credential pack {pack_id} is unknown for center {center}", 404)
     unbound = session.exec(select(PackSlot).where(PackSlot.pack_id == pack_id, col(PackSlot.device_id).is_(None))
                            ).all()
-    names = sorted((s.username for s in unbound), key=lambda name: int(name.rsplit("-", 1)[1]))
+    names = sorted((s.username for s in unbound), key=_slot_number)
     for slot in unbound:
         session.delete(slot)
     audit.record(session, user, "credential_pack.revoke", target=f"{center} pack {pack_id}",
