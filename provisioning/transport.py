@@ -159,6 +159,16 @@ def board_errno(exc: TransportExecError) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def port_group(port: str) -> str:
+    """The group that may use a serial port: `dialout` on Debian and Raspberry Pi OS (udev gives USB serial
+    ports to it), `uucp` on some other systems; `dialout` when the port's group has no name."""
+    try:
+        import grp  # POSIX only
+        return grp.getgrgid(os.stat(port).st_gid).gr_name
+    except (ImportError, OSError, KeyError):
+        return "dialout"
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else "(no message)"
@@ -176,14 +186,19 @@ class Board:
     @classmethod
     def connect(cls, port: str, answer_timeout: float = ANSWER_TIMEOUT_S) -> Board:
         """Open `port` and enter the raw REPL (soft reset first, as mpremote does, for a clean interpreter)."""
-        if "://" not in port and not os.path.exists(port):
-            raise ProvisionError(f"no such port {port} (`provision list` shows the boards plugged in)")
+        if "://" not in port:
+            if not os.path.exists(port):
+                raise ProvisionError(f"no such port {port} (`provision list` shows the boards plugged in)")
+            # Asked before opening because mpremote's SerialTransport swallows the OSError of the open and
+            # raises only "failed to access <port>", without the errno. os.access opens nothing, so no
+            # DTR/RTS edge can reset the board (or disturb another program holding the port).
+            if not os.access(port, os.R_OK | os.W_OK):
+                group = port_group(port)
+                raise ProvisionError(f"cannot open {port}: permission denied: add your user to the {group} group "
+                                     f"(sudo usermod -aG {group} $USER), log in again and retry")
         try:
             transport = SerialTransport(port, baudrate=BAUDRATE, timeout=READ_TIMEOUT_S)
         except TransportError as exc:
-            if "Permission denied" in str(exc) or "Errno 13" in str(exc):
-                raise ProvisionError(f"cannot open {port}: permission denied: add your user to the dialout group "
-                                     "(sudo usermod -aG dialout $USER), log in again and retry") from None
             raise ProvisionError(f"cannot open {port}: it may be in use by another program ({exc})") from None
         except (OSError, ValueError) as exc:
             raise ProvisionError(f"cannot open {port}: {exc}") from None

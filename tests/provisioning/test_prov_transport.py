@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import grp
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,19 +78,43 @@ def test_soft_reset_keeps_the_files(board):
         assert remote.read_file("/a.txt") == b"1"
 
 
-def test_a_port_without_permission_names_the_dialout_group(monkeypatch, tmp_path) -> None:
-    from mpremote.transport import TransportError
+# `provision list --probe PORT` run as a user who may not open the port: imports are done first, as root if the
+# test runs as root (the interpreter may live where `nobody` cannot read), then the process gives up root for
+# good, so the kernel refuses the open exactly as it refuses a technician who is not in the port's group.
+PROBE_AS_NOBODY = """
+import os, sys
+from provisioning.main import main
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)  # nogroup
+    os.setuid(65534)  # nobody
+sys.exit(main(["list", "--probe", "--answer-timeout", "5", sys.argv[1]]))
+"""
 
-    from provisioning import transport
 
-    def refuse(*_args, **_kwargs):
-        raise TransportError("failed to access /dev/ttyUSB0: [Errno 13] Permission denied: '/dev/ttyUSB0'")
-
-    port = tmp_path / "ttyUSB0"
-    port.write_text("")
-    monkeypatch.setattr(transport, "SerialTransport", refuse)
-    with pytest.raises(ProvisionError, match="permission denied: add your user to the dialout group"):
-        Board.connect(str(port))
+def test_a_port_without_permission_names_the_dialout_group(board) -> None:
+    """A real port the user may not open (mpremote then says only "failed to access <port>")."""
+    repo = Path(__file__).resolve().parents[2]
+    before = os.stat(board.port)
+    if os.geteuid() == 0:  # root opens anything: hand the port to dialout as udev does, and probe as nobody
+        os.chown(board.port, 0, grp.getgrnam("dialout").gr_gid)
+        os.chmod(board.port, 0o660)
+        group = "dialout"
+    else:  # a pty is its owner's: take the owner's rights away, leave them to the port's group
+        os.chmod(board.port, 0o060)
+        group = grp.getgrgid(os.stat(board.port).st_gid).gr_name
+    try:
+        refused = subprocess.run([sys.executable, "-c", PROBE_AS_NOBODY, board.port], cwd=repo,
+                                 capture_output=True, text=True, timeout=60)
+    finally:
+        if os.geteuid() == 0:
+            os.chown(board.port, before.st_uid, before.st_gid)
+        os.chmod(board.port, before.st_mode & 0o777)
+    assert refused.returncode == 0, refused.stderr
+    assert (f"(not answering as MicroPython: cannot open {board.port}: permission denied: add your user to the "
+            f"{group} group (sudo usermod -aG {group} $USER), log in again and retry)") in refused.stdout
+    with Board.connect(board.port, answer_timeout=5) as remote:  # the same port with its rights back: it answers
+        assert remote.info().mac == "a4cf12ab34cd"
 
 
 def test_a_board_with_an_older_micropython_is_refused() -> None:
