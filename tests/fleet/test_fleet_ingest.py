@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD, wait_for
@@ -23,10 +24,10 @@ pytestmark = pytest.mark.broker
 def start_ingest(fleet_settings, engine, county_broker):
     started: list[Ingest] = []
 
-    def start(**overrides) -> Ingest:
+    def start(clock: Callable[[], datetime] = utcnow, **overrides) -> Ingest:
         settings = fleet_settings.model_copy(
             update={"ingest_enabled": True, "broker_port": county_broker.port, **overrides})
-        ingest = Ingest(settings, engine)
+        ingest = Ingest(settings, engine, clock=clock)
         ingest.start()
         started.append(ingest)
         wait_for(lambda: ingest.connected, "the ingest to connect")
@@ -151,12 +152,34 @@ def test_malformed_messages_are_logged_and_dropped(start_ingest, engine, county_
     assert "device id must look like" in dropped[3]
 
 
+class SteppedClock:
+    """The ingest's clock, moved only by the test: its sweep thread runs on, but time passes when we say."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 def test_silent_device_times_out(start_ingest, engine, county_broker, edge_factory) -> None:
-    start_ingest(heartbeat_timeout_s=1.5)
+    clock = SteppedClock()
+    ingest = start_ingest(clock=clock)
+    timeout = ingest.settings.heartbeat_timeout_s
+    clock.advance(timeout)  # the ingest has listened for a whole timeout: silence now means something
     edge = edge_factory(county_broker.port)
     edge.edge_birth()
     edge.birth(DISPLAY, "queue_display", session=1, window=1)  # ...and then nothing: a power cut
+    wait_for(lambda: (d := device(engine, DISPLAY)) and d.online and center(engine).edge_online, "the births")
 
+    clock.advance(timeout - 1)
+    assert ingest.sweep() == []  # silent, but not yet for a whole timeout
+    assert device(engine, DISPLAY).online
+
+    clock.advance(2)  # the sweep thread sees it at its next round
     display = wait_for(lambda: (d := device(engine, DISPLAY)) and not d.online and d, "the heartbeat timeout")
     assert display.offline_reason == REASON_HEARTBEAT
 
