@@ -50,6 +50,12 @@ test: setup-test lint
 test-postgres: setup-test lint
 	FLEET_TEST_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS)
 
+# What CI runs after `make test`: only the tests whose fleet database follows FLEET_TEST_POSTGRES (marker
+# fleet_database, see tests/conftest.py), now on PostgreSQL; the rest would repeat `make test`.
+.PHONY: test-fleet-postgres
+test-fleet-postgres: setup-test
+	FLEET_TEST_POSTGRES=1 $(PY) -m pytest -n $(TEST_WORKERS) -m fleet_database
+
 bench: setup
 	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done
 

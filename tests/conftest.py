@@ -10,9 +10,35 @@ import pytest
 
 from tools.mosquitto import MosquittoBroker
 
-POSTGRES = os.environ.get("FLEET_TEST_POSTGRES") == "1"  # set by `make test-postgres`
+POSTGRES = os.environ.get("FLEET_TEST_POSTGRES") == "1"  # set by `make test-postgres` and `make test-fleet-postgres`
 
 CENTER_CODE = "445202101001"  # a sample village center: county 445202, town 101, village 001
+
+
+# Markers. CI runs the suite on SQLite (`make test`), then again only the tests whose fleet database
+# FLEET_TEST_POSTGRES switches to PostgreSQL (`make test-fleet-postgres`, `-m fleet_database`): a test that
+# keeps SQLite, or has no fleet database, would only repeat itself there.
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "fleet_database: the test's fleet runs on the database FLEET_TEST_POSTGRES picks (added to every "
+        "test using the fleet_database_url fixture; `make test-fleet-postgres` runs exactly these)")
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): the test keeps its fleet on a SQLite file of its own even under "
+        "FLEET_TEST_POSTGRES=1, for the reason given, so `make test-fleet-postgres` leaves it out")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        follows_the_switch = "fleet_database_url" in getattr(item, "fixturenames", ())
+        sqlite_only = item.get_closest_marker("sqlite_only")
+        if sqlite_only is not None:
+            if not (sqlite_only.args or sqlite_only.kwargs.get("reason")):
+                raise pytest.UsageError(f"{item.nodeid}: sqlite_only needs the reason the test stays on SQLite")
+            if follows_the_switch:
+                raise pytest.UsageError(f"{item.nodeid}: marked sqlite_only but uses fleet_database_url")
+        if follows_the_switch:
+            item.add_marker(pytest.mark.fleet_database)
 
 
 @pytest.fixture

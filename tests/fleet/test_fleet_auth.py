@@ -220,6 +220,8 @@ def test_disabled_user_loses_sessions_and_tokens(app) -> None:
         assert login(op, "op").status_code == 401
 
 
+@pytest.mark.sqlite_only(reason="the CLI as a county first runs it, on a SQLite file; the users and tokens it "
+                                 "writes are also made on PostgreSQL by tests/test_end_to_end.py")
 def test_cli_creates_the_first_admin(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result = subprocess.run([sys.executable, "-m", "fleet", "users", "create", "--username", "admin", "--role",

@@ -147,6 +147,8 @@ def test_the_version_in_force_stays_known_after_a_rejection(engine, fleet_settin
     assert state(engine, PAD).applied_version is None  # never heard what runs
 
 
+@pytest.mark.sqlite_only(reason="the old table is written with sqlite3 as a released SQLite file had it; the "
+                                 "upgrade on PostgreSQL is test_fleet_cases' database from before assignee accounts")
 def test_a_database_from_before_in_force_gains_the_column(tmp_path) -> None:
     import sqlite3
 

@@ -16,6 +16,10 @@ from fleet_testkit import CENTER, DISPLAY, PAD, add_user_to, log_in, wait_for
 
 from tools.mosquitto import free_port
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="`python -m fleet` as a county first deploys it, on a SQLite file; the service as a process on "
+           "PostgreSQL is tests/test_end_to_end.py, tests/test_no_loss.py and test_fleet_workers.py")
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -20,6 +20,10 @@ from fleet.ingest import handle_message
 from fleet.settings import Settings
 from protocol import topics
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="one seeded app for the module, on a SQLite file (fleet_database_url is made per test): the document "
+           "does not depend on the database, and the routes' queries run on PostgreSQL in the API and page tests")
+
 
 def seeded_app(database_url: str):
     app = create_app(Settings(database_url=database_url, ingest_enabled=False))
