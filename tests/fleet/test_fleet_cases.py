@@ -8,7 +8,6 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from fleet_testkit import CENTER, OTHER_CENTER, add_user
 from sqlalchemy.engine import make_url
@@ -173,27 +172,31 @@ def test_cases_are_assigned_to_active_user_accounts_whose_scope_covers_the_cente
 
 
 def test_a_database_from_before_assignee_accounts_keeps_its_free_text_assignees(fleet_settings) -> None:
-    if not fleet_settings.database_url.startswith("sqlite"):
-        pytest.skip("the old schema is rebuilt with SQLite statements")
     engine = create_db_engine(fleet_settings.database_url)
     init_db(engine)
     rating(engine, "r1", 2, FRIDAY)
+    if engine.dialect.name == "postgresql":  # the tables as they were before assignees were accounts
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE followup_case SET assignee = '王主任'")
+            connection.exec_driver_sql("ALTER TABLE followup_case DROP COLUMN assignee_user_id")
+            connection.exec_driver_sql("ALTER TABLE fleet_user DROP COLUMN display_name")
     engine.dispose()
-    with closing(sqlite3.connect(make_url(fleet_settings.database_url).database)) as db:
-        # The tables as they were before assignees were accounts: no account columns.
-        db.execute("PRAGMA foreign_keys=OFF")
-        db.execute("UPDATE followup_case SET assignee = '王主任'")
-        create = db.execute("SELECT sql FROM sqlite_master WHERE name = 'followup_case'").fetchone()[0]
-        old = re.sub(r",\s*FOREIGN KEY\(assignee_user_id\) REFERENCES fleet_user \(id\)", "", create)
-        old = re.sub(r"\s*assignee_user_id INTEGER,", "", old).replace("followup_case", "followup_case_old", 1)
-        assert "assignee_user_id" not in old
-        db.execute(old)
-        columns = ", ".join(c for c in FollowUpCase.model_fields if c != "assignee_user_id")
-        db.execute(f"INSERT INTO followup_case_old ({columns}) SELECT {columns} FROM followup_case")
-        db.execute("DROP TABLE followup_case")
-        db.execute("ALTER TABLE followup_case_old RENAME TO followup_case")
-        db.execute("ALTER TABLE fleet_user DROP COLUMN display_name")
-        db.commit()
+    if engine.dialect.name == "sqlite":  # SQLite drops no column that has a foreign key: rebuild the table
+        with closing(sqlite3.connect(make_url(fleet_settings.database_url).database)) as db:
+            # The tables as they were before assignees were accounts: no account columns.
+            db.execute("PRAGMA foreign_keys=OFF")
+            db.execute("UPDATE followup_case SET assignee = '王主任'")
+            create = db.execute("SELECT sql FROM sqlite_master WHERE name = 'followup_case'").fetchone()[0]
+            old = re.sub(r",\s*FOREIGN KEY\(assignee_user_id\) REFERENCES fleet_user \(id\)", "", create)
+            old = re.sub(r"\s*assignee_user_id INTEGER,", "", old).replace("followup_case", "followup_case_old", 1)
+            assert "assignee_user_id" not in old
+            db.execute(old)
+            columns = ", ".join(c for c in FollowUpCase.model_fields if c != "assignee_user_id")
+            db.execute(f"INSERT INTO followup_case_old ({columns}) SELECT {columns} FROM followup_case")
+            db.execute("DROP TABLE followup_case")
+            db.execute("ALTER TABLE followup_case_old RENAME TO followup_case")
+            db.execute("ALTER TABLE fleet_user DROP COLUMN display_name")
+            db.commit()
 
     app = create_app(fleet_settings, clock=lambda: FRIDAY + timedelta(hours=1))  # init_db adds the columns
     admin = {"Authorization": f"Bearer {add_user(app.state.engine)}"}
