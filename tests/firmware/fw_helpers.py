@@ -1,6 +1,8 @@
 """Helpers for the firmware tests: polling waits, an independent MQTT observer
-(paho-mqtt, not our client) and a scriptable fake broker for the cases a real
-Mosquitto will not produce (no PINGRESP, no PUBACK).
+(paho-mqtt, not our client), a scriptable fake broker for the cases a real
+Mosquitto will not produce (no PINGRESP, no PUBACK), and the firmware's clock
+and the events ("the feeder ran", "a connect attempt ended") that let a test
+show that nothing happened without sleeping.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from firmware.lib import mqtt
+from firmware.lib import clock, mqtt
 from tests.support.aio import run_async
 
 CENTER = "445202101001"
 DEVICE_KEY = bytes(range(32))
-FAST = {"keepalive": 2, "backoff_min_s": 0.05, "backoff_max_s": 0.5, "connect_timeout_s": 3}
+# Longer than any test, so that the only reconnects are those a test causes (an abort, a broker restart)
+# and counts of connects and sessions are exact: with a short keepalive a loaded machine that answers a
+# PINGREQ late adds one. The keepalive itself is tested with its own short value (test_fw_mqtt).
+KEEPALIVE_S = 60
+FAST = {"keepalive": KEEPALIVE_S, "backoff_min_s": 0.05, "backoff_max_s": 0.5, "connect_timeout_s": 3}
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = 40) -> Any:
@@ -74,6 +80,82 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# ------------------------------------------------- time and positive events
+
+
+class DrivenClock:
+    """The firmware's millisecond clock (firmware.lib.clock.ticks_ms), moved only by the test.
+
+    Installed before the runtime is built, it stands still until advance(): a
+    deadline measured on it (the watchdog's) expires when the test says so,
+    never because a loaded machine ran the event loop late. The asyncio loops
+    (feeder, ticker, backoff) still run in real time. Only the clock module's
+    public functions are used, so a clock that wraps works the same.
+    """
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self._ticks_add = clock.ticks_add
+        self.now_ms = clock.ticks_ms()
+        monkeypatch.setattr(clock, "ticks_ms", self.ticks_ms)
+
+    def ticks_ms(self) -> int:
+        return self.now_ms
+
+    def advance(self, ms: int) -> None:
+        self.now_ms = self._ticks_add(self.now_ms, ms)
+
+
+class FeedRounds:
+    """Every round of a runtime's watchdog feeder, in order (True: it fed).
+
+    A round that ran is the positive event a "nothing was fed" check waits
+    for: after `await rounds.next(3)` the feeder has decided three times.
+    """
+
+    def __init__(self, feeder: Any) -> None:
+        self.fed: list[bool] = []
+        decide = feeder.feed_if_alive
+
+        def recorded(now_ms: int) -> bool:
+            fed = decide(now_ms)
+            self.fed.append(fed)
+            return fed
+
+        feeder.feed_if_alive = recorded
+
+    async def next(self, count: int) -> list[bool]:
+        """The decisions of the next `count` rounds, once they have run."""
+        start = len(self.fed)
+        await until(lambda: len(self.fed) >= start + count, what=f"{count} feeder rounds")
+        return self.fed[start:start + count]
+
+
+class ConnectAttempts:
+    """Counts the connect attempts of an MQTTClient that have ended (connected or failed).
+
+    An attempt that ended is the positive event a "still waiting" check waits
+    for: the client's loop went round, and whatever waits on the link had its
+    chance to (wrongly) finish.
+    """
+
+    def __init__(self, client: mqtt.MQTTClient) -> None:
+        self.ended = 0
+        attempt = client._open
+
+        async def counted() -> Any:
+            try:
+                return await attempt()
+            finally:
+                self.ended += 1
+
+        client._open = counted  # type: ignore[method-assign]
+
+    async def more(self, count: int) -> None:
+        """Wait until `count` more attempts have ended."""
+        target = self.ended + count
+        await until(lambda: self.ended >= target, what=f"{count} more connect attempts")
 
 
 # --------------------------------------------------------------- fake broker
@@ -278,7 +360,7 @@ def make_device(port: int, state_dir: Any, role: str = "rating_pad", mac: str = 
     from protocol import identity
 
     cfg = config.from_dict({"center": CENTER, "window": 3, "role": role, "board": "test",
-                            "broker": {"host": "127.0.0.1", "port": port}, "keepalive_s": 2, "mac": mac,
+                            "broker": {"host": "127.0.0.1", "port": port}, "keepalive_s": KEEPALIVE_S, "mac": mac,
                             "device_key": key.hex() if key else None})
     assert not cfg.errors, cfg.errors
     device_id = identity.device_id_from_mac(mac)
