@@ -8,6 +8,7 @@ center issued: none lost, none twice. Real Mosquitto, the real programs.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import threading
@@ -17,7 +18,8 @@ import httpx
 import pytest
 import sqlalchemy
 
-from tests.support.centers import write_edge_config
+from protocol import topics
+from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.processes import Program
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
@@ -25,6 +27,7 @@ from tools.mosquitto import free_port
 pytestmark = pytest.mark.broker
 
 EVENTS = 1000
+BURST = 400  # tickets asked for at once, 8 at a time; the agent is SIGKILLed after the first 50
 
 
 _clients = threading.local()
@@ -42,6 +45,14 @@ def take_ticket(base: str) -> str | None:
 def edge_tickets(db) -> list[str]:
     with sqlite3.connect(db) as conn:
         return [row[0] for row in conn.execute("SELECT number FROM tickets ORDER BY id")]
+
+
+def unforwarded_issued_events(db) -> list[str]:
+    """The tickets whose `issued` event waits in the edge's outbox (rows leave it only on the county's PUBACK)."""
+    ticket_events = topics.build(topics.TICKET_EVENT, center=CENTER_CODE)
+    with sqlite3.connect(db) as conn:
+        payloads = [row[0] for row in conn.execute("SELECT payload FROM outbox WHERE topic = ?", (ticket_events,))]
+    return [event["ticket"] for event in map(json.loads, payloads) if event["kind"] == "issued"]
 
 
 def fleet_issued_events(engine) -> list[str]:
@@ -71,13 +82,22 @@ def test_a_thousand_events_survive_a_county_outage_and_a_killed_agent(tmp_path, 
         first = [take_ticket(base) for _ in range(EVENTS // 2)]
         assert None not in first
         with ThreadPoolExecutor(8) as pool:
-            burst = [pool.submit(take_ticket, base) for _ in range(200)]
+            burst = [pool.submit(take_ticket, base) for _ in range(BURST)]
             wait_until(lambda: sum(f.done() for f in burst) >= 50, what="the burst under way")
+            answered_before_kill = [f.result() for f in burst if f.done()]
             edge.stop(signal.SIGKILL)  # power cut in the middle of the burst
+        assert edge.process.returncode == -signal.SIGKILL
         answered = [f.result() for f in burst if f.result()]
-        edge.start()
+        # The database as the kill left it, before the agent starts again. The kill came mid-burst: tickets
+        # were answered before it, the burst had not ended (not all of it was issued), and nothing issued
+        # had reached the county (it is down): every event still waited in the outbox.
         issued = edge_tickets(edge_db)
+        assert len(answered_before_kill) >= 50 and None not in answered_before_kill
+        assert len(issued) < len(first) + BURST, "the kill came after the burst: nothing was proven"
+        assert sorted(unforwarded_issued_events(edge_db)) == sorted(issued)
         assert set(first + answered) <= set(issued)  # every ticket a resident got is still there
+        edge.start()
+        assert edge_tickets(edge_db) == issued  # the restart issued nothing of its own, nor lost anything
         while len(issued) < EVENTS:
             assert take_ticket(base) is not None
             issued = edge_tickets(edge_db)
