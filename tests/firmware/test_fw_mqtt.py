@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fw_helpers import FAST, FakeBroker, Recorder, run, until
+from fw_helpers import FAST, ConnectAttempts, FakeBroker, Recorder, run, until
 
 from firmware.lib import mqtt
 
@@ -49,8 +49,8 @@ def test_connect_packet_carries_will_and_credentials() -> None:
 
 
 def _client(port: int, **kwargs) -> mqtt.MQTTClient:
-    options = {**FAST, **kwargs}
-    return mqtt.MQTTClient("fw-test-client", "127.0.0.1", port, log=None, **options)
+    options = {**FAST, "log": None, **kwargs}
+    return mqtt.MQTTClient("fw-test-client", "127.0.0.1", port, **options)
 
 
 @pytest.mark.broker
@@ -159,6 +159,7 @@ def test_reconnects_resubscribes_and_flushes_after_broker_restart(center_broker)
             connects.append(client.connects)
 
         client = _client(center_broker.port, on_message=lambda t, p, r: got.append(p), on_connect=on_connect)
+        attempts = ConnectAttempts(client)
         await client.subscribe("fw-test/in", 1)
         task = asyncio.create_task(client.run())
         try:
@@ -167,7 +168,7 @@ def test_reconnects_resubscribes_and_flushes_after_broker_restart(center_broker)
             await until(lambda: not client.up, what="client sees the broker go")
             # Published while the broker is down: waits, then goes out after the reconnect.
             pending = asyncio.create_task(client.publish("fw-test/out", b"queued", qos=1))
-            await asyncio.sleep(0.2)
+            await attempts.more(2)  # two failed reconnects later, it is still waiting
             assert not pending.done()
             await asyncio.to_thread(center_broker.start)
             observer = Recorder(center_broker.port, "fw-test/out")
@@ -306,14 +307,14 @@ def test_disconnect_while_retrying_stops_run_and_releases_publishers() -> None:
     from tools.mosquitto import free_port
 
     async def scenario() -> None:
-        client = _client(free_port(), backoff_min_s=5, backoff_max_s=5)
+        client = _client(free_port(), backoff_min_s=3600, backoff_max_s=3600)  # longer than the test's bound
         task = asyncio.create_task(client.run())
         waiting = asyncio.create_task(client.publish("fw-test/out", b"never", qos=1))
         await until(lambda: client.last_error, what="a failed connect")
         await client.disconnect()
-        await asyncio.wait_for(task, 2)  # not stuck in the 5 s backoff
+        await asyncio.wait_for(task, 15)  # not stuck in the backoff
         with pytest.raises(mqtt.MQTTError):
-            await asyncio.wait_for(waiting, 2)
+            await asyncio.wait_for(waiting, 10)
 
     run(scenario())
 
@@ -328,7 +329,7 @@ def test_disconnect_releases_a_qos1_publish_waiting_for_its_puback() -> None:
         await client.disconnect()
         await task
         with pytest.raises(mqtt.MQTTError):
-            await asyncio.wait_for(sent, 2)
+            await asyncio.wait_for(sent, 10)
         assert broker.connections[0].of_kind(mqtt.DISCONNECT)
         await broker.stop()
 
@@ -344,7 +345,10 @@ def test_half_open_connection_is_detected_by_keepalive_and_recovered(center_brok
         proxy = await FreezableProxy(center_broker.port).start()
         observer = Recorder(center_broker.port, "fw-test/out")
         got: list[bytes] = []
-        client = _client(proxy.port, keepalive=1, on_message=lambda t, p, r: got.append(p))
+        logged: list[str] = []
+        # A short keepalive is the subject here, so a loaded machine may add a reconnect of its own: the
+        # test counts none, it asserts what the keepalive must do.
+        client = _client(proxy.port, keepalive=1, on_message=lambda t, p, r: got.append(p), log=logged.append)
         await client.subscribe("fw-test/in", 1)
         task = asyncio.create_task(client.run())
         try:
@@ -352,10 +356,11 @@ def test_half_open_connection_is_detected_by_keepalive_and_recovered(center_brok
             proxy.freeze()
             during = asyncio.create_task(client.publish("fw-test/out", b"sent into the void", qos=1))
             await until(lambda: not client.up, what="keepalive notices the silent link")
-            assert "PINGRESP" in client.last_error
+            assert any("link lost: no PINGRESP" in line for line in logged)
             assert not during.done()  # not PUBACKed: it waits for the next connection
+            reconnects = client.reconnects
             proxy.thaw()
-            await until(lambda: client.up and client.reconnects == 1, what="reconnect after the freeze")
+            await until(lambda: client.up and client.reconnects > reconnects, what="reconnect after the freeze")
             await asyncio.wait_for(during, 10)
             await until(lambda: b"sent into the void" in observer.payloads("fw-test/out"), what="retransmitted")
             observer.publish("fw-test/in", b"after")  # re-subscribed on the new connection
