@@ -72,10 +72,11 @@ def main() -> None:
             watcher.loop_start()
             time.sleep(0.5)  # let the retained message arrive first
             latencies = []
+            seen = {"ticket": "", "call_seq": 0}  # what window 3's caller shows: each 下一位 names it
             for _ in range(CALLS):
                 arrived.clear()
                 start = time.perf_counter()
-                http.post(f"{base}/api/windows/3/next")
+                seen = http.post(f"{base}/api/windows/3/next", json=seen).json()["window"]
                 arrived.wait(10)
                 latencies.append((time.perf_counter() - start) * 1000)
             watcher.loop_stop()

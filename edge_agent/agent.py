@@ -193,17 +193,24 @@ class EdgeAgent:
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
                 "ts": time.time()}
 
-    async def take_ticket(self, service: str, card_token: str = "", print_guide: bool = False) -> dict:
+    async def take_ticket(self, service: str, card_token: str = "", print_guide: bool = False,
+                          kiosk_request: str = "") -> dict:
         """A resident takes a ticket: issued first, then printed; a printer failure never loses it.
 
         `card_token` is the kiosk's prompt of a swiped ID card: green channel when its holder is old enough.
+        `kiosk_request` names the tap: the same tap sent again (a double tap, a retry) answers with the
+        ticket it got, printed once.
         """
+        earlier = self.queue.kiosk_ticket(kiosk_request) if kiosk_request else None
+        if earlier is not None:
+            return self._ticket_answer(earlier, note="绿色通道" if earlier.ticket.priority == GREEN else "",
+                                       printed=None)
         card = self.kiosk.take_card(card_token) if card_token else None
         if card_token and card is None:
             raise QueueError("身份证信息已过期，请重新刷卡")
         if card is not None:
             self._kiosk_changed()
-        issued = self.queue.issue_ticket(service, GREEN if card and card.green else "")
+        issued = self.queue.issue_ticket(service, GREEN if card and card.green else "", kiosk_request)
         return await self._print(issued, note="绿色通道" if card and card.green else "", print_guide=print_guide)
 
     async def _print(self, issued: IssuedTicket, note: str = "", print_guide: bool = False) -> dict:
@@ -214,9 +221,14 @@ class EdgeAgent:
                           f"{issued.ticket.number}", self.config.timezone, wait_text=issued.wait_text, note=note,
                           guide=service.guide if with_guide else "", materials=service.materials if with_guide else ())
         printed = await self.printer.print_ticket(slip)
+        return self._ticket_answer(issued, note, printed)
+
+    @staticmethod
+    def _ticket_answer(issued: IssuedTicket, note: str, printed: bool | None) -> dict:
+        """What the kiosk shows; `printed` is None for a repeated tap (its ticket was printed for the first)."""
         return {"number": issued.ticket.number, "service": issued.ticket.service, "service_name": issued.service_name,
                 "people_ahead": issued.people_ahead, "wait_text": issued.wait_text, "note": note,
-                "green": issued.ticket.priority == GREEN, "printed": printed}
+                "green": issued.ticket.priority == GREEN, "printed": printed, "repeated": issued.repeated}
 
 
 async def run_agent(config: CenterConfig, stop: asyncio.Event) -> None:

@@ -109,6 +109,12 @@ MIGRATIONS = (
     ("windows", "staff_no", "TEXT"),
     ("windows", "staff_name", "TEXT"),
     ("windows", "login_at", "REAL"),
+    ("tickets", "kiosk_request", "TEXT"),  # the kiosk's id of the tap that asked for it: a repeated tap is one ticket
+)
+# Indexes on migrated columns: created after the columns exist.
+MIGRATED_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS tickets_kiosk_request ON tickets (kiosk_request) "
+    "WHERE kiosk_request IS NOT NULL",
 )
 
 
@@ -172,6 +178,8 @@ class EdgeStore:
                 columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for index in MIGRATED_INDEXES:
+                db.execute(index)
 
     def close(self) -> None:
         with self._lock:

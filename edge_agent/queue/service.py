@@ -45,6 +45,27 @@ class QueueError(Exception):
 
 
 @dataclass(frozen=True)
+class ActingOn:
+    """What staff saw at their window when they pressed a button, named in the request.
+
+    A double click, a retried request or the same window's caller open twice sends one request twice; the
+    second one names a state the window has already left (another ticket, a later call), so it changes
+    nothing. Without this a double click on 下一位 called the next resident and closed them 13 ms later.
+    """
+
+    ticket: str  # the number being served at the window, "" for none
+    call_seq: int | None = None  # the window's count of calls and recalls; None: not checked
+
+
+class StaleRequest(Exception):
+    """A staff request names a state its window has already left: nothing was changed (not an error)."""
+
+    def __init__(self, window: int, ticket: str, call_seq: int) -> None:
+        super().__init__(f"window {window} is now at {ticket or 'no ticket'}, call {call_seq}")
+        self.window, self.ticket, self.call_seq = window, ticket, call_seq
+
+
+@dataclass(frozen=True)
 class QueueChange:
     kind: str
     ticket: TicketRow | None
@@ -60,6 +81,7 @@ class IssuedTicket:
     service_name: str
     people_ahead: int
     wait_s: float | None = None  # estimate; None when no open window serves the service
+    repeated: bool = False  # the same kiosk tap asked before: this is the ticket it got then
 
     @property
     def wait_text(self) -> str:
@@ -158,6 +180,28 @@ class QueueService:
             raise QueueError("当前没有正在办理的号码")
         return current
 
+    def _serving_number(self, db, state: WindowState) -> str:
+        if state.current_ticket_id is None:
+            return ""
+        current = self._load(db, state.current_ticket_id)
+        return current.number if current.status == rules.SERVING else ""
+
+    def _check_acting_on(self, db, state: WindowState, acting_on: ActingOn | None) -> None:
+        if acting_on is None:
+            return
+        serving = self._serving_number(db, state)
+        if (acting_on.ticket.strip().upper() != serving
+                or (acting_on.call_seq is not None and acting_on.call_seq != state.call_seq)):
+            raise StaleRequest(state.number, serving, state.call_seq)
+
+    def window_now(self, window: int) -> dict:
+        """What a staff request should name next: the number being served ("" for none) and the call count."""
+        self._window(window)
+        with self.store.transaction() as db:
+            state = self._window_state(db, window)
+            return {"ticket": self._serving_number(db, state), "call_seq": state.call_seq,
+                    "window_state": state.state}
+
     def _require_caller(self, state: WindowState) -> None:
         if state.state == PAUSED:
             raise QueueError("本窗口已暂停服务，请先点“恢复”")
@@ -205,11 +249,32 @@ class QueueService:
                  if v.id != ticket.id and v.service == mine.service and v.target_window is None]
         return sum(1 for v in views if rules.priority_class(v, now) is not None)
 
-    def issue_ticket(self, service: str, priority: str = "") -> IssuedTicket:
+    def _earlier_ticket(self, db, kiosk_request: str, now: float) -> IssuedTicket | None:
+        row = db.execute(f"SELECT {TICKET_COLUMNS} FROM tickets WHERE kiosk_request = ?",
+                         (kiosk_request,)).fetchone()
+        if row is None:
+            return None
+        ticket = TicketRow(*row)
+        ahead = self._ahead_of(db, ticket, now)
+        return IssuedTicket(ticket, self._service_name(ticket.service), ahead,
+                            self.estimate_wait_s(ticket.service, ahead), repeated=True)
+
+    def kiosk_ticket(self, kiosk_request: str) -> IssuedTicket | None:
+        """The ticket an earlier tap with this id got, or None."""
+        with self.store.transaction() as db:
+            return self._earlier_ticket(db, kiosk_request, self.clock())
+
+    def issue_ticket(self, service: str, priority: str = "", kiosk_request: str = "") -> IssuedTicket:
+        """A new ticket; `kiosk_request` names the resident's tap, so a repeated tap gets the same ticket back."""
         service_name = self._service_name(service)
         now = self.clock()
         with self.store.transaction() as db:
+            earlier = self._earlier_ticket(db, kiosk_request, now) if kiosk_request else None
+            if earlier is not None:
+                return earlier
             ticket = self._issue(db, service, now, priority)
+            if kiosk_request:
+                db.execute("UPDATE tickets SET kiosk_request = ? WHERE id = ?", (kiosk_request, ticket.id))
             ahead = self._ahead_of(db, ticket, now)
         log.info("issued %s (%s%s), %d ahead", ticket.number, service_name, ", green" if priority else "", ahead)
         self._notify(QueueChange(ISSUED, ticket))
@@ -283,13 +348,14 @@ class QueueService:
 
     # -- staff at a window ------------------------------------------------
 
-    def call_next(self, window: int) -> TicketRow | None:
+    def call_next(self, window: int, acting_on: ActingOn | None = None) -> TicketRow | None:
         """下一位: the window's current ticket (if any) is done; the next one is called."""
         config = self._window(window)
         now = self.clock()
         day = self.today(now)
         with self.store.transaction() as db:
             state = self._window_state(db, window)
+            self._check_acting_on(db, state, acting_on)
             self._require_caller(state)
             if state.current_ticket_id is not None:
                 current = self._load(db, state.current_ticket_id)
@@ -320,13 +386,14 @@ class QueueService:
         self._notify(QueueChange(CALLED, ticket, window, reason=choice.reason))
         return ticket
 
-    def recall(self, window: int) -> TicketRow:
+    def recall(self, window: int, acting_on: ActingOn | None = None) -> TicketRow:
         """重呼: call the current ticket again (display and voice), at most recall_limit times."""
         self._window(window)
         now = self.clock()
         limit = self.config.queue.recall_limit
         with self.store.transaction() as db:
             state = self._window_state(db, window)
+            self._check_acting_on(db, state, acting_on)
             self._require_caller(state)
             current = self._serving(db, window)
             if current.recall_count >= limit:
@@ -339,11 +406,12 @@ class QueueService:
         self._notify(QueueChange(RECALLED, ticket, window))
         return ticket
 
-    def skip(self, window: int) -> TicketRow:
+    def skip(self, window: int, acting_on: ActingOn | None = None) -> TicketRow:
         """过号: the resident did not come; the ticket goes to the missed list."""
         self._window(window)
         now = self.clock()
         with self.store.transaction() as db:
+            self._check_acting_on(db, self._window_state(db, window), acting_on)
             current = self._serving(db, window)
             db.execute("UPDATE tickets SET status = ?, missed_at = ? WHERE id = ?", (rules.MISSED, now, current.id))
             db.execute("UPDATE windows SET current_ticket_id = NULL WHERE number = ?", (window,))
@@ -365,6 +433,8 @@ class QueueService:
         now = self.clock()
         with self.store.transaction() as db:
             ticket = self._ticket_by_number(db, number)
+            if ticket.status == rules.WAITING and ticket.requeued_at is not None:
+                return ticket  # asked twice (a double click, two callers): it is back in the queue once
             if ticket.status != rules.MISSED:
                 raise QueueError(f"{ticket.number} 不在过号列表中")
             db.execute("UPDATE tickets SET status = ?, requeued_at = ?, target_window = NULL WHERE id = ?",
@@ -381,13 +451,16 @@ class QueueService:
             ticket = self._ticket_by_number(db, number)
             if ticket.status != rules.WAITING:
                 raise QueueError(f"{ticket.number} 不在等候中")
+            if ticket.priority == rules.GREEN:
+                return ticket  # asked twice: nothing more to do
             db.execute("UPDATE tickets SET priority = ? WHERE id = ?", (rules.GREEN, ticket.id))
             ticket = self._load(db, ticket.id)
         log.info("%s marked green channel by staff", ticket.number)
         self._notify(QueueChange(MARKED, ticket, None))
         return ticket
 
-    def transfer(self, window: int, to_service: str | None = None, to_window: int | None = None) -> TicketRow:
+    def transfer(self, window: int, to_service: str | None = None, to_window: int | None = None,
+                 acting_on: ActingOn | None = None) -> TicketRow:
         """转移: the current ticket waits again, for another service or one window, keeping its issue time."""
         self._window(window)
         if (to_service is None) == (to_window is None):
@@ -400,6 +473,7 @@ class QueueService:
                 raise QueueError("不能转到本窗口")
         now = self.clock()
         with self.store.transaction() as db:
+            self._check_acting_on(db, self._window_state(db, window), acting_on)
             current = self._serving(db, window)
             if to_window is not None and not self._is_available(self._window_state(db, to_window)):
                 raise QueueError(f"{to_window}号窗口暂停服务，不能转入")
@@ -419,12 +493,13 @@ class QueueService:
         self._notify(QueueChange(TRANSFERRED, ticket, window))
         return ticket
 
-    def finish(self, window: int) -> QueueChange:
+    def finish(self, window: int, acting_on: ActingOn | None = None) -> QueueChange:
         """办结: the current ticket is done and the window's rating pad asks the resident."""
         self._window(window)
         now = self.clock()
         request_id = uuid.uuid4().hex
         with self.store.transaction() as db:
+            self._check_acting_on(db, self._window_state(db, window), acting_on)
             current = self._serving(db, window)
             db.execute("UPDATE tickets SET status = ?, finished_at = ? WHERE id = ?", (rules.FINISHED, now, current.id))
             db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ? WHERE window = ? AND state = 'open'",

@@ -16,11 +16,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.appointments import parse_appointments
-from edge_agent.queue.service import QueueChange, QueueError
+from edge_agent.queue.service import ActingOn, QueueChange, QueueError, StaleRequest
 
 HERE = Path(__file__).parent
 
@@ -29,6 +29,20 @@ class TicketRequest(BaseModel):
     service: str
     card: str = ""  # the kiosk's token of a swiped ID card
     print_guide: bool = False
+    request_id: str = Field("", max_length=64)  # the tap's id: the same tap sent twice gets one ticket
+
+
+class CallRequest(BaseModel):
+    """下一位 and 重呼 name what the staff saw: the number served ("" for none) and the window's call count."""
+
+    ticket: str = Field(max_length=16)
+    call_seq: int
+
+
+class TicketAction(BaseModel):
+    """过号 and 办结 name the ticket they act on."""
+
+    ticket: str = Field(max_length=16)
 
 
 class ScanRequest(BaseModel):
@@ -40,6 +54,7 @@ class LoginRequest(BaseModel):
 
 
 class TransferRequest(BaseModel):
+    ticket: str = Field(max_length=16)  # the ticket being transferred
     service: str | None = None
     window: int | None = None
 
@@ -101,7 +116,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     @app.post("/api/tickets")
     async def take_ticket(body: TicketRequest) -> dict:
         try:
-            return await agent.take_ticket(body.service, body.card, body.print_guide)
+            return await agent.take_ticket(body.service, body.card, body.print_guide, body.request_id)
         except QueueError as exc:
             raise refused(exc) from None
 
@@ -110,40 +125,45 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         """The kiosk's keyboard-wedge scanner typed a code and Enter."""
         return await agent.scan_code(body.code)
 
-    async def window_action(window: int, action, *args) -> dict:
+    def acted(window: int, changed: bool, **result) -> dict:
+        """Every staff action answers with what the window is at now, which its next request names."""
+        return {"changed": changed, **result, "window": agent.queue.window_now(window)}
+
+    async def window_action(window: int, action, *args, **kwargs) -> dict:
         try:
-            result = action(window, *args)
+            result = action(window, *args, **kwargs)
+        except StaleRequest:
+            return acted(window, False)
         except QueueError as exc:
             raise refused(exc) from None
-        return {"ticket": getattr(result, "number", None), "state": getattr(result, "state", None)}
+        return acted(window, True, ticket=getattr(result, "number", None), state=getattr(result, "state", None))
 
     @app.post("/api/windows/{window}/next")
-    async def call_next(window: int) -> dict:
-        try:
-            ticket = agent.queue.call_next(window)
-        except QueueError as exc:
-            raise refused(exc) from None
-        return {"ticket": ticket.number if ticket else None}
+    async def call_next(window: int, body: CallRequest) -> dict:
+        return await window_action(window, agent.queue.call_next, acting_on=ActingOn(body.ticket, body.call_seq))
 
     @app.post("/api/windows/{window}/recall")
-    async def recall(window: int) -> dict:
-        return await window_action(window, agent.queue.recall)
+    async def recall(window: int, body: CallRequest) -> dict:
+        return await window_action(window, agent.queue.recall, acting_on=ActingOn(body.ticket, body.call_seq))
 
     @app.post("/api/windows/{window}/skip")
-    async def skip(window: int) -> dict:
-        return await window_action(window, agent.queue.skip)
+    async def skip(window: int, body: TicketAction) -> dict:
+        return await window_action(window, agent.queue.skip, acting_on=ActingOn(body.ticket))
 
     @app.post("/api/windows/{window}/transfer")
     async def transfer(window: int, body: TransferRequest) -> dict:
-        return await window_action(window, agent.queue.transfer, body.service or None, body.window)
+        return await window_action(window, agent.queue.transfer, body.service or None, body.window,
+                                   acting_on=ActingOn(body.ticket))
 
     @app.post("/api/windows/{window}/finish")
-    async def finish(window: int) -> dict:
+    async def finish(window: int, body: TicketAction) -> dict:
         try:
-            change = agent.queue.finish(window)
+            change = agent.queue.finish(window, acting_on=ActingOn(body.ticket))
+        except StaleRequest:
+            return acted(window, False)
         except QueueError as exc:
             raise refused(exc) from None
-        return {"ticket": change.ticket.number, "rating_request": change.request_id}
+        return acted(window, True, ticket=change.ticket.number, rating_request=change.request_id)
 
     @app.post("/api/windows/{window}/pause")
     async def pause(window: int) -> dict:

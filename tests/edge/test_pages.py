@@ -23,6 +23,7 @@ from edge_agent.config import parse_config
 from edge_agent.voice import call_text, render_call
 from tests.edge.test_voice import FAKE_PLAYER, needs_espeak, plays
 from tests.support.loop import LoopThread
+from tests.support.staff import press
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
 
@@ -174,7 +175,7 @@ def test_an_id_card_of_an_elderly_resident_gives_the_green_channel(make_agent, p
     page.locator("#ticket-number").filter(has_text="B002").wait_for()
     assert page.locator("#ticket-note").inner_text() == "绿色通道"
     assert "您前面还有 0 人" in page.locator("#ticket-ahead").inner_text()  # nobody with priority ahead
-    assert center.post("/api/windows/2/next")["ticket"] == "B002"
+    assert press(center.base, 2, "next").json()["ticket"] == "B002"
     page.get_by_role("button", name="好的").click()
 
     young = StandInCard("李四", "女", date(1990, 3, 1))
