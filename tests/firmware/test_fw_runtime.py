@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from fw_helpers import CENTER, Recorder, run, until
+from fw_helpers import CENTER, KEEPALIVE_S, Recorder, run, until
 
 from firmware.lib import config
 from firmware.lib.runtime import DeviceRuntime
@@ -28,7 +28,7 @@ DISPLAY = topics.build(topics.WINDOW_DISPLAY, center=CENTER, window=3)
 def make_runtime(port: int, state_dir: Path, role: str = messages.ROLE_QUEUE_DISPLAY,
                  health_interval_s: float = 30) -> DeviceRuntime:
     cfg = config.from_dict({"center": CENTER, "window": 3, "role": role, "board": "test",
-                            "broker": {"host": "127.0.0.1", "port": port}, "keepalive_s": 2,
+                            "broker": {"host": "127.0.0.1", "port": port}, "keepalive_s": KEEPALIVE_S,
                             "health_interval_s": health_interval_s, "mac": MAC})
     assert not cfg.errors
     app = QueueDisplayApp(3) if role == messages.ROLE_QUEUE_DISPLAY else RatingPadApp(3, DEVICE)
