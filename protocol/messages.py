@@ -52,6 +52,8 @@ MAX_PAYLOAD_BYTES = 16384
 # broker_accounts: a sanity limit on each of passwd and acl (characters), so a wrong text is refused
 # before it is written to disk. The whole message must still fit MAX_PAYLOAD_BYTES.
 BROKER_FILE_MAX_CHARS = 16000
+# A boot id (presence and health) is 1 to 16 characters: it is stored beside the session in every watcher.
+BOOT_MAX_CHARS = 16
 
 # Every integer field is a 32-bit signed integer (what the fleet's database columns hold, and more than a
 # device ever counts); every string is free of NUL characters (PostgreSQL text cannot hold them). A value
@@ -111,6 +113,9 @@ def _field(name, kind, required=True, choices=None, low=None, high=None):
 
 _V = _field("v", INT, low=1)
 _SESSION = _field("session", INT, low=0)
+# The sender's boot id (protocol.presence): random at every start, so a board whose session counter was lost
+# is still told apart from its older connections. Absent from older senders' messages.
+_BOOT = _field("boot", STR, False)
 _WINDOW = _field("window", INT, low=1, high=999)
 _WINDOW_OPT = _field("window", INT, False, low=1, high=999)
 _TICKET = _field("ticket", STR)
@@ -121,6 +126,7 @@ SCHEMAS = {
         _V,
         _field("state", STR, choices=(ONLINE, OFFLINE)),
         _SESSION,
+        _BOOT,
         _field("role", STR, choices=ROLES),
         _field("board", STR, False),
         _field("fw", STR, False),
@@ -132,6 +138,7 @@ SCHEMAS = {
     "health": (
         _V,
         _SESSION,
+        _BOOT,
         _field("uptime_s", NUM, low=0),
         _field("free_heap", INT, False, low=0),
         _field("rssi", INT, False),
@@ -364,6 +371,10 @@ def validate(kind_name, payload):
             if len(payload[name]) > BROKER_FILE_MAX_CHARS:
                 raise ProtocolError("broker_accounts: field %r is longer than %d characters"
                                     % (name, BROKER_FILE_MAX_CHARS))
+    boot = payload.get("boot") if kind_name in ("presence", "health") else None
+    if boot is not None and not 0 < len(boot) <= BOOT_MAX_CHARS:
+        raise ProtocolError("%s: field 'boot' must be 1 to %d characters, got %d"
+                            % (kind_name, BOOT_MAX_CHARS, len(boot)))
     if kind_name == "presence" and payload["state"] == ONLINE:
         # A birth says what the device is; a will only that it is gone.
         for name in ("board", "fw", "contract"):

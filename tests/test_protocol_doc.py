@@ -383,9 +383,9 @@ def test_doc_example_that_is_not_json_is_caught(doc_text):
 
 def test_doc_example_of_the_wrong_kind_is_caught(doc_text):
     # a will is a fine presence, but not a health message
-    health = ('{"v": 1, "session": 42, "uptime_s": 86400, "free_heap": 61440, "rssi": -63, "reconnects": 2, '
-              '"last_error": "OSError: [Errno 113] ECONNABORTED"}')
-    will = '{"v": 1, "state": "offline", "session": 42, "role": "queue_display", "window": 3}'
+    health = ('{"v": 1, "session": 42, "boot": "9f86d081", "uptime_s": 86400, "free_heap": 61440, "rssi": -63, '
+              '"reconnects": 2, "last_error": "OSError: [Errno 113] ECONNABORTED"}')
+    will = '{"v": 1, "state": "offline", "session": 42, "boot": "9f86d081", "role": "queue_display", "window": 3}'
     problems = check_topics(edit(doc_text, health, will))
     assert any("device_health example" in p and "uptime_s" in p for p in problems), problems
 
