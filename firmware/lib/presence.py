@@ -1,16 +1,20 @@
-"""Presence: the session counter, the birth and the last will.
+"""Presence: the session counter, the boot id, the birth and the last will.
 
 Every CONNECT carries a new session number (persisted in a small file so
-it survives reboots); the will and the birth both say it. A watcher that
-sees "offline, session 7" after "online, session 8" knows the offline is a
-leftover from the old connection. The device itself repairs that case:
-it subscribes to its own presence topic and, when an offline for an older
-session shows up while its current connection is alive, publishes its
-birth again (docs/protocol.md, Presence, rule 5).
+it survives reboots) and the boot id of this run of the firmware (random at
+every boot); the will, the birth and the heartbeats all say both. A watcher
+that sees "offline, session 7" after "online, session 8" of the same boot
+knows the offline is a leftover from the old connection; a birth of a new
+boot is news even when the session file was lost and the counter is back
+at 1 (protocol.presence has the one rule). The device itself repairs the
+leftover case: it subscribes to its own presence topic and, when an offline
+that the rule calls stale shows up while its current connection is alive,
+publishes its birth again (docs/protocol.md, Presence, rule 5).
 """
 
 from firmware.lib import flashfs
 from protocol import CONTRACT_VERSION, messages, topics
+from protocol import presence as rule
 
 SESSION_FILE = "session"
 
@@ -64,6 +68,7 @@ class Presence:
         self.retain = spec.retained
         self.counter = SessionCounter(state_dir)
         self.session = self.counter.value
+        self.boot = rule.new_boot_id()  # once per boot: tells this boot's sessions from a lost counter's
         self.birth_sent = False
         self.repairs = 0
 
@@ -74,7 +79,7 @@ class Presence:
         return self.session
 
     def _payload(self, state):
-        fields = {"state": state, "session": self.session, "role": self.role}
+        fields = {"state": state, "session": self.session, "boot": self.boot, "role": self.role}
         if self.window is not None:
             fields["window"] = self.window
         if state == messages.ONLINE:
@@ -100,13 +105,15 @@ class Presence:
         """True when `payload` (a decoded presence of this device) wrongly says offline.
 
         We are reading it over a live connection whose birth went out, so an
-        'offline' for an older session is the will of a previous connection
-        that arrived late (broker session takeover). Note that a will reaching a
-        subscriber that is already subscribed has its retain flag cleared,
-        so the flag is not looked at.
+        'offline' that the presence rule calls stale against our own boot and
+        session (an older session of this boot, or any will of another boot)
+        is the will of a previous connection or boot that arrived late (broker
+        session takeover). Note that a will reaching a subscriber that is
+        already subscribed has its retain flag cleared, so the flag is not
+        looked at.
         """
-        return (
-            self.birth_sent
-            and payload.get("state") == messages.OFFLINE
-            and payload.get("session", 0) < self.session
-        )
+        if not self.birth_sent or payload.get("state") != messages.OFFLINE:
+            return False
+        verdict = rule.judge(self.boot, self.session, False, rule.WILL, payload.get("boot"),
+                             payload.get("session", 0))
+        return verdict == rule.STALE

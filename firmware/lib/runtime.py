@@ -484,6 +484,7 @@ class DeviceRuntime:
         self._note_errors()
         fields = {
             "session": self.presence.session,
+            "boot": self.presence.boot,
             "uptime_s": self.uptime_ms // 1000,
             "reconnects": self.client.reconnects,
         }

@@ -108,7 +108,8 @@ def test_stale_will_is_repaired_with_a_new_birth(center_broker, tmp_path: Path) 
         await until(lambda: runtime.client.up and runtime.presence.birth_sent and runtime.session == 2,
                     what="device up again")
         # The will of session 1 turns up late (broker session takeover) and is retained.
-        stale = messages.make("presence", state="offline", session=1, role="queue_display", window=3)
+        stale = messages.make("presence", state="offline", session=1, boot=runtime.presence.boot,
+                              role="queue_display", window=3)
         observer.publish(PRESENCE, messages.encode("presence", stale), qos=1, retain=True)
         await until(lambda: runtime.presence.repairs == 1, what="repair")
         checker = Recorder(center_broker.port, PRESENCE)
@@ -117,8 +118,9 @@ def test_stale_will_is_repaired_with_a_new_birth(center_broker, tmp_path: Path) 
                     what="retained presence back to online")
         retained = messages.decode("presence", checker.on(PRESENCE)[-1][0])
         assert retained["session"] == 2
-        # A will from a newer session (another board with a cloned MAC?) is not fought over.
-        newer = messages.make("presence", state="offline", session=9, role="queue_display")
+        # A will from a newer session of this boot (another board with a cloned MAC?) is not fought over.
+        newer = messages.make("presence", state="offline", session=9, boot=runtime.presence.boot,
+                              role="queue_display")
         observer.publish(PRESENCE, messages.encode("presence", newer), qos=1, retain=True)
         marker = topics.build(topics.DEVICE_HEALTH, center=CENTER, device="dev-020000000099")
         marker_rec = Recorder(center_broker.port, marker)
