@@ -38,6 +38,7 @@ from fleet.presence import apply_device_presence, apply_edge_presence, apply_hea
 from fleet.registration.service import note_birth
 from fleet.settings import Settings
 from protocol import messages, topics
+from protocol import presence as presence_rule
 from protocol.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ WRITE_BATCH = 100  # messages stored in one transaction at most: the sweep threa
 # Outcomes of one message, for logs and tests.
 APPLIED = "applied"
 IGNORED = "ignored"  # stale presence
+SUSPECT = "suspect"  # presence or heartbeat whose session is too far ahead to believe: ignored (fleet.presence)
 STORED = "stored"
 DUPLICATE = "duplicate"
 DROPPED = "dropped"  # not part of the contract
@@ -127,14 +129,14 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
     """
     center = ensure_center(session, params["center"], now)
     if name == topics.EDGE_PRESENCE:
-        outcome = APPLIED if apply_edge_presence(center, payload, now) else IGNORED
+        outcome = _presence_outcome(apply_edge_presence(center, payload, now))
         session.add(center)
         return outcome
     if name in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH):
         device = ensure_device(session, params["device"], center.code, now)
         apply = apply_device_presence if name == topics.DEVICE_PRESENCE else apply_health
         before_online, before_session = device.online, device.session
-        outcome = APPLIED if apply(device, payload, now) else IGNORED
+        outcome = _presence_outcome(apply(device, payload, now))
         session.add(device)
         if name == topics.DEVICE_PRESENCE and outcome == APPLIED and payload["state"] == messages.ONLINE:
             note_birth(session, device.device_id, center.code, now)  # a registered device is active from now
@@ -163,6 +165,12 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         return APPLIED if record_ack(session, params["device"], payload, now) else IGNORED
     log.warning("dropped message on %s: topic %s is not for the fleet", params, name)
     return DROPPED
+
+
+def _presence_outcome(verdict: str) -> str:
+    if verdict in presence_rule.APPLIED:
+        return APPLIED
+    return SUSPECT if verdict == presence_rule.SUSPECT else IGNORED
 
 
 def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | None = None,

@@ -14,7 +14,9 @@ from sqlalchemy import DateTime, Index, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from fleet.auth.schema import added_columns
 from protocol.identity import county_code, town_code
+from protocol.messages import BOOT_MAX_CHARS
 
 
 class UTCDateTime(TypeDecorator):
@@ -48,6 +50,7 @@ class Center(SQLModel, table=True):
     town_code: str = Field(index=True, max_length=9)
     edge_online: bool = False
     edge_session: int | None = None
+    edge_boot: str | None = Field(default=None, max_length=BOOT_MAX_CHARS)  # boot id of edge_session
     edge_offline_reason: str | None = None
     edge_board: str | None = None
     edge_fw: str | None = None
@@ -74,6 +77,7 @@ class Device(SQLModel, table=True):
     contract: int | None = None
     online: bool = False
     session: int | None = None
+    boot: str | None = Field(default=None, max_length=BOOT_MAX_CHARS)  # boot id of `session` (protocol.presence)
     offline_reason: str | None = None
     last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     updated: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -83,6 +87,11 @@ class Device(SQLModel, table=True):
     rssi: int | None = None
     reconnects: int | None = None
     last_error: str | None = None
+
+
+# Boot ids came with the contract's optional `boot` field; older databases get the columns on start.
+added_columns("center", "edge_boot")
+added_columns("device", "boot")
 
 
 class TicketEvent(SQLModel, table=True):
