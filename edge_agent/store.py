@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.queue.rules import WAITING, TicketView
+from protocol import presence as presence_rule
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -110,6 +111,7 @@ MIGRATIONS = (
     ("windows", "staff_name", "TEXT"),
     ("windows", "login_at", "REAL"),
     ("tickets", "kiosk_request", "TEXT"),  # the kiosk's id of the tap that asked for it: a repeated tap is one ticket
+    ("devices", "boot", "TEXT"),  # the boot id of `session` (protocol.presence); NULL: a sender without boot ids
 )
 # Indexes on migrated columns: created after the columns exist.
 MIGRATED_INDEXES = (
@@ -271,20 +273,28 @@ class EdgeStore:
 
     # -- devices seen on the center broker -------------------------------
 
-    def record_presence(self, device_id: str, payload: dict, now: float) -> bool:
-        """Store a device's presence; False when it is stale (lower session than known)."""
+    def record_presence(self, device_id: str, payload: dict, now: float) -> str:
+        """Store a device's presence when protocol.presence.judge calls it news; returns the verdict.
+
+        The edge marks a device offline only on its will, so a stored offline is a session ended by its will.
+        """
+        kind = presence_rule.kind_of("presence", payload)
         with self.transaction() as db:
-            row = db.execute("SELECT session FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-            if row and payload["session"] < row[0]:
-                return False
+            row = db.execute("SELECT boot, session, online FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            stored_boot, stored_session, ended = (row[0], row[1], not row[2]) if row else (None, None, False)
+            verdict = presence_rule.judge(stored_boot, stored_session, ended, kind, payload.get("boot"),
+                                          payload["session"])
+            if verdict not in presence_rule.APPLIED:
+                return verdict
             db.execute(
-                "INSERT INTO devices (device_id, role, window, online, session, last_seen) VALUES (?, ?, ?, ?, ?, ?) "
+                "INSERT INTO devices (device_id, role, window, online, session, boot, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (device_id) DO UPDATE SET role = excluded.role, "
                 "window = COALESCE(excluded.window, devices.window), online = excluded.online, "
-                "session = excluded.session, last_seen = excluded.last_seen",
+                "session = excluded.session, boot = excluded.boot, last_seen = excluded.last_seen",
                 (device_id, payload["role"], payload.get("window"), int(payload["state"] == "online"),
-                 payload["session"], now))
-            return True
+                 payload["session"], payload.get("boot"), now))
+            return verdict
 
     def is_known_device(self, device_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)))
@@ -295,8 +305,9 @@ class EdgeStore:
         return (rows[0][0], rows[0][1]) if rows else None
 
     def devices(self) -> list[dict]:
-        rows = self.query("SELECT device_id, role, window, online, session, last_seen FROM devices ORDER BY window")
-        return [dict(zip(("device_id", "role", "window", "online", "session", "last_seen"), r, strict=True))
+        rows = self.query("SELECT device_id, role, window, online, session, boot, last_seen FROM devices "
+                          "ORDER BY window")
+        return [dict(zip(("device_id", "role", "window", "online", "session", "boot", "last_seen"), r, strict=True))
                 for r in rows]
 
 

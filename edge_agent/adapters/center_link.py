@@ -20,6 +20,7 @@ from edge_agent.queue.service import CALLED, FINISHED, RATED, QueueChange, Queue
 from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
 from protocol import messages, topics
+from protocol import presence as presence_rule
 from protocol.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class CenterLink(MqttLink):
         self._sender: asyncio.Task | None = None
         self.refused_ratings = 0
         self.dropped = 0
+        self.suspect_presence = 0  # presence ignored as suspect (protocol.presence): forged or broken senders
         queue.listeners.append(self._on_queue_change)
 
     async def start(self) -> None:
@@ -58,7 +60,8 @@ class CenterLink(MqttLink):
         await super().stop()
 
     def health(self) -> dict:
-        return {**super().health(), "refused_ratings": self.refused_ratings, "dropped_messages": self.dropped}
+        return {**super().health(), "refused_ratings": self.refused_ratings, "dropped_messages": self.dropped,
+                "suspect_presence": self.suspect_presence}
 
     def relay_down(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """A message from the county for a device of this center (desired configuration, command)."""
@@ -137,10 +140,18 @@ class CenterLink(MqttLink):
             self._drop(topic, f"unknown device {device_id} (no birth seen)")
             return
         if name == topics.DEVICE_PRESENCE:
-            if self.store.record_presence(device_id, payload, time.time()):
+            verdict = self.store.record_presence(device_id, payload, time.time())
+            if verdict in presence_rule.APPLIED:
                 self.relay.relay(topic, raw, qos=1, retain=True, keep=True)
+            elif verdict == presence_rule.SUSPECT:
+                # Stored and relayed, it would make the device's every later real presence look old.
+                self.suspect_presence += 1
+                log.warning("center broker: presence of %s with session %s (boot %s) ignored as suspect: more than "
+                            "%d ahead of the stored session", device_id, payload["session"], payload.get("boot"),
+                            presence_rule.MAX_SESSION_JUMP)
             else:
-                log.info("center broker: stale presence of %s (session %s) ignored", device_id, payload["session"])
+                log.info("center broker: stale presence of %s (session %s, boot %s) ignored", device_id,
+                         payload["session"], payload.get("boot"))
         elif name == topics.DEVICE_HEALTH:
             self.relay.relay(topic, raw, qos=0, retain=False, keep=False)
         elif name in (topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK):

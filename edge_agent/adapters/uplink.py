@@ -22,6 +22,7 @@ from edge_agent.config import CenterConfig
 from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
 from protocol import CONTRACT_VERSION, messages, topics
+from protocol import presence as presence_rule
 from protocol.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Uplink(MqttLink):
         self.board = board
         self.mac = mac
         self.session = 0
+        self.boot = presence_rule.new_boot_id()  # new at every start of the agent, beside the kept counter
         self.dropped_health = 0
         self.forwarded = 0
         self._wake = asyncio.Event()
@@ -65,15 +67,17 @@ class Uplink(MqttLink):
         return topics.build(topics.EDGE_PRESENCE, center=self.config.code)
 
     def will(self) -> aiomqtt.Will:
-        # A new session number for every connection, so the fleet can tell a stale will from a fresh birth.
+        # A new session number for every connection, so the fleet can tell a stale will from a fresh birth
+        # (and the boot id of this start, so a database restored from an older backup is no reason to ignore us).
         self.session = self.store.increment("edge_session")
-        payload = messages.make("presence", state=messages.OFFLINE, session=self.session, role=messages.ROLE_EDGE_AGENT)
+        payload = messages.make("presence", state=messages.OFFLINE, session=self.session, boot=self.boot,
+                                role=messages.ROLE_EDGE_AGENT)
         return aiomqtt.Will(self._presence_topic(), messages.encode("presence", payload), qos=1, retain=True)
 
     async def on_connected(self, client: aiomqtt.Client) -> None:
-        birth = messages.make("presence", state=messages.ONLINE, session=self.session, role=messages.ROLE_EDGE_AGENT,
-                              board=self.board, fw=EDGE_FIRMWARE, mac=self.mac or None, contract=CONTRACT_VERSION,
-                              ts=time.time())
+        birth = messages.make("presence", state=messages.ONLINE, session=self.session, boot=self.boot,
+                              role=messages.ROLE_EDGE_AGENT, board=self.board, fw=EDGE_FIRMWARE, mac=self.mac or None,
+                              contract=CONTRACT_VERSION, ts=time.time())
         await client.publish(self._presence_topic(), messages.encode("presence", birth), qos=1, retain=True)
         for name in (*DOWNLINK_TOPICS, topics.EVENT_ACK):
             await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
@@ -154,7 +158,8 @@ class Uplink(MqttLink):
     def health(self) -> dict:
         return {**super().health(), "outbox": self.store.outbox_size(), "forwarded": self.forwarded,
                 "dropped_health": self.dropped_health, "dropped_downlink": self.dropped_downlink,
-                "awaiting_ack": self.awaiting.count(), "resent": self.resent, "session": self.session}
+                "awaiting_ack": self.awaiting.count(), "resent": self.resent, "session": self.session,
+                "boot": self.boot}
 
     def wake(self) -> None:
         """Something was written to the outbox."""
