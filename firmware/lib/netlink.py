@@ -16,6 +16,11 @@ reconnection gets a chance first), it calls reconnect(), then waits longer
 after each failed try (exponential backoff with jitter, up to
 `backoff_max_ms`) so a whole center of devices does not hammer an access
 point coming back. The MQTT client owns its own reconnection on top.
+
+Only one tick is kept while the link is down: when the next kick is due,
+always less than backoff_max_ms ahead. (The moment the link went down would
+be 2**29 ms old after 6.2 days, when ticks_diff turns negative and the grace
+would seem never to end: the link would not be kicked again for days.)
 """
 
 import random
@@ -38,8 +43,7 @@ class LinkSupervisor:
         self.attempts = 0  # reconnect() calls since the link was last up
         self.reconnects = 0  # reconnect() calls since boot
         self.last_error = None
-        self._down_since = None
-        self._next_try = None
+        self._next_try = None  # tick the next reconnect() is due, while down
         self._log = log
 
     def step(self, now_ms):
@@ -54,18 +58,16 @@ class LinkSupervisor:
                 self._log("network: up")
             self.up = True
             self.attempts = 0
-            self._down_since = None
             self._next_try = None
             return True
-        if self.up or self._down_since is None:
-            self._down_since = now_ms
-            self._next_try = None
+        if self.up or self._next_try is None:
+            self._next_try = ticks_add(now_ms, self.grace_ms)
             if self.up and self._log is not None:
                 self._log("network: down")
         self.up = False
-        if ticks_diff(now_ms, self._down_since) < self.grace_ms:
-            return False
-        if self._next_try is not None and ticks_diff(now_ms, self._next_try) < 0:
+        wait = -ticks_diff(now_ms, self._next_try)
+        # Never set further ahead than the grace or the longest pause: more means a stale tick, so kick now.
+        if 0 < wait <= max(self.grace_ms, self.backoff_max_ms):
             return False
         self.attempts += 1
         self.reconnects += 1

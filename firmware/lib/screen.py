@@ -99,6 +99,10 @@ class Region:
         if not self.scrolls:
             return 0
         elapsed = clock.ticks_diff(now_ms, self._since)  # type: ignore[type-var]  # ticks are plain ints
+        if elapsed < -SCROLL_HOLD_MS:
+            # Not drawn for more than 2**29 ms (half the ticks period): the start reads as days ahead.
+            self._since = now_ms
+            elapsed = 0
         if elapsed < 0:
             return 0
         while elapsed >= self._cycle_ms:  # re-base so the numbers stay small ints on a board

@@ -37,7 +37,9 @@ class ProgressMonitor:
         out = []
         for name in self.deadlines_ms:
             last = self._last.get(name)
-            if last is None or ticks_diff(now_ms, last) > self.deadlines_ms[name]:
+            # A beat is never in the future: a negative gap is one of more than 2**29 ms (half the ticks
+            # period), a stall, not a beat just now.
+            if last is None or not 0 <= ticks_diff(now_ms, last) <= self.deadlines_ms[name]:
                 out.append(name)
         out.sort()
         return out

@@ -101,11 +101,13 @@ class QueueDisplayApp:
         self.changes += 1
 
     def tick(self, now_ms):
-        if self.blinking and ticks_diff(now_ms, self._blink_since) >= self.blink_ms:
+        if self.blinking and not 0 <= ticks_diff(now_ms, self._blink_since) < self.blink_ms:
             self.blinking = False
-        if not self.link_up:
+        if not self.link_up and not self.offline:
             if self._down_since is None:
                 self._down_since = now_ms
+            # Once shown, the mark stays until the link is back: compared for days, the down tick would be
+            # 2**29 ms old after 6.2 days, ticks_diff negative, and the mark would vanish during the outage.
             self._set_offline(ticks_diff(now_ms, self._down_since) > OFFLINE_AFTER_MS)
         return None
 

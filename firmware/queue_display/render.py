@@ -130,6 +130,9 @@ class QueueDisplayRenderer:
         """Alternate layout: whether the number shows now (else the text); restarts the text's scroll."""
         cycle = NUMBER_MS + self._text_ms
         elapsed = clock.ticks_diff(now_ms, self._cycle_since)  # type: ignore[type-var]  # ticks are plain ints
+        if elapsed < 0:  # not drawn for more than 2**29 ms (half the ticks period): start a new cycle
+            self._cycle_since = now_ms
+            elapsed = 0
         while elapsed >= cycle:
             self._cycle_since = clock.ticks_add(self._cycle_since, cycle)  # type: ignore[type-var]
             elapsed -= cycle

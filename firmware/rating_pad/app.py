@@ -147,12 +147,13 @@ class RatingPadApp:
 
     def tick(self, now_ms):
         """Time passes: an unrated payload (score 0) once when the request times out."""
-        if self.screen == SCREEN_THANKS and ticks_diff(now_ms, self._thanks_ms) >= THANKS_MS:
+        # A negative gap is one of more than 2**29 ms (half the ticks period): long over, not yet to come.
+        if self.screen == SCREEN_THANKS and not 0 <= ticks_diff(now_ms, self._thanks_ms) < THANKS_MS:
             self.screen = SCREEN_OPEN if self.request is not None else SCREEN_IDLE
             self.changes += 1
         if self.request is None:
             return None
-        if ticks_diff(now_ms, self._opened_ms) < self.timeout_s() * 1000:
+        if 0 <= ticks_diff(now_ms, self._opened_ms) < self.timeout_s() * 1000:
             return None
         payload = self._finish(messages.UNRATED)
         self.screen = SCREEN_IDLE

@@ -10,8 +10,7 @@ import asyncio
 
 import machine
 
-from firmware.drivers import board, display, leds, network_link
-from firmware.drivers.buttons import Buttons
+from firmware.drivers import board, buttons, display, leds, network_link
 from firmware.drivers.wdt import HardwareWatchdog
 from firmware.lib import boards
 from firmware.lib import config as config_file
@@ -49,7 +48,7 @@ def main():
     runtime = DeviceRuntime(cfg, app, STATE_DIR, panel=panel, network=link, watchdog=HardwareWatchdog(),
                             reset=machine.reset)
     # (score, GPIO) left to right: 非常满意 满意 基本满意 不满意 非常不满意
-    board.run_forever(_run(runtime, Buttons(boards.button_pins(section), runtime.press), panel))
+    board.run_forever(_run(runtime, buttons.from_board(boards.button_pins(section), runtime.press), panel))
 
 
 if __name__ == "__main__":

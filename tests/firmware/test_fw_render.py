@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.lib import font
+from firmware.lib import clock, font
 from firmware.lib import framebuf_compat as framebuf
 from firmware.lib.screen import SCROLL_GAP_PX, SCROLL_HOLD_MS, SCROLL_PX_PER_S, PixelScreen, Region, wrap
 from firmware.queue_display import render as qd_render
@@ -158,6 +158,23 @@ def test_a_single_panel_alternates_the_large_number_and_the_scrolling_text() -> 
     cycle = qd_render.NUMBER_MS + SCROLL_HOLD_MS + text.width * 1000 // SCROLL_PX_PER_S
     r.draw(app, cycle + 10)
     assert area(r.fb, 0, 0, 64, 16) == number
+
+
+def test_a_single_panel_keeps_alternating_after_a_pause_longer_than_half_the_ticks_period() -> None:
+    # Drawn again more than 2**29 ms later (across the wrap): the number and the text still take turns.
+    period = clock.TICKS_PERIOD
+    start = period - 2000
+    app = QueueDisplayApp(3)
+    r = qd_render.QueueDisplayRenderer(FONT, 64, 16, framebuf.MONO_HLSB)
+    app.on_display(serving(), start, retained=True)
+    number = bitmap_area(FONT.render("A012", 2, 1), 0, 64)
+    r.draw(app, start)
+    later = (start + period // 2 + 1000) % period
+    shown = []
+    for t in range(0, 3 * (qd_render.NUMBER_MS + 10000), 500):
+        r.draw(app, clock.ticks_add(later, t))
+        shown.append(area(r.fb, 0, 0, 64, 16) == number)
+    assert True in shown and False in shown
 
 
 # --- queue display on a 128x64 OLED ----------------------------------------------------------------------
@@ -318,6 +335,17 @@ def test_region_keeps_its_clock_small_over_long_scrolling() -> None:
     offset = region.offset(day_ms)
     assert 0 <= offset < FONT.text_width(CALL) + SCROLL_GAP_PX
     assert region._since > day_ms - 20000  # re-based, so ticks arithmetic stays in small ints
+
+
+def test_region_scrolls_on_after_a_pause_longer_than_half_the_ticks_period() -> None:
+    period = clock.TICKS_PERIOD
+    start = period - 2000
+    region = Region(0, 0, 32, 16)
+    region.set(FONT.render(CALL), start)
+    assert region.offset(clock.ticks_add(start, SCROLL_HOLD_MS + 1000)) == SCROLL_PX_PER_S
+    later = (start + period // 2 + SCROLL_HOLD_MS + 1000) % period  # not drawn since: the start reads as days ahead
+    offsets = {region.offset(clock.ticks_add(later, t)) for t in range(0, 4000, 200)}
+    assert len(offsets) > 1  # moving again, not stuck at 0
 
 
 @pytest.mark.parametrize("width, height, layout", [(128, 16, "strip"), (64, 16, "alternate"), (128, 64, "tall"),

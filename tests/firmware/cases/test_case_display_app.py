@@ -74,3 +74,31 @@ def test_render_draws_the_lines():
     app.on_display(display(), 0)
     app.render(panel)
     assert panel.lines[:2] == ["A001", "请A001号到3号窗口"]
+
+
+def test_the_offline_mark_stays_through_an_outage_longer_than_half_the_ticks_period():
+    from firmware.lib import clock
+
+    start = clock.TICKS_PERIOD - 3000  # the counter wraps 3 s into the outage
+    app = QueueDisplayApp(3)
+    app.on_link(True, start)
+    app.on_link(False, start)
+    for elapsed in (0, OFFLINE_AFTER_MS + 1, 60000):
+        app.tick((start + elapsed) % clock.TICKS_PERIOD)
+    assert app.lines()[-1] == "网络中断"
+    for elapsed in range(clock.TICKS_PERIOD // 2 - 1000, clock.TICKS_PERIOD // 2 + 60000, 200):
+        app.tick((start + elapsed) % clock.TICKS_PERIOD)
+        assert app.lines()[-1] == "网络中断", elapsed
+    app.on_link(True, start)
+    assert app.lines()[-1] != "网络中断"
+
+
+def test_a_blink_ends_even_when_the_next_tick_comes_more_than_half_the_ticks_period_later():
+    from firmware.lib import clock
+
+    start = clock.TICKS_PERIOD - 500
+    app = QueueDisplayApp(3)
+    app.on_display(display(), start)
+    assert app.blinking
+    app.tick((start + clock.TICKS_PERIOD // 2 + 1000) % clock.TICKS_PERIOD)
+    assert not app.blinking

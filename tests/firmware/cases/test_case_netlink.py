@@ -40,3 +40,25 @@ def test_a_failing_driver_is_a_down_link_not_a_crash():
     link = LinkSupervisor(Broken(), grace_ms=0, log=None)
     assert not link.step(0)
     assert "still off" in link.last_error
+
+
+
+def test_a_link_down_for_longer_than_half_the_ticks_period_is_still_kicked():
+    # Down for a week, across the counter's wrap: the kicks go on at the backoff pace, never stop for days.
+    from firmware.lib import clock
+
+    half = clock.TICKS_PERIOD // 2
+    driver = FakeDriver(up=False)
+    link = LinkSupervisor(driver, grace_ms=1000, backoff_min_ms=1000, backoff_max_ms=4000, log=None)
+    start = clock.TICKS_PERIOD - 5000
+    # The first minute, then (the ticker's beat going on in between) the minutes around half a period.
+    steps = list(range(0, 60000, 200)) + list(range(half - 60000, half + 5 * 60000, 200))
+    kicks = []
+    for elapsed in steps:
+        before = driver.reconnects
+        link.step((start + elapsed) % clock.TICKS_PERIOD)
+        if driver.reconnects > before:
+            kicks.append(elapsed)
+    late = [k for k in kicks if k > half]
+    assert len(late) >= 5 * 60000 // 4000
+    assert max(b - a for a, b in zip(late, late[1:])) <= 4000  # noqa: B905 - MicroPython has no strict

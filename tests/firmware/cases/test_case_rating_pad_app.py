@@ -97,3 +97,21 @@ def test_the_desired_configuration_is_used():
     app.apply_config({})
     app.on_request(request(request_id="rq-4", timeout_s=45), 30000)
     assert app.timeout_s() == 45 and app.lines()[1] == "请对本次服务进行评价"
+
+
+def test_timeouts_end_even_when_the_next_tick_comes_more_than_half_the_ticks_period_later():
+    # A tick more than 2**29 ms after the request (the app driven again after a long pause, across the
+    # counter's wrap) finds the request long timed out and the thanks long over, not still to come.
+    from firmware.lib import clock
+
+    late = clock.TICKS_PERIOD // 2 + 1000
+    start = clock.TICKS_PERIOD - 500
+    app = RatingPadApp(3, DEVICE)
+    app.on_request(request(timeout_s=30), start)
+    payload = app.tick((start + late) % clock.TICKS_PERIOD)
+    assert payload is not None and payload["score"] == messages.UNRATED and not app.is_open
+    app.on_request(request(request_id="rq-2"), start)
+    app.press(4, start)
+    assert app.lines()[0] == "谢谢您的评价"
+    app.tick((start + late) % clock.TICKS_PERIOD)
+    assert app.lines() == ["3号窗口", "欢迎光临"]

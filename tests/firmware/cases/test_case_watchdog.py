@@ -45,3 +45,17 @@ def test_no_beat_at_all_is_a_stall_and_unknown_parts_are_refused():
     monitor = ProgressMonitor({"tick": 1000})
     assert monitor.stalled(0) == ["tick"]
     raises(ValueError, monitor.beat, "other", 0)
+
+
+def test_a_part_silent_for_longer_than_half_the_ticks_period_is_still_stalled():
+    from firmware.lib import clock
+
+    half = clock.TICKS_PERIOD // 2
+    start = clock.TICKS_PERIOD - 2000
+    watch, monitor, driver = feeder()
+    monitor.start(start)
+    for elapsed in (4000, half - 1, half, half + 500, half + 4000):
+        now = (start + elapsed) % clock.TICKS_PERIOD
+        monitor.beat("link", now)
+        assert not watch.feed_if_alive(now), elapsed
+    assert driver.feeds == 0 and watch.starved == ["tick"]
