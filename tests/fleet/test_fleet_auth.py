@@ -135,14 +135,14 @@ def test_api_tokens_are_hashed_revocable_and_need_no_csrf(app) -> None:
         with Session(app.state.engine) as session:
             rows = session.exec(select(ApiToken)).all()
             assert len(rows) == 1 and token not in rows[0].token_hash and rows[0].last_used is not None
-        with TestClient(app) as admin:
-            login(admin)
-            page = admin.get("/users").text
-            assert token not in page  # shown once, at creation only
-            csrf = csrf_of(admin, "/users")
-            assert admin.post(f"/tokens/{2**63}/revoke", data={"csrf_token": csrf}).status_code == 422
-            assert admin.post("/tokens/999/revoke", data={"csrf_token": csrf}).status_code == 404
-            admin.post(f"/tokens/{rows[0].id}/revoke", data={"csrf_token": csrf})
+        admin = TestClient(app)  # not entered: a second lifespan would start a second sweeper that nothing stops
+        login(admin)
+        page = admin.get("/users").text
+        assert token not in page  # shown once, at creation only
+        csrf = csrf_of(admin, "/users")
+        assert admin.post(f"/tokens/{2**63}/revoke", data={"csrf_token": csrf}).status_code == 422
+        assert admin.post("/tokens/999/revoke", data={"csrf_token": csrf}).status_code == 404
+        admin.post(f"/tokens/{rows[0].id}/revoke", data={"csrf_token": csrf})
         assert client.get("/api/centers", headers=bearer(token)).status_code == 401
 
 
@@ -210,11 +210,11 @@ def test_disabled_user_loses_sessions_and_tokens(app) -> None:
     add_user(app.state.engine)
     with TestClient(app) as op:
         assert login(op, "op").status_code == 303
-        with TestClient(app) as admin:
-            login(admin)
-            with Session(app.state.engine) as session:
-                op_id = session.exec(select(User.id).where(User.username == "op")).one()
-            admin.post(f"/users/{op_id}/disable", data={"csrf_token": csrf_of(admin, "/users")})
+        admin = TestClient(app)  # not entered: a second lifespan would start a second sweeper that nothing stops
+        login(admin)
+        with Session(app.state.engine) as session:
+            op_id = session.exec(select(User.id).where(User.username == "op")).one()
+        admin.post(f"/users/{op_id}/disable", data={"csrf_token": csrf_of(admin, "/users")})
         assert op.get("/api/me").status_code == 401
         assert op.get("/api/me", headers=bearer(token)).status_code == 401
         assert login(op, "op").status_code == 401
