@@ -333,11 +333,14 @@ class FreezableProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             data = await reader.read(4096)
+            if self.frozen:
+                # Nothing gets through, not even the other side closing: the broker's own keepalive ends
+                # its side of a silent connection, and that must not reach the client as an EOF.
+                await self._thawed.wait()
+                if data:
+                    continue  # the bytes sent into a frozen connection are lost, as on a dead link
             if not data:
                 break
-            if self.frozen:
-                await self._thawed.wait()
-                continue  # the bytes sent into a frozen connection are lost, as on a dead link
             writer.write(data)
             await writer.drain()
         writer.close()
