@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlmodel import Session, col, select
 
 from fleet.acks import AckBatcher
-from fleet.alerts.evaluate import note_device_change, store_health_report
+from fleet.alerts.evaluate import note_device_change, note_misplaced, store_health_report
 from fleet.cases.service import open_case_for_event
 from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
@@ -35,6 +36,7 @@ from fleet.health_history import Retention, SampleBatch, prune_all, record_sampl
 from fleet.metrics import MessageCounts
 from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
+from fleet.registration.models import DeviceRegistration
 from fleet.registration.service import note_birth
 from fleet.settings import Settings
 from protocol import messages, topics
@@ -54,6 +56,9 @@ log = logging.getLogger(__name__)
 STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH, topics.DEVICE_CONFIG_REPORTED)
 # Streams, split between workers with a shared subscription.
 STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.DEVICE_COMMAND_ACK)
+# Messages of one device, under the topic of its center: the center must be the one the device belongs to.
+DEVICE_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.DEVICE_CONFIG_REPORTED,
+                 topics.DEVICE_COMMAND_ACK)
 
 _DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller gives no settings
 PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
@@ -67,6 +72,7 @@ SUSPECT = "suspect"  # presence or heartbeat whose session is too far ahead to b
 STORED = "stored"
 DUPLICATE = "duplicate"
 DROPPED = "dropped"  # not part of the contract
+MISPLACED = "misplaced"  # a device's message under a center it does not belong to: dropped, counted, alerted
 ERROR = "error"  # not stored (logged): the database refused it or was away; an event is then not
 # acknowledged, so its edge sends it again
 
@@ -93,15 +99,50 @@ def ensure_center(session: Session, code: str, now: datetime) -> Center:
     return center
 
 
+@dataclass(frozen=True)
+class Home:
+    """Where a device belongs: the center of its registration, else the one it was first seen in."""
+
+    center: str
+    role: str | None
+    window: int | None
+
+
+def device_home(session: Session, device_id: str, center_code: str) -> Home | None:
+    """Where `device_id` belongs (see Home); None for a device neither registered nor seen before.
+
+    A message under `center_code` that is the device's stored center needs no other query (every heartbeat);
+    otherwise the registration decides, so a record moved before registrations were the truth is repaired by
+    the device's own next message.
+    """
+    device = session.get(Device, device_id)
+    if device is not None and device.center_code == center_code:
+        return Home(center_code, device.role, device.window)
+    registration = session.get(DeviceRegistration, device_id)
+    if registration is not None:
+        return Home(registration.center_code, registration.role, registration.window)
+    return Home(device.center_code, device.role, device.window) if device is not None else None
+
+
 def ensure_device(session: Session, device_id: str, center_code: str, now: datetime) -> Device:
+    """The device's record, created on its first message; `center_code` is where it belongs (device_home)."""
     device = session.get(Device, device_id)
     if device is None:
         device = Device(device_id=device_id, center_code=center_code, updated=now)
         log.info("new device %s in center %s", device_id, center_code)
     elif device.center_code != center_code:
-        log.info("device %s moved from center %s to %s", device_id, device.center_code, center_code)
+        log.warning("device %s is registered in center %s: its record is moved back there from %s", device_id,
+                    center_code, device.center_code)
         device.center_code = center_code
     return device
+
+
+def _misplaced(session: Session, name: str, device_id: str, center_code: str, home: Home, now: datetime) -> str:
+    """A device message under a center the device does not belong to: dropped, counted, alerted."""
+    note_misplaced(session, device_id, center_code, home.center, home.role, home.window, name, now)
+    log.warning("dropped %s of device %s under center %s: it belongs to center %s (only a registration moves "
+                "it)", name, device_id, center_code, home.center)
+    return MISPLACED
 
 
 def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent], center_code: str,
@@ -132,6 +173,10 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         outcome = _presence_outcome(apply_edge_presence(center, payload, now))
         session.add(center)
         return outcome
+    if name in DEVICE_TOPICS:
+        home = device_home(session, params["device"], center.code)
+        if home is not None and home.center != center.code:
+            return _misplaced(session, name, params["device"], center.code, home, now)
     if name in (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH):
         device = ensure_device(session, params["device"], center.code, now)
         apply = apply_device_presence if name == topics.DEVICE_PRESENCE else apply_health
@@ -342,10 +387,12 @@ def _load_batch_records(session: Session, decoded: list[tuple[str, dict[str, Any
 
 
 def _is_stored(session: Session, params: dict[str, Any]) -> bool:
-    """Whether the message's center and device are rows in the database (read or written in this batch)."""
+    """Whether the message's center and device are rows in the database (read or written in this batch), the
+    device belonging to that center (a misplaced message is written in a savepoint of its own)."""
     center = session.get(Center, params["center"]) if _in_session(session, Center, params["center"]) else None
     device = session.get(Device, params["device"]) if _in_session(session, Device, params["device"]) else None
-    return center is not None and device is not None and _persistent(center) and _persistent(device)
+    return (center is not None and device is not None and _persistent(center) and _persistent(device)
+            and device.center_code == center.code)
 
 
 def _in_session(session: Session, model: type[Center] | type[Device], key: str) -> bool:

@@ -3,6 +3,8 @@
 - A condition opens an alert only while its center is open (a closed center pages
   nobody), and only once it has lasted `min_duration_s` *within the current opening
   period*: a display switched off overnight is not "offline for 14 hours" at 08:30.
+  A security condition (`any_hour`, e.g. a device heard in a center it does not
+  belong to) opens at any hour.
 - One active alert per key. A condition that returns within the reopen window
   reopens the resolved alert of its key (occurrences + 1) without paging again;
   a device alert that turns from offline into flapping is escalated (paged once).
@@ -21,13 +23,16 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from fleet.alerts.models import ACKNOWLEDGED, ACTIVE_STATES, OPEN, RESOLVED, Alert
-from fleet.alerts.rules import DEVICE_FLAPPING, EDGE_OFFLINE, Condition
+from fleet.alerts.rules import DEVICE_FLAPPING, DEVICE_MISPLACED, EDGE_OFFLINE, Condition
 
 OPENED = "opened"
 REOPENED = "reopened"
 ESCALATED = "escalated"
 RESOLVED_CHANGE = "resolved"
 PAGED = (OPENED, ESCALATED)  # changes that notify people
+# Rules the fleet judges from what reaches it, not through the center's edge: they resolve also while that edge
+# is offline.
+SEEN_FROM_THE_COUNTY = (EDGE_OFFLINE, DEVICE_MISPLACED)
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,12 @@ def _update(alert: Alert, condition: Condition, now: datetime) -> None:
 
 
 def due(condition: Condition, now: datetime, open_since: datetime | None) -> bool:
-    """Whether `condition` should open an alert now: center open, and lasted long enough while open."""
+    """Whether `condition` should open an alert now: center open (or an any-hour condition), and lasted long
+    enough while open."""
     if open_since is None:
-        return False
+        if not condition.any_hour:
+            return False
+        open_since = condition.since or now
     start = max(condition.since or now, open_since)
     return (now - start).total_seconds() >= condition.min_duration_s
 
@@ -118,7 +126,7 @@ def reconcile(session: Session, conditions: Iterable[Condition], now: datetime,
         session.flush()
         changes.append(_change(OPENED, alert))
     for key, alert in active.items():
-        if key in seen or (alert.center_code in frozen and alert.rule != EDGE_OFFLINE):
+        if key in seen or (alert.center_code in frozen and alert.rule not in SEEN_FROM_THE_COUNTY):
             continue
         alert.state = RESOLVED
         alert.resolved_at = now

@@ -17,15 +17,18 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from fleet.alerts.engine import Change, reconcile
-from fleet.alerts.models import CenterHealthReport, CenterHours, DeviceDrop
+from fleet.alerts.models import CenterHealthReport, CenterHours, DeviceDrop, MisplacedDevice
 from fleet.alerts.rules import (
     DROP_RECONNECT,
+    MISPLACED_ALERT_S,
     Condition,
     DeviceFacts,
+    MisplacedFacts,
     TicketFact,
     device_conditions,
     edge_condition,
     health_conditions,
+    misplaced_conditions,
     paused_window_conditions,
     wait_condition,
 )
@@ -37,6 +40,7 @@ from fleet.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_DROPS_PER_MESSAGE = 20  # a session counter that jumped by thousands is a reflashed board, not flapping
+MISPLACED_KEEP_S = 30 * 86400  # reports of misplaced device messages are kept this long after the last one
 
 
 def hours_lookup(session: Session, settings: Settings) -> Callable[[str], OpeningHours]:
@@ -94,6 +98,12 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
         conditions += health_conditions(report.center_code, summary)
         conditions += paused_window_conditions(report.center_code, summary, settings.window_paused_alert_min * 60)
 
+    # Whatever the state of either center's edge: the county saw these messages itself.
+    recent = now - timedelta(seconds=MISPLACED_ALERT_S)
+    reports = session.exec(select(MisplacedDevice).where(col(MisplacedDevice.last_at) > recent)).all()
+    conditions += misplaced_conditions([MisplacedFacts(r.device_id, r.center_code, r.home_center, r.role, r.window,
+                                                       r.count, r.first_at, r.last_at) for r in reports], now)
+
     start, end = day_bounds(local_day(now, settings.tz), settings.tz)
     events: dict[str, list[TicketFact]] = defaultdict(list)
     today = visible(select(TicketEvent.center_code, TicketEvent.ticket, TicketEvent.kind, TicketEvent.ts),
@@ -113,6 +123,9 @@ def run_alert_sweep(session: Session, now: datetime, settings: Settings) -> list
     changes = reconcile(session, conditions, now, lambda code: hours(code).open_since(now, tz), frozen,
                         settings.alert_reopen_window_s)
     prune_drops(session, now - timedelta(seconds=max(settings.flap_window_s, 86400)))
+    for report in session.exec(select(MisplacedDevice).where(
+            col(MisplacedDevice.last_at) < now - timedelta(seconds=MISPLACED_KEEP_S))).all():
+        session.delete(report)
     return changes
 
 
@@ -138,6 +151,23 @@ def note_device_change(session: Session, device: Device, before_online: bool, be
     for _ in range(count):
         session.add(DeviceDrop(device_id=device.device_id, center_code=device.center_code, at=now, reason=reason))
     return count
+
+
+def note_misplaced(session: Session, device_id: str, center_code: str, home_center: str, role: str | None,
+                   window: int | None, topic_name: str, now: datetime) -> MisplacedDevice:
+    """Count a message of `device_id` that came under `center_code` but belongs to `home_center` (dropped).
+
+    `role` and `window` are what its home center knows of it (they name it in the alert).
+    """
+    report = session.exec(select(MisplacedDevice).where(MisplacedDevice.device_id == device_id,
+                                                        MisplacedDevice.center_code == center_code)).first()
+    if report is None:
+        report = MisplacedDevice(device_id=device_id, center_code=center_code, home_center=home_center,
+                                 topic=topic_name, first_at=now, last_at=now)
+    report.home_center, report.role, report.window = home_center, role, window
+    report.topic, report.count, report.last_at = topic_name, report.count + 1, now
+    session.add(report)
+    return report
 
 
 def store_health_report(session: Session, center_code: str, payload: dict[str, Any], now: datetime) -> bool:

@@ -102,6 +102,7 @@ MESSAGES_EN: dict[str, str] = {
     "记录整改": "Record rectification",
     "设备密钥": "Device key",
     "设备离线": "Device offline",
+    "设备出现在其他中心": "Device heard in another center",
     "设备类型": "Device type",
     "设备配置": "Device configuration",
     "设备配置状态": "Configuration per device",

@@ -1,10 +1,11 @@
-"""Tables of the alerts: the alerts themselves, device drops (for flapping), opening hours, center health."""
+"""Tables of the alerts: the alerts themselves, device drops (for flapping), opening hours, center health,
+messages of devices under a center they do not belong to."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from fleet.models import UTCDateTime, utcnow
@@ -83,3 +84,25 @@ class CenterHealthReport(SQLModel, table=True):
     summary: str  # the payload, JSON
     ts: float  # when the edge made it
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MisplacedDevice(SQLModel, table=True):
+    """Messages of a device that arrived under a center it does not belong to: dropped by the ingest, kept here.
+
+    One row per device and center the messages came from; the alert sweep raises `device_misplaced` while
+    such messages keep arriving (fleet.alerts.rules.misplaced_conditions).
+    """
+
+    __tablename__ = "misplaced_device"
+    __table_args__ = (UniqueConstraint("device_id", "center_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=16)
+    center_code: str = Field(max_length=12)  # where the messages came from
+    home_center: str = Field(max_length=12)  # where the device is registered (or, never registered, first seen)
+    role: str | None = Field(default=None, max_length=16)  # as its home center knows it
+    window: int | None = None
+    topic: str = Field(max_length=32)  # the latest message's topic name
+    count: int = 0
+    first_at: datetime = Field(sa_type=UTCDateTime)
+    last_at: datetime = Field(sa_type=UTCDateTime, index=True)

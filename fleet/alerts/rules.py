@@ -34,6 +34,7 @@ CAMERA_OFFLINE = "camera_offline"
 COMPONENT = "component"
 WAIT_OVER_TARGET = "wait_over_target"
 WINDOW_PAUSED = "window_paused"
+DEVICE_MISPLACED = "device_misplaced"
 
 RULE_LABELS = {
     DEVICE_OFFLINE: "设备离线",
@@ -44,6 +45,7 @@ RULE_LABELS = {
     COMPONENT: "外设故障",
     WAIT_OVER_TARGET: "等候超时",
     WINDOW_PAUSED: "窗口暂停服务",
+    DEVICE_MISPLACED: "设备出现在其他中心",
 }
 
 DROP_WILL = REASON_WILL
@@ -73,6 +75,7 @@ class Condition:
     since: datetime | None = None  # when the condition began (None: unknown, counts as now)
     min_duration_s: float = 0.0  # how long it must last, within opening hours, to open an alert
     facts: dict[str, Any] = field(default_factory=dict, compare=False)
+    any_hour: bool = False  # opens also while the center is closed (a security matter waits for no opening hours)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,45 @@ def paused_window_conditions(center_code: str, summary: dict[str, Any], paused_a
         found.append(Condition(f"paused:{center_code}:{int(number)}", WINDOW_PAUSED, center_code,
                                f"{int(number)}号窗口暂停服务", "开放时间内窗口暂停服务", WARNING, window=int(number),
                                since=started, min_duration_s=paused_after_s))
+    return found
+
+
+# A device's messages under another center keep its alert open this long after the last one.
+MISPLACED_ALERT_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class MisplacedFacts:
+    """Messages of a device that came under `center_code`, not its `home_center` (fleet.alerts.models)."""
+
+    device_id: str
+    center_code: str
+    home_center: str
+    role: str | None
+    window: int | None
+    count: int
+    first_at: datetime
+    last_at: datetime
+
+
+def misplaced_conditions(reports: list[MisplacedFacts], now: datetime,
+                         recent_s: float = MISPLACED_ALERT_S) -> list[Condition]:
+    """A device heard under a center it does not belong to, lately: for its own center, at any hour.
+
+    Someone on another center's network claims to be this device (a forged or copied identity), or it was
+    moved there without being registered again: either way its messages there are dropped until it is.
+    """
+    found = []
+    for report in sorted(reports, key=lambda r: (r.device_id, r.center_code)):
+        if report.last_at <= now - timedelta(seconds=recent_s):
+            continue
+        device = DeviceFacts(report.device_id, report.home_center, report.role, report.window, True, None, None)
+        found.append(Condition(
+            f"misplaced:{report.device_id}:{report.center_code}", DEVICE_MISPLACED, report.home_center,
+            f"{_device_name(device)}出现在其他中心",
+            f"登记在本中心的设备 {report.device_id} 在中心 {report.center_code} 发出 {report.count} 条消息，已丢弃"
+            "（身份被冒用，或设备被移走而未重新登记）", CRITICAL, report.device_id, report.window, report.first_at,
+            0.0, {"center": report.center_code, "count": report.count}, any_hour=True))
     return found
 
 

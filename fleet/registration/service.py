@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from fleet import audit
 from fleet.auth.principal import CurrentUser
 from fleet.devconfig.keys import KEY_BYTES, KeyBox, get_key, set_key
+from fleet.models import Center, Device
 from fleet.registration.models import CredentialPack, DeviceRegistration, EdgeCredential, PackSlot
 from fleet.registration.mosquitto_hash import hash_password, new_password, verify_password
 from protocol import messages
@@ -160,6 +161,7 @@ def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: Dev
                                  provisioned_by=facts.provisioned_by, provisioned_at=now, registered_by=user.username,
                                  broker_username=username, broker_password_hash=password_hash)
     moved_from = row.center_code if row.center_code != facts.center else None
+    moved_from = _move_device_record(session, facts.device_id, facts.center, now) or moved_from
     _note_provisioning(row, user, facts, now)
     row.broker_username, row.broker_password_hash, row.pack_slot = username, password_hash, facts.pack_slot
     row.activated_at = None  # active again only once it is seen with its new credentials
@@ -177,6 +179,24 @@ def register_device(session: Session, box: KeyBox, user: CurrentUser, facts: Dev
     log.info("registered %s in center %s as broker user %s (registration %d)", facts.device_id, facts.center,
              username, row.registrations)
     return replace(_issued(row, password, key.hex() if key else None), rotated_because=rotated_because)
+
+
+def _move_device_record(session: Session, device_id: str, center: str, now: datetime) -> str | None:
+    """Move the device's record (if it was seen) to `center`; returns the center it was in, None if unmoved.
+
+    Registration is the only way a device changes center: the ingest drops a device's messages under any
+    other center (fleet.ingest.device_home), so a device taken to another center is registered there.
+    """
+    device = session.get(Device, device_id)
+    if device is None or device.center_code == center:
+        return None
+    if session.get(Center, center) is None:
+        session.add(Center.new(center, now))
+        session.flush()  # the device row refers to it
+    was, device.center_code, device.updated = device.center_code, center, now
+    session.add(device)
+    log.info("device %s moved from center %s to %s by its registration", device_id, was, center)
+    return was
 
 
 def _refuse_if_superseded(row: DeviceRegistration | None, facts: DeviceFacts) -> None:
