@@ -171,6 +171,10 @@ SCHEMAS = {
         _TICKET,
         _WINDOW,
         _field("score", INT, low=0, high=5),
+        # Milliseconds from the press (or the timeout) to this send, measured by the pad at every send, so a
+        # rating held in flash through an outage is dated when it was made. Absent when the pad cannot know
+        # (it rebooted since): the edge dates it on arrival.
+        _field("age_ms", INT, False, low=0),
     ),
     "ticket_event": (
         _V,

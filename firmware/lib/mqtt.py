@@ -273,6 +273,8 @@ class MQTTClient:
     async def publish(self, topic, payload, qos=0, retain=False):
         """Send a message; waits while the link is down. QoS 1 returns once PUBACKed.
 
+        payload may be a callable returning the bytes: it is called for every (re)send, so a payload
+        that says how old it is (a rating's age_ms) is right on the wire each time.
         Raises MQTTError if disconnect() (or abort(stop=True)) comes first.
         """
         if isinstance(payload, str):
@@ -284,7 +286,7 @@ class MQTTClient:
         epoch = self._epoch
         while True:
             link = await self._usable_link(epoch)
-            packet = publish_packet(topic, payload, qos, retain, packet_id, dup)
+            packet = publish_packet(topic, payload() if callable(payload) else payload, qos, retain, packet_id, dup)
             if not qos:
                 try:
                     await self._send(link, packet)

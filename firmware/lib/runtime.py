@@ -122,7 +122,8 @@ class DeviceRuntime:
         self._queue_ram = []  # [topic, payload bytes, qos, retain]: control messages, in order
         self._outbox_event = asyncio.Event()
         self._link_up = False
-        self._last_tick = None
+        self._last_tick = clock.ticks_ms()  # uptime counts from here
+        self._made_at = {}  # outbox key -> uptime_ms() when it was stored: its age_ms at every send
         self._shown = None
         self._tasks = []
         self._reboot_task = None
@@ -201,6 +202,7 @@ class DeviceRuntime:
         if key is None:
             self._error("outbox full, %s not stored" % name)
             return False
+        self._made_at[key] = self.uptime()
         self._outbox_event.set()
         return True
 
@@ -415,11 +417,12 @@ class DeviceRuntime:
                 continue
             key, topic, data, qos, retain = item
             try:
-                await self.client.publish(topic, data, qos, retain)
+                await self.client.publish(topic, self._aged(key, data), qos, retain)
             except Exception as exc:
                 self._log("sender stopped: %s" % exc)
                 return
             outbox.remove(key)  # PUBACKed: only now may it go
+            self._made_at.pop(key, None)
 
     async def _heartbeat(self):
         while True:
@@ -447,10 +450,31 @@ class DeviceRuntime:
             feeder.feed_if_alive(now)
             await asyncio.sleep(WATCHDOG_FEED_MS / 1000)
 
+    def uptime(self):
+        """Milliseconds since the runtime was made. Never wraps: the ticker adds up short ticks_diff steps."""
+        return self.uptime_ms + clock.ticks_diff(clock.ticks_ms(), self._last_tick)
+
+    def _aged(self, key, data):
+        """The outbox payload to publish: bytes, or for one stored since boot a callable adding its age_ms.
+
+        Measured at every send, so a rating re-sent after a reconnect says how old it is then; one from
+        before a reboot has no age this boot can know, and goes as stored.
+        """
+        made_at = self._made_at.get(key)
+        if made_at is None:
+            return data
+        kind = topics.topic(self.app.EMITS).payload
+
+        def with_age():
+            payload = messages.decode(kind, data)
+            payload["age_ms"] = min(max(0, self.uptime() - made_at), messages.INT_MAX)
+            return messages.encode(kind, payload)
+
+        return with_age
+
     def _tick(self):
         now = clock.ticks_ms()
-        if self._last_tick is not None:
-            self.uptime_ms += clock.ticks_diff(now, self._last_tick)
+        self.uptime_ms += clock.ticks_diff(now, self._last_tick)
         self._last_tick = now
         if self.watchdog is not None:
             self.watchdog.monitor.beat("tick", now)
