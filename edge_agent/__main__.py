@@ -1,9 +1,14 @@
-"""python -m edge_agent --config center.toml"""
+"""python -m edge_agent --config center.toml
+
+python -m edge_agent hash-password: prints the [admin] password_hash for a password read from the terminal
+(or standard input), so the center administrator's password never stands in the file in clear.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import signal
 import sys
@@ -13,7 +18,21 @@ from edge_agent.agent import run_agent
 from edge_agent.config import ConfigError, load_config
 
 
+def hash_password() -> int:
+    from edge_agent.sign_in import hash_secret
+
+    password = getpass.getpass("中心管理员密码: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("edge_agent: the password must have at least 8 characters", file=sys.stderr)
+        return 1
+    print(hash_secret(password))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hash-password"]:
+        return hash_password()
     parser = argparse.ArgumentParser(prog="edge_agent", description="The service center's edge agent")
     parser.add_argument("--config", type=Path, required=True, help="the center's TOML configuration")
     parser.add_argument("--log-level", default="INFO")

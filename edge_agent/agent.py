@@ -27,6 +27,7 @@ from edge_agent.queue.service import OPEN as WINDOW_OPEN
 from edge_agent.queue.service import IssuedTicket, QueueChange, QueueError, QueueService
 from edge_agent.readiness import center_readiness
 from edge_agent.retained import RetainedCopies
+from edge_agent.sign_in import SignIn
 from edge_agent.store import EdgeStore
 from edge_agent.voice import VoiceAnnouncer
 
@@ -47,10 +48,12 @@ class EdgeAgent:
         self.uplink.health_summary = self.health_summary
         self.voice = VoiceAnnouncer(config.voice, config.data_dir / "voice")
         self.kiosk = KioskDesk(config.queue.green_channel_age)
+        self.sign_in = SignIn(self.store, config, self.queue)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.broker_accounts = BrokerAccounts(config)
         if config.center_broker_files is not None:
             self.uplink.broker_accounts = self.broker_accounts.receive
+            self.center_link.registry = self.broker_accounts  # only registered devices, as registered
         # First: it must know the installed version before the county's retained copy arrives.
         self.adapters = [self.broker_accounts, self.uplink, self.center_link, self.printer, self.voice]
         # Card reader, scanner, cameras, document camera: those the config has ([peripherals.*]).
@@ -107,7 +110,7 @@ class EdgeAgent:
         log.info("ID card at the kiosk (green channel: %s)", "yes" if prompt.green else "no")
         result = {"kind": "card", "green": prompt.green}
         if self.config.queue.card_default_service:
-            result = await self._ticket_for_kiosk(self.config.queue.card_default_service, card_token=prompt.token)
+            result = await self._ticket_for_kiosk(self.config.queue.card_default_service, with_card=True)
         self._kiosk_changed()
         return result
 
@@ -124,9 +127,9 @@ class EdgeAgent:
         self._kiosk_changed()
         return result
 
-    async def _ticket_for_kiosk(self, service: str, card_token: str = "", print_guide: bool = False) -> dict:
+    async def _ticket_for_kiosk(self, service: str, with_card: bool = False, print_guide: bool = False) -> dict:
         try:
-            result = {"kind": "ticket", **await self.take_ticket(service, card_token, print_guide)}
+            result = {"kind": "ticket", **await self.take_ticket(service, with_card, print_guide)}
         except QueueError as exc:
             result = {"kind": "error", "message": str(exc)}
         self.kiosk.show(result)
@@ -193,11 +196,11 @@ class EdgeAgent:
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
                 "ts": time.time()}
 
-    async def take_ticket(self, service: str, card_token: str = "", print_guide: bool = False,
+    async def take_ticket(self, service: str, with_card: bool = False, print_guide: bool = False,
                           kiosk_request: str = "") -> dict:
         """A resident takes a ticket: issued first, then printed; a printer failure never loses it.
 
-        `card_token` is the kiosk's prompt of a swiped ID card: green channel when its holder is old enough.
+        `with_card`: the ID card swiped at the kiosk just now goes with it (green channel by age).
         `kiosk_request` names the tap: the same tap sent again (a double tap, a retry) answers with the
         ticket it got, printed once.
         """
@@ -205,8 +208,8 @@ class EdgeAgent:
         if earlier is not None:
             return self._ticket_answer(earlier, note="绿色通道" if earlier.ticket.priority == GREEN else "",
                                        printed=None)
-        card = self.kiosk.take_card(card_token) if card_token else None
-        if card_token and card is None:
+        card = self.kiosk.take_card() if with_card else None
+        if with_card and card is None:
             raise QueueError("身份证信息已过期，请重新刷卡")
         if card is not None:
             self._kiosk_changed()

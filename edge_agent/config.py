@@ -45,10 +45,11 @@ class Window:
 
 @dataclass(frozen=True)
 class StaffMember:
-    """Someone who may log in at a window's caller (the window's own staff and stand-ins, AB角)."""
+    """Someone who may sign in at a window's caller (the window's own staff and stand-ins, AB角)."""
 
     staff_no: str
     name: str
+    windows: tuple[int, ...] = ()  # where they may sign in; () = at any window
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class CenterConfig:
     queue: QueueSettings = field(default_factory=QueueSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     staff: tuple[StaffMember, ...] = ()  # every staff number that may log in, window staff included
+    admin_password_hash: str | None = None  # [admin] password_hash: the center administrator (edge_agent hash-password)
     appointments: tuple[Appointment, ...] = ()
     center_broker_files: CenterBrokerFiles | None = None  # None: the agent leaves the broker's files alone
 
@@ -227,12 +229,29 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     if not windows:
         problems.append("windows: at least one window is required")
 
-    staff = {w.staff_no: StaffMember(w.staff_no, w.staff_name) for w in windows if w.staff_no}
+    # A window's own staff sign in at their windows; a [[staff]] entry at the windows it lists, or at any.
+    staff: dict[str, StaffMember] = {}
+    for w in windows:
+        if w.staff_no:
+            known_windows = staff[w.staff_no].windows if w.staff_no in staff else ()
+            staff[w.staff_no] = StaffMember(w.staff_no, w.staff_name, (*known_windows, w.number))
+    numbers = {w.number for w in windows}
     for i, item in enumerate(raw.get("staff") or []):
         staff_no, staff_name = str(item.get("staff_no", "")), str(item.get("name", ""))
         if not staff_no or not staff_name:
             problems.append(f"staff[{i}]: staff_no and name are required")
-        staff[staff_no] = StaffMember(staff_no, staff_name)
+        listed = item.get("windows", [])
+        if not isinstance(listed, list) or not all(n in numbers for n in listed):
+            problems.append(f"staff[{i}].windows: must list window numbers of this center, got {listed!r}")
+            listed = []
+        own = staff[staff_no].windows if staff_no in staff else ()
+        allowed = () if not listed and not own else tuple(dict.fromkeys((*own, *listed)))
+        staff[staff_no] = StaffMember(staff_no, staff_name, allowed)
+    admin = raw.get("admin") or {}
+    admin_hash = admin.get("password_hash")
+    if admin_hash is not None and (not isinstance(admin_hash, str) or not admin_hash.startswith("scrypt$")):
+        problems.append("admin.password_hash: must be what `python -m edge_agent hash-password` prints")
+        admin_hash = None
     queue_settings = parse_queue_settings(raw.get("queue") or {}, known, problems)
     voice = parse_voice_settings(raw.get("voice") or {}, problems)
     appointments = parse_appointments(raw.get("appointments") or [], known, problems)
@@ -279,7 +298,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         peripherals=dict(raw.get("peripherals") or {}),
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
         queue=queue_settings, voice=voice, staff=tuple(staff.values()), appointments=tuple(appointments),
-        center_broker_files=center_broker_files,
+        center_broker_files=center_broker_files, admin_password_hash=admin_hash,
     )
 
 

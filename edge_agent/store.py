@@ -85,6 +85,19 @@ CREATE TABLE IF NOT EXISTS attendance (
     login_at REAL NOT NULL,
     logout_at REAL
 );
+CREATE TABLE IF NOT EXISTS staff_pins (
+    staff_no TEXT PRIMARY KEY,
+    pin_hash TEXT NOT NULL,
+    set_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staff_sessions (
+    token_hash TEXT PRIMARY KEY,
+    staff_no TEXT NOT NULL,
+    window INTEGER NOT NULL,
+    business_day TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    closed_at REAL
+);
 CREATE TABLE IF NOT EXISTS appointments (
     code TEXT PRIMARY KEY,
     service TEXT NOT NULL,

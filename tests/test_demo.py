@@ -63,6 +63,11 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
 
         # Window 3's staff calls the next resident.
         page.goto(urls["window 3 staff caller"])
+        staff_no, pin = re.search(r"staff sign in 工号 / 密码\s+(\d+) / (\d+) \(window 3\)", demo.text()).groups()
+        page.locator("#staff-no").fill(staff_no)
+        page.locator("#staff-pin").fill(pin)
+        page.get_by_role("button", name="登录").click()
+        page.locator("#staff-name").filter(has_text="王芳").wait_for()
         page.get_by_role("button", name="下一位").click()
         page.locator("#current").filter(has_text="A001").wait_for()
 

@@ -23,7 +23,7 @@ from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.loop import LoopThread
 from tests.support.mqtt import Recorder
 from tests.support.processes import Program
-from tests.support.staff import press
+from tests.support.staff import signed_in
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
 
@@ -79,13 +79,14 @@ def test_ticket_call_finish_and_rating_reach_display_pad_edge_and_county(county)
     assert "社保业务".encode("gb18030") in printed and b"A001" in printed
 
     # 2. Window 3 presses 下一位: its display shows the number and the call.
-    called = press(edge, 3, "next").json()
+    window3 = signed_in(edge, 3)
+    called = window3.press("next").json()
     assert (called["changed"], called["ticket"]) == (True, "A001")
     wait_until(lambda: display.lines == ["A001", "请A001号到3号窗口"], what="window 3's display to show A001")
     assert devices.display(1).lines != display.lines  # only window 3 was called
 
     # 3. 办结 opens the rating on window 3's pad; one press counts, a second is refused.
-    finished = press(edge, 3, "finish").json()
+    finished = window3.press("finish").json()
     assert finished["ticket"] == "A001"
     wait_until(lambda: loop.call(lambda: pad.app.is_open), what="the rating pad to open")
     assert any("请对本次服务进行评价" in line for line in pad.lines)
@@ -160,7 +161,7 @@ def retained_display(port: int, window: int) -> dict:
 def test_a_restarted_edge_agent_puts_every_display_back(county):
     edge, devices, broker = county["edge"], county["devices"], county["center_broker"]
     httpx.post(f"{edge}/api/tickets", json={"service": "B"})
-    press(edge, 2, "next").raise_for_status()
+    signed_in(edge, 2).press("next").raise_for_status()
     wait_until(lambda: devices.display(2).lines == ["B001", "请B001号到2号窗口"], what="window 2 shows B001")
     program = county["edge_program"]
     program.stop(signal.SIGKILL)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from edge_agent.sign_in import hash_secret
 from fleet.auth.bootstrap import ensure_user
 from tools.mosquitto import MosquittoBroker, free_port, port_is_open
 
@@ -29,6 +30,10 @@ WINDOWS = 3
 # The fleet dashboard needs a login; the demo makes (or resets) this county administrator.
 DEMO_USER = "admin"
 DEMO_PASSWORD = "demo-admin"
+# The center's administrator (/admin) and the PINs the demo gives the sample staff to sign in at the callers.
+CENTER_ADMIN_PASSWORD = "demo-center"
+STAFF_PINS = {"1001": "111111", "1002": "222222", "1003": "333333", "1009": "999999"}
+STAFF_WINDOWS = {"1001": "window 1", "1002": "window 2", "1003": "window 3", "1009": "any window, stand-in"}
 
 
 def pick_port(preferred: int) -> int:
@@ -90,6 +95,7 @@ class Demo:
         text = text.replace("port = 1883", f"port = {self.ports['center']}")
         text = text.replace("port = 1884", f"port = {self.ports['county']}")
         text = text.replace("port = 8080", f"port = {self.ports['edge']}")
+        text += f'\n[admin]\npassword_hash = "{hash_secret(CENTER_ADMIN_PASSWORD)}"\n'
         path = self.run_dir / "edge" / "center.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -118,7 +124,15 @@ class Demo:
             "--health-interval", "10"])
         self._wait_http("fleet", self.url("fleet", "/healthz"))
         self._wait_http("edge", self.url("edge", "/api/health"))
+        self.set_staff_pins()
         self._wait_http("devices", self.url("devices", "/state.json"))
+
+    def set_staff_pins(self) -> None:
+        """What a center administrator does on /admin: give each staff member a PIN."""
+        with httpx.Client(base_url=self.url("edge")) as admin:
+            admin.post("/api/admin/login", json={"password": CENTER_ADMIN_PASSWORD}).raise_for_status()
+            for staff_no, pin in STAFF_PINS.items():
+                admin.post(f"/api/admin/staff/{staff_no}/pin", json={"pin": pin}).raise_for_status()
 
     def url(self, name: str, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
@@ -133,7 +147,11 @@ class Demo:
         ]
         lines += [f"  window {w} staff caller 呼叫器   {self.url('edge', f'/staff/{w}')}"
                   for w in range(1, WINDOWS + 1)]
+        lines += [f"    staff sign in 工号 / 密码     {staff_no} / {pin} ({STAFF_WINDOWS[staff_no]})"
+                  for staff_no, pin in STAFF_PINS.items()]
         lines += [
+            f"  center admin 中心管理           {self.url('edge', '/admin')}",
+            f"    password                    {CENTER_ADMIN_PASSWORD}",
             f"  hall display 综合屏            {self.url('edge', '/hall')}",
             f"  simulated devices 模拟设备      {self.url('devices')}",
             f"  county broker                 mqtt://127.0.0.1:{self.ports['county']}",

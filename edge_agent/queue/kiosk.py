@@ -1,14 +1,13 @@
 """What the kiosk shows besides its buttons: a swiped ID card waiting for a service, the last scan's outcome.
 
-A swiped card gives a short-lived token; the resident then picks a service and
-the ticket gets the green channel when the card holder is old enough. Only a
+A swiped card waits a minute for the resident to pick a service; the ticket
+gets the green channel when the card holder is old enough. Only a
 masked name and the age decision are kept, in memory, for a minute: never the
 card's number, never its hash.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,7 +27,6 @@ class PresentedCard(Protocol):
 
 @dataclass(frozen=True)
 class CardPrompt:
-    token: str
     name_masked: str
     green: bool
     expires_at: float
@@ -47,15 +45,18 @@ class KioskDesk:
         self.seq = 0  # increases with every change, so a page shows each prompt and result once
 
     def present_card(self, card: PresentedCard, today: date) -> CardPrompt:
-        self.card = CardPrompt(secrets.token_hex(8), masked(card.name),
+        self.card = CardPrompt(masked(card.name),
                                card.age_on(today) >= self.green_channel_age, self.clock() + CARD_PROMPT_S)
         self.seq += 1
         return self.card
 
-    def take_card(self, token: str) -> CardPrompt | None:
-        """The prompt a token refers to, once; None when it is unknown or expired."""
+    def take_card(self) -> CardPrompt | None:
+        """The card shown at the kiosk now, once; None when there is none or it has expired.
+
+        No token goes to the kiosk page: the public state is readable by anyone on the LAN.
+        """
         card = self.card
-        if card is None or not secrets.compare_digest(card.token, token) or self.clock() > card.expires_at:
+        if card is None or self.clock() > card.expires_at:
             return None
         self.card = None
         self.seq += 1

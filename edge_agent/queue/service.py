@@ -207,8 +207,8 @@ class QueueService:
             raise QueueError("本窗口已暂停服务，请先点“恢复”")
         if state.state == CLOSED:
             raise QueueError("本窗口未开放，请先登录")
-        if self.config.queue.require_staff_login and not state.staff_no:
-            raise QueueError("请先输入工号登录")
+        if not state.staff_no:
+            raise QueueError("请先输入工号和密码登录")
 
     def _waiting_views(self, db, day: str) -> list[rules.TicketView]:
         return [TicketRow(*r).view() for r in db.execute(
@@ -222,7 +222,7 @@ class QueueService:
                           (window, rules.WAITING)).rowcount
 
     def _is_available(self, state: WindowState) -> bool:
-        return state.state == OPEN and (bool(state.staff_no) or not self.config.queue.require_staff_login)
+        return state.state == OPEN and bool(state.staff_no)
 
     # -- resident at the kiosk ------------------------------------------
 
@@ -590,6 +590,21 @@ class QueueService:
         log.info("window %d: staff logged out, window closed", window)
         return state
 
+    def end_of_day_logout(self, window: int, today: str) -> None:
+        """A sign-in of an earlier business day ends with it: attendance closes, the window closes."""
+        now = self.clock()
+
+        def change(db, state: WindowState) -> None:
+            if state.login_at is None or self.today(state.login_at) == today:
+                return
+            db.execute("UPDATE attendance SET logout_at = ? WHERE window = ? AND logout_at IS NULL", (now, window))
+            db.execute("UPDATE windows SET staff_no = NULL, staff_name = NULL, login_at = NULL, state = ? "
+                       "WHERE number = ?", (CLOSED, window))
+            self._release_pinned(db, window)
+
+        self._set_window(window, change)
+        log.info("window %d: yesterday's sign-in ended with the business day", window)
+
     def attendance(self, since: float = 0.0) -> list[dict]:
         rows = self.store.query("SELECT window, staff_no, staff_name, login_at, logout_at FROM attendance "
                                 "WHERE COALESCE(logout_at, login_at) >= ? ORDER BY login_at", (since,))
@@ -668,7 +683,7 @@ class QueueService:
             staff_name=staff_name or None, timeout_s=self.config.rating_timeout_s)
 
     def snapshot(self) -> dict:
-        """Everything the kiosk, staff and hall pages show, as plain JSON."""
+        """Everything the kiosk, staff and hall pages show, as plain JSON: public, so no staff numbers."""
         now = self.clock()
         day = self.today(now)
         tickets = self.store.tickets_of_day(day)
@@ -689,8 +704,8 @@ class QueueService:
                 "window_state": state.state, "available": self._is_available(state),
                 "ticket": display["ticket"] if display["state"] == messages.DISPLAY_SERVING else "",
                 "text": display["text"], "call_seq": state.call_seq,
-                "staff_no": state.staff_no or "", "staff_name": state.staff_name or "",
-                "attended": bool(state.staff_no), "assigned_staff_no": window.staff_no,
+                # Names, as the hall shows them (公开); staff numbers are not public: they sign staff in.
+                "staff_name": state.staff_name or "", "attended": bool(state.staff_no),
                 "assigned_staff_name": window.staff_name,
                 "recall_count": current.recall_count if serving else 0,
                 "call_reason": current.call_reason if serving else "",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -11,7 +14,6 @@ class QueueSettings:
     priority_interleave: int = 2  # after this many priority tickets in a row a window calls one normal ticket
     max_wait_min: int = 30  # a normal ticket waiting this long goes before any priority ticket
     recall_limit: int = 3  # 重呼 at most this many times per ticket, then 过号
-    require_staff_login: bool = False  # true: a window calls only while a staff member is logged in
     default_service_min: float = 5.0  # estimate of one service before any has been timed
     card_default_service: str = ""  # a swiped ID card takes a ticket of this service at once ("" = choose)
     appointment_early_min: int = 15  # check-in opens this many minutes before the slot
@@ -44,16 +46,13 @@ def parse_queue_settings(raw: dict, services: set[str], problems: list[str]) -> 
     if not isinstance(service_min, (int, float)) or isinstance(service_min, bool) or not 0 < service_min <= 240:
         problems.append(f"queue.default_service_min: must be 0..240 minutes, got {service_min!r}")
         service_min = default.default_service_min
-    require_login = raw.get("require_staff_login", default.require_staff_login)
-    if not isinstance(require_login, bool):
-        problems.append(f"queue.require_staff_login: must be true or false, got {require_login!r}")
-        require_login = default.require_staff_login
+    if "require_staff_login" in raw:  # staff always sign in now (工号 + PIN); an older file still loads
+        log.warning("queue.require_staff_login is no longer read: windows call only with staff signed in")
     return QueueSettings(
         green_channel_age=_int(raw, "green_channel_age", default.green_channel_age, 0, 150, problems),
         priority_interleave=_int(raw, "priority_interleave", default.priority_interleave, 0, 100, problems),
         max_wait_min=_int(raw, "max_wait_min", default.max_wait_min, 1, 24 * 60, problems),
         recall_limit=_int(raw, "recall_limit", default.recall_limit, 0, 10, problems),
-        require_staff_login=require_login,
         default_service_min=float(service_min),
         card_default_service=card_service,
         appointment_early_min=_int(raw, "appointment_early_min", default.appointment_early_min, 0, 240, problems),

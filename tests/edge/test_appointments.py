@@ -10,6 +10,7 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.appointments import Appointment, check_in_refusal, mask_name, parse_appointments
 from edge_agent.config import ConfigError, parse_config
 from edge_agent.web.app import create_app
+from tests.support.staff import ADMIN_HASH, ADMIN_PASSWORD
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -21,7 +22,8 @@ def at(text: str) -> float:
 def raw(tmp_path, appointments) -> dict:
     return {"center": {"code": "445202101001"}, "services": [{"prefix": "A", "name": "社保业务"}],
             "windows": [{"number": 1, "services": ["A"]}], "appointments": appointments,
-            "storage": {"data_dir": str(tmp_path / "data")}, "voice": {"enabled": False}}
+            "storage": {"data_dir": str(tmp_path / "data")}, "voice": {"enabled": False},
+            "admin": {"password_hash": ADMIN_HASH}}
 
 
 def test_names_are_masked_and_slot_times_are_shanghai_time(tmp_path):
@@ -58,6 +60,8 @@ def test_appointments_are_imported_through_the_api_all_or_nothing(tmp_path):
     agent = EdgeAgent(parse_config(raw(tmp_path, [])))
     try:
         client = TestClient(create_app(agent))
+        assert client.post("/api/appointments", json=[]).status_code == 401  # the center administrator's
+        client.post("/api/admin/login", json={"password": ADMIN_PASSWORD}).raise_for_status()
         good = {"code": "YY9", "service": "A", "slot_start": "2026-01-05 09:00", "slot_end": "2026-01-05 09:30",
                 "name": "赵六"}
         refused = client.post("/api/appointments", json=[good, {"code": "YY10", "service": "Q"}])
@@ -66,7 +70,8 @@ def test_appointments_are_imported_through_the_api_all_or_nothing(tmp_path):
         assert client.post("/api/appointments", json=[good]).json() == {"imported": 1}
         (stored,) = client.get("/api/appointments").json()
         assert (stored["code"], stored["name"], stored["ticket"]) == ("YY9", "赵*", None)
-        assert client.post("/api/appointments", content=b"not json").status_code == 400
+        assert client.post("/api/appointments", content=b"not json",
+                           headers={"content-type": "application/json"}).status_code == 400
         assert client.post("/api/appointments", json={"code": "x"}).status_code == 400
         assert parse_appointments([good], {"A"}, []) == [Appointment("YY9", "A", at("2026-01-05 09:00"),
                                                                      at("2026-01-05 09:30"), "赵*")]

@@ -16,7 +16,7 @@ import pytest
 from protocol import topics
 from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.processes import Program
-from tests.support.staff import press
+from tests.support.staff import signed_in
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
 
@@ -54,10 +54,11 @@ def test_sigkill_during_a_burst_of_tickets_loses_nothing_and_displays_come_back(
         # Windows in three different states: serving B001, serving A001 after a recall, paused.
         for service in "AB":
             httpx.post(f"{base}/api/tickets", json={"service": service}).raise_for_status()
-        assert press(base, 2, "next").json()["ticket"] == "B001"
-        assert press(base, 3, "next").json()["ticket"] == "A001"
-        press(base, 3, "recall").raise_for_status()
-        httpx.post(f"{base}/api/windows/1/pause").raise_for_status()
+        window = {n: signed_in(base, n, pins_set=n > 1) for n in (1, 2, 3)}
+        assert window[2].press("next").json()["ticket"] == "B001"
+        assert window[3].press("next").json()["ticket"] == "A001"
+        window[3].press("recall").raise_for_status()
+        window[1].press("pause").raise_for_status()
         wait_until(lambda: retained_displays(center_broker.port)[1]["state"] == "paused", what="window 1 paused")
         before = retained_displays(center_broker.port)
         assert (before[2]["ticket"], before[3]["ticket"], before[3]["call_seq"]) == ("B001", "A001", 2)

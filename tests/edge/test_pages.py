@@ -23,7 +23,7 @@ from edge_agent.config import parse_config
 from edge_agent.voice import call_text, render_call
 from tests.edge.test_voice import FAKE_PLAYER, needs_espeak, plays
 from tests.support.loop import LoopThread
-from tests.support.staff import press
+from tests.support.staff import ADMIN_HASH, ADMIN_PASSWORD, PINS, set_pins, signed_in
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
 
@@ -68,6 +68,7 @@ def center_config(tmp_path: Path, center_port: int, county_port: int, http_port:
         "http": {"port": http_port},
         "storage": {"data_dir": str(tmp_path / "data")},
         "printer": {"kind": "file", "path": str(tmp_path / "data" / "printer.bin")},
+        "admin": {"password_hash": ADMIN_HASH},
     }
 
 
@@ -125,6 +126,7 @@ def make_agent(tmp_path, center_broker, county_broker):
 
 def test_kiosk_takes_tickets_shows_the_guide_and_prints_it(make_agent, page, tmp_path):
     center = make_agent()
+    signed_in(center.base, 3)  # an estimate counts staffed windows only
     page.goto(f"{center.base}/kiosk")
     page.locator('[data-estimate="A"]').filter(has_text="预计").wait_for()
     page.get_by_role("button", name=re.compile("社保业务")).click()
@@ -175,7 +177,7 @@ def test_an_id_card_of_an_elderly_resident_gives_the_green_channel(make_agent, p
     page.locator("#ticket-number").filter(has_text="B002").wait_for()
     assert page.locator("#ticket-note").inner_text() == "绿色通道"
     assert "您前面还有 0 人" in page.locator("#ticket-ahead").inner_text()  # nobody with priority ahead
-    assert press(center.base, 2, "next").json()["ticket"] == "B002"
+    assert signed_in(center.base, 2).press("next").json()["ticket"] == "B002"
     page.get_by_role("button", name="好的").click()
 
     young = StandInCard("李四", "女", date(1990, 3, 1))
@@ -198,7 +200,8 @@ def test_a_card_with_a_default_service_takes_the_ticket_at_once(make_agent, page
 
 @needs_espeak
 def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(make_agent, page):
-    center = make_agent(require_staff_login=True, recall_limit=1)
+    center = make_agent(recall_limit=1)
+    set_pins(center.base)
     hall = page.context.new_page()
     hall.goto(f"{center.base}/hall")
     hall.locator("footer.notice").filter(has_text=NOTICE).wait_for()
@@ -211,8 +214,13 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
         center.post("/api/tickets", service=service)
     page.locator("#waiting-count").filter(has_text="3").wait_for()
     page.get_by_role("button", name="下一位").click()
-    message.filter(has_text="请先输入工号登录").wait_for()
+    message.filter(has_text="请先输入工号和密码登录").wait_for()
     page.locator("#staff-no").fill("1003")
+    page.locator("#staff-pin").fill("999999")
+    page.get_by_role("button", name="登录").click()
+    message.filter(has_text="工号或密码错误").wait_for()
+    page.locator("#staff-pin").fill(PINS["1003"])
+    page.locator("#login:not(.busy)").wait_for()
     page.get_by_role("button", name="登录").click()
     page.locator("#staff-name").filter(has_text="王芳").wait_for()
     row.locator(".staff").filter(has_text="王芳").wait_for()
@@ -224,6 +232,7 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     hall.locator("#latest").filter(has_text="请A001号到3号窗口").wait_for()
     page.get_by_role("button", name="重呼").click()
     page.locator("#reason").filter(has_text="已重呼 1 次").wait_for()
+    page.locator("#recall:not(.busy)").wait_for()  # a second click at once would be a double click
     page.get_by_role("button", name="重呼").click()
     message.filter(has_text="已重呼 1 次").wait_for()  # the limit
     page.get_by_role("button", name="过号").click()
@@ -232,6 +241,7 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     missed.get_by_role("button", name="重新排队").click()
     page.locator("#waiting li").first.filter(has_text="A001（过号回来）").wait_for()
     assert page.locator("#missed li").count() == 0
+    page.locator("#next:not(.busy)").wait_for()
     page.get_by_role("button", name="下一位").click()
     page.locator("#reason").filter(has_text="过号回来的群众").wait_for()
 
@@ -241,18 +251,22 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     message.filter(has_text="A001 已转移").wait_for()
     hall.locator('#services li[data-service="B"]').filter(has_text="医保业务：1 人").wait_for()
 
+    page.locator("#next:not(.busy)").wait_for()
     page.get_by_role("button", name="下一位").click()
     page.locator("#current").filter(has_text="A002").wait_for()
     page.get_by_role("button", name="办结").click()
     message.filter(has_text="A002 已办结").wait_for()
     page.get_by_role("button", name="暂停").click()
     row.locator(".state").filter(has_text="暂停服务").wait_for()
+    page.locator("#pause:not(.busy)").wait_for()
     page.get_by_role("button", name="恢复").click()
     row.locator(".state").filter(has_text="空闲").wait_for()
     page.get_by_role("button", name="退出登录").click()
     row.locator(".staff").filter(has_text="无人值守").wait_for()
     page.locator("#login-form").wait_for()
-    assert [(a["window"], a["staff_no"]) for a in httpx.get(f"{center.base}/api/attendance").json()] == [(3, "1003")]
+    admin = httpx.Client(base_url=center.base)
+    admin.post("/api/admin/login", json={"password": ADMIN_PASSWORD}).raise_for_status()
+    assert [(a["window"], a["staff_no"]) for a in admin.get("/api/attendance").json()] == [(3, "1003")]
     assert center.agent.health()["attendance"]["unattended_windows"] == [1, 2, 3]
 
     # Every call and recall was spoken, one after another, in order.

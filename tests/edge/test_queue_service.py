@@ -30,6 +30,8 @@ class Clock:
 def queue(tmp_path):
     store = EdgeStore(tmp_path / "edge.sqlite3")
     service = QueueService(store, parse_config(RAW), Clock())
+    for window in service.config.windows:  # windows call only with their staff signed in
+        service.login(window.number, window.staff_no)
     yield service
     store.close()
 

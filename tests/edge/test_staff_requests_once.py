@@ -16,19 +16,19 @@ import pytest
 from edge_agent.queue.service import MARKED, REQUEUED, WINDOW
 from tests.edge.test_pages import make_agent  # noqa: F401  (the running agent fixture)
 from tests.support.escpos_decoder import decode
-from tests.support.staff import window_seen
+from tests.support.staff import PINS, Caller, signed_in, window_seen
 
 pytestmark = pytest.mark.broker
 
 
-def twice(base: str, path: str, body: dict) -> list[httpx.Response]:
-    """The same POST sent twice concurrently, as a double click or a client's retry does.
+def twice(caller: Caller, path: str, body: dict) -> list[httpx.Response]:
+    """The same POST sent twice concurrently from one signed-in caller, as a double click or a retry does.
 
     On a thread of its own: the browser tests leave Playwright's event loop running on this one.
     """
 
     async def both() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=caller.base, cookies=caller.client.cookies) as client:
             return list(await asyncio.gather(client.post(path, json=body), client.post(path, json=body)))
 
     with ThreadPoolExecutor(1) as pool:
@@ -51,10 +51,11 @@ def take(center, service: str, count: int) -> None:
 
 def test_a_double_click_on_next_calls_one_resident_and_loses_none(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 3)
-    assert center.post("/api/windows/3/next", ticket="", call_seq=0)["ticket"] == "A001"
+    assert w3.post("/api/windows/3/next", ticket="", call_seq=0).json()["ticket"] == "A001"
 
-    answers = twice(center.base, "/api/windows/3/next", {"ticket": "A001", "call_seq": 1})
+    answers = twice(w3, "/api/windows/3/next", {"ticket": "A001", "call_seq": 1})
 
     assert ticket_row(center, "A002")[:2] == ("serving", 3)  # called, not closed 13 ms later
     assert window_of(center, 3)["waiting"] == ["A003"]  # nobody skipped over
@@ -65,17 +66,19 @@ def test_a_double_click_on_next_calls_one_resident_and_loses_none(make_agent):  
 
 def test_next_on_an_idle_window_twice_calls_one(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 2)
-    answers = twice(center.base, "/api/windows/3/next", {"ticket": "", "call_seq": 0})
+    answers = twice(w3, "/api/windows/3/next", {"ticket": "", "call_seq": 0})
     assert ticket_row(center, "A001")[0] == "serving" and ticket_row(center, "A002")[0] == "waiting"
     assert sorted(a.json()["changed"] for a in answers) == [False, True]
 
 
 def test_a_double_click_on_recall_calls_again_once(make_agent):  # noqa: F811
     center = make_agent(recall_limit=3)
+    w3 = signed_in(center.base, 3)
     take(center, "A", 1)
-    center.post("/api/windows/3/next", ticket="", call_seq=0)
-    answers = twice(center.base, "/api/windows/3/recall", {"ticket": "A001", "call_seq": 1})
+    w3.post("/api/windows/3/next", ticket="", call_seq=0).json()
+    answers = twice(w3, "/api/windows/3/recall", {"ticket": "A001", "call_seq": 1})
     assert [a.status_code for a in answers] == [200, 200]
     assert ticket_row(center, "A001")[2] == 1
     assert window_seen(center.base, 3) == {"ticket": "A001", "call_seq": 2}
@@ -83,9 +86,10 @@ def test_a_double_click_on_recall_calls_again_once(make_agent):  # noqa: F811
 
 def test_a_double_click_on_finish_asks_for_one_rating_and_refuses_nothing(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 1)
-    center.post("/api/windows/3/next", ticket="", call_seq=0)
-    answers = twice(center.base, "/api/windows/3/finish", {"ticket": "A001"})
+    w3.post("/api/windows/3/next", ticket="", call_seq=0).json()
+    answers = twice(w3, "/api/windows/3/finish", {"ticket": "A001"})
     assert [a.status_code for a in answers] == [200, 200]
     assert sorted(a.json()["changed"] for a in answers) == [False, True]
     requests = center.agent.store.query("SELECT COUNT(*) FROM rating_requests r JOIN tickets t "
@@ -95,9 +99,10 @@ def test_a_double_click_on_finish_asks_for_one_rating_and_refuses_nothing(make_a
 
 def test_a_double_click_on_skip_misses_the_resident_once(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 2)
-    center.post("/api/windows/3/next", ticket="", call_seq=0)
-    answers = twice(center.base, "/api/windows/3/skip", {"ticket": "A001"})
+    w3.post("/api/windows/3/next", ticket="", call_seq=0).json()
+    answers = twice(w3, "/api/windows/3/skip", {"ticket": "A001"})
     assert [a.status_code for a in answers] == [200, 200]
     assert ticket_row(center, "A001")[0] == "missed"
     assert ticket_row(center, "A002")[0] == "waiting"  # the skip did not become a call
@@ -105,9 +110,10 @@ def test_a_double_click_on_skip_misses_the_resident_once(make_agent):  # noqa: F
 
 def test_a_double_click_on_transfer_moves_the_ticket_once(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 1)
-    center.post("/api/windows/3/next", ticket="", call_seq=0)
-    answers = twice(center.base, "/api/windows/3/transfer", {"ticket": "A001", "service": "B"})
+    w3.post("/api/windows/3/next", ticket="", call_seq=0).json()
+    answers = twice(w3, "/api/windows/3/transfer", {"ticket": "A001", "service": "B"})
     assert [a.status_code for a in answers] == [200, 200]
     assert sorted(a.json()["changed"] for a in answers) == [False, True]
     assert ticket_row(center, "A001")[0] == "waiting"
@@ -116,49 +122,55 @@ def test_a_double_click_on_transfer_moves_the_ticket_once(make_agent):  # noqa: 
 def test_a_request_naming_an_old_ticket_changes_nothing(make_agent):  # noqa: F811
     """A caller page that missed an update (or a request delayed in the network) names a ticket gone by."""
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 2)
-    center.post("/api/windows/3/next", ticket="", call_seq=0)
-    center.post("/api/windows/3/next", ticket="A001", call_seq=1)
+    w3.post("/api/windows/3/next", ticket="", call_seq=0).json()
+    w3.post("/api/windows/3/next", ticket="A001", call_seq=1).json()
     for action in ("finish", "skip"):
-        answer = center.post(f"/api/windows/3/{action}", ticket="A001")
+        answer = w3.post(f"/api/windows/3/{action}", ticket="A001").json()
         assert answer["changed"] is False and answer["window"]["ticket"] == "A002"
     assert ticket_row(center, "A002")[0] == "serving"
 
 
 def test_staff_actions_must_name_what_they_act_on(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 1)
     for action in ("next", "recall", "skip", "finish", "transfer"):
-        assert httpx.post(f"{center.base}/api/windows/3/{action}", json={}).status_code == 422, action
+        assert w3.post(f"/api/windows/3/{action}").status_code == 422, action
     assert ticket_row(center, "A001")[0] == "waiting"
 
 
 def test_requeue_green_pause_and_login_twice_do_it_once(make_agent):  # noqa: F811
     center = make_agent()
+    w3 = signed_in(center.base, 3)
     take(center, "A", 3)
-    center.post("/api/windows/3/next", ticket="", call_seq=0)
-    center.post("/api/windows/3/skip", ticket="A001")
+    w3.post("/api/windows/3/next", ticket="", call_seq=0).json()
+    w3.post("/api/windows/3/skip", ticket="A001").json()
     changes: list[tuple[str, int | None]] = []  # what the queue told its listeners (displays, voice, county)
     center.loop.call(center.agent.queue.listeners.append, lambda c: changes.append((c.kind, c.window)))
 
-    assert [a.status_code for a in twice(center.base, "/api/tickets/A001/requeue", {"window": 3})] == [200, 200]
+    assert [a.status_code for a in twice(w3, "/api/tickets/A001/requeue", {})] == [200, 200]
     assert ticket_row(center, "A001")[0] == "waiting"
-    assert [a.status_code for a in twice(center.base, "/api/tickets/A003/green", {})] == [200, 200]
+    assert [a.status_code for a in twice(w3, "/api/tickets/A003/green", {})] == [200, 200]
     assert changes == [(REQUEUED, None), (MARKED, None)]
 
-    assert [a.status_code for a in twice(center.base, "/api/windows/1/pause", {})] == [200, 200]
+    sign_ins = twice(Caller(center.base, 1), "/api/windows/1/login", {"staff_no": "1001", "pin": PINS["1001"]})
+    assert [a.status_code for a in sign_ins] == [200, 200]
+    w1 = signed_in(center.base, 1, pins_set=True)
+    assert [a.status_code for a in twice(w1, "/api/windows/1/pause", {})] == [200, 200]
     assert window_of(center, 1)["window_state"] == "paused"
-    assert [a.status_code for a in twice(center.base, "/api/windows/1/resume", {})] == [200, 200]
+    assert [a.status_code for a in twice(w1, "/api/windows/1/resume", {})] == [200, 200]
     assert window_of(center, 1)["window_state"] == "open"
-
-    assert [a.status_code for a in twice(center.base, "/api/windows/1/login", {"staff_no": "1001"})] == [200, 200]
-    assert [r["staff_no"] for r in httpx.get(f"{center.base}/api/attendance").json()] == ["1001"]
+    attendance = w1.client.get("/api/attendance").json()
+    assert [(r["window"], r["staff_no"]) for r in attendance] == [(3, "1003"), (1, "1001")]  # one sign-in each
     assert all(kind == WINDOW for kind, _ in changes[2:])
 
 
 def test_a_double_tap_at_the_kiosk_gives_one_ticket_printed_once(make_agent, tmp_path):  # noqa: F811
     center = make_agent()
-    answers = twice(center.base, "/api/tickets", {"service": "A", "request_id": "tap-1"})
+    w3 = signed_in(center.base, 3)
+    answers = twice(w3, "/api/tickets", {"service": "A", "request_id": "tap-1"})
     assert [a.status_code for a in answers] == [200, 200]
     assert {a.json()["number"] for a in answers} == {"A001"}
     assert sorted(a.json()["repeated"] for a in answers) == [False, True]

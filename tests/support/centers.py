@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.staff import ADMIN_TOML
+
 CENTER_CODE = "445202101001"
 
 
@@ -71,6 +73,7 @@ data_dir = "data"
 [voice]
 {voice}
 
+{ADMIN_TOML}
 {extra}
 """
     path = directory / "center.toml"

@@ -14,8 +14,11 @@ async function postJSON(url, body) {
     const response = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
                                        body: JSON.stringify(body)});
     const data = await response.json();
-    if (!response.ok) return {ok: false, error: data.detail || "操作失败"};
-    return {ok: true, data};
+    if (!response.ok) {
+      const detail = typeof data.detail === "string" ? data.detail : "操作失败";  // 422: a list of problems
+      return {ok: false, error: detail, status: response.status};
+    }
+    return {ok: true, data, status: response.status};
   } catch (e) {
     return {ok: false, error: "网络连接失败，请稍后再试"};
   }
