@@ -8,10 +8,12 @@ back. `publish()` simply waits while the link is down; a QoS 1 publish
 waits for its PUBACK and is sent again, with DUP, after a reconnect.
 
 Only the stream subset shared by CPython and MicroPython is used:
-open_connection, read/readexactly, write/drain, close/wait_closed.
+open_connection, read/readexactly, write/drain, close/wait_closed; on
+MicroPython open_connection is ours (see there).
 """
 
 import asyncio
+import gc
 import random
 import struct
 
@@ -48,6 +50,64 @@ CONNACK_ERRORS = {
 
 class MQTTError(Exception):
     """The link broke, the broker refused us, or a packet made no sense."""
+
+
+# MicroPython's asyncio has one Stream class straight over a socket (StreamReader is StreamWriter);
+# CPython's streams sit on a transport; the WebAssembly port has none. Feature detection, not a platform check.
+_STREAM = getattr(asyncio, "StreamWriter", None)
+SOCKET_STREAMS = _STREAM is not None and getattr(asyncio, "StreamReader", None) is _STREAM
+CONNECT_POLL_MS = 20  # how often a connect in progress is looked at (MicroPython)
+
+if SOCKET_STREAMS:
+    class _SocketStream(_STREAM):  # type: ignore[misc, valid-type]  # MicroPython's Stream(socket)
+        """A MicroPython stream whose close() closes its socket at once (1.27's close() does nothing and
+        leaves it to wait_closed(), which a cancelled task may never reach)."""
+
+        def __init__(self, sock):
+            super().__init__(sock)
+            self.sock = sock
+
+        def close(self):
+            self.sock.close()
+
+
+async def open_connection(host, port):
+    """asyncio.open_connection that closes its socket on every failure path.
+
+    MicroPython 1.27's own leaks the socket when connect() fails at once (EHOSTUNREACH with Wi-Fi
+    down) and when it is cancelled while the connect is in progress (a broker host that does not
+    answer, until the caller's timeout): with lwIP's ~10 sockets, a board retrying every few seconds
+    runs out within a minute and can never connect again. CPython's closes it itself.
+    """
+    if not SOCKET_STREAMS:
+        return await asyncio.open_connection(host, port)
+    import select
+    import socket
+    from errno import EINPROGRESS
+
+    address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]  # blocks, as asyncio's own does
+    sock = socket.socket(address[0], address[1], address[2])
+    try:
+        sock.setblocking(False)
+        try:
+            sock.connect(address[-1])
+        except OSError as exc:
+            if exc.errno != EINPROGRESS:
+                raise
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        while True:
+            ready = poller.poll(0)
+            if ready:
+                if ready[0][1] & (select.POLLERR | select.POLLHUP):
+                    raise OSError("connect to %s:%s failed" % (host, port))
+                break
+            await asyncio.sleep_ms(CONNECT_POLL_MS)  # type: ignore[attr-defined]  # MicroPython's asyncio
+    except BaseException:  # a failure, or the caller's timeout cancelling us: the socket goes either way
+        sock.close()
+        raise
+    stream = _SocketStream(sock)
+    return stream, stream
 
 
 def encode_remaining_length(length):
@@ -258,6 +318,9 @@ class MQTTClient:
                         await self._close_socket(self._opening)
                         self._opening = None
                     self.last_error = "connect: %s" % _describe(exc)
+                    # What a failed attempt left behind (a socket object without close on an older
+                    # runtime, buffers) goes now, not when the heap runs short: lwIP sockets are few.
+                    gc.collect()
                     attempt += 1
                     await self._pause(self._backoff_s(attempt))
                     continue
@@ -266,6 +329,10 @@ class MQTTClient:
                 if not self._closed:
                     await self._pause(self._backoff_s(1))
         finally:
+            opening = self._opening
+            if opening is not None:  # run() itself cancelled while connecting
+                self._opening = None
+                opening.writer.close()
             self._running = False
             self.up = False
             self._stopped.set()
@@ -373,7 +440,7 @@ class MQTTClient:
     # --------------------------------------------------------------- the link
 
     async def _open(self):
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await open_connection(self.host, self.port)
         link = _Link(reader, writer)
         self._opening = link
         will = self.will() if callable(self.will) else self.will
