@@ -624,11 +624,16 @@ class QueueService:
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM ratings WHERE rating_id = ?", (rating["rating_id"],)).fetchone():
                 return RatingOutcome(False, "duplicate delivery of an accepted rating")
-            row = db.execute("SELECT ticket_id, window, state FROM rating_requests WHERE request_id = ?",
+            row = db.execute("SELECT ticket_id, window, state, opened_at FROM rating_requests WHERE request_id = ?",
                              (rating["request_id"],)).fetchone()
             if row is None:
                 return RatingOutcome(False, "no such rating request")
-            ticket_id, window, state = row
+            ticket_id, window, state, opened_at = row
+            # Dated when the resident pressed: the pad says how long ago (a rating kept on its flash through
+            # an outage), bounded by when the request was opened and by now.
+            rated_at = now
+            if rating.get("age_ms") is not None:
+                rated_at = min(now, max(opened_at, now - rating["age_ms"] / 1000))
             ticket = self._load(db, ticket_id)
             if window != rating["window"] or ticket.number != rating["ticket"]:
                 return RatingOutcome(False, "rating does not match its request's window and ticket")
@@ -640,12 +645,12 @@ class QueueService:
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (rating["rating_id"], rating["request_id"], ticket_id, window, rating["score"], device_id, now))
             db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ? WHERE request_id = ?",
-                       (now, rating["request_id"]))
+                       (rated_at, rating["request_id"]))
             staff_no = self._staff_no(db, window)
             event = messages.make(
                 "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
                 service=ticket.queue_service or ticket.service, window=window, staff_no=staff_no or None,
-                score=rating["score"], ts=now)
+                score=rating["score"], ts=rated_at)
             self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                                messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s rated %s", window, ticket.number, messages.RATING_LABELS[rating["score"]])
