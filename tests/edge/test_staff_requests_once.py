@@ -16,7 +16,7 @@ import pytest
 from edge_agent.queue.service import MARKED, REQUEUED, WINDOW
 from tests.edge.test_pages import make_agent  # noqa: F401  (the running agent fixture)
 from tests.support.escpos_decoder import decode
-from tests.support.staff import PINS, Caller, signed_in, window_seen
+from tests.support.staff import PINS, Caller, set_pins, signed_in, window_seen
 
 pytestmark = pytest.mark.broker
 
@@ -178,3 +178,22 @@ def test_a_double_tap_at_the_kiosk_gives_one_ticket_printed_once(make_agent, tmp
     assert len(decode((tmp_path / "data" / "printer.bin").read_bytes()).cuts) == 1  # printed once
     # A new tap is a new ticket.
     assert center.post("/api/tickets", service="A", request_id="tap-2")["number"] == "A002"
+
+
+def test_a_double_click_on_the_caller_page_calls_one_resident(make_agent, page):  # noqa: F811
+    """In Chromium: the page itself drops the second click of a double click on 下一位."""
+    center = make_agent()
+    set_pins(center.base)
+    take(center, "A", 3)
+    page.goto(f"{center.base}/staff/3")
+    page.locator("#staff-no").fill("1003")
+    page.locator("#staff-pin").fill(PINS["1003"])
+    page.get_by_role("button", name="登录").click()
+    page.locator("#staff-name").filter(has_text="王芳").wait_for()
+    page.locator("#waiting-count").filter(has_text="3").wait_for()
+
+    page.get_by_role("button", name="下一位").dblclick()
+    page.locator("#current").filter(has_text="A001").wait_for()
+    page.locator("#next:not(.busy)").wait_for()  # the guard is over: a second click would have been sent
+    assert window_of(center, 3)["waiting"] == ["A002", "A003"]
+    assert ticket_row(center, "A001")[0] == "serving"
