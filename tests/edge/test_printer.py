@@ -3,6 +3,7 @@ from escpos.printer import Dummy
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip, render_ticket
 from edge_agent.config import PrinterConfig
 from tests.support.aio import run_async
+from tests.support.escpos_decoder import decode
 
 SLIP = TicketSlip("示例镇便民服务中心", "社保业务", "A001", 2, 1_795_400_000.0, "445202101001/2026-11-23/A001")
 
@@ -15,9 +16,12 @@ def test_ticket_bytes_are_chinese_gb18030_with_qr_and_cut():
     for text in ("示例镇便民服务中心", "社保业务", "您前面还有 2 人在等待", "请在休息区等候，注意呼叫及大屏显示信息"):
         assert text.encode("gb18030") in out
     assert b"A001" in out
-    assert b"\x1d(k" in out  # native QR code (GS ( k)
-    assert b"445202101001/2026-11-23/A001" in out
-    assert b"\x1dV" in out  # cut
+    # The QR code as the printer reads it: the data of GS ( k's store function, then its print function.
+    # (The reference's bytes merely appearing somewhere, say as a text line, would not give the resident a code.)
+    printout = decode(out)
+    assert printout.qr_codes == ["445202101001/2026-11-23/A001"]
+    assert "445202101001/2026-11-23/A001" not in printout.texts()
+    assert printout.cuts == ["partial"]
 
 
 def test_file_printer_writes_the_ticket_and_reports_health(tmp_path):
@@ -31,7 +35,9 @@ def test_file_printer_writes_the_ticket_and_reports_health(tmp_path):
         return ok
 
     assert run_async(run())
-    assert "社保业务".encode("gb18030") in path.read_bytes()
+    printout = decode(path.read_bytes())
+    assert "社保业务" in printout.texts()
+    assert printout.qr_codes == [SLIP.reference] and printout.cuts == ["partial"]
     assert printer.health()["printed"] == 1
 
 

@@ -19,7 +19,7 @@ from fleet.app import create_app
 from fleet.audit import AuditEntry
 from fleet.db import LONG_IN_LIST, write_session
 from fleet.devconfig import config as cfg
-from fleet.devconfig.keys import KeyBox, set_key
+from fleet.devconfig.keys import DeviceKeyError, KeyBox, set_key
 from fleet.devconfig.models import DeviceConfigState, DeviceKey
 from fleet.ingest import handle_message
 from fleet.models import Device as DeviceRow
@@ -261,9 +261,9 @@ def test_keys_are_encrypted_at_rest_and_never_shown(fleet_settings) -> None:
         audit_text = " ".join(e.detail or "" for e in session.exec(select(AuditEntry)))
     assert KEY.hex() not in stored.encrypted and KEY.hex() not in audit_text
     assert KeyBox.from_settings(fleet_settings).open(DISPLAY, stored.encrypted) == KEY
-    with pytest.raises(ValueError):  # bound to its device
+    with pytest.raises(DeviceKeyError, match="does not decrypt"):  # bound to its device
         KeyBox.from_settings(fleet_settings).open(PAD, stored.encrypted)
-    with pytest.raises(ValueError):  # and to the server secret
+    with pytest.raises(DeviceKeyError, match="does not decrypt"):  # and to the server secret
         KeyBox(b"another secret").open(DISPLAY, stored.encrypted)
 
 

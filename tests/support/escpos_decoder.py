@@ -126,7 +126,9 @@ def decode(data: bytes, encoding: str = "gb18030") -> Printout:
                 if len(body) < 2 or body[0] != 49:
                     raise EscposDecodeError("GS ( k for a symbol other than QR")
                 function = body[1]
-                if function == 80:  # store the data: cn fn m data
+                if function in (80, 81) and (len(body) < 3 or body[2] != 48):
+                    raise EscposDecodeError(f"QR function {function} without its m = 48 at byte {i}")
+                if function == 80:  # store the data: cn fn m data, pL pH counting cn fn m too
                     stored_qr = body[3:]
                 elif function == 81:  # print the stored symbol
                     if stored_qr is None:
