@@ -286,11 +286,14 @@ class EdgeStore:
 
     # -- devices seen on the center broker -------------------------------
 
-    def record_presence(self, device_id: str, payload: dict, now: float) -> str:
+    def record_presence(self, device_id: str, payload: dict, now: float,
+                        place: tuple[str, int] | None = None) -> str:
         """Store a device's presence when protocol.presence.judge calls it news; returns the verdict.
 
         The edge marks a device offline only on its will, so a stored offline is a session ended by its will.
+        `place`: (role, window) the device is registered as, stored instead of what the message says.
         """
+        role, window = place or (payload["role"], payload.get("window"))
         kind = presence_rule.kind_of("presence", payload)
         with self.transaction() as db:
             row = db.execute("SELECT boot, session, online FROM devices WHERE device_id = ?", (device_id,)).fetchone()
@@ -305,7 +308,7 @@ class EdgeStore:
                 "ON CONFLICT (device_id) DO UPDATE SET role = excluded.role, "
                 "window = COALESCE(excluded.window, devices.window), online = excluded.online, "
                 "session = excluded.session, boot = excluded.boot, last_seen = excluded.last_seen",
-                (device_id, payload["role"], payload.get("window"), int(payload["state"] == "online"),
+                (device_id, role, window, int(payload["state"] == "online"),
                  payload["session"], payload.get("boot"), now))
             return verdict
 
@@ -313,7 +316,8 @@ class EdgeStore:
         return bool(self.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)))
 
     def device_place(self, device_id: str) -> tuple[str, int | None] | None:
-        """(role, window) as the device's last birth said, or None for a device never seen."""
+        """(role, window) of the device's last presence (as registered, when the edge knows registrations), or
+        None for a device never seen."""
         rows = self.query("SELECT role, window FROM devices WHERE device_id = ?", (device_id,))
         return (rows[0][0], rows[0][1]) if rows else None
 

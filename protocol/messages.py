@@ -8,6 +8,7 @@ import json
 
 from protocol import CONTRACT_VERSION
 from protocol.errors import ProtocolError
+from protocol.identity import check_device_id, check_window
 
 ROLE_QUEUE_DISPLAY = "queue_display"
 ROLE_RATING_PAD = "rating_pad"
@@ -255,6 +256,9 @@ SCHEMAS = {
         _field("passwd", STR),
         _field("acl", STR),
         _field("issued_at", NUM, low=0),
+        # The devices registered to this center, each [device id, role, window]: the edge serves only these,
+        # as what they were registered as (see check_registered_devices).
+        _field("devices", ARR),
     ),
 }
 
@@ -360,6 +364,28 @@ def _check_field(kind_name, spec, payload):
         raise ProtocolError("%s: field %r must be <= %s, got %r" % (kind_name, name, high, value))
 
 
+def check_registered_devices(devices):
+    """`devices` of broker_accounts: a list of [device id, role, window], each id once; raises ProtocolError."""
+    seen = {}
+    for entry in devices:
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise ProtocolError("broker_accounts: each of 'devices' must be [device id, role, window], got %r"
+                                % (entry,))
+        device_id, role, window = entry
+        try:
+            check_device_id(device_id)
+            check_window(window)
+        except ProtocolError as exc:
+            raise ProtocolError("broker_accounts: devices: %s" % exc)
+        if role not in DEVICE_ROLES:
+            raise ProtocolError("broker_accounts: devices: role must be one of %s, got %r"
+                                % (",".join(DEVICE_ROLES), role))
+        if device_id in seen:
+            raise ProtocolError("broker_accounts: devices: %s is listed twice" % device_id)
+        seen[device_id] = True
+    return devices
+
+
 def validate(kind_name, payload):
     """Return `payload` if it is a valid `kind_name` message, else raise ProtocolError."""
     try:
@@ -375,6 +401,7 @@ def validate(kind_name, payload):
             if len(payload[name]) > BROKER_FILE_MAX_CHARS:
                 raise ProtocolError("broker_accounts: field %r is longer than %d characters"
                                     % (name, BROKER_FILE_MAX_CHARS))
+        check_registered_devices(payload["devices"])
     boot = payload.get("boot") if kind_name in ("presence", "health") else None
     if boot is not None and not 0 < len(boot) <= BOOT_MAX_CHARS:
         raise ProtocolError("%s: field 'boot' must be 1 to %d characters, got %d"

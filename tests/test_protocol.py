@@ -240,7 +240,8 @@ VALID = {
     "edge_health": {"v": 1, "ready": False, "reasons": ["打印机缺纸"],
                     "components": {"printer": {"ok": False, "state": "paper_out"}}, "ts": 1767576000},
     "broker_accounts": {"v": 1, "version": 3, "passwd": "dev-a4cf12ab34cd:$7$101$salt$hash\n",
-                        "acl": "user dev-a4cf12ab34cd\n", "issued_at": 1767576000},
+                        "acl": "user dev-a4cf12ab34cd\n", "issued_at": 1767576000,
+                        "devices": [["dev-a4cf12ab34cd", "rating_pad", 3]]},
 }
 
 
@@ -252,6 +253,20 @@ def test_broker_accounts_files_have_a_size_limit():
     too_long = dict(VALID["broker_accounts"], acl="#" * (messages.BROKER_FILE_MAX_CHARS + 1))
     with pytest.raises(ProtocolError, match="'acl' is longer than"):
         messages.validate("broker_accounts", too_long)
+
+
+@pytest.mark.parametrize("devices, why", [
+    ([["dev-a4cf12ab34cd", "rating_pad"]], "must be \\[device id, role, window\\]"),
+    (["dev-a4cf12ab34cd"], "must be \\[device id, role, window\\]"),
+    ([["dev-A4CF12AB34CD", "rating_pad", 3]], "lower-case hex"),
+    ([["dev-a4cf12ab34cd", "edge_agent", 3]], "role must be one of"),
+    ([["dev-a4cf12ab34cd", "rating_pad", 0]], "window must be an integer"),
+    ([["dev-a4cf12ab34cd", "rating_pad", 3], ["dev-a4cf12ab34cd", "queue_display", 3]], "listed twice"),
+])
+def test_broker_accounts_lists_each_registered_device_once_with_its_role_and_window(devices, why):
+    with pytest.raises(ProtocolError, match=why):
+        messages.validate("broker_accounts", dict(VALID["broker_accounts"], devices=devices))
+    assert messages.validate("broker_accounts", dict(VALID["broker_accounts"], devices=[]))["devices"] == []
 
 
 def test_every_topic_payload_kind_is_declared():

@@ -5,6 +5,11 @@ hands each message to `receive`. A newer version is written atomically (temp fil
 0600) to the paths of [center_broker], then Mosquitto is sent SIGHUP, on which it reads both files
 again. The installed version is remembered in the data dir, so a restart ignores the retained copy.
 
+The message also lists the devices registered to this center with their role and window; with the
+files installed, they are what `place` answers, and the center link serves only those devices, as
+what they were registered as (edge_agent.adapters.center_link). An agent without [center_broker]
+has no such list (`enforcing` is False) and takes devices as their births say.
+
 Whatever is not installed leaves the files in place:
 - a repeat of the installed version (the fleet re-publishes it now and then): nothing to do;
 - a malformed message: logged and counted;
@@ -161,6 +166,16 @@ def signal_reload(pid_file: Path, proc: Path = PROC) -> int:
     return pid
 
 
+def _registered(devices: object) -> dict[str, tuple[str, int]]:
+    """The `devices` list of a broker_accounts message (or the state file) as device id -> (role, window)."""
+    try:
+        checked = messages.check_registered_devices(devices if isinstance(devices, list) else [])
+    except ProtocolError as exc:
+        log.warning("broker accounts: saved device list unreadable (%s); none until the fleet sends it", exc)
+        return {}
+    return {device_id: (role, window) for device_id, role, window in checked}
+
+
 class BrokerAccounts:
     """Adapter: installs the fleet's center-broker files and reloads the local Mosquitto."""
 
@@ -181,6 +196,8 @@ class BrokerAccounts:
         self.config_problem = self._config_problem()
         self.problem = self.config_problem
         self.stale = False  # the problem is an older version from the fleet
+        self.registered: dict[str, tuple[str, int]] = {}  # device id -> (role, window), of the installed version
+        self._registered_known = True  # False: the installed version was saved without its devices
 
     def _config_problem(self) -> str:
         """Why this agent cannot check new files against its own account ("" when it can)."""
@@ -195,6 +212,15 @@ class BrokerAccounts:
                     f"that the fleet's files let its user {self.own_username} in, so it installs none")
         return ""
 
+    @property
+    def enforcing(self) -> bool:
+        """Whether the fleet's list of registered devices decides who may speak on the center broker."""
+        return self.files is not None
+
+    def place(self, device_id: str) -> tuple[str, int] | None:
+        """(role, window) the device is registered as in this center; None when it is not registered here."""
+        return self.registered.get(device_id)
+
     async def start(self) -> None:
         if self.files is None:
             return
@@ -204,6 +230,9 @@ class BrokerAccounts:
             saved = json.loads(self.state_path.read_text(encoding="utf-8"))
             self.version, self.installed_at = int(saved["version"]), float(saved["installed_at"])
             self.state = INSTALLED
+            # Saved by an agent before devices came with the files: none until the fleet sends them again.
+            self.registered = _registered(saved.get("devices", []))
+            self._registered_known = "devices" in saved
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as exc:
@@ -216,7 +245,7 @@ class BrokerAccounts:
     def health(self) -> dict:
         return {"ok": self.state != FAILED and not self.problem, "state": self.state, "version": self.version,
                 "installed_at": self.installed_at, "ignored": self.ignored, "last_error": self.last_error,
-                "problem": self.problem}
+                "problem": self.problem, "registered_devices": len(self.registered)}
 
     def receive(self, raw: bytes) -> bool:
         """One broker_accounts message from the county; True when it was installed."""
@@ -251,6 +280,9 @@ class BrokerAccounts:
         version = payload["version"]
         if version == self.version and self._installed_files_are(payload):
             log.info("broker accounts: v%d received again, it is installed", version)
+            if not self._registered_known:  # installed by an agent that did not keep the list
+                self.registered, self._registered_known = _registered(payload["devices"]), True
+                self._remember(version)
             if self.stale:  # the fleet is back in step with what is installed
                 self.problem, self.stale = "", False
             return False
@@ -267,6 +299,16 @@ class BrokerAccounts:
         self.stale = True
         log.warning("broker accounts: ignored, the files in place stay: %s", reason)
         return False
+
+    def _remember(self, version: int) -> None:
+        """Keep the installed version and its registered devices in the data dir, for the next start."""
+        devices = [[device_id, role, window] for device_id, (role, window) in sorted(self.registered.items())]
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.state_path, json.dumps({"version": version, "installed_at": self.installed_at,
+                                                          "devices": devices}))
+        except OSError as exc:
+            log.warning("broker accounts: installed v%d not remembered in %s: %s", version, self.state_path, exc)
 
     def _installed_files_are(self, payload: dict) -> bool:
         """Whether the files in place hold what `payload` holds (unreadable files: no)."""
@@ -289,12 +331,9 @@ class BrokerAccounts:
                       self.files.acl_file, exc)
             return False
         self.version, self.installed_at = version, time.time()
+        self.registered, self._registered_known = _registered(payload["devices"]), True
         self.problem, self.stale = "", False
-        try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.state_path, json.dumps({"version": version, "installed_at": self.installed_at}))
-        except OSError as exc:
-            log.warning("broker accounts: installed v%d not remembered in %s: %s", version, self.state_path, exc)
+        self._remember(version)
         try:
             pid = signal_reload(self.files.pid_file)
         except OSError as exc:

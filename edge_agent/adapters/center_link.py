@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
 
 import aiomqtt
 
@@ -30,6 +31,26 @@ DEVICE_UPLINK_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.RAT
                         topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK)
 
 
+REFUSED_KEPT = 20  # devices whose refusal health shows
+
+
+class DeviceRegistry(Protocol):
+    """Who may speak on the center broker (edge_agent.adapters.broker_accounts.BrokerAccounts)."""
+
+    def place(self, device_id: str) -> tuple[str, int] | None:
+        """(role, window) of a device registered to this center; None for any other device id."""
+
+
+def _disagreement(presence: dict, registered: tuple[str, int]) -> str:
+    """Why a presence message contradicts the device's registration ("" when it does not)."""
+    role, window = registered
+    said_window = presence.get("window")
+    if presence["role"] != role or (said_window is not None and said_window != window):
+        said = presence["role"] + (f" at window {said_window}" if said_window is not None else "")
+        return f"announced itself as {said}, registered as {role} at window {window}"
+    return ""
+
+
 class CenterLink(MqttLink):
     name = "center_broker"
 
@@ -46,6 +67,12 @@ class CenterLink(MqttLink):
         self.refused_ratings = 0
         self.dropped = 0
         self.suspect_presence = 0  # presence ignored as suspect (protocol.presence): forged or broken senders
+        # Set by the agent when it installs the fleet's broker accounts (BrokerAccounts): then only devices
+        # registered to this center are served, as the role and window they were registered as.
+        self.registry: DeviceRegistry | None = None
+        self.unregistered = 0  # messages of device ids not registered to this center: dropped
+        self.refused_presence = 0  # births and wills whose role or window is not the registered one
+        self.refused_devices: dict[str, str] = {}  # device id -> why its messages were refused (the latest few)
         queue.listeners.append(self._on_queue_change)
 
     async def start(self) -> None:
@@ -61,7 +88,8 @@ class CenterLink(MqttLink):
 
     def health(self) -> dict:
         return {**super().health(), "refused_ratings": self.refused_ratings, "dropped_messages": self.dropped,
-                "suspect_presence": self.suspect_presence}
+                "suspect_presence": self.suspect_presence, "unregistered_devices": self.unregistered,
+                "refused_presence": self.refused_presence, "refused_devices": dict(self.refused_devices)}
 
     def relay_down(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """A message from the county for a device of this center (desired configuration, command)."""
@@ -115,6 +143,13 @@ class CenterLink(MqttLink):
 
     # -- devices -> edge --------------------------------------------------
 
+    def _refuse_device(self, device_id: str, why: str) -> None:
+        """Remember why a device was refused, for health; only the latest REFUSED_KEPT devices."""
+        self.refused_devices.pop(device_id, None)
+        self.refused_devices[device_id] = why
+        while len(self.refused_devices) > REFUSED_KEPT:
+            del self.refused_devices[next(iter(self.refused_devices))]
+
     def _drop(self, topic: str, why: str) -> None:
         self.dropped += 1
         log.warning("center broker: dropped message on %s: %s", topic, why)
@@ -135,12 +170,26 @@ class CenterLink(MqttLink):
             self._drop(topic, "it is for another center")
             return
         device_id = params.get("device")
+        registered = self.registry.place(device_id) if self.registry is not None else None
+        if self.registry is not None and registered is None:
+            self.unregistered += 1
+            self._refuse_device(device_id, f"not registered to center {self.config.code}")
+            self._drop(topic, f"device {device_id} is not registered to this center")
+            return
+        if name == topics.DEVICE_PRESENCE and registered is not None:
+            disagreement = _disagreement(payload, registered)
+            if disagreement:
+                # The birth (or will) is the device's own word; the registration is the fleet's.
+                self.refused_presence += 1
+                self._refuse_device(device_id, disagreement)
+                log.warning("center broker: presence of %s refused: %s", device_id, disagreement)
+                return
         if name != topics.DEVICE_PRESENCE and not self.store.is_known_device(device_id):
             # Every device announces itself with a birth on connect; anything else first is not one of ours.
             self._drop(topic, f"unknown device {device_id} (no birth seen)")
             return
         if name == topics.DEVICE_PRESENCE:
-            verdict = self.store.record_presence(device_id, payload, time.time())
+            verdict = self.store.record_presence(device_id, payload, time.time(), place=registered)
             if verdict in presence_rule.APPLIED:
                 self.relay.relay(topic, raw, qos=1, retain=True, keep=True)
             elif verdict == presence_rule.SUSPECT:
@@ -159,8 +208,8 @@ class CenterLink(MqttLink):
             self.relay.relay(topic, raw, qos=spec.qos, retain=spec.retained, keep=True)
         elif name == topics.RATING_SUBMITTED:
             # The center broker lets every device write its own rating topic (one acl pattern for all roles),
-            # so only the rating pad of the rating's window may rate.
-            role, window = self.store.device_place(device_id) or (None, None)
+            # so only the rating pad of the rating's window may rate: as registered, or else as its birth said.
+            role, window = registered or self.store.device_place(device_id) or (None, None)
             if role != messages.ROLE_RATING_PAD or window != payload["window"]:
                 self.refused_ratings += 1
                 log.warning("rating %s from %s refused: it is not the rating pad of window %s (it is a %s at "

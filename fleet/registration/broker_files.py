@@ -67,6 +67,9 @@ class BrokerFiles:
     devices: int
     unbound_slots: int
     edge: bool
+    # (device id, role, window) of every device registered to the center: sent with the files, the edge serves
+    # only these devices, as what they were registered as (edge_agent.adapters.center_link).
+    registered: tuple[tuple[str, str, int], ...] = ()
 
 
 def _parties(text: str) -> set[str]:
@@ -194,8 +197,9 @@ def broker_files(session: Session, center: str) -> BrokerFiles:
     if slots:
         acl += [f"# {len(slots)} unbound credential-pack slot(s): any device id (client id) of this center",
                 *slot_patterns(center), ""]
+    registered = tuple((row.device_id, row.role, row.window) for row in devices)
     return BrokerFiles(center, "\n".join(passwd) + ("\n" if passwd else ""), "\n".join(acl) + "\n",
-                       len(devices), len(slots), edge is not None)
+                       len(devices), len(slots), edge is not None, registered)
 
 
 def write_broker_files(files: BrokerFiles, out_dir: Path) -> tuple[Path, Path]:

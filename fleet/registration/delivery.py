@@ -15,6 +15,7 @@ The caller commits.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +47,10 @@ class DeliveryResult:
 
 
 def files_digest(files: BrokerFiles) -> str:
-    return hashlib.sha256(("passwd\0" + files.passwd + "\0acl\0" + files.acl).encode("utf-8")).hexdigest()
+    """What a version stands for: the files and the registered devices (a new window or role is a new version)."""
+    devices = json.dumps([list(entry) for entry in files.registered], separators=(",", ":"))
+    return hashlib.sha256(("passwd\0" + files.passwd + "\0acl\0" + files.acl + "\0devices\0" + devices)
+                          .encode("utf-8")).hexdigest()
 
 
 def note_files(session: Session, center: str, now: datetime) -> tuple[BrokerAccountsState, BrokerFiles]:
@@ -63,7 +67,8 @@ def note_files(session: Session, center: str, now: datetime) -> tuple[BrokerAcco
 def accounts_message(state: BrokerAccountsState, files: BrokerFiles) -> bytes:
     """The encoded broker_accounts message; ProtocolError when it is not valid or does not fit."""
     payload = messages.make("broker_accounts", version=state.version, passwd=files.passwd, acl=files.acl,
-                            issued_at=state.changed_at.timestamp())
+                            issued_at=state.changed_at.timestamp(),
+                            devices=[list(entry) for entry in files.registered])
     raw = messages.encode("broker_accounts", payload)
     if len(raw) > messages.MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"{len(raw)} bytes is more than the {messages.MAX_PAYLOAD_BYTES} an edge accepts "
