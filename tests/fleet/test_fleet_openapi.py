@@ -14,6 +14,7 @@ import schemathesis
 from fleet_testkit import CENTER, DISPLAY, add_user
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import CacheConfig
 
 from fleet.app import create_app
 from fleet.ingest import handle_message
@@ -58,10 +59,15 @@ def test_every_route_is_documented_with_a_response_model_and_a_tag(api_app) -> N
     assert not any(path in ("/", "/login", "/users") for path in spec["paths"])  # pages are not API
 
 
-def test_schemathesis_finds_no_server_error(api_app) -> None:
+def test_schemathesis_finds_no_server_error(api_app, tmp_path, monkeypatch) -> None:
     # Schemathesis' pytest plugin does not run under pytest 9 (it reads Function._nodeid), so the
     # operations are driven through its Python API with Hypothesis directly: same cases, same check.
-    schema = schemathesis.openapi.from_asgi("/openapi.json", api_app)
+    # What it keeps on disk (its cache and crash files, in `.schemathesis/` of the current directory by
+    # default) goes under this test's tmp directory, never into the work tree: an explicit configuration
+    # (no schemathesis.toml looked up from the tree) with its cache there, run from there.
+    monkeypatch.chdir(tmp_path)
+    config = schemathesis.Config(cache=CacheConfig(directory=str(tmp_path / "schemathesis")))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api_app, config=config)
     headers = {"Authorization": f"Bearer {api_app.state.test_token}"}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
