@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from fleet import api, metrics
 from fleet.alerts.operations import install_operations, start_operations, stop_operations
@@ -49,6 +51,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 
     # check_csrf on every route: a cookie-authenticated POST/PUT/PATCH/DELETE needs the session's CSRF token.
     app = FastAPI(title="县级设备管理平台 fleet", lifespan=lifespan, dependencies=[Depends(check_csrf)])
+    app.add_exception_handler(DataError, refuse_unholdable_value)
     app.state.settings = settings
     app.state.engine = engine
     app.state.clock = clock
@@ -62,3 +65,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     install_operations(app)  # alerts, cases, configuration and commands
     app.include_router(registration_routes.api)  # device registration, credential packs, broker files
     return app
+
+
+async def refuse_unholdable_value(request: Request, exc: Exception) -> JSONResponse:
+    """422 for a value from the request that the database refuses to store or compare.
+
+    PostgreSQL refuses what SQLite takes (an id past its 32-bit INTEGER, a NUL character in text) only when
+    the query runs, so route validation cannot know; without this it was a server error.
+    """
+    log.warning("%s %s: a value the database cannot hold: %s", request.method, request.url.path,
+                getattr(exc, "orig", exc))
+    return JSONResponse({"detail": "a value the database cannot hold"}, status_code=422)
