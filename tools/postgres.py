@@ -29,7 +29,7 @@ def find_bin_dir() -> Path:
     for candidate in reversed(candidates):
         if os.access(Path(candidate) / "initdb", os.X_OK):
             return Path(candidate)
-    raise PostgresError("PostgreSQL is not installed: run tools/install-system-deps.sh --postgres")
+    raise PostgresError("PostgreSQL is not installed: run tools/install-system-deps.sh --test")
 
 
 class PostgresServer:
