@@ -41,6 +41,7 @@ TICK_MS = 200
 RAM_QUEUE_MAX = 32  # control messages (reports, acks, birth repair); ratings wait on flash
 WATCHDOG_FEED_MS = 1000
 TICK_STALL_MS = 10000  # the ticker (display, timeouts, network) silent this long: reset
+SCREEN_STALL_MS = 10000  # a pixel screen's frame loop (every 40 ms) silent this long: reset
 REBOOT_ACK_TIMEOUT_S = 5
 COMMAND_IDS_KEPT = 32
 RATED_IDS_KEPT = 32
@@ -112,7 +113,10 @@ class DeviceRuntime:
         self.watchdog = None
         if watchdog is not None:
             link_stall_ms = int((2 * config.keepalive_s + backoff_max_s + self.client.connect_timeout_s) * 2000)
-            monitor = ProgressMonitor({"tick": max(TICK_STALL_MS, 20 * tick_ms), "link": link_stall_ms})
+            hearts = {"tick": max(TICK_STALL_MS, 20 * tick_ms), "link": link_stall_ms}
+            if self._screen_loop():
+                hearts["screen"] = SCREEN_STALL_MS
+            monitor = ProgressMonitor(hearts)
             self.watchdog = WatchdogFeeder(monitor, watchdog, log=self._log)
         self.uptime_ms = 0
         self.dropped = 0  # malformed or unknown messages
@@ -150,6 +154,8 @@ class DeviceRuntime:
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._ticker()),
         ]
+        if self._screen_loop():
+            self._tasks.append(asyncio.create_task(self.panel.run()))  # scrolling, blinking, recovery
         if self.watchdog is not None:
             self.watchdog.monitor.start(clock.ticks_ms())
             self._tasks.append(asyncio.create_task(self._feeder()))
@@ -447,6 +453,8 @@ class DeviceRuntime:
         while True:
             now = clock.ticks_ms()
             feeder.monitor.beat("link", self.client.progress_ms)
+            if self._screen_loop():
+                feeder.monitor.beat("screen", self.panel.progress_ms)
             feeder.feed_if_alive(now)
             await asyncio.sleep(WATCHDOG_FEED_MS / 1000)
 
@@ -495,10 +503,15 @@ class DeviceRuntime:
 
     # ---------------------------------------------------------------- helpers
 
+    def _screen_loop(self):
+        """Whether the panel has a frame loop of its own (a PixelScreen) for run() to start and watch."""
+        return hasattr(self.panel, "run") and hasattr(self.panel, "progress_ms")
+
     def _note_errors(self):
-        """The newest problem of the link, the outbox or the network becomes health's last_error."""
+        """The newest problem of the link, the outbox, the network or the screen becomes health's last_error."""
         for name, source, attr in (("link", self.client, "last_error"), ("outbox", self.outbox, "error"),
-                                   ("network", self.network, "last_error")):
+                                   ("network", self.network, "last_error"),
+                                   ("screen", self.panel, "last_error")):
             text = getattr(source, attr, None) if source is not None else None
             if text and self._errors_seen.get(name) != text:
                 self._errors_seen[name] = text

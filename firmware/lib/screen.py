@@ -18,6 +18,7 @@ except ImportError:
     from firmware.lib import framebuf_compat as framebuf
 
 FRAME_MS = 40  # 25 frames a second: smooth enough for a marquee, light on the bus
+RECOVER_MS = 1000  # after a panel or font error, the next try (re-initialise, lay out again) waits this long
 SCROLL_PX_PER_S = 25  # about 1.5 Chinese characters a second: readable for elderly residents
 SCROLL_HOLD_MS = 1500  # a new text stands still this long before it starts to move
 SCROLL_GAP_PX = 32  # blank between the end of a scrolling text and its next start
@@ -185,6 +186,12 @@ class PixelScreen:
     leds: optional button LEDs (show(states)) fed from renderer.led_states(app).
     Lines that are not the app's (the runtime's identify / test-pattern overlay) are drawn
     as plain rows until the app's own lines come back.
+
+    Nothing here may stop the screen: an I2C error (ETIMEDOUT from a loose OLED cable) or a font
+    read error is caught, shown in `last_error` (the runtime reports it in health), and every
+    RECOVER_MS the panel is initialised again and the content laid out again until it works.
+    `progress_ms` is when the frame loop last went round: the runtime's watchdog watches it, so a
+    loop that died or hangs resets the board instead of leaving a frozen screen on a healthy board.
     """
 
     def __init__(self, app, renderer, display, leds=None, frame_ms=FRAME_MS):
@@ -199,21 +206,33 @@ class PixelScreen:
         self._overlay_layout = None
         self._period_s = frame_ms / 1000
         self._led_changes = None
+        self.progress_ms = clock.ticks_ms()
+        self.faults = 0  # panel or font errors caught
+        self.last_error = None
+        self._retry_at = None  # while failing: the tick of the next recovery try
 
     def show_lines(self, lines):
-        """Called by the runtime when what it shows changed: redraw now."""
+        """Called by the runtime when what it shows changed: redraw now. Never raises."""
         self.lines = list(lines)
         now_ms = clock.ticks_ms()
         overlay = self.lines != self.app.lines()
-        if overlay:
-            if self._overlay_layout is None:
-                r = self.renderer
-                self._overlay_layout = LinesLayout(r.font, r.width, r.height)
-            self._overlay_layout.set(self.lines, now_ms)
-        elif self.overlay:
+        if not overlay and self.overlay:
             self.renderer.invalidate()
         self.overlay = overlay
-        self.frame(now_ms)
+        if self._retry_at is not None:
+            return  # failing: the frame loop lays it all out again when it recovers
+        try:
+            if overlay:
+                self._set_overlay(now_ms)
+            self.frame(now_ms)
+        except Exception as exc:
+            self._fault(exc, now_ms)
+
+    def _set_overlay(self, now_ms):
+        if self._overlay_layout is None:
+            r = self.renderer
+            self._overlay_layout = LinesLayout(r.font, r.width, r.height)
+        self._overlay_layout.set(self.lines, now_ms)
 
     def frame(self, now_ms):
         """Draw one frame; push it only if a pixel may have changed. Returns True if pushed."""
@@ -236,8 +255,39 @@ class PixelScreen:
         self.level = level
         self.display.brightness(level)
 
+    def step(self, now_ms):
+        """One round of the frame loop: a frame, or while failing a recovery try when one is due."""
+        self.progress_ms = now_ms
+        try:
+            if self._retry_at is None:
+                self.frame(now_ms)
+            elif clock.ticks_diff(now_ms, self._retry_at) >= 0:  # type: ignore[type-var]  # plain ints
+                self._recover(now_ms)
+        except Exception as exc:
+            self._fault(exc, now_ms)
+
+    def _fault(self, exc, now_ms):
+        self.faults += 1
+        self.last_error = "screen: %s: %s" % (type(exc).__name__, exc)
+        if self._retry_at is None:
+            print(self.last_error)
+        self._retry_at = clock.ticks_add(now_ms, RECOVER_MS)
+
+    def _recover(self, now_ms):
+        """Initialise the panel again (an OLED that lost its setup) and lay the content out again."""
+        init = getattr(self.display, "init_display", None)
+        if init is not None:
+            init()
+        self.renderer.invalidate()
+        self._led_changes = None
+        if self.overlay:
+            self._set_overlay(now_ms)
+        self.frame(now_ms)
+        self._retry_at = None
+        print("screen: recovered")
+
     async def run(self):
         """Keep scrolling and blinking going; the runtime's show_lines covers content changes."""
         while True:
-            self.frame(clock.ticks_ms())
+            self.step(clock.ticks_ms())
             await asyncio.sleep(self._period_s)

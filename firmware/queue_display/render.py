@@ -151,8 +151,8 @@ class QueueDisplayRenderer:
     def draw(self, app, now_ms):
         """Draw the frame for `now_ms`. Returns False (and draws nothing) when no pixel would change."""
         if app.changes != self._changes:
-            self._changes = app.changes
             self._set_content(app, now_ms)
+            self._changes = app.changes  # only once laid out: a font read error leaves it to do again
             self._pushed = False
         invert = not app.blink_on(now_ms)
         fb = self.fb

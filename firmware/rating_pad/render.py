@@ -86,8 +86,8 @@ class RatingPadRenderer:
     def draw(self, app, now_ms):
         """Draw the frame for `now_ms`. Returns False (and draws nothing) when no pixel would change."""
         if app.changes != self._changes:
-            self._changes = app.changes
             self._set_content(app, now_ms)
+            self._changes = app.changes  # only once laid out: a font read error leaves it to do again
             self._pushed = False
         used = self._used
         if self._pushed:
