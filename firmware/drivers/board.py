@@ -1,28 +1,13 @@
-"""Board-level helpers: run the device, and reboot rather than hang on a crash."""
+"""Board-level helpers for main.py."""
 
 import asyncio
-import sys
-import time
-
-import machine
-
-RESET_DELAY_S = 5
 
 
 def run_forever(main_coro):
-    """Run the device's main coroutine; on any crash print it and reset the board.
+    """Run the device's main coroutine.
 
-    The runtime already survives network and broker trouble; this catches
-    bugs, so a display on a wall comes back by itself instead of freezing.
+    A crash is not handled here: it reaches the boot guard of main.py, which
+    prints it, pauses and resets the board, exactly as for a crash while
+    booting, so a display on a wall comes back by itself instead of freezing.
     """
-    try:
-        asyncio.run(main_coro)
-    except KeyboardInterrupt:  # Ctrl-C on the serial console: stay in the REPL
-        raise
-    except Exception as exc:
-        try:
-            sys.print_exception(exc)
-        except AttributeError:
-            print("main: crashed:", exc)
-        time.sleep(RESET_DELAY_S)
-        machine.reset()
+    asyncio.run(main_coro)

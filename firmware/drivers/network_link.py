@@ -1,6 +1,7 @@
 """Pick and start the board's network link from config.json ("network": "wifi" or "ethernet")."""
 
 from firmware.drivers import wifi
+from protocol import identity
 
 BOOT_WAIT_S = 20
 
@@ -13,12 +14,20 @@ def _driver(cfg):
     return wifi.WifiLink(cfg.wifi_ssid, cfg.wifi_password)
 
 
-def open_link(cfg):
+def hostname(cfg):
+    """The board's DHCP hostname: its device id, so a center's router lists each board by the id the
+    fleet knows, instead of every one as mpy-esp32."""
+    return identity.device_id_from_mac(cfg.mac or wifi.factory_mac())
+
+
+def open_link(cfg, feed=None):
     """The link driver for `cfg` (a firmware.lib.config.Config), started; waits up to BOOT_WAIT_S for it.
 
-    Not being up yet is no failure: the runtime's LinkSupervisor keeps trying.
+    The hostname is set first, before any interface is active. Not being up yet is no failure: the
+    runtime's LinkSupervisor keeps trying. feed: called while waiting (the hardware watchdog).
     """
+    wifi.set_hostname(hostname(cfg))
     link = _driver(cfg)
     if link.start() and hasattr(link, "wait_up"):
-        link.wait_up(BOOT_WAIT_S)
+        link.wait_up(BOOT_WAIT_S, feed)
     return link

@@ -16,6 +16,22 @@ def _wlan():
     return wlan
 
 
+def factory_mac():
+    """The Wi-Fi MAC (6 bytes) without starting the radio: creating the interface object initialises
+    the Wi-Fi driver, which is all esp_wifi_get_mac needs (checked on paper against the esp32 port)."""
+    return network.WLAN(network.STA_IF).config("mac")
+
+
+def set_hostname(name):
+    """The DHCP hostname of every interface: call before any is made active (MicroPython >= 1.20 reads
+    it when an interface starts; before that it was the per-interface dhcp_hostname)."""
+    setter = getattr(network, "hostname", None)
+    if setter is not None:
+        setter(name)
+    else:
+        network.WLAN(network.STA_IF).config(dhcp_hostname=name)
+
+
 class WifiLink:
     kind = "wifi"
 
@@ -45,10 +61,15 @@ class WifiLink:
         if self.ssid:
             self._wlan.connect(self.ssid, self.password)
 
-    def wait_up(self, timeout_s=20):
-        """Block until connected or timeout_s passed. Not connecting is no failure: the supervisor retries."""
+    def wait_up(self, timeout_s=20, feed=None):
+        """Block until connected or timeout_s passed. Not connecting is no failure: the supervisor retries.
+
+        feed: called on every round (the hardware watchdog, already running at boot).
+        """
         start = time.ticks_ms()
         while not self._wlan.isconnected():
+            if feed is not None:
+                feed()
             if time.ticks_diff(time.ticks_ms(), start) > timeout_s * 1000:
                 print("wifi: not connected to %s yet, carrying on" % self.ssid)
                 return False

@@ -4,38 +4,41 @@ Loads /config.json, brings up Wi-Fi, and runs the device runtime with the
 queue display app on the panel of the board named in config.json
 (hardware/boards/<board>.json: a HUB12 LED strip or an SSD1306 OLED). All
 logic lives elsewhere (app.py, render.py, firmware/lib); keep this file small.
+
+Everything but the three imports below runs inside boot()'s guard, the
+hardware watchdog first: a MemoryError while importing, an OSError from
+wlan.active(), any crash is printed and, after RESET_PAUSE_S (time to read
+it, or to press Ctrl-C for the REPL), resets the board instead of leaving
+it dead at the REPL until someone cycles its power.
 """
 
-import asyncio
+import sys
+import time
 
 import machine
 
-from firmware.drivers import board, display, network_link
-from firmware.drivers.wdt import HardwareWatchdog
-from firmware.lib import boards
-from firmware.lib import config as config_file
-from firmware.lib.runtime import DeviceRuntime
-from firmware.queue_display.app import QueueDisplayApp
-from firmware.queue_display.render import QueueDisplayRenderer
-from protocol import messages
-
 CONFIG_PATH = "/config.json"
 STATE_DIR = "/state"
+RESET_PAUSE_S = 10  # well inside the watchdog's 30 s, which keeps running meanwhile
 
 
-async def _run(runtime, panel):
-    if hasattr(panel, "run"):
-        asyncio.create_task(panel.run())  # scrolling and blinking between content changes
-    await runtime.run()
+def main(watchdog):
+    from firmware.drivers import board, display, network_link
+    from firmware.lib import boards
+    from firmware.lib import config as config_file
+    from firmware.lib.runtime import DeviceRuntime
+    from firmware.queue_display.app import QueueDisplayApp
+    from firmware.queue_display.render import QueueDisplayRenderer
+    from protocol import messages
 
-
-def main():
+    watchdog.feed()
     cfg = config_file.load(CONFIG_PATH)
     if cfg.role != messages.ROLE_QUEUE_DISPLAY:
         print("main: config says role %s, running as queue display" % cfg.role)
-    link = network_link.open_link(cfg)  # Wi-Fi or Ethernet, per config.json
+    link = network_link.open_link(cfg, watchdog.feed)  # Wi-Fi or Ethernet, per config.json
     if not cfg.mac:
         cfg.mac = link.mac()
+    watchdog.feed()
     app = QueueDisplayApp(cfg.window)
     try:
         _, section = boards.load_for_role(cfg.board, messages.ROLE_QUEUE_DISPLAY)
@@ -43,10 +46,36 @@ def main():
         print("main: %s" % exc)
         section = {}
     panel = display.open_screen(app, section, QueueDisplayRenderer)
-    runtime = DeviceRuntime(cfg, app, STATE_DIR, panel=panel, network=link,
-                            watchdog=HardwareWatchdog(), reset=machine.reset)
-    board.run_forever(_run(runtime, panel))
+    watchdog.feed()
+    # The runtime runs the panel's frame loop (scrolling, blinking) and watches it with the other loops.
+    runtime = DeviceRuntime(cfg, app, STATE_DIR, panel=panel, network=link, watchdog=watchdog,
+                            reset=machine.reset)
+    board.run_forever(runtime.run())
+
+
+def crashed(exc, pause):
+    """Print what happened, pause, reset. Never returns (machine.reset)."""
+    try:
+        sys.print_exception(exc)  # type: ignore[attr-defined]  # MicroPython
+    except Exception:
+        print("main: crashed:", repr(exc))
+    print("main: resetting in %d s (Ctrl-C for the REPL)" % RESET_PAUSE_S)
+    pause(RESET_PAUSE_S)
+    machine.reset()
+
+
+def boot(pause=time.sleep):
+    try:
+        from firmware.drivers.wdt import HardwareWatchdog
+
+        watchdog = HardwareWatchdog()  # first: a hang anywhere below resets the board too
+        main(watchdog)
+        raise RuntimeError("the runtime stopped")
+    except KeyboardInterrupt:  # Ctrl-C on the serial console: a technician wants the REPL
+        raise
+    except BaseException as exc:
+        crashed(exc, pause)
 
 
 if __name__ == "__main__":
-    main()
+    boot()

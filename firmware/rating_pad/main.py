@@ -4,39 +4,48 @@ Loads /config.json, brings up Wi-Fi, and runs the device runtime with the
 rating pad app, its screen, its five buttons and their LEDs, all on the
 pins of the board named in config.json (hardware/boards/<board>.json). All
 logic lives elsewhere (app.py, render.py, firmware/lib); keep this file small.
+
+Everything but the three imports below runs inside boot()'s guard, the
+hardware watchdog first: a MemoryError while importing, an OSError from
+wlan.active(), any crash is printed and, after RESET_PAUSE_S (time to read
+it, or to press Ctrl-C for the REPL), resets the board instead of leaving
+it dead at the REPL until someone cycles its power.
 """
 
-import asyncio
+import sys
+import time
 
 import machine
 
-from firmware.drivers import board, buttons, display, leds, network_link
-from firmware.drivers.wdt import HardwareWatchdog
-from firmware.lib import boards
-from firmware.lib import config as config_file
-from firmware.lib.runtime import DeviceRuntime, rated_store
-from firmware.rating_pad.app import RatingPadApp
-from firmware.rating_pad.render import RatingPadRenderer
-from protocol import identity, messages
-
 CONFIG_PATH = "/config.json"
 STATE_DIR = "/state"
+RESET_PAUSE_S = 10  # well inside the watchdog's 30 s, which keeps running meanwhile
 
 
-async def _run(runtime, buttons, panel):
-    asyncio.create_task(buttons.run())
-    if hasattr(panel, "run"):
-        asyncio.create_task(panel.run())
-    await runtime.run()
+async def _run(runtime, pad_buttons):
+    import asyncio
+
+    asyncio.create_task(pad_buttons.run())
+    await runtime.run()  # runs the screen's frame loop (scrolling, recovery) and watches it
 
 
-def main():
+def main(watchdog):
+    from firmware.drivers import board, buttons, display, leds, network_link
+    from firmware.lib import boards
+    from firmware.lib import config as config_file
+    from firmware.lib.runtime import DeviceRuntime, rated_store
+    from firmware.rating_pad.app import RatingPadApp
+    from firmware.rating_pad.render import RatingPadRenderer
+    from protocol import identity, messages
+
+    watchdog.feed()
     cfg = config_file.load(CONFIG_PATH)
     if cfg.role != messages.ROLE_RATING_PAD:
         print("main: config says role %s, running as rating pad" % cfg.role)
-    link = network_link.open_link(cfg)  # Wi-Fi or Ethernet, per config.json
+    link = network_link.open_link(cfg, watchdog.feed)  # Wi-Fi or Ethernet, per config.json
     if not cfg.mac:
         cfg.mac = link.mac()
+    watchdog.feed()
     app = RatingPadApp(cfg.window, identity.device_id_from_mac(cfg.mac), rated=rated_store(STATE_DIR))
     try:
         _, section = boards.load_for_role(cfg.board, messages.ROLE_RATING_PAD)
@@ -45,11 +54,36 @@ def main():
         section = {}
     button_leds = leds.from_board(boards.led_pins(section), section.get("led_lit", 1))
     panel = display.open_screen(app, section, RatingPadRenderer, button_leds)
-    runtime = DeviceRuntime(cfg, app, STATE_DIR, panel=panel, network=link, watchdog=HardwareWatchdog(),
+    watchdog.feed()
+    runtime = DeviceRuntime(cfg, app, STATE_DIR, panel=panel, network=link, watchdog=watchdog,
                             reset=machine.reset)
     # (score, GPIO) left to right: 非常满意 满意 基本满意 不满意 非常不满意
-    board.run_forever(_run(runtime, buttons.from_board(boards.button_pins(section), runtime.press), panel))
+    board.run_forever(_run(runtime, buttons.from_board(boards.button_pins(section), runtime.press)))
+
+
+def crashed(exc, pause):
+    """Print what happened, pause, reset. Never returns (machine.reset)."""
+    try:
+        sys.print_exception(exc)  # type: ignore[attr-defined]  # MicroPython
+    except Exception:
+        print("main: crashed:", repr(exc))
+    print("main: resetting in %d s (Ctrl-C for the REPL)" % RESET_PAUSE_S)
+    pause(RESET_PAUSE_S)
+    machine.reset()
+
+
+def boot(pause=time.sleep):
+    try:
+        from firmware.drivers.wdt import HardwareWatchdog
+
+        watchdog = HardwareWatchdog()  # first: a hang anywhere below resets the board too
+        main(watchdog)
+        raise RuntimeError("the runtime stopped")
+    except KeyboardInterrupt:  # Ctrl-C on the serial console: a technician wants the REPL
+        raise
+    except BaseException as exc:
+        crashed(exc, pause)
 
 
 if __name__ == "__main__":
-    main()
+    boot()
