@@ -218,6 +218,19 @@ def _presence_outcome(verdict: str) -> str:
     return SUSPECT if verdict == presence_rule.SUSPECT else IGNORED
 
 
+def decode_message(topic_text: str, raw: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The topic's name and parameters and the validated payload; raises ProtocolError, and only that.
+
+    A payload over MAX_PAYLOAD_BYTES is refused unread, as the edge refuses it: no message of the contract
+    comes near that, and parsing megabytes (or validating what they hold) is work a sender should not be
+    able to make the fleet do.
+    """
+    if len(raw) > messages.MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"payload of more than {messages.MAX_PAYLOAD_BYTES} bytes")
+    name, params = topics.parse(topic_text)
+    return name, params, messages.decode(topics.topic(name).payload, raw)
+
+
 def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | None = None,
                    retention: Retention | None = None, settings: Settings | None = None) -> str:
     """Parse, validate and store one MQTT message in its own transaction.
@@ -226,8 +239,7 @@ def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | 
     either is logged with its topic and the reason.
     """
     try:
-        name, params = topics.parse(topic_text)
-        payload = messages.decode(topics.topic(name).payload, raw)
+        name, params, payload = decode_message(topic_text, raw)
     except ProtocolError as exc:
         log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
         return DROPPED
@@ -277,8 +289,7 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None] = []
     for topic_text, raw in batch:
         try:
-            name, params = topics.parse(topic_text)
-            decoded.append((name, params, messages.decode(topics.topic(name).payload, raw)))
+            decoded.append(decode_message(topic_text, raw))
         except ProtocolError as exc:
             log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
             decoded.append(None)

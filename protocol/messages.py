@@ -447,6 +447,10 @@ def decode(kind_name, raw):
         payload = json.loads(raw)
     except ValueError:
         raise ProtocolError("%s: payload is not JSON" % kind_name)
+    except RuntimeError:
+        # CPython's parser recurses once per level and raises RecursionError (a RuntimeError) on deep nesting;
+        # no message of the contract nests more than a few levels, so it is the sender's error like bad JSON.
+        raise ProtocolError("%s: payload is too deeply nested" % kind_name)
     return validate(kind_name, payload)
 
 

@@ -381,3 +381,61 @@ def test_only_an_event_that_is_stored_is_acknowledged_as_a_duplicate(engine, fle
         assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == ["e-0", "e-1"]
     lines = not_stored_lines(caplog)
     assert len(lines) == 2 and all("refused by a constraint" in line for line in lines)
+
+
+def nested_payload(depth: int = 5000) -> bytes:
+    """Valid JSON, well under the size limit, nested deeper than CPython's json parser can recurse."""
+    return b'{"v": 1, "event_id": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def oversized_event(event_id: str) -> tuple[str, bytes]:
+    """A valid ticket event made bigger than messages.MAX_PAYLOAD_BYTES by a field the contract keeps."""
+    topic_text, raw = ticket_event(event_id)
+    payload = json.loads(raw)
+    payload["padding"] = "x" * messages.MAX_PAYLOAD_BYTES
+    return topic_text, json.dumps(payload).encode()
+
+
+def test_a_nested_or_oversized_payload_costs_only_itself_in_a_batch(engine, fleet_settings, caplog) -> None:
+    """Deep nesting once raised RecursionError out of handle_batch and failed all 100 messages of the batch;
+    an oversized payload was stored. Each is now a protocol error: dropped, counted, logged."""
+    from fleet.ingest import DROPPED, STORED
+
+    caplog.set_level(logging.WARNING, logger="fleet.ingest")
+    topic_text, _ = ticket_event("deep")
+    ingest = Ingest(fleet_settings, engine)  # not started: store_batch is what its writer thread calls
+
+    ingest.store_batch([ticket_event("e-1"), (topic_text, nested_payload()), ticket_event("e-2"),
+                        oversized_event("e-big"), ticket_event("e-3")])
+
+    with Session(engine) as session:
+        assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == ["e-1", "e-2", "e-3"]
+    counts = ingest.message_counts.snapshot()
+    assert (counts[(topics.TICKET_EVENT, STORED)], counts[(topics.TICKET_EVENT, DROPPED)]) == (3, 2)
+    dropped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped message")]
+    assert len(dropped) == 2
+    assert "too deeply nested" in dropped[0]
+    assert f"more than {messages.MAX_PAYLOAD_BYTES} bytes" in dropped[1]
+
+
+def test_nested_and_oversized_payloads_through_the_broker(start_ingest, engine, county_broker,
+                                                          edge_factory) -> None:
+    ingest = start_ingest()
+    edge = edge_factory(county_broker.port)
+    topic_text, _ = ticket_event("deep")
+    now = time.time()
+
+    edge.ticket("t-1", now)
+    edge.raw(topic_text, nested_payload())
+    edge.ticket("t-2", now)
+    edge.raw(*oversized_event("t-big"))
+    edge.ticket("t-3", now)
+
+    wait_for(lambda: count(engine, TicketEvent) == 3, "the three valid events")
+    from fleet.ingest import DROPPED, STORED
+
+    counts = wait_for(lambda: (c := ingest.message_counts.snapshot()).get((topics.TICKET_EVENT, STORED)) == 3
+                      and c, "the three valid events counted")
+    assert counts[(topics.TICKET_EVENT, DROPPED)] == 2
+    with Session(engine) as session:
+        assert sorted(e.event_id for e in session.exec(select(TicketEvent))) == ["t-1", "t-2", "t-3"]
