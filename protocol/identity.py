@@ -74,3 +74,16 @@ def check_window(window):
     if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window > MAX_WINDOW:
         raise ProtocolError("window must be an integer 1..%d, got %r" % (MAX_WINDOW, window))
     return window
+
+
+# The provisioning laptop watches a device it has just set up (its birth, its self-test) on the center broker.
+# The broker binds client ids to user names (so no account can take over another's connection), so the laptop
+# cannot use the device's own account while the device is connected: it logs in as the account's check
+# account, with the device's password. The fleet keeps such accounts in the center broker's files only briefly
+# after a registration, and for unbound credential-pack slots (fleet/registration/broker_files.py).
+CHECK_ACCOUNT_SUFFIX = ".check"
+
+
+def check_account(broker_username):
+    """The check account of the broker account `broker_username` (a device id or a pack slot)."""
+    return broker_username + CHECK_ACCOUNT_SUFFIX

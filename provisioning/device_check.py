@@ -1,8 +1,9 @@
 """After the reset: the device's birth on the center broker, and its self-test over MQTT.
 
-The laptop joins the center's network and talks to the center broker with the device's own new
-credentials (a client id of its own, so the device's session is untouched): that the broker lets them
-in is already part of the check. It subscribes to the device's presence and command acknowledgements
+The laptop joins the center's network and talks to the center broker with the device's new password, as
+the check account of the device's account (protocol.identity.check_account: the broker binds client ids to
+user names, so the device's own account would take the device's connection over): that the broker lets
+it in is already part of the check. It subscribes to the device's presence and command acknowledgements
 *before* the board is reset, so the birth that follows arrives as a live message, never mistaken for
 the retained birth of an earlier boot. Commands are signed with the device key just issued, exactly as
 the fleet signs them, so a passing self-test also proves the device holds the right key.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from protocol import messages, signing, topics
+from protocol import identity, messages, signing, topics
 from protocol.errors import ProtocolError
 from provisioning.errors import ProvisionError
 
@@ -158,7 +159,9 @@ def restart_and_check(board, device_id: str, settings, credentials, progress, on
     try:
         if check:
             with progress.step("broker") as step:
-                username = credentials.broker_username if credentials else None
+                # Not the device's own account: the center broker binds client ids to user names, so the laptop
+                # would take the device's connection over. Its check account has the same password.
+                username = identity.check_account(credentials.broker_username) if credentials else None
                 password = credentials.broker_password if credentials else None
                 link = DeviceLink(settings.broker_host, settings.broker_port, settings.center, device_id,
                                   username, password, accept_timeout=online_timeout)

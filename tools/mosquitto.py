@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -45,7 +46,7 @@ class MosquittoBroker:
 
     def __init__(self, run_dir: Path, name: str, port: int | None = None,
                  password_file: Path | None = None, acl_file: Path | None = None, persistent: bool = False,
-                 pid_file: Path | None = None) -> None:
+                 pid_file: Path | None = None, settings: Sequence[str] = ()) -> None:
         self.run_dir = Path(run_dir)
         self.name = name
         self.port = port or free_port()
@@ -53,6 +54,9 @@ class MosquittoBroker:
         self.acl_file = acl_file
         self.persistent = persistent  # keep sessions and retained messages across restarts
         self.pid_file = pid_file  # Mosquitto writes its pid there (what an edge agent signals to reload)
+        # More lines for the listener, e.g. a center broker's fleet.registration.broker_files.CENTER_BROKER_SETTINGS
+        # (client ids bound to user names).
+        self.settings = tuple(settings)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -95,6 +99,7 @@ class MosquittoBroker:
             lines.append(f"acl_file {self.acl_file}")
         if self.pid_file:
             lines.append(f"pid_file {self.pid_file}")
+        lines += self.settings
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 

@@ -24,39 +24,66 @@ county-level center still fit the one `broker_accounts` message (protocol.messag
   device id: such a device has its own `user` section with the same device topics (about 540 bytes of
   acl each, until it is registered again online with its own credentials).
 
-Unbound credential-pack slots: nobody knows yet which device, role or window will take them. While a
-center has any, the acl ends with `pattern` lines for this center only, where %c (the MQTT client id,
-which the firmware sets to its device id) stands for the device: a slot can then act as *any* device id
-of this center, for both roles, and so can every other account that connects with a device's id as its
-client id. That is the price of provisioning without the network; it ends when the slots are bound
-(provision sync) and the files are written again.
+The broker binds every client id to its user name (CENTER_BROKER_SETTINGS, in the broker's own config):
+MQTT closes a client's connection when another connects with the same client id, and with ids free to pick,
+any account could keep a device or the edge agent (`edge-<code>`) off the broker. So no acl line may rely on
+the client id (%c is the user name now) and nobody can connect as an account without its password.
+
+Unbound credential-pack slots: nobody knows yet which device, role or window will take them. Each has a
+`user` section for *any* device id of this center (`+`): a device provisioned offline publishes under its
+own id before the fleet knows it. Since the edge serves only registered devices (it drops the rest:
+edge_agent.adapters.center_link), the section holds only what such a device needs before its slot is bound:
+its birth and will, and the provisioning laptop's self-test (SLOT_WRITTEN, SLOT_READ). That is the price of
+provisioning without the network, for the holders of slot passwords only; it ends when the slot is bound
+(provision sync) and the files are written again, and the device is served from then on. Each unbound
+slot costs about 620 bytes of the message (its section, its check account and two passwd lines), so a
+pack holds at most service.MAX_PACK slots.
+
+Check accounts: the provisioning laptop watches the device it has just set up (its birth, its signed
+self-test) on this broker; with client ids bound to user names, it cannot use the device's account while
+the device is connected. It logs in as protocol.identity.check_account(<the account>) with the same
+password: read on the device's presence and command acknowledgements, write on its command topic (the
+device refuses commands without its key's signature). The files hold check accounts only for the latest
+MAX_CHECK_ACCOUNTS registrations of the center within CHECK_ACCOUNT_S, and for every unbound slot (for
+the one device that takes it), so they do not eat into the room the devices need.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from fleet.models import utcnow
 from fleet.registration.models import DeviceRegistration, EdgeCredential, PackSlot
 from fleet.registration.mosquitto_hash import passwd_line
 from protocol import messages, topics
+from protocol.identity import check_account
 
 PUBLISHER_EDGE = "edge agent"
 # The firmware subscribes to its own retained presence, to repair a stale will (protocol.md, Presence rule 5).
-# The provisioning laptop connects with the device's own new credentials to see its birth and run its
-# self-test (provisioning/device_check.py): it reads the device's acknowledgements and sends the command on
-# the device's own command topic. Still only the device's own topics; a command without the device key's
-# signature is refused by the device anyway.
-READ_BACK = (topics.DEVICE_PRESENCE, topics.DEVICE_COMMAND_ACK)
-WRITE_OWN = (topics.DEVICE_COMMAND,)
-# In an acl `pattern`, %u is replaced by the user name and %c by the client id; a placeholder the topic
-# builder accepts stands for them while the topic is rendered.
+READ_BACK = (topics.DEVICE_PRESENCE,)
+# In an acl `pattern`, %u is replaced by the user name; a placeholder the topic builder accepts stands for it
+# (or for + in a section of any device) while the topic is rendered.
 _DEVICE_PLACEHOLDER = "dev-000000000000"
 BY_USER = "%u"
-BY_CLIENT_ID = "%c"
+ANY_DEVICE = "+"
+# What the listener of a center broker needs besides the two files (its mosquitto.conf): no anonymous
+# clients, and client ids bound to user names, so no account can take over another's connection.
+CENTER_BROKER_SETTINGS = ("allow_anonymous false", "use_username_as_clientid true")
+# Check accounts for provisioning (see above): how long after a registration, and how many at most.
+CHECK_ACCOUNT_S = 3600
+MAX_CHECK_ACCOUNTS = 4
+CHECK_READ = (topics.DEVICE_PRESENCE, topics.DEVICE_COMMAND_ACK)
+CHECK_WRITE = (topics.DEVICE_COMMAND,)
+# An unbound slot's device: the edge serves no device the fleet has not registered (its health, ratings and
+# reported configuration would be dropped there), so until the slot is bound it needs only its birth and will
+# (read back too) and the provisioning laptop's self-test: the command and its acknowledgement.
+SLOT_WRITTEN = (topics.DEVICE_PRESENCE, topics.DEVICE_COMMAND_ACK)
+SLOT_READ = (topics.DEVICE_COMMAND,)
 
 
 @dataclass(frozen=True)
@@ -122,8 +149,7 @@ def _acl_lines(keyword: str, written: list[str], read: list[str], render) -> lis
     for name in written:
         access = "readwrite" if name in READ_BACK else "write"
         lines.append(f"{keyword} {access} {render(name)}")
-    lines += [f"{keyword} {'readwrite' if name in WRITE_OWN else 'read'} {render(name)}"
-              for name in read if name not in written]
+    lines += [f"{keyword} read {render(name)}" for name in read if name not in written]
     return lines
 
 
@@ -137,15 +163,18 @@ def _device_scoped() -> tuple[list[str], list[str]]:
     return written, [name for name in read if "device" in _keyed_by(name)]
 
 
-def device_patterns(center: str, stands_for: str) -> list[str]:
-    """Every device topic of `center` under the id that `stands_for` (%u or %c) names, for both roles."""
-    written, read = _device_scoped()
-
+def _under(center: str, device: str):
+    """topic name -> its topic in `center` under `device` (a device id, %u or +)."""
     def render(name: str) -> str:
         return topics.subscription(name, center=center, device=_DEVICE_PLACEHOLDER).replace(
-            _DEVICE_PLACEHOLDER, stands_for)
+            _DEVICE_PLACEHOLDER, device)
+    return render
 
-    return _acl_lines("pattern", written, read, render)
+
+def device_patterns(center: str, stands_for: str = BY_USER) -> list[str]:
+    """Every device topic of `center` under the id that `stands_for` (%u) names, for both roles."""
+    written, read = _device_scoped()
+    return _acl_lines("pattern", written, read, _under(center, stands_for))
 
 
 def window_patterns(center: str) -> list[str]:
@@ -155,9 +184,26 @@ def window_patterns(center: str) -> list[str]:
             for name in read if "device" not in _keyed_by(name)]
 
 
-def slot_patterns(center: str) -> list[str]:
-    """An unbound slot: the device topics of the device its client id names (%c)."""
-    return device_patterns(center, BY_CLIENT_ID)
+def slot_acl(slot: PackSlot) -> list[str]:
+    """A `user` section for an unbound slot: what a device needs before it is registered, for any device id of
+    its center (SLOT_WRITTEN, SLOT_READ)."""
+    render = _under(slot.center_code, ANY_DEVICE)
+    return [f"user {slot.username}", *_acl_lines("topic", list(SLOT_WRITTEN), list(SLOT_READ), render)]
+
+
+def check_acl(username: str, center: str, device: str) -> list[str]:
+    """A `user` section for the check account of `username`: watch `device` (+ for a slot's), command it."""
+    render = _under(center, device)
+    return [f"user {check_account(username)}", *(f"topic read {render(name)}" for name in CHECK_READ),
+            *(f"topic write {render(name)}" for name in CHECK_WRITE)]
+
+
+def checked_registrations(devices: list[DeviceRegistration], now: datetime) -> list[DeviceRegistration]:
+    """The registrations whose check account the files hold at `now` (the latest few of the last hour)."""
+    since = now - timedelta(seconds=CHECK_ACCOUNT_S)
+    recent = [row for row in devices if since < row.registered_at <= now]
+    recent.sort(key=lambda row: (row.registered_at, row.device_id), reverse=True)
+    return recent[:MAX_CHECK_ACCOUNTS]
 
 
 def device_acl(row: DeviceRegistration) -> list[str]:
@@ -173,15 +219,24 @@ def edge_acl(row: EdgeCredential) -> list[str]:
     return [f"user {row.username}", *_acl_lines("topic", written, read, render)]
 
 
-def broker_files(session: Session, center: str) -> BrokerFiles:
-    """`passwd` and `acl` for the broker of `center` (the caller checked the code and the user's scope)."""
+def broker_files(session: Session, center: str, now: datetime | None = None,
+                 max_checks: int = MAX_CHECK_ACCOUNTS) -> BrokerFiles:
+    """`passwd` and `acl` for the broker of `center` at `now` (the caller checked the code and the user's scope).
+
+    `now` decides which check accounts of recent registrations the files hold (at most `max_checks`); the
+    periodic delivery job makes a new version when they expire.
+    """
+    now = now or utcnow()
     devices = list(session.exec(select(DeviceRegistration).where(DeviceRegistration.center_code == center)
                                 .order_by(col(DeviceRegistration.device_id))).all())
     slots = list(session.exec(select(PackSlot).where(PackSlot.center_code == center, col(PackSlot.device_id).is_(None))
                               .order_by(col(PackSlot.pack_id), col(PackSlot.username))).all())
     edge = session.get(EdgeCredential, center)
+    checked = checked_registrations(devices, now)[:max_checks]
     passwd = [passwd_line(row.broker_username, row.broker_password_hash) for row in devices]
     passwd += [passwd_line(slot.username, slot.password_hash) for slot in slots]
+    passwd += [passwd_line(check_account(row.broker_username), row.broker_password_hash) for row in checked]
+    passwd += [passwd_line(check_account(slot.username), slot.password_hash) for slot in slots]
     acl = [f"# center broker of {center}, written by the fleet (python -m fleet broker-files); do not edit", ""]
     if edge is not None:
         passwd.append(passwd_line(edge.username, edge.password_hash))
@@ -194,9 +249,15 @@ def broker_files(session: Session, center: str) -> BrokerFiles:
         if row.broker_username != row.device_id:
             acl += [f"# {row.device_id}, {row.role} at window {row.window}, provisioned offline (pack slot)",
                     *device_acl(row), ""]
-    if slots:
-        acl += [f"# {len(slots)} unbound credential-pack slot(s): any device id (client id) of this center",
-                *slot_patterns(center), ""]
+    for slot in slots:
+        acl += [f"# unbound credential-pack slot {slot.username}: any device id of this center, until bound",
+                *slot_acl(slot), ""]
+    if checked or slots:
+        acl.append(f"# provisioning check accounts: {len(checked)} recent registration(s), {len(slots)} slot(s)")
+    for row in checked:
+        acl += [*check_acl(row.broker_username, center, row.device_id), ""]
+    for slot in slots:
+        acl += [*check_acl(slot.username, center, ANY_DEVICE), ""]
     registered = tuple((row.device_id, row.role, row.window) for row in devices)
     return BrokerFiles(center, "\n".join(passwd) + ("\n" if passwd else ""), "\n".join(acl) + "\n",
                        len(devices), len(slots), edge is not None, registered)

@@ -14,7 +14,7 @@ from fleet import audit
 from fleet.auth.principal import CLI_USER
 from fleet.db import create_db_engine, init_db, write_session
 from fleet.models import utcnow
-from fleet.registration.broker_files import broker_files, write_broker_files
+from fleet.registration.broker_files import CENTER_BROKER_SETTINGS, broker_files, write_broker_files
 from fleet.settings import Settings
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code
@@ -58,4 +58,5 @@ def run(argv: list[str], settings: Settings | None = None) -> int:
     edge = "with" if files.edge else f"WITHOUT (POST /api/centers/{args.center}/edge-credentials first)"
     print(f"wrote {passwd} and {acl}: {files.devices} device(s), {files.unbound_slots} unbound pack slot(s), "
           f"{edge} the edge agent account")
+    print("the center broker's listener needs: " + "; ".join(CENTER_BROKER_SETTINGS))
     return 0

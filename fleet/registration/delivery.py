@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from fleet.db import write_session
 from fleet.devconfig.publisher import Publisher
-from fleet.registration.broker_files import BrokerFiles, broker_files
+from fleet.registration.broker_files import MAX_CHECK_ACCOUNTS, BrokerFiles, broker_files
 from fleet.registration.models import BrokerAccountsState, DeviceRegistration, EdgeCredential, PackSlot
 from protocol import messages, topics
 from protocol.errors import ProtocolError
@@ -53,9 +53,28 @@ def files_digest(files: BrokerFiles) -> str:
                           .encode("utf-8")).hexdigest()
 
 
+def fitting_files(session: Session, center: str, now: datetime) -> BrokerFiles:
+    """The center's files at `now`, with as many of the recent registrations' check accounts as fit one message.
+
+    Check accounts only help a provisioning laptop for a while (broker_files.CHECK_ACCOUNT_S): they take only
+    the room the devices do not need, so they never make a registration too big to be delivered. When even
+    none fit, the files without any are answered (and are too big: see accounts_message).
+    """
+    current = session.get(BrokerAccountsState, center)
+    probe = BrokerAccountsState(center_code=center, version=(current.version if current else 0) + 1, changed_at=now)
+    for checks in range(MAX_CHECK_ACCOUNTS, 0, -1):
+        files = broker_files(session, center, now, checks)
+        try:
+            accounts_message(probe, files)
+            return files
+        except ProtocolError:
+            continue
+    return broker_files(session, center, now, 0)
+
+
 def note_files(session: Session, center: str, now: datetime) -> tuple[BrokerAccountsState, BrokerFiles]:
     """The center's current files and their version: a new version when the content changed."""
-    files = broker_files(session, center)
+    files = fitting_files(session, center, now)
     digest = files_digest(files)
     state = session.get(BrokerAccountsState, center) or BrokerAccountsState(center_code=center, changed_at=now)
     if state.digest != digest:
@@ -80,7 +99,7 @@ def check_fits(session: Session, center: str, now: datetime) -> None:
     """ProtocolError when the center's files, as `session` has them now (uncommitted changes included),
     would not fit one broker_accounts message: such a change must be refused, not committed, or every
     later change of the center would wait behind files its edge can never receive."""
-    files = broker_files(session, center)
+    files = fitting_files(session, center, now)
     current = session.get(BrokerAccountsState, center)
     probe = BrokerAccountsState(center_code=center, version=(current.version if current else 0) + 1, changed_at=now)
     accounts_message(probe, files)

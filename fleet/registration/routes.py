@@ -258,7 +258,7 @@ def post_edge_credentials(code: str, request: Request, user: WriterDep, session:
 def get_broker_files(code: str, user: WriterDep, session: WriteSessionDep, now: NowDep) -> BrokerFilesOut:
     """The center broker's `passwd` (hashes only) and `acl`; install both and reload Mosquitto (SIGHUP)."""
     ensure_visible(user, _center(code))
-    files = broker_files(session, code)
+    files = broker_files(session, code, now)
     audit.record(session, user, "broker_files.export", target=code,
                  detail={"devices": files.devices, "unbound_slots": files.unbound_slots, "edge": files.edge},
                  center_code=code, at=now)

@@ -27,7 +27,9 @@ from protocol.identity import check_center_code, check_device_id, check_window, 
 
 log = logging.getLogger(__name__)
 
-MAX_PACK = 50  # a center's files must fit one message to its edge: about 110 accounts in all
+# A center's files must fit one message to its edge: an unbound slot takes about 710 bytes of it (its own acl
+# section and a check account, fleet.registration.broker_files), so 20 fill a center with no device yet.
+MAX_PACK = 20
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 

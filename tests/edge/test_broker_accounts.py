@@ -36,7 +36,7 @@ from fleet.auth.principal import CLI_USER
 from fleet.db import create_db_engine, init_db
 from fleet.devconfig.keys import KeyBox
 from fleet.registration import delivery, service
-from fleet.registration.broker_files import broker_files, write_broker_files
+from fleet.registration.broker_files import CENTER_BROKER_SETTINGS, broker_files, write_broker_files
 from fleet.registration.mosquitto_hash import hash_password
 from protocol import CONTRACT_VERSION, messages, topics
 from tests.support.aio import run_async
@@ -128,7 +128,7 @@ def start_center(tmp_path: Path, fleet, broker_factory) -> tuple[object, Path, s
         files_dir = tmp_path / "center-broker"
         write_broker_files(broker_files(session, CENTER_CODE), files_dir)
     broker = broker_factory("center", password_file=files_dir / "passwd", acl_file=files_dir / "acl",
-                            pid_file=files_dir / "mosquitto.pid")
+                            pid_file=files_dir / "mosquitto.pid", settings=CENTER_BROKER_SETTINGS)
     return broker, files_dir, edge_user, edge_password
 
 
@@ -471,7 +471,7 @@ def test_the_fleet_makes_a_new_version_only_when_the_files_change_and_publishes_
             late.client.subscribe(topics.build(topics.BROKER_ACCOUNTS, center=CENTER_CODE), qos=1)
             wait_until(lambda: late.received, what="the retained broker_accounts")
             message = messages.decode("broker_accounts", late.received[-1][1])
-            assert message["version"] == 2 and "p1-1:$7$" in message["passwd"] and "%c" in message["acl"]
+            assert message["version"] == 2 and "p1-1:$7$" in message["passwd"] and "user p1-1\n" in message["acl"]
         finally:
             late.close()
     finally:

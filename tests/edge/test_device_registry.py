@@ -58,10 +58,6 @@ def birth(role: str, window: int, session: int = 1) -> bytes:
                                                      window=window))
 
 
-def heartbeat() -> bytes:
-    return messages.encode("health", messages.make("health", session=1, uptime_s=5.0))
-
-
 def device_topic(name: str, device: str) -> str:
     return topics.build(name, center=CENTER_CODE, device=device)
 
@@ -144,7 +140,8 @@ def test_the_edge_relays_only_devices_registered_to_its_center(center: Center) -
     try:
         assert slot.publish(device_topic(topics.DEVICE_PRESENCE, STRANGER), birth(messages.ROLE_RATING_PAD, 3),
                             retain=True)
-        assert slot.publish(device_topic(topics.DEVICE_HEALTH, STRANGER), heartbeat())
+        assert slot.publish(device_topic(topics.DEVICE_COMMAND_ACK, STRANGER), messages.encode(
+            "command_ack", messages.make("command_ack", command_id="c-1", status="done")))
         wait_until(lambda: center.registry_health().get("unregistered_devices", 0) >= 2,
                    what="both messages of the unregistered device dropped by the edge")
         assert STRANGER in center.registry_health()["refused_devices"]
@@ -154,7 +151,7 @@ def test_the_edge_relays_only_devices_registered_to_its_center(center: Center) -
         wait_until(lambda: center.county.on(device_topic(topics.DEVICE_PRESENCE, PAD)),
                    what="the registered pad's birth relayed to the county")
         assert center.county.on(device_topic(topics.DEVICE_PRESENCE, STRANGER)) == []
-        assert center.county.on(device_topic(topics.DEVICE_HEALTH, STRANGER)) == []
+        assert center.county.on(device_topic(topics.DEVICE_COMMAND_ACK, STRANGER)) == []
         assert center.agent.store.device_place(STRANGER) is None
     finally:
         slot.close()

@@ -22,7 +22,13 @@ from fleet.ingest import handle_message
 from fleet.models import Device
 from fleet.registration import cli as registration_cli
 from fleet.registration import delivery, service
-from fleet.registration.broker_files import broker_files, device_topic_names, window_patterns
+from fleet.registration.broker_files import (
+    CENTER_BROKER_SETTINGS,
+    MAX_CHECK_ACCOUNTS,
+    broker_files,
+    device_topic_names,
+    window_patterns,
+)
 from fleet.registration.models import DeviceRegistration, PackSlot
 from fleet.registration.mosquitto_hash import verify_password
 from fleet.registration.service import Issued, KeepProof, SlotSecret
@@ -313,6 +319,11 @@ def test_the_acl_comes_from_the_topic_registry() -> None:
                                        for name in (topics.WINDOW_DISPLAY, topics.RATING_REQUEST)]
 
 
+def without_checks(acl: str) -> str:
+    """The acl without its check accounts (they come last)."""
+    return acl.split("# provisioning check accounts")[0]
+
+
 def test_the_acl_does_not_grow_with_the_devices(app, admin) -> None:
     with TestClient(app) as client:
         client.post("/api/devices/register", json=body(), headers=admin)
@@ -323,8 +334,11 @@ def test_the_acl_does_not_grow_with_the_devices(app, admin) -> None:
                 device, role=messages.DEVICE_ROLES[number % 2], window=number // 2))
             assert answer.status_code == 200, answer.text
         many = client.get(f"/api/centers/{CENTER}/broker-files", headers=admin).json()
-    assert many["devices"] == 81 and many["acl"] == one["acl"]
-    assert PAD not in many["acl"] and len(many["passwd"].splitlines()) == 81
+    # Apart from the check accounts of the latest registrations (a few at most, for the provisioning laptop).
+    checks = many["acl"].count(".check\n")
+    assert many["devices"] == 81 and without_checks(many["acl"]) == without_checks(one["acl"])
+    assert 0 < checks <= MAX_CHECK_ACCOUNTS and len(many["passwd"].splitlines()) == 81 + checks
+    assert PAD not in many["acl"]  # not one of the latest registrations: no check account any more
     own = topics.subscription(topics.RATING_SUBMITTED, center=CENTER, device="dev-000000000000")
     assert f"pattern write {own.replace('dev-000000000000', '%u')}" in many["acl"]
 
@@ -378,15 +392,17 @@ def test_a_real_mosquitto_accepts_the_hashes_and_keeps_each_device_to_its_own_to
             offline_device, role="queue_display", window=5, pack_slot=bound["username"])).status_code == 200
         files = client.get(f"/api/centers/{CENTER}/broker-files", headers=admin).json()
     assert files["devices"] == 3 and files["unbound_slots"] == 1 and files["edge"]
-    assert pad["broker_password"] not in files["passwd"] and PAD not in files["acl"]  # one %u pattern for all
+    assert pad["broker_password"] not in files["passwd"]
+    assert PAD not in without_checks(files["acl"])  # one %u pattern for all (and a check account, for an hour)
     assert f"user {bound['username']}\n" in files["acl"]  # its user name is not its device id
     (tmp_path / "passwd").write_text(files["passwd"])
     (tmp_path / "acl").write_text(files["acl"])
-    broker = broker_factory("center", password_file=tmp_path / "passwd", acl_file=tmp_path / "acl")
+    broker = broker_factory("center", password_file=tmp_path / "passwd", acl_file=tmp_path / "acl",
+                            settings=CENTER_BROKER_SETTINGS)
 
     watcher = Client(broker.port, edge["username"], edge["password"])
-    # Not their device ids as client ids: while a slot is unbound, %c would grant a device id's topics to
-    # any account using it as client id; these must come from the user name (%u) or the user section alone.
+    # Client ids are the user names (the broker binds them): every topic comes from the user name (%u) or
+    # the user's section alone. The unbound slot's section lets it act for any device id of the center.
     device = Client(broker.port, PAD, pad["broker_password"])
     slot_device = Client(broker.port, bound["username"], bound["password"])
     offline = Client(broker.port, slot["username"], slot["password"], client_id="dev-a4cf120000aa")
@@ -407,7 +423,7 @@ def test_a_real_mosquitto_accepts_the_hashes_and_keeps_each_device_to_its_own_to
         device.publish(topics.build(topics.DEVICE_PRESENCE, center=OTHER_CENTER, device=PAD), presence("rating_pad"))
         slot_device.publish(other, presence("queue_display"))  # the same for a device provisioned offline
         slot_device.publish(slot_device_own, presence("queue_display"))
-        offline.publish(slot_own, presence("rating_pad"))  # an unbound slot acts as its client id
+        offline.publish(slot_own, presence("rating_pad"))  # an unbound slot acts for a device of the center
         wait_for(lambda: {slot_own, slot_device_own} <= {t for t, _ in watcher.received}, "the slots' births")
         # Routed after everything above: once it is in, anything allowed before it would be in too.
         device.publish(own, presence("rating_pad"))
@@ -431,7 +447,7 @@ def test_the_cli_writes_the_broker_files(app, admin, fleet_settings, tmp_path, c
     assert (out / "passwd").read_text().startswith(f"{PAD}:$7$")
     acl = (out / "acl").read_text()
     assert f"pattern read {topics.subscription(topics.RATING_REQUEST, center=CENTER)}" in acl
-    assert "%u" in acl and "%c" not in acl and PAD not in acl  # no unbound slots, so no client-id patterns
+    assert "%u" in acl and "%c" not in acl and PAD not in without_checks(acl)  # client ids are user names
     assert (out / "passwd").stat().st_mode & 0o077 == 0
     assert "1 device(s)" in capsys.readouterr().out
     assert registration_cli.run(["broker-files", "--center", "12", "--out", str(out)], fleet_settings) == 1
@@ -445,8 +461,9 @@ def test_a_change_whose_files_would_not_reach_the_edge_is_refused_and_changes_no
         refused = [a for a in answers if a.status_code != 200]
         assert issued and refused and all(a.status_code == 409 for a in refused)
         assert "nothing was changed" in refused[0].json()["detail"]
-        # Two full packs (100 unbound slots) fit; devices fill what is left (a passwd line each), then no more.
-        assert len(issued) == 2
+        # One full pack (20 unbound slots, each with its acl section and check account) fits; devices fill
+        # what is left (a passwd line and an entry of the device list each), then no more.
+        assert len(issued) == 1
         for n in range(100):
             extra = device_id_from_mac((0x0200BB000000 + n).to_bytes(6, "big"))
             device = client.post("/api/devices/register", json=body(extra, window=n + 1), headers=admin)

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from fleet.app import create_app
 from fleet.models import Device
+from fleet.registration.broker_files import CENTER_BROKER_SETTINGS
 from fleet.registration.models import DeviceRegistration
 from fleet.settings import Settings
 from provisioning.testing.firmware_twin import FirmwareTwin
@@ -45,7 +46,7 @@ def center_broker_with_edge_account(tmp_path: Path, url: str, token: str, broker
         (files_dir / name).write_text(files.json()[name])
         (files_dir / name).chmod(0o600)
     broker = broker_factory("center", password_file=files_dir / "passwd", acl_file=files_dir / "acl",
-                            pid_file=files_dir / "mosquitto.pid")
+                            pid_file=files_dir / "mosquitto.pid", settings=CENTER_BROKER_SETTINGS)
     return broker, files_dir, edge.json()["username"], edge.json()["password"]
 
 
