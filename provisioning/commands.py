@@ -14,7 +14,7 @@ from typing import TextIO
 from protocol import identity
 from protocol.errors import ProtocolError
 from provisioning import device_check, flashing, fleet_registration, label
-from provisioning.device_config import DeviceCredentials, config_json, settings_from_arguments
+from provisioning.device_config import DeviceCredentials, board_warnings, config_json, settings_from_arguments
 from provisioning.errors import BoardFullError, ConnectionLostError, ProvisionError
 from provisioning.image import MANAGED_DIRS, build_image, with_center_font
 from provisioning.plan import CONFIG_PATH, MAIN_PATH, CopyPlan, make_plan, space_needed, top_level_paths
@@ -108,6 +108,8 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             record.board = settings.board
             step.detail = (f"center {settings.center} window {settings.window}, {settings.role} on "
                            f"{settings.board}, broker {settings.broker_host}:{settings.broker_port}")
+        for warning in board_warnings(settings.board):
+            progress.line(f"  ! board {settings.board}: {warning}")
         with progress.step("build") as step:
             image = build_image(settings.role, settings.board)
             if args.center_config:

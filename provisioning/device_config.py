@@ -70,6 +70,16 @@ def check_board(name: str, role: str, boards_dir: Path = BOARDS_DIR) -> str:
     return name
 
 
+def board_warnings(name: str, boards_dir: Path = BOARDS_DIR) -> list[str]:
+    """What the board definition allows but its wiring must get right (strapping pins, inputs without a
+    pull-up): firmware.lib.boards.warnings, for the technician to see before the board is set up."""
+    try:
+        definition = board_definitions.load(name, paths=(str(boards_dir / f"{name}.json"),))
+    except board_definitions.BoardError:
+        return []  # check_board has refused it already
+    return board_definitions.warnings(definition)
+
+
 def parse_broker(text: str) -> tuple[str, int]:
     try:
         host, port, username, password = firmware_config.parse_broker_url(text)

@@ -6,11 +6,26 @@ from protocol import identity
 BOOT_WAIT_S = 20
 
 
+def board_ethernet(board_name, load=None):
+    """The "ethernet" object of the board definition, or None (no port, or no usable definition)."""
+    from firmware.lib import boards
+
+    try:
+        return (load or boards.load)(board_name).get("ethernet")
+    except boards.BoardError as exc:
+        print("network: %s" % exc)
+        return None
+
+
 def _driver(cfg):
     if cfg.network == "ethernet":
-        from firmware.drivers.ethernet import EthernetLink
+        # The PHY and its pins are the board's, checked against its pin map (firmware.lib.boards).
+        wiring = board_ethernet(cfg.board)
+        if wiring is not None:
+            from firmware.drivers.ethernet import EthernetLink
 
-        return EthernetLink(**cfg.ethernet)
+            return EthernetLink(**wiring)
+        print("network: board %s has no Ethernet port in its definition; using Wi-Fi" % cfg.board)
     return wifi.WifiLink(cfg.wifi_ssid, cfg.wifi_password)
 
 

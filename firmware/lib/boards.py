@@ -10,7 +10,12 @@ Where a definition is looked for, first found wins:
                                        board, hardware/boards in the repository
 
 Every problem of a definition is reported at once with its path
-(`roles.rating_pad.buttons[2].gpio: ...`), as ESPHome does.
+(`roles.rating_pad.buttons[2].gpio: ...`), as ESPHome does. A pin is checked
+against the chip (`"chip"`, "esp32" when absent): it must exist, an output
+(display bus and pins, LEDs, the Ethernet PHY's management pins) may not sit
+on an input-only pin, and no pin may be the module's (flash, PSRAM) or the
+Ethernet port's. `warnings()` lists what is allowed but needs care on the
+hardware side (strapping pins, inputs without an internal pull-up).
 """
 
 import json
@@ -20,7 +25,29 @@ DISPLAY_TYPES = ("hub12", "ssd1306")
 SCORES = (5, 4, 3, 2, 1)  # buttons and LEDs left to right, as firmware.rating_pad.app.BUTTON_SCORES
 # The board each role runs on when config.json names none that can be found.
 DEFAULT_BOARDS = {"queue_display": "esp32-devkitc-hub12", "rating_pad": "esp32-devkitc-ssd1306"}
-MAX_GPIO = 48  # ESP32-S3 has GPIO 0..48; the ESP32 0..39
+
+# What the ESP32 (ESP32-D0WD-V3 in the WROVER-E module) has: GPIO20, 24 and 28-31 do not exist, 34-39 are
+# inputs without pull-ups, and the strapping pins are read at reset (ESP32 datasheet, "Strapping Pins").
+ESP32_GPIOS = tuple(range(0, 20)) + (21, 22, 23, 25, 26, 27) + tuple(range(32, 40))
+ESP32_INPUT_ONLY = (34, 35, 36, 37, 38, 39)
+ESP32_STRAPPING = {
+    0: "low at reset starts the ROM download mode",
+    2: "must be low or floating at reset for the ROM download mode",
+    5: "sets the SDIO slave timing at reset",
+    12: "high at reset sets the flash voltage to 1.8 V and a 3.3 V module does not boot",
+    15: "low at reset silences the ROM boot log and sets the SDIO slave timing",
+}
+CHIPS = {"esp32": (ESP32_GPIOS, ESP32_INPUT_ONLY, ESP32_STRAPPING)}
+DEFAULT_CHIP = "esp32"  # definitions written before "chip" existed were all for the ESP32
+
+# The ESP32's internal Ethernet MAC talks RMII on fixed pins (no GPIO matrix): TXD0 19, TX_EN 21, TXD1 22,
+# RXD0 25, RXD1 26, CRS_DV 27. Its 50 MHz reference clock comes in on GPIO0, or goes out on GPIO0, 16 or 17
+# (16/17 are the PSRAM's on a WROVER module). MDC, MDIO and the PHY's power/reset pin are free to choose.
+RMII_PINS = (("rmii.txd0", 19), ("rmii.tx_en", 21), ("rmii.txd1", 22), ("rmii.rxd0", 25), ("rmii.rxd1", 26),
+             ("rmii.crs_dv", 27))
+REF_CLK_PINS = {"in": (0,), "out": (0, 16, 17)}
+ETHERNET_PHYS = ("LAN8710", "LAN8720", "IP101", "RTL8201", "DP83848", "KSZ8041", "KSZ8081")  # network.PHY_*
+ETHERNET_KEYS = ("phy", "phy_addr", "mdc", "mdio", "power", "ref_clk", "ref_clk_mode")
 
 
 class BoardError(ValueError):
@@ -32,8 +59,9 @@ def _is_int(value, low, high):
 
 
 def _check_gpio(problems, path, value):
-    if not _is_int(value, 0, MAX_GPIO):
-        problems.append("%s: must be a GPIO number 0..%d, got %r" % (path, MAX_GPIO, value))
+    # Only the type here: whether the chip has the pin is _check_pins' job, with the chip known.
+    if not _is_int(value, 0, 255):
+        problems.append("%s: must be a GPIO number, got %r" % (path, value))
 
 
 def _check_display(problems, path, display):
@@ -97,6 +125,12 @@ def validate(board):
     if not isinstance(board.get("name"), str) or not board.get("name"):
         problems.append("name: must be a non-empty string")
     roles = board.get("roles")
+    chip = board.get("chip", DEFAULT_CHIP)
+    if chip not in CHIPS:
+        problems.append("chip: must be one of %s, got %r" % (", ".join(sorted(CHIPS)), chip))
+        chip = DEFAULT_CHIP
+    if "ethernet" in board:
+        _check_ethernet(problems, board["ethernet"])
     if not isinstance(roles, dict) or not roles:
         problems.append("roles: must be an object with at least one role")
         return problems
@@ -113,44 +147,141 @@ def validate(board):
                 _check_scored(problems, path + "." + key, section[key])
         if role == "rating_pad" and len(section.get("buttons") or []) != len(SCORES):
             problems.append("%s.buttons: a rating pad needs exactly %d buttons" % (path, len(SCORES)))
-        _check_reserved(problems, path, section, board.get("reserved_gpios") or [])
+        if "led_lit" in section and section["led_lit"] not in (0, 1):
+            problems.append("%s.led_lit: must be 0 or 1, got %r" % (path, section["led_lit"]))
+        _check_pins(problems, path, section, board.get("reserved_gpios") or [], chip, board.get("ethernet"))
     return problems
 
 
-def role_gpios(section):
-    """[(where, gpio), ...] of every pin a role section uses."""
+def _check_ethernet(problems, eth):
+    if not isinstance(eth, dict):
+        problems.append("ethernet: must be an object")
+        return
+    if eth.get("phy") not in ETHERNET_PHYS:
+        problems.append("ethernet.phy: must be one of %s, got %r" % (", ".join(ETHERNET_PHYS), eth.get("phy")))
+    if not _is_int(eth.get("phy_addr"), 0, 31):
+        problems.append("ethernet.phy_addr: must be 0..31, got %r" % (eth.get("phy_addr"),))
+    for key in ("mdc", "mdio", "ref_clk"):
+        _check_gpio(problems, "ethernet." + key, eth.get(key))
+    if eth.get("power") is not None:
+        _check_gpio(problems, "ethernet.power", eth["power"])
+    mode = eth.get("ref_clk_mode")
+    if mode not in REF_CLK_PINS:
+        problems.append("ethernet.ref_clk_mode: must be 'in' (the PHY's clock) or 'out', got %r" % (mode,))
+    elif eth.get("ref_clk") not in REF_CLK_PINS[mode]:
+        problems.append("ethernet.ref_clk: the RMII clock %s is on GPIO%s only, got %r" % (
+            "input" if mode == "in" else "output", " or GPIO".join(str(p) for p in REF_CLK_PINS[mode]),
+            eth.get("ref_clk")))
+    for key in sorted(eth):
+        if key not in ETHERNET_KEYS:
+            problems.append("ethernet.%s: unknown key" % key)
+
+
+def ethernet_pins(eth):
+    """[(where, gpio, output?), ...] of every pin the board's Ethernet port takes from the ESP32."""
+    if not isinstance(eth, dict):
+        return []
+    used = [("ethernet." + where, gpio, True) for where, gpio in RMII_PINS]
+    for key in ("mdc", "mdio", "power"):
+        if eth.get(key) is not None:
+            used.append(("ethernet." + key, eth[key], True))
+    if eth.get("ref_clk") is not None:
+        used.append(("ethernet.ref_clk", eth["ref_clk"], eth.get("ref_clk_mode") == "out"))
+    return used
+
+
+def role_pins(section):
+    """[(where, gpio, output?), ...] of every pin a role section uses; output? when the ESP32 drives it."""
     used = []
     display = section.get("display")
     if isinstance(display, dict):
         for bus_name in ("spi", "i2c"):
             bus = display.get(bus_name)
             if isinstance(bus, dict):
-                for key in ("sck", "mosi", "scl", "sda"):
+                for key in ("sck", "mosi", "scl", "sda"):  # I2C lines are open-drain outputs too
                     if key in bus:
-                        used.append(("display.%s.%s" % (bus_name, key), bus[key]))
+                        used.append(("display.%s.%s" % (bus_name, key), bus[key], True))
         pins = display.get("pins")
         if isinstance(pins, dict):
             for name in sorted(pins):
-                used.append(("display.pins." + name, pins[name]))
-    for key in ("buttons", "leds"):
+                used.append(("display.pins." + name, pins[name], True))
+    for key, output in (("buttons", False), ("leds", True)):
         items = section.get(key)
         if isinstance(items, list):
             for i in range(len(items)):
                 if isinstance(items[i], dict) and "gpio" in items[i]:
-                    used.append(("%s[%d].gpio" % (key, i), items[i]["gpio"]))
+                    used.append(("%s[%d].gpio" % (key, i), items[i]["gpio"], output))
     return used
 
 
-def _check_reserved(problems, path, section, reserved):
-    # Flash (GPIO6-11) and PSRAM (GPIO16/17 on WROVER modules) pins: wiring anything there hangs the board.
+def role_gpios(section):
+    """[(where, gpio), ...] of every pin a role section uses."""
+    return [(where, gpio) for where, gpio, _ in role_pins(section)]
+
+
+def _check_pins(problems, path, section, reserved, chip, ethernet):
+    # A pin the chip lacks, an output on an input-only pin, the module's flash (GPIO6-11) and PSRAM
+    # (GPIO16/17 on WROVER modules) pins, or a pin taken twice: each stops the board working.
+    gpios, input_only, _ = CHIPS[chip]
     seen = {}  # type: dict
-    for where, gpio in role_gpios(section):
+    for where, gpio, output in ethernet_pins(ethernet) + role_pins(section):
+        if not _is_int(gpio, 0, 255):
+            continue  # reported by the shape checks
+        if gpio not in gpios:
+            problems.append("%s.%s: the %s has no GPIO%d (it has %s)" % (path, where, chip.upper(), gpio,
+                                                                        _ranges(gpios)))
+            continue
+        if output and gpio in input_only:
+            problems.append("%s.%s: GPIO%d is input-only on the %s (%s): it cannot drive an output" % (
+                path, where, gpio, chip.upper(), _ranges(input_only)))
         if gpio in reserved:
             problems.append("%s.%s: GPIO%s is reserved on this board" % (path, where, gpio))
         if gpio in seen:
             problems.append("%s.%s: GPIO%s is already used by %s" % (path, where, gpio, seen[gpio]))
         else:
             seen[gpio] = where
+
+
+def warnings(board):
+    """What a valid definition allows but the hardware must get right, as 'path: message' lines.
+
+    Strapping pins are read at reset: whatever is wired there must not pull them the wrong way while the
+    board starts. GPIO34-39 have no internal pull-up: a button there needs the external one.
+    """
+    found = []  # type: list
+    if not isinstance(board, dict) or not isinstance(board.get("roles"), dict):
+        return found
+    chip = board.get("chip", DEFAULT_CHIP)
+    if chip not in CHIPS:
+        return found
+    _, input_only, strapping = CHIPS[chip]
+    roles = board["roles"]
+    for role in sorted(roles):
+        section = roles[role]
+        if not isinstance(section, dict):
+            continue
+        for where, gpio, output in ethernet_pins(board.get("ethernet")) + role_pins(section):
+            if gpio in strapping:
+                found.append("roles.%s.%s: GPIO%d is a strapping pin (%s): nothing wired to it may pull it "
+                             "that way at power-on" % (role, where, gpio, strapping[gpio]))
+            if not output and gpio in input_only:
+                found.append("roles.%s.%s: GPIO%d has no internal pull-up: the button needs the external "
+                             "pull-up of its input filter (hardware/wiring.md)" % (role, where, gpio))
+    return found
+
+
+def _ranges(numbers):
+    """'0-19, 21-23, 25-27, 32-39' of a sorted tuple of GPIO numbers."""
+    parts = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + (None,):
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append("GPIO%d" % start if start == prev else "GPIO%d-%d" % (start, prev))
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
 
 
 def _check_name(name):

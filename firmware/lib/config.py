@@ -11,8 +11,7 @@
       "keepalive_s": 30,
       "mac": "02:00:00:00:00:01",
       "device_key": "<64 hex digits>",
-      "network": "wifi",
-      "ethernet": {"phy": "LAN8720", "phy_addr": 1, "mdc": 23, "mdio": 18, "power": 12}
+      "network": "wifi"
     }
 
 "broker" may also be a URL string "mqtt://user:pass@host:port". "mac" is
@@ -20,8 +19,10 @@ optional on a real board (the Wi-Fi MAC is used); the simulator sets it.
 "device_key" (hex, at least 16 bytes) is the device's own key, written at
 provisioning: desired configurations and commands must be signed with it
 (protocol.signing); without it every one is rejected. "network" is "wifi"
-(default) or "ethernet" for boards with a wired port; "ethernet" then gives
-the PHY and its pins (firmware/drivers/ethernet.py).
+(default) or "ethernet" for boards with a wired port; the PHY and its pins are
+the board definition's "ethernet" (hardware/boards), where they are checked
+against the board's pin map: an "ethernet" object here is ignored and reported
+(it used to default to pins that collide with both pin maps).
 
 The file is replaced atomically (save(): new file, then rename), and load()
 also finds a complete file left as config.json.tmp by a power cut in the
@@ -43,7 +44,6 @@ DEFAULT_PORT = 1883
 NETWORK_WIFI = "wifi"
 NETWORK_ETHERNET = "ethernet"
 NETWORKS = (NETWORK_WIFI, NETWORK_ETHERNET)
-ETHERNET_INT_FIELDS = ("phy_addr", "mdc", "mdio", "power", "ref_clk")
 
 
 class Config:
@@ -63,7 +63,6 @@ class Config:
         self.mac = None
         self.device_key = None  # bytes; None: no signed configuration or command is accepted
         self.network = NETWORK_WIFI
-        self.ethernet = {}
         self.errors = []
 
     @property
@@ -85,7 +84,6 @@ class Config:
             "mac": self.mac,
             "device_key": _hex(self.device_key),
             "network": self.network,
-            "ethernet": self.ethernet,
         }
 
 
@@ -172,22 +170,9 @@ def _network(value):
     return value
 
 
-def _ethernet(value):
-    if not isinstance(value, dict):
-        raise ValueError("must be an object")
-    out = {}
-    for name in value:
-        item = value[name]
-        if name == "phy":
-            if not isinstance(item, str):
-                raise ValueError("phy must be text, got %r" % (item,))
-        elif name in ETHERNET_INT_FIELDS:
-            if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
-                raise ValueError("%s must be a pin or address number, got %r" % (name, item))
-        else:
-            raise ValueError("unknown key %r" % (name,))
-        out[name] = item
-    return out
+def _ethernet_moved(value):
+    raise ValueError("ignored: the Ethernet PHY and its pins are the board definition's (hardware/boards), "
+                     "checked there against the board's pin map")
 
 
 def _mac(value):
@@ -210,7 +195,7 @@ def from_dict(data, cfg=None):
     _take(cfg, data, "mac", _mac)
     _take(cfg, data, "device_key", signing.key_from_hex)
     _take(cfg, data, "network", _network)
-    _take(cfg, data, "ethernet", _ethernet)
+    _take(cfg, data, "ethernet", _ethernet_moved)
     broker = data.get("broker")
     if isinstance(broker, str):
         try:

@@ -50,6 +50,104 @@ def test_a_pin_used_twice_or_reserved_by_the_module_is_refused() -> None:
     assert "roles.rating_pad.leds[1].gpio: GPIO32 is already used by buttons[0].gpio" in problems
 
 
+def _pad_board() -> dict:
+    return json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-ssd1306.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("gpio", [20, 24, 28, 29, 30, 31, 40, 44, 48])
+def test_a_gpio_the_esp32_does_not_have_is_refused(gpio: int) -> None:
+    board = _pad_board()
+    board["roles"]["rating_pad"]["buttons"][0]["gpio"] = gpio
+    board["roles"]["rating_pad"]["leds"][0]["gpio"] = gpio
+    problems = boards.validate(board)
+    for where in ("buttons[0]", "leds[0]"):
+        assert (f"roles.rating_pad.{where}.gpio: the ESP32 has no GPIO{gpio} "
+                "(it has GPIO0-19, GPIO21-23, GPIO25-27, GPIO32-39)") in problems, problems
+
+
+def test_an_output_on_an_input_only_pin_is_refused_and_a_button_there_is_warned() -> None:
+    board = _pad_board()
+    pad = board["roles"]["rating_pad"]
+    pad["leds"][0]["gpio"] = 34
+    pad["display"]["i2c"]["scl"] = 39  # open-drain, but driven low by the ESP32: an output
+    pad["buttons"][0]["gpio"] = 35  # an input: allowed, but it has no internal pull-up
+    problems = boards.validate(board)
+    assert ("roles.rating_pad.leds[0].gpio: GPIO34 is input-only on the ESP32 (GPIO34-39): it cannot drive "
+            "an output") in problems
+    assert any(p.startswith("roles.rating_pad.display.i2c.scl: GPIO39 is input-only") for p in problems)
+    assert not any("buttons[0]" in p for p in problems)
+    assert ("roles.rating_pad.buttons[0].gpio: GPIO35 has no internal pull-up: the button needs the external "
+            "pull-up of its input filter (hardware/wiring.md)") in boards.warnings(board)
+    hub12 = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-hub12.json").read_text(encoding="utf-8"))
+    hub12["roles"]["queue_display"]["display"]["pins"]["oe"] = 36
+    assert any(p.startswith("roles.queue_display.display.pins.oe: GPIO36 is input-only")
+               for p in boards.validate(hub12))
+
+
+@pytest.mark.parametrize("gpio", [0, 2, 5, 12, 15])
+def test_a_strapping_pin_is_warned_about_with_what_it_straps(gpio: int) -> None:
+    board = _pad_board()
+    board["roles"]["rating_pad"]["leds"][2]["gpio"] = gpio
+    assert boards.validate(board) == []
+    said = [w for w in boards.warnings(board) if "leds[2]" in w]
+    assert len(said) == 1 and said[0].startswith(f"roles.rating_pad.leds[2].gpio: GPIO{gpio} is a strapping pin (")
+    if gpio == 12:
+        assert "flash voltage" in said[0]
+
+
+def test_the_shipped_boards_warn_only_where_the_wiring_says_why() -> None:
+    warned = {path.stem: boards.warnings(json.loads(path.read_text(encoding="utf-8"))) for path in BOARD_FILES}
+    assert warned["esp32-devkitc-ssd1306"] == [] and warned["esp32-devkitc-hub12"] == []
+    kit = warned["esp32-ethernet-kit-hub12"]
+    # the PHY's clock into GPIO0 and its enable on GPIO5 are the kit's own design; row B on GPIO15
+    assert [w.split(":")[0] for w in kit] == ["roles.queue_display.ethernet.power",
+                                              "roles.queue_display.ethernet.ref_clk",
+                                              "roles.queue_display.display.pins.b"]
+    wiring = (ROOT / "hardware" / "wiring.md").read_text(encoding="utf-8")
+    for gpio in ("GPIO0", "GPIO5", "GPIO15"):
+        assert f"{gpio} (strapping)" in wiring
+
+
+def test_the_old_ethernet_defaults_collide_with_both_pin_maps_and_are_refused() -> None:
+    # What config.json used to default to on any board: MDC 23, MDIO 18, PHY power 12, the PHY's clock on GPIO0,
+    # plus the RMII data pins the ESP32's MAC always takes (19, 21, 22, 25, 26, 27).
+    old_defaults = {"phy": "LAN8720", "phy_addr": 1, "mdc": 23, "mdio": 18, "power": 12, "ref_clk": 0,
+                    "ref_clk_mode": "in"}
+    pad = _pad_board()
+    pad["ethernet"] = old_defaults
+    problems = boards.validate(pad)
+    assert "roles.rating_pad.display.i2c.scl: GPIO22 is already used by ethernet.rmii.txd1" in problems
+    assert "roles.rating_pad.display.i2c.sda: GPIO21 is already used by ethernet.rmii.tx_en" in problems
+    assert "roles.rating_pad.buttons[2].gpio: GPIO25 is already used by ethernet.rmii.rxd0" in problems
+    assert "roles.rating_pad.leds[4].gpio: GPIO23 is already used by ethernet.mdc" in problems
+    display = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-hub12.json").read_text(encoding="utf-8"))
+    display["ethernet"] = old_defaults
+    problems = boards.validate(display)
+    assert "roles.queue_display.display.spi.sck: GPIO18 is already used by ethernet.mdio" in problems
+    assert "roles.queue_display.display.pins.a: GPIO25 is already used by ethernet.rmii.rxd0" in problems
+
+
+def test_the_ethernet_reference_clock_goes_where_the_esp32_can_take_it() -> None:
+    kit = json.loads((ROOT / "hardware" / "boards" / "esp32-ethernet-kit-hub12.json").read_text(encoding="utf-8"))
+    assert boards.validate(kit) == []
+    kit["ethernet"]["ref_clk"] = 4
+    assert any(p.startswith("ethernet.ref_clk: the RMII clock input is on GPIO0 only") for p in boards.validate(kit))
+    kit["ethernet"].update(ref_clk=17, ref_clk_mode="out")  # an output pin the ESP32 has, but the PSRAM's here
+    assert "roles.queue_display.ethernet.ref_clk: GPIO17 is reserved on this board" in boards.validate(kit)
+    kit["ethernet"].update(ref_clk=0, ref_clk_mode="in", phy="W5500", speed=100)
+    problems = boards.validate(kit)
+    assert any(p.startswith("ethernet.phy: must be one of") for p in problems)
+    assert "ethernet.speed: unknown key" in problems
+
+
+def test_a_chip_the_check_does_not_know_is_refused() -> None:
+    board = _pad_board()
+    board["chip"] = "esp32s3"
+    assert "chip: must be one of esp32, got 'esp32s3'" in boards.validate(board)
+    board["roles"]["rating_pad"]["led_lit"] = "high"
+    assert "roles.rating_pad.led_lit: must be 0 or 1, got 'high'" in boards.validate(board)
+
+
 def test_rating_pad_buttons_and_leds_come_left_to_right() -> None:
     section = boards.role_section(boards.load("esp32-devkitc-ssd1306"), messages.ROLE_RATING_PAD)
     assert boards.button_pins(section) == ((5, 32), (4, 33), (3, 25), (2, 26), (1, 27))
@@ -269,12 +367,34 @@ def test_bill_of_materials_has_both_devices_with_their_boards_and_panels() -> No
 
     with open(ROOT / "hardware" / "bom.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["device"] for row in rows} == {"queue_display", "rating_pad"}
+    assert {row["device"] for row in rows} == {"queue_display", "rating_pad", "queue_display_ethernet"}
     for row in rows:
         assert row["part"] and int(row["qty"]) >= 1, row
-    by_device = {device: [r for r in rows if r["device"] == device] for device in ("queue_display", "rating_pad")}
-    for device_rows in by_device.values():
-        assert any(r["part_number"] == "ESP32-DevKitC-VE" for r in device_rows)  # WROVER-E: see hardware/README
+    by_device = {device: [r for r in rows if r["device"] == device]
+                 for device in ("queue_display", "rating_pad", "queue_display_ethernet")}
+    for device in ("queue_display", "rating_pad"):
+        assert any(r["part_number"] == "ESP32-DevKitC-VE" for r in by_device[device])  # WROVER-E: see hardware/README
+    # every ESP32 board of the bill has PSRAM (the Ethernet one too: not a WROOM board like the WT32-ETH01)
+    assert all("WROVER" in r["part"] for r in rows if r["ref"] == "U1")
     assert any("HUB12" in r["part"] and int(r["qty"]) == 2 for r in by_device["queue_display"])
     assert any("SSD1306" in r["part"] for r in by_device["rating_pad"])
     assert sum(int(r["qty"]) for r in by_device["rating_pad"] if "Push button" in r["part"]) == 5
+
+
+def test_the_pads_button_leds_run_from_5v_through_a_transistor_array_and_its_buttons_are_protected() -> None:
+    import csv
+
+    with open(ROOT / "hardware" / "bom.csv", newline="", encoding="utf-8") as handle:
+        pad = [r for r in csv.DictReader(handle) if r["device"] == "rating_pad"]
+    # 6 V LEDs with their own resistor, from a 3.3 V GPIO through another 100 ohm: dim red, dark green
+    assert not any("100 ohm" in r["part"] for r in pad)
+    array = [r for r in pad if r["part_number"] in ("ULN2003AN", "ULN2803A")]
+    assert len(array) == 1 and "5 V" in array[0]["part"]
+    tvs = [r for r in pad if "TVS" in r["part"]]
+    assert len(tvs) == 1 and "5 channels" in tvs[0]["part"]  # one per button line
+    parts = {r["ref"]: r for r in pad}
+    assert parts["R1-R5"]["part"].startswith("Resistor 1 kohm") and int(parts["R1-R5"]["qty"]) == 5
+    assert parts["C1-C5"]["part"].startswith("Capacitor 100 nF") and int(parts["C1-C5"]["qty"]) == 5
+    assert parts["R6-R10"]["part"].startswith("Resistor 10 kohm")
+    board = boards.role_section(boards.load("esp32-devkitc-ssd1306"), messages.ROLE_RATING_PAD)
+    assert board["led_lit"] == 1  # the array inverts nothing the firmware sees: GPIO high = LED lit

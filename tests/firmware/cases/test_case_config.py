@@ -10,7 +10,7 @@ FULL = {"center": "445202101001", "window": 3, "role": "rating_pad", "board": "e
         "broker": {"host": "10.1.2.3", "port": 1884, "username": "dev", "password": "pw"},
         "wifi": {"ssid": "center", "password": "secret"}, "health_interval_s": 10, "keepalive_s": 20,
         "mac": "02:00:00:00:00:01", "device_key": "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-        "network": "ethernet", "ethernet": {"phy": "LAN8720", "phy_addr": 1, "mdc": 23, "mdio": 18, "power": 12}}
+        "network": "ethernet"}
 
 
 def test_a_full_config_loads():
@@ -22,7 +22,14 @@ def test_a_full_config_loads():
     assert (cfg.broker_host, cfg.broker_port, cfg.username, cfg.password) == ("10.1.2.3", 1884, "dev", "pw")
     assert (cfg.wifi_ssid, cfg.wifi_password, cfg.keepalive_s) == ("center", "secret", 20)
     assert cfg.device_key == KEY
-    assert cfg.network == "ethernet" and cfg.ethernet["mdc"] == 23
+    assert cfg.network == "ethernet"
+
+
+def test_ethernet_pins_in_config_are_ignored_for_the_boards_own():
+    # They used to default to MDC 23, MDIO 18, power 12: pins both pin maps use for their panels and buttons.
+    cfg = config.from_dict({"network": "ethernet", "ethernet": {"phy": "LAN8720", "mdc": 23, "mdio": 18}})
+    assert cfg.network == "ethernet" and not hasattr(cfg, "ethernet")
+    assert len(cfg.errors) == 1 and cfg.errors[0].startswith("ethernet: ignored: the Ethernet PHY and its pins")
 
 
 def test_missing_file_gives_defaults_and_reports():
