@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from edge_agent.adapters.base import log_task_error
 from edge_agent.adapters.broker_accounts import BrokerAccounts
 from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip
@@ -92,9 +93,11 @@ class EdgeAgent:
         except RuntimeError:
             running = None
         if running is self._loop:
-            self._loop.create_task(coroutine_function(*args))
+            self._loop.create_task(coroutine_function(*args)).add_done_callback(log_task_error)
         else:
-            asyncio.run_coroutine_threadsafe(coroutine_function(*args), self._loop)
+            future = asyncio.run_coroutine_threadsafe(coroutine_function(*args), self._loop)
+            future.add_done_callback(lambda done: done.cancelled() or done.exception() is None or log.error(
+                "%s failed", coroutine_function.__name__, exc_info=done.exception()))
 
     def card_presented(self, card: PresentedCard) -> None:
         """An ID card at the kiosk's reader: green channel by age; the kiosk asks for a service (or a default)."""
@@ -172,6 +175,8 @@ class EdgeAgent:
                 continue
             if "broker" in part:  # the two MQTT links
                 state = "connected" if part["ok"] else "unreachable"
+                if part.get("forwarding") == "failing":  # connected, but what it forwards cannot be recorded
+                    state = "forwarding_failed"
             else:
                 state = str(part.get("state") or ("ok" if part["ok"] else "error"))
             component = {"ok": bool(part["ok"]), "state": state}
@@ -247,9 +252,14 @@ async def run_agent(config: CenterConfig, stop: asyncio.Event) -> None:
     web = asyncio.create_task(server.serve(), name="web")
     log.info("edge agent for %s (%s) serving http://%s:%d/", config.name, config.code, config.http_host,
              config.http_port)
+    stopping = asyncio.create_task(stop.wait(), name="stop_requested")
     try:
-        await stop.wait()
+        await asyncio.wait({stopping, web}, return_when=asyncio.FIRST_COMPLETED)
+        if not stopping.done():
+            # No kiosk, no caller: better to exit and be restarted (systemd, the demo) than to run on unseen.
+            raise RuntimeError("the web server stopped unexpectedly")
     finally:
+        stopping.cancel()
         server.should_exit = True
-        await web
+        await asyncio.gather(web, return_exceptions=True)
         await agent.stop()

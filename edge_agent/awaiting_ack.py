@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.store import rollback
+
 
 @dataclass(frozen=True)
 class AwaitingEvent:
@@ -42,8 +44,12 @@ class AwaitingAck:
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM awaiting_ack WHERE event_id = ?", [(i,) for i in event_ids])
-            self._db.execute("COMMIT")
+            try:
+                self._db.executemany("DELETE FROM awaiting_ack WHERE event_id = ?", [(i,) for i in event_ids])
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)  # an open transaction would hold the database's write lock for good
+                raise
             return self._db.total_changes - before
 
     def due(self, older_than: float, limit: int = 100) -> list[AwaitingEvent]:

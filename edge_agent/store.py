@@ -206,10 +206,10 @@ class EdgeStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                rollback(self._db)
                 raise
-            self._db.execute("COMMIT")
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -326,6 +326,20 @@ class EdgeStore:
                           "ORDER BY window")
         return [dict(zip(("device_id", "role", "window", "online", "session", "boot", "last_seen"), r, strict=True))
                 for r in rows]
+
+
+def rollback(db: sqlite3.Connection) -> None:
+    """Roll back after a failed statement or COMMIT, if SQLite has not done so itself.
+
+    On a full disk SQLite may roll the transaction back on its own; a second ROLLBACK would raise "no
+    transaction is active" and hide the real error. A failed COMMIT may leave it open; left open, every
+    later BEGIN of this connection would fail, and its lock would stop every other writer.
+    """
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the caller raises the error that made it roll back, which says more
 
 
 def dumps(payload: dict) -> bytes:

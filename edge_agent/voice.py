@@ -22,7 +22,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.adapters.base import cancel_and_wait
+from edge_agent.adapters.base import cancel_and_wait, start_kept_running
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class VoiceAnnouncer:
             return  # already running: one player at a time, always
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        self._worker = asyncio.create_task(self._play_loop(), name="voice")
+        self._worker = start_kept_running("voice", self._play_loop)
         if self.enabled and shutil.which(self.settings.synthesizer) is None:
             self.last_error = f"{self.settings.synthesizer} is not installed; calls are shown but not spoken"
             log.error("voice: %s", self.last_error)

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from edge_agent.adapters.base import start_kept_running
+
 log = logging.getLogger(__name__)
 
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024  # an 8 MP snapshot is 2-4 MB; more is not a snapshot
@@ -173,7 +175,7 @@ class WindowCameras:
             return
         # trust_env=False: a proxy set for the county uplink must not sit between the agent and a LAN camera.
         self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
-        self._tasks = [asyncio.create_task(self._poll_forever(state), name=f"camera_{state.config.window}")
+        self._tasks = [start_kept_running(f"camera_{state.config.window}", self._poller(state), self._failed(state))
                        for state in self.states]
 
     async def stop(self) -> None:
@@ -190,6 +192,16 @@ class WindowCameras:
         audio_down = [s.config.window for s in self.states if s.config.audio_url and not s.audio_ok]
         return {"ok": bool(self._tasks) and not offline, "offline_windows": offline,
                 "audio_down_windows": audio_down, "cameras": [s.health() for s in self.states]}
+
+    def _poller(self, state: CameraState):
+        return lambda: self._poll_forever(state)
+
+    @staticmethod
+    def _failed(state: CameraState):
+        def failed(exc: Exception) -> None:
+            state.online, state.last_error = False, f"unexpected {type(exc).__name__}"
+            state.failures += 1
+        return failed
 
     async def _poll_forever(self, state: CameraState) -> None:
         while True:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import aiomqtt
 
+from edge_agent.adapters.base import cancel_and_wait, start_kept_running
 from edge_agent.adapters.mqtt_link import MqttLink
 from edge_agent.config import CenterConfig
 from edge_agent.queue.service import CALLED, FINISHED, RATED, QueueChange, QueueService
@@ -79,11 +80,11 @@ class CenterLink(MqttLink):
         await super().start()
         if self._sender is not None and not self._sender.done():
             return
-        self._sender = asyncio.create_task(self._send_loop(), name="center_broker_sender")
+        self._sender = start_kept_running("center_broker_sender", self._send_loop)
 
     async def stop(self) -> None:
-        if self._sender:
-            self._sender.cancel()
+        await cancel_and_wait(self._sender)
+        self._sender = None
         await super().stop()
 
     def health(self) -> dict:

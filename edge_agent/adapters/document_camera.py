@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from edge_agent.adapters.base import start_kept_running
 from edge_agent.adapters.cameras import jpeg_problem
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,8 @@ class DocumentCamera:
     async def start(self) -> None:
         if self._task is None:
             self.state = "starting"
-            self._task = asyncio.create_task(self._watch(), name=self.name)
+            self._task = start_kept_running(self.name, self._watch,
+                                            lambda exc: self._set("no frame", f"unexpected {type(exc).__name__}"))
 
     async def stop(self) -> None:
         task, self._task = self._task, None

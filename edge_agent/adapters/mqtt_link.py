@@ -12,7 +12,7 @@ import random
 
 import aiomqtt
 
-from edge_agent.adapters.base import cancel_and_wait
+from edge_agent.adapters.base import cancel_and_wait, start_kept_running
 from edge_agent.config import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class MqttLink:
     async def start(self) -> None:
         if self._task is not None and not self._task.done():
             return  # already running: a second start must not open a second connection
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        self._task = start_kept_running(self.name, self._run, self._loop_failed)
 
     async def stop(self) -> None:
         if self._task:
@@ -59,6 +59,9 @@ class MqttLink:
     def health(self) -> dict:
         return {"ok": self.connected.is_set(), "broker": f"{self.broker.host}:{self.broker.port}",
                 "reconnects": self.reconnects, "last_error": self.last_error}
+
+    def _loop_failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
 
     # -- the loop ---------------------------------------------------------
 
@@ -85,6 +88,9 @@ class MqttLink:
                 self.last_error = str(exc)
             except OSError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # e.g. the database behind will() or on_connected() on a full disk
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: the connection failed", self.name)
             finally:
                 self.client = None
                 if self.connected.is_set():

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from escpos.escpos import Escpos
 
+from edge_agent.adapters.base import log_task_error, start_kept_running
 from edge_agent.adapters.printer_status import PAPER_OUT, PAPER_UNKNOWN, PaperWatch, query_paper
 from edge_agent.config import PrinterConfig
 
@@ -142,7 +143,7 @@ class TicketPrinter:
                     self.last_error = f"cannot open {self.config.kind} printer: {exc}"
                     log.error("printer: %s", self.last_error)
         if self.paper.can_ask and self._paper_watcher is None:
-            self._paper_watcher = asyncio.create_task(self._watch_paper(), name="printer_paper")
+            self._paper_watcher = start_kept_running("printer_paper", self._watch_paper, self._watch_failed)
 
     async def stop(self) -> None:
         tasks = [*self._paper_checks, *([self._paper_watcher] if self._paper_watcher else [])]
@@ -160,9 +161,13 @@ class TicketPrinter:
         return {"ok": self._printer is not None and not self.last_error and self.paper.state != PAPER_OUT,
                 "printed": self.printed, "last_error": self.last_error, **self.paper.health_fields()}
 
+    def _watch_failed(self, exc: Exception) -> None:
+        self.last_error = f"paper watch failed: {type(exc).__name__}: {exc}"
+
     def _check_paper_soon(self) -> None:
         task = asyncio.get_running_loop().create_task(self.check_paper(), name="printer_paper_after_ticket")
         self._paper_checks.add(task)
+        task.add_done_callback(log_task_error)
         task.add_done_callback(self._paper_checks.discard)
 
     async def check_paper(self) -> str:

@@ -12,7 +12,7 @@ import os
 
 import serial
 
-from edge_agent.adapters.base import cancel_and_wait
+from edge_agent.adapters.base import cancel_and_wait, start_kept_running
 
 
 class SerialGone(OSError):
@@ -107,7 +107,8 @@ class SerialPortAdapter:
         if self._task is not None:
             return
         self.state = "starting"
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        # detail=False: what a serial device sends (an ID card's text, a scanned code) is never logged.
+        self._task = start_kept_running(self.name, self._run, self._loop_failed, detail=False)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -117,6 +118,10 @@ class SerialPortAdapter:
             self._port.close()
             self._port = None
         self.state = "stopped"
+
+    def _loop_failed(self, exc: Exception) -> None:
+        self.state = "offline"  # the loop starts again and opens the port anew
+        self.last_error = f"unexpected {type(exc).__name__}; the port is opened again"
 
     async def _run(self) -> None:
         raise NotImplementedError

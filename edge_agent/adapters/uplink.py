@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 
 import aiomqtt
 
+from edge_agent.adapters.base import cancel_and_wait, log_task_error, start_kept_running
 from edge_agent.adapters.mqtt_link import MqttLink
 from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 EDGE_FIRMWARE = "edge-agent 0.1.0"
 BATCH = 50
 HEALTH_EVERY_S = 60
+# A forwarding pass that failed (a full disk, a database error) is tried again after this, doubling to the max.
+FORWARD_RETRY_MIN_S = 0.5
+FORWARD_RETRY_MAX_S = 30.0
 
 # What the county sends down for this center's devices; the agent relays it to the center broker.
 DOWNLINK_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND)
@@ -58,6 +63,9 @@ class Uplink(MqttLink):
         self.boot = presence_rule.new_boot_id()  # new at every start of the agent, beside the kept counter
         self.dropped_health = 0
         self.forwarded = 0
+        self.forward_failures = 0  # forwarding passes ended by an error other than the link's (e.g. a full disk)
+        self.last_forward_error = ""
+        self.forwarding_failing = False  # the latest pass failed: events wait until one succeeds
         self._wake = asyncio.Event()
         self._forwarder: asyncio.Task | None = None
         self._health_task: asyncio.Task | None = None
@@ -69,7 +77,15 @@ class Uplink(MqttLink):
     def will(self) -> aiomqtt.Will:
         # A new session number for every connection, so the fleet can tell a stale will from a fresh birth
         # (and the boot id of this start, so a database restored from an older backup is no reason to ignore us).
-        self.session = self.store.increment("edge_session")
+        try:
+            stored = self.store.increment("edge_session")
+        except sqlite3.Error as exc:
+            # A full disk must not keep the link down: within this boot the session still grows
+            # (protocol.presence orders connections of one boot by it; another boot has another boot id).
+            stored = 0
+            log.warning("uplink: the session counter could not be stored (%s); this connection uses %d",
+                        exc, self.session + 1)
+        self.session = max(stored, self.session + 1)
         payload = messages.make("presence", state=messages.OFFLINE, session=self.session, boot=self.boot,
                                 role=messages.ROLE_EDGE_AGENT)
         return aiomqtt.Will(self._presence_topic(), messages.encode("presence", payload), qos=1, retain=True)
@@ -120,13 +136,12 @@ class Uplink(MqttLink):
         await super().start()
         if self._forwarder is not None and not self._forwarder.done():
             return
-        self._forwarder = asyncio.create_task(self._forward_loop(), name="outbox_forwarder")
-        self._health_task = asyncio.create_task(self._health_loop(), name="edge_health")
+        self._forwarder = start_kept_running("outbox_forwarder", self._forward_loop, self._forwarding_failed)
+        self._health_task = start_kept_running("edge_health", self._health_loop)
 
     async def stop(self) -> None:
-        for task in (self._forwarder, self._health_task):
-            if task:
-                task.cancel()
+        await cancel_and_wait(self._forwarder, self._health_task)
+        self._forwarder = self._health_task = None
         await super().stop()
 
     async def _health_loop(self) -> None:
@@ -156,7 +171,10 @@ class Uplink(MqttLink):
             last_sent = time.time()
 
     def health(self) -> dict:
-        return {**super().health(), "outbox": self.store.outbox_size(), "forwarded": self.forwarded,
+        return {**super().health(), "ok": self.connected.is_set() and not self.forwarding_failing,
+                "forwarding": "failing" if self.forwarding_failing else "ok", "forward_failures": self.forward_failures,
+                "last_forward_error": self.last_forward_error, "outbox": self.store.outbox_size(),
+                "forwarded": self.forwarded,
                 "dropped_health": self.dropped_health, "dropped_downlink": self.dropped_downlink,
                 "awaiting_ack": self.awaiting.count(), "resent": self.resent, "session": self.session,
                 "boot": self.boot}
@@ -171,7 +189,8 @@ class Uplink(MqttLink):
             self.store.enqueue_now(topic, payload, qos, retain, time.time())
             self.wake()
         elif self.connected.is_set() and self.client is not None:
-            asyncio.get_running_loop().create_task(self._publish_live(topic, payload, qos, retain))
+            task = asyncio.get_running_loop().create_task(self._publish_live(topic, payload, qos, retain))
+            task.add_done_callback(log_task_error)
         else:
             self.dropped_health += 1
 
@@ -182,37 +201,66 @@ class Uplink(MqttLink):
             self.dropped_health += 1
 
     async def _forward_loop(self) -> None:
+        retry_in = FORWARD_RETRY_MIN_S
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=5)
             except TimeoutError:
                 pass  # look anyway: a wake-up may have been missed across a reconnection
             self._wake.clear()
-            while True:
-                await self.connected.wait()
-                rows = self.store.pending(BATCH)
-                if not rows:
-                    break
-                client = self.client
-                try:
-                    # Sequential on purpose: the county sees events in the order they happened.
-                    for row in rows:
-                        await client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-                        event_id = _event_id(row.topic, row.payload)
-                        if event_id:  # kept until the fleet says it has stored it
-                            self.awaiting.sent(event_id, row.topic, row.payload, time.time())
-                        self.store.forwarded([row.id])
-                        self.forwarded += 1
-                    await self._resend_unacknowledged(client)
-                except (aiomqtt.MqttError, AttributeError) as exc:
-                    log.warning("uplink: forwarding paused (%s); %d rows wait in the outbox", exc,
-                                self.store.outbox_size())
-                    await asyncio.sleep(0.5)
-            if self.connected.is_set() and self.client is not None:
-                try:
-                    await self._resend_unacknowledged(self.client)
-                except (aiomqtt.MqttError, AttributeError) as exc:
-                    log.warning("uplink: re-sending paused (%s)", exc)
+            try:
+                await self._forward_pending()
+            except Exception as exc:  # a full disk, a database error: never the end of forwarding
+                self._forwarding_failed(exc)
+                log.error("uplink: forwarding failed (%s); %d rows wait in the outbox; trying again in %.1f s",
+                          self.last_forward_error, self._outbox_size_or_unknown(), retry_in)
+                await asyncio.sleep(retry_in)
+                retry_in = min(retry_in * 2, FORWARD_RETRY_MAX_S)
+                self._wake.set()
+                continue
+            if self.forwarding_failing:
+                log.info("uplink: forwarding works again after %d failed passes", self.forward_failures)
+            self.forwarding_failing = False
+            retry_in = FORWARD_RETRY_MIN_S
+
+    def _forwarding_failed(self, exc: Exception) -> None:
+        self.forward_failures += 1
+        self.forwarding_failing = True
+        self.last_forward_error = f"{type(exc).__name__}: {exc}"
+
+    def _outbox_size_or_unknown(self) -> int:
+        try:
+            return self.store.outbox_size()
+        except sqlite3.Error:
+            return -1
+
+    async def _forward_pending(self) -> None:
+        """Forward the outbox in order, then re-send what the fleet has not acknowledged; link errors wait."""
+        while True:
+            await self.connected.wait()
+            rows = self.store.pending(BATCH)
+            if not rows:
+                break
+            client = self.client
+            try:
+                # Sequential on purpose: the county sees events in the order they happened.
+                for row in rows:
+                    await client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                    event_id = _event_id(row.topic, row.payload)
+                    if event_id:  # kept until the fleet says it has stored it
+                        self.awaiting.sent(event_id, row.topic, row.payload, time.time())
+                    self.store.forwarded([row.id])
+                    self.forwarded += 1
+                await self._resend_unacknowledged(client)
+            except (aiomqtt.MqttError, AttributeError) as exc:
+                log.warning("uplink: forwarding paused (%s); %d rows wait in the outbox", exc,
+                            self.store.outbox_size())
+                await asyncio.sleep(0.5)
+        if self.connected.is_set() and self.client is not None:
+            try:
+                await self._resend_unacknowledged(self.client)
+            except (aiomqtt.MqttError, AttributeError) as exc:
+                log.warning("uplink: re-sending paused (%s)", exc)
 
     async def _resend_unacknowledged(self, client: aiomqtt.Client) -> None:
         """Send again the events the fleet has not acknowledged within the time-out."""
