@@ -103,6 +103,13 @@ COMMAND_ARGS = {
     COMMAND_SELF_TEST: (_arg("seconds", 1, COMMAND_MAX_SECONDS, 60),),
 }
 
+# How long a command may still be run after it was issued (seconds): the fleet gives COMMAND_VALID_S (its
+# acknowledgement timeout, fleet.settings.command_timeout_s, is as long: a command the fleet has given up on is
+# not run later), and a device refuses a validity above COMMAND_MAX_VALID_S whoever signed it. How a device
+# without a wall clock judges this is in docs/protocol.md (device_command) and firmware/lib/commands.py.
+COMMAND_VALID_S = 60
+COMMAND_MAX_VALID_S = 600
+
 COMMAND_DONE = "done"
 COMMAND_REJECTED = "rejected"
 COMMAND_FAILED = "failed"
@@ -241,6 +248,13 @@ SCHEMAS = {
         _field("args", OBJ, False),
         _field("sig", STR),
         _field("issued_by", STR, False),
+        # Freshness (docs/protocol.md, device_command): the boot id of the device the command is for, from its
+        # latest birth; the signer's Unix time in whole seconds (signed payloads carry no floats); how long
+        # after that it may run. Optional here so the contract version stays; a device refuses a command
+        # without them.
+        _field("boot", STR, False),
+        _field("issued_at", NUM, False, low=0),
+        _field("valid_s", INT, False, low=1, high=COMMAND_MAX_VALID_S),
     ),
     "command_ack": (
         _V,

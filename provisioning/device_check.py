@@ -35,6 +35,7 @@ class Birth:
     fw: str
     board: str
     contract: int
+    boot: str | None  # the boot id the device drew at this start: a command names it (docs/protocol.md)
 
 
 class DeviceLink:
@@ -108,13 +109,15 @@ class DeviceLink:
             except ProtocolError:
                 continue  # not ours to judge here; the fleet logs malformed payloads
             if birth["state"] == messages.ONLINE:
-                return Birth(birth["session"], birth["fw"], birth["board"], birth["contract"])
+                return Birth(birth["session"], birth["fw"], birth["board"], birth["contract"], birth.get("boot"))
 
-    def run_command(self, key: bytes, command: str, timeout: float, **args: object) -> dict:
-        """Send one signed command and wait for its acknowledgement (done, rejected or failed)."""
+    def run_command(self, key: bytes, command: str, boot: str | None, timeout: float, **args: object) -> dict:
+        """Send one signed command for the device's `boot` and wait for its acknowledgement (done, rejected or
+        failed). Issued by this laptop's clock, which the device does not let move its own reckoning."""
         command_id = messages.PROVISIONING_COMMAND_PREFIX + secrets.token_hex(6)
         payload = signing.make_signed("command", key, self.device_id, command_id=command_id, command=command,
-                                      args=args or None, issued_by="provisioning")
+                                      args=args or None, issued_by="provisioning", boot=boot,
+                                      issued_at=int(time.time()), valid_s=messages.COMMAND_VALID_S)
         topic = topics.build(topics.DEVICE_COMMAND, center=self.center, device=self.device_id)
         self._client.publish(topic, json.dumps(payload), qos=1)
         ack_topic = topics.build(topics.DEVICE_COMMAND_ACK, center=self.center, device=self.device_id)
@@ -186,7 +189,7 @@ def restart_and_check(board, device_id: str, settings, credentials, progress, on
                               + ", ".join(messages.RATING_LABELS[score] for score in PAD_BUTTONS))
             else:
                 progress.line(f"  look at the display: it shows its test pattern for {seconds} s")
-            ack = link.run_command(bytes.fromhex(credentials.device_key_hex), messages.COMMAND_SELF_TEST,
+            ack = link.run_command(bytes.fromhex(credentials.device_key_hex), messages.COMMAND_SELF_TEST, birth.boot,
                                    seconds + ACK_MARGIN_S, seconds=seconds)
             if ack["status"] != messages.COMMAND_DONE:
                 raise ProvisionError(f"the self-test {ack['status']} on {device_id}: "

@@ -102,7 +102,8 @@ class DeviceRuntime:
         self.desired = DesiredConfig(app.role, self.device_id, config.device_key,
                                      flashfs.join(state_dir, DESIRED_FILE), log=self._log)
         self.commands = CommandGate(self.device_id, config.device_key,
-                                    RecentIds(flashfs.join(state_dir, COMMANDS_FILE), COMMAND_IDS_KEPT, log=self._log))
+                                    RecentIds(flashfs.join(state_dir, COMMANDS_FILE), COMMAND_IDS_KEPT, log=self._log),
+                                    self.presence.boot)
         self.overlay = Overlay()
         self.button_check = None  # ButtonCheck while a rating pad's self-test runs
         # Ratings wait on flash until PUBACKed; a device that emits nothing has no outbox.
@@ -328,7 +329,7 @@ class DeviceRuntime:
         setter(level)
 
     def _on_command(self, data):
-        command, answer = self.commands.check(data)
+        command, answer = self.commands.check(data, self.uptime())
         if command is None:
             if answer is None:
                 self._log("dropped a command without a command_id")

@@ -55,12 +55,16 @@ def send_command(session: Session, box: KeyBox, publisher: Publisher | None, dev
         key, row.error = None, str(exc)
     if key is None:
         row.status, row.error = NOT_SENT, row.error or "no device key"
+    elif device.boot is None:
+        # A command names the boot it is for (the device refuses any other: docs/protocol.md, device_command).
+        row.status, row.error = NOT_SENT, "the device's boot is not known: no birth with a boot id seen yet"
     elif publisher is None:
         row.status, row.error = NOT_SENT, "not connected to the county broker"
     else:
         try:
             payload = signing.make_signed("command", key, device.device_id, command_id=row.command_id,
-                                          command=command, args=checked, issued_by=username)
+                                          command=command, args=checked, issued_by=username, boot=device.boot,
+                                          issued_at=int(now.timestamp()), valid_s=messages.COMMAND_VALID_S)
         except ProtocolError as exc:
             raise CommandError(str(exc)) from exc
         spec = topics.topic(topics.DEVICE_COMMAND)

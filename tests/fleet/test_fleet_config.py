@@ -31,9 +31,13 @@ KEY = bytes(range(32))
 OTHER_DISPLAY = "dev-a4cf12000009"
 
 
-def birth(engine, device: str, role: str, center: str = CENTER) -> None:
+BOOT = "0a1b2c3d"  # the boot id of the births below
+
+
+def birth(engine, device: str, role: str, center: str = CENTER, boot: str | None = BOOT) -> None:
+    """A birth; boot None: as firmware older than the boot id sends it."""
     payload = {"v": 1, "state": "online", "session": 1, "role": role, "board": "b", "fw": "1", "contract": 1,
-               "window": 3}
+               "window": 3, **({"boot": boot} if boot else {})}
     handle_message(engine, topics.build(topics.DEVICE_PRESENCE, center=center, device=device),
                    json.dumps(payload).encode(), NOW)
 
@@ -204,11 +208,12 @@ def test_the_fleet_and_the_device_refuse_the_same_command_arguments(engine, flee
     from fleet.models import Device as DeviceRow
     from tests.firmware.cases import command_arg_samples
 
-    device_gate = CommandGate(DISPLAY, KEY, RecentIds(None, log=None))
+    device_gate = CommandGate(DISPLAY, KEY, RecentIds(None, log=None), BOOT)
 
     def device_verdict(n: int, name: str, args: dict | None) -> tuple[dict | None, str | None]:
-        payload = {"v": 1, "command_id": f"c-{n}", "command": name, **({"args": args} if args is not None else {})}
-        ran, answer = device_gate.check(signing.sign(KEY, DISPLAY, payload))
+        payload = {"v": 1, "command_id": f"c-{n}", "command": name, **({"args": args} if args is not None else {}),
+                   "boot": BOOT, "issued_at": int(NOW.timestamp()), "valid_s": messages.COMMAND_VALID_S}
+        ran, answer = device_gate.check(signing.sign(KEY, DISPLAY, payload), 0)
         return (ran.args, None) if ran else (None, answer["error"])
 
     for n, (name, args, checked) in enumerate(command_arg_samples.GOOD):
@@ -326,6 +331,29 @@ def test_desired_config_is_published_retained_and_signed_and_the_report_is_inges
     assert actions == ["device.key", "config.set", "config.rollback"]
 
 
+def test_a_command_names_the_boot_it_is_for_and_is_not_sent_while_that_is_unknown(engine, fleet_settings) -> None:
+    """A device refuses a command for another boot (docs/protocol.md, device_command): the fleet signs the boot of
+    the device's latest birth, and sends nothing to a device whose births carry none."""
+    from fleet.devconfig import commands as cmd
+    from fleet.devconfig.models import NOT_SENT, SENT
+
+    box, sent = KeyBox.from_settings(fleet_settings), Recorder()
+    birth(engine, DISPLAY, "queue_display", boot=None)
+    birth(engine, PAD, "rating_pad")
+    with write_session(engine) as session:
+        for device in (DISPLAY, PAD):
+            set_key(session, box, device, KEY, "admin", NOW)
+        unknown = cmd.send_command(session, box, sent, session.get(DeviceRow, DISPLAY), "reboot", {}, "admin", NOW)
+        known = cmd.send_command(session, box, sent, session.get(DeviceRow, PAD), "reboot", {}, "admin", NOW)
+    assert (unknown.status, unknown.error) == (NOT_SENT, "the device's boot is not known: no birth with a boot id "
+                                                         "seen yet")
+    assert known.status == SENT
+    [(_topic, payload, _qos, _retain)] = sent.sent
+    assert signing.verify(KEY, PAD, payload)
+    assert (payload["boot"], payload["issued_at"], payload["valid_s"]) == (BOOT, int(NOW.timestamp()),
+                                                                           messages.COMMAND_VALID_S)
+
+
 @pytest.mark.broker
 def test_commands_are_signed_acknowledged_or_timed_out(county_broker, fleet_settings, edge_factory) -> None:
     settings = fleet_settings.model_copy(update={"ingest_enabled": True, "broker_port": county_broker.port})
@@ -350,6 +378,9 @@ def test_commands_are_signed_acknowledged_or_timed_out(county_broker, fleet_sett
             wait_for(lambda: len(device.messages) == 2, "both commands on the broker")
             for _topic, payload, retained in device.messages:
                 assert not retained and signing.verify(KEY, DISPLAY, payload)
+                # For the boot of the device's birth, issued now, valid as long as the fleet waits for its ack.
+                assert (payload["boot"], payload["issued_at"], payload["valid_s"]) == (
+                    BOOT, int(NOW.timestamp()), settings.command_timeout_s)
             assert [p["command"] for _t, p, _r in device.messages] == ["identify", "brightness"]
 
             edge = edge_factory(county_broker.port)
