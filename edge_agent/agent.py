@@ -26,7 +26,7 @@ from edge_agent.queue.kiosk import KioskDesk, PresentedCard
 from edge_agent.queue.rules import GREEN
 from edge_agent.queue.service import OPEN as WINDOW_OPEN
 from edge_agent.queue.service import IssuedTicket, QueueChange, QueueError, QueueService
-from edge_agent.readiness import center_readiness
+from edge_agent.readiness import center_readiness, voice_problem
 from edge_agent.retained import RetainedCopies
 from edge_agent.sign_in import SignIn
 from edge_agent.store import EdgeStore
@@ -76,8 +76,22 @@ class EdgeAgent:
             listener(change)
 
     def snapshot(self) -> dict:
-        """What the pages show: the queue, the kiosk's prompt or last scan, voice on or off."""
-        return {**self.queue.snapshot(), "kiosk": self.kiosk.state(), "voice": {"enabled": self.voice.enabled}}
+        """What the pages show: the queue, the kiosk's prompt or last scan, voice on or off and whether it is heard,
+        a resident at the kiosk asking for help."""
+        return {**self.queue.snapshot(), "kiosk": self.kiosk.state(),
+                "voice": {"enabled": self.voice.enabled, "problem": voice_problem(self.voice.health())},
+                "help": self.kiosk.help_state()}
+
+    def ask_for_help(self) -> None:
+        """请工作人员帮助 at the kiosk: every staff caller and the hall show it until someone goes."""
+        self.kiosk.ask_for_help()
+        log.info("a resident at the kiosk asks for help")
+        self._kiosk_changed()
+
+    def help_given(self, staff_name: str) -> None:
+        self.kiosk.help_given(staff_name)
+        log.info("%s goes to help at the kiosk", staff_name)
+        self._kiosk_changed()
 
     def _kiosk_changed(self) -> None:
         for listener in list(self.change_listeners):
@@ -227,7 +241,8 @@ class EdgeAgent:
         slip = TicketSlip(self.config.name, issued.service_name, issued.ticket.number, issued.people_ahead,
                           issued.ticket.issued_at, f"{self.config.code}/{issued.ticket.business_day}/"
                           f"{issued.ticket.number}", self.config.timezone, wait_text=issued.wait_text, note=note,
-                          guide=service.guide if with_guide else "", materials=service.materials if with_guide else ())
+                          guide=service.guide if with_guide else "", materials=service.materials if with_guide else (),
+                          windows=tuple(w.number for w in self.config.windows if service.prefix in w.services))
         printed = await self.printer.print_ticket(slip)
         return self._ticket_answer(issued, note, printed)
 

@@ -2,8 +2,8 @@
 
 A pure function of the adapters' health and the devices the center has seen: the center broker
 (displays and pads talk through it), the ticket printer and its paper, every window's queue display
-and rating pad, and the ID card reader (the green channel). Cameras, the scanner and the document
-camera are reported in health but do not stop a center from serving. Reasons are in Chinese.
+and rating pad, the ID card reader (the green channel) and the spoken calls. Cameras, the scanner and
+the document camera are reported in health but do not stop a center from serving. Reasons are in Chinese.
 """
 
 from __future__ import annotations
@@ -11,6 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 DEVICE_LABELS = {"queue_display": "排队显示屏", "rating_pad": "评价器"}
+NO_SOUND_CARD = ("no soundcards", "cannot find card", "audio open error", "unknown pcm")
+
+
+def voice_problem(voice: dict | None) -> str:
+    """What staff and the hall operator are told when residents cannot hear the calls ("" when they can)."""
+    if not voice or not voice.get("enabled") or not voice.get("last_error"):
+        return ""
+    error = voice["last_error"].lower()
+    if "not installed" in error:
+        return "叫号语音无法播报：未安装语音合成程序"
+    if any(marker in error for marker in NO_SOUND_CARD):
+        return "叫号喇叭无声：未找到声卡"
+    return "叫号喇叭无声：播放失败"
 
 
 def center_readiness(health: dict, devices: list[dict], windows: Iterable[int] = ()) -> tuple[bool, list[str]]:
@@ -38,6 +51,11 @@ def center_readiness(health: dict, devices: list[dict], windows: Iterable[int] =
         for role, label in DEVICE_LABELS.items():
             if (role, window) not in online:
                 reasons.append(f"{window}号窗口{label}离线")
+
+    # Residents who cannot hear their number walk past it: the center serves worse, and says so.
+    problem = voice_problem(health.get("voice"))
+    if problem:
+        reasons.append(problem)
 
     reader = health.get("id_card_reader")
     if reader is not None and not reader.get("ok") and reader.get("state") != "starting":

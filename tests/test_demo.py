@@ -58,6 +58,7 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
         # A resident takes a ticket for 社保业务 at the kiosk.
         page.goto(urls["kiosk"])
         page.get_by_role("button", name=re.compile("社保业务")).click()
+        page.get_by_role("button", name="确认").click()
         page.locator("#ticket-number").filter(has_text="A001").wait_for()
         page.screenshot(path=str(tmp_path / "kiosk.png"))
 

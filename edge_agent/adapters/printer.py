@@ -38,6 +38,7 @@ class TicketSlip:
     note: str = ""  # e.g. 绿色通道 or 预约签到
     guide: str = ""  # 办事指南, printed when the service or the resident asks for it
     materials: tuple[str, ...] = ()  # 一次性告知: what to bring
+    windows: tuple[int, ...] = ()  # the windows that serve this service
 
 
 def render_ticket(printer: Escpos, slip: TicketSlip, encoding: str = "gb18030") -> None:
@@ -59,8 +60,11 @@ def render_ticket(printer: Escpos, slip: TicketSlip, encoding: str = "gb18030") 
     line(f"您前面还有 {slip.people_ahead} 人在等待")
     if slip.wait_text:
         line(slip.wait_text)
+    if slip.windows:
+        line("办理窗口：" + "、".join(str(w) for w in slip.windows) + "号窗口")
     line("请在休息区等候，注意呼叫及大屏显示信息")
-    line("过号请重新取号")
+    # What really happens to a missed number: staff put it back in the queue (重新排队), no new ticket needed.
+    line("过号请持本票到办理窗口，可重新排队")
     issued = datetime.fromtimestamp(slip.issued_at, ZoneInfo(slip.timezone))
     line(issued.strftime("%Y-%m-%d %H:%M"))
     printer.qr(slip.reference, native=True, size=6)

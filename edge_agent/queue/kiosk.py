@@ -15,6 +15,7 @@ from datetime import date
 from typing import Protocol
 
 CARD_PROMPT_S = 60.0  # how long a swiped card waits for the resident to pick a service
+HELP_COMING_S = 120.0  # how long the kiosk says who is coming to help
 
 
 class PresentedCard(Protocol):
@@ -43,6 +44,9 @@ class KioskDesk:
         self.card: CardPrompt | None = None
         self.result: dict | None = None
         self.seq = 0  # increases with every change, so a page shows each prompt and result once
+        self.help_asked_at: float | None = None  # 请工作人员帮助 pressed and nobody has gone yet
+        self.help_coming = ""  # who went to help last
+        self.help_given_at = 0.0
 
     def present_card(self, card: PresentedCard, today: date) -> CardPrompt:
         self.card = CardPrompt(masked(card.name),
@@ -61,6 +65,22 @@ class KioskDesk:
         self.card = None
         self.seq += 1
         return card
+
+    def ask_for_help(self) -> None:
+        if self.help_asked_at is None:  # pressing again while waiting changes nothing
+            self.help_asked_at = self.clock()
+            self.help_coming = ""
+            self.seq += 1
+
+    def help_given(self, staff_name: str) -> None:
+        self.help_asked_at = None
+        self.help_coming = staff_name
+        self.help_given_at = self.clock()
+        self.seq += 1
+
+    def help_state(self) -> dict:
+        coming = self.help_coming if self.clock() - self.help_given_at < HELP_COMING_S else ""
+        return {"asked_at": self.help_asked_at, "coming": coming}
 
     def show(self, result: dict) -> None:
         self.result = result

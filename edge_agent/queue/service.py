@@ -459,6 +459,20 @@ class QueueService:
         self._notify(QueueChange(MARKED, ticket, None))
         return ticket
 
+    def unmark_green(self, number: str) -> TicketRow:
+        """撤销: a green channel given by mistake goes back to the plain queue (its place by issue time)."""
+        with self.store.transaction() as db:
+            ticket = self._ticket_by_number(db, number)
+            if ticket.status != rules.WAITING:
+                raise QueueError(f"{ticket.number} 不在等候中")
+            if ticket.priority != rules.GREEN:
+                return ticket  # asked twice: nothing more to do
+            db.execute("UPDATE tickets SET priority = '' WHERE id = ?", (ticket.id,))
+            ticket = self._load(db, ticket.id)
+        log.info("%s: green channel withdrawn by staff", ticket.number)
+        self._notify(QueueChange(MARKED, ticket, None))
+        return ticket
+
     def transfer(self, window: int, to_service: str | None = None, to_window: int | None = None,
                  acting_on: ActingOn | None = None) -> TicketRow:
         """转移: the current ticket waits again, for another service or one window, keeping its issue time."""
@@ -475,8 +489,14 @@ class QueueService:
         with self.store.transaction() as db:
             self._check_acting_on(db, self._window_state(db, window), acting_on)
             current = self._serving(db, window)
-            if to_window is not None and not self._is_available(self._window_state(db, to_window)):
-                raise QueueError(f"{to_window}号窗口暂停服务，不能转入")
+            if to_service is not None and to_service == (current.queue_service or current.service):
+                raise QueueError(f"{current.number} 已在{self._service_name(to_service)}队列中，无需转移")
+            if to_window is not None:
+                target = self._window_state(db, to_window)
+                if not target.staff_no:
+                    raise QueueError(f"{to_window}号窗口无人值守，不能转入")
+                if not self._is_available(target):
+                    raise QueueError(f"{to_window}号窗口暂停服务，不能转入")
             if to_service is not None:
                 db.execute("UPDATE tickets SET status = ?, queue_service = ?, target_window = NULL, requeued_at = NULL "
                            "WHERE id = ?", (rules.WAITING, to_service, current.id))
@@ -696,11 +716,14 @@ class QueueService:
         states = self.window_states()
         by_id = {t.id: t for t in tickets}
         windows = []
+        current_calls: list[TicketRow] = []
         for window in self.config.windows:
             state = states.get(window.number) or WindowState(window.number, None, 0, OPEN, 0, None, None, None)
             display = self.display_payload(window.number)
             current = by_id.get(state.current_ticket_id) if state.current_ticket_id else None
             serving = current is not None and current.status == rules.SERVING
+            if serving and display["state"] == messages.DISPLAY_SERVING:
+                current_calls.append(current)
             order = rules.call_order(waiting_views, window.services, window.number, now, self.fairness,
                                      state.priority_streak, WAITING_LIST_LENGTH)
             waiting_count = sum(1 for t in waiting_views if rules.callable_by(t, window.number, window.services))
@@ -731,10 +754,15 @@ class QueueService:
                         reverse=True)[:8]
         recent = [{"ticket": t.number, "window": t.window,
                    "text": rules.display_call_text(t.number, t.window)} for t in called]
+        # The calls residents should answer now, latest first: a window serving the number it called. A missed,
+        # transferred or finished number, or a paused window, is no longer called (the hall's banner).
+        calling = [{"ticket": t.number, "window": t.window, "text": rules.display_call_text(t.number, t.window)}
+                   for t in sorted(current_calls, key=lambda t: t.called_at or 0, reverse=True)]
         ratings = self.store.query(
             "SELECT COUNT(*) FROM ratings r JOIN tickets t ON t.id = r.ticket_id WHERE t.business_day = ?", (day,))
         return {"center": {"code": self.config.code, "name": self.config.name}, "business_day": day,
-                "services": services, "windows": windows, "recent_calls": recent, "missed": missed,
+                "services": services, "windows": windows, "recent_calls": recent, "calling": calling,
+                "missed": missed,
                 "unattended": [w["number"] for w in windows if not w["attended"]],
                 "notice": self.config.queue.notice,
                 "issued_today": len(tickets), "rated_today": ratings[0][0]}

@@ -206,6 +206,12 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         """The kiosk's keyboard-wedge scanner typed a code and Enter."""
         return await agent.scan_code(body.code)
 
+    @app.post("/api/help")
+    async def ask_for_help() -> dict:
+        """请工作人员帮助 at the kiosk: shown on every staff caller and the hall until someone goes."""
+        agent.ask_for_help()
+        return agent.kiosk.help_state()
+
     # -- staff at a window ----------------------------------------------
 
     @app.post("/api/windows/{window}/login")
@@ -301,6 +307,19 @@ def create_app(agent: EdgeAgent) -> FastAPI:
             return {"ticket": agent.queue.mark_green(number).number}
         except QueueError as exc:
             raise refused(exc) from None
+
+    @app.post("/api/tickets/{number}/green/undo", dependencies=[Depends(any_staff)])
+    async def unmark_green(number: str) -> dict:
+        try:
+            return {"ticket": agent.queue.unmark_green(number).number}
+        except QueueError as exc:
+            raise refused(exc) from None
+
+    @app.post("/api/help/given")
+    async def help_given(request: Request) -> dict:
+        """A staff member goes to the resident at the kiosk (the requests on the other callers close)."""
+        agent.help_given(any_staff(request).name)
+        return agent.kiosk.help_state()
 
     @app.post("/api/voice", dependencies=[Depends(staff_or_admin)])
     async def voice(body: VoiceRequest) -> dict:

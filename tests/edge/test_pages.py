@@ -130,11 +130,12 @@ def test_kiosk_takes_tickets_shows_the_guide_and_prints_it(make_agent, page, tmp
     page.goto(f"{center.base}/kiosk")
     page.locator('[data-estimate="A"]').filter(has_text="预计").wait_for()
     page.get_by_role("button", name=re.compile("社保业务")).click()
+    page.get_by_role("button", name="确认").click()
     page.locator("#ticket-number").filter(has_text="A001").wait_for()
     assert "您前面还有 0 人在等待" in page.locator("#ticket").inner_text()
     page.get_by_role("button", name="好的").click()
 
-    page.get_by_role("button", name="办事指南").click()
+    page.locator('button.guide-open[data-guide="A"]').click()
     guide = page.locator('[data-guide-for="A"]')
     assert "本人居民身份证原件" in guide.inner_text() and "养老保险参保登记" in guide.inner_text()
     page.get_by_role("button", name="取号并打印材料清单").click()
@@ -174,6 +175,7 @@ def test_an_id_card_of_an_elderly_resident_gives_the_green_channel(make_agent, p
     banner.filter(has_text="已为您开通绿色通道").wait_for()
     assert "张**" in banner.inner_text() and "三丰" not in page.content()
     page.get_by_role("button", name=re.compile("医保业务")).click()
+    page.get_by_role("button", name="确认").click()
     page.locator("#ticket-number").filter(has_text="B002").wait_for()
     assert page.locator("#ticket-note").inner_text() == "绿色通道"
     assert "您前面还有 0 人" in page.locator("#ticket-ahead").inner_text()  # nobody with priority ahead
@@ -184,6 +186,7 @@ def test_an_id_card_of_an_elderly_resident_gives_the_green_channel(make_agent, p
     center.agent.card_presented(young)
     banner.filter(has_text="李* 您好，请点选要办理的业务").wait_for()
     page.get_by_role("button", name=re.compile("社保业务")).click()
+    page.get_by_role("button", name="确认").click()
     page.locator("#ticket-number").filter(has_text="A001").wait_for()
     assert page.locator("#ticket-note").inner_text() == ""
     assert banner.is_hidden()
@@ -206,7 +209,7 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     hall.goto(f"{center.base}/hall")
     hall.locator("footer.notice").filter(has_text=NOTICE).wait_for()
     row = hall.locator('tr[data-window="3"]')
-    row.locator(".staff").filter(has_text="无人值守").wait_for()
+    row.locator(".state").filter(has_text="暂未开放").wait_for()
 
     page.goto(f"{center.base}/staff/3")
     message = page.locator("#message")
@@ -224,7 +227,7 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     page.get_by_role("button", name="登录").click()
     page.locator("#staff-name").filter(has_text="王芳").wait_for()
     row.locator(".staff").filter(has_text="王芳").wait_for()
-    assert hall.locator('tr[data-window="1"] .staff').inner_text() == "无人值守"
+    assert hall.locator('tr[data-window="1"] .state').inner_text() == "暂未开放"
 
     page.get_by_role("button", name="下一位").click()
     page.locator("#current").filter(has_text="A001").wait_for()
@@ -260,9 +263,9 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     row.locator(".state").filter(has_text="暂停服务").wait_for()
     page.locator("#pause:not(.busy)").wait_for()
     page.get_by_role("button", name="恢复").click()
-    row.locator(".state").filter(has_text="空闲").wait_for()
+    row.locator(".state").filter(has_text="等待叫号").wait_for()
     page.get_by_role("button", name="退出登录").click()
-    row.locator(".staff").filter(has_text="无人值守").wait_for()
+    row.locator(".state").filter(has_text="暂未开放").wait_for()
     page.locator("#login-form").wait_for()
     admin = httpx.Client(base_url=center.base)
     admin.post("/api/admin/login", json={"password": ADMIN_PASSWORD}).raise_for_status()
