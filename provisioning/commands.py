@@ -102,6 +102,7 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
     try:
         with progress.step("arguments") as step:
             check_records_writable(records_path)
+            _fleet_options(args, records_path)  # an http:// fleet or a missing token: refused before any change
             settings = settings_from_arguments(
                 args.center, args.window, args.role, args.board, args.broker, args.wifi_ssid,
                 args.wifi_password, Path(args.site) if args.site else None)
@@ -221,6 +222,12 @@ def _check_space(plan: CopyPlan, on_board: dict[str, RemoteFile], info: BoardInf
     return needed
 
 
+def _fleet_options(args: argparse.Namespace, records_path: Path) -> fleet_registration.FleetOptions:
+    return fleet_registration.options_from_arguments(getattr(args, "fleet", None), getattr(args, "token", None),
+                                                     getattr(args, "pack", None), records_path,
+                                                     getattr(args, "insecure", False))
+
+
 def _register(args: argparse.Namespace, record: ProvisioningRecord, records_path: Path,
               settings: fleet_registration.DeviceSettings, mac: str, step: Step,
               board: Board) -> fleet_registration.DeviceCredentials | None:
@@ -232,8 +239,7 @@ def _register(args: argparse.Namespace, record: ProvisioningRecord, records_path
         record.fleet_registration = "dry run: not registered"
         step.skip("dry run: not registered (a dry run never asks the fleet)")
         return None
-    options = fleet_registration.options_from_arguments(getattr(args, "fleet", None), getattr(args, "token", None),
-                                                        getattr(args, "pack", None), records_path)
+    options = _fleet_options(args, records_path)
     facts = fleet_registration.device_facts(record.device_id or "", mac, settings, record.image_sha256 or "",
                                             record.technician)
     held, none_held = None, "--new-credentials"

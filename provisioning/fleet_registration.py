@@ -11,6 +11,10 @@ that `provision sync` sends later. With neither a fleet nor a pack nothing is re
 config.json carries no credentials.
 
 What goes in the provisioning records is the outcome (`Registration.outcome`), never a secret.
+
+The fleet's URL must be https://: the API token goes to it and the device's broker password and key come
+back. An http:// URL is refused unless the technician says `--insecure` (a test fleet on this machine),
+and then every record of that run says the registration went over plain http.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class FleetOptions:
     token: str | None
     pack: Path | None
     pending: Path  # the pending-registrations file, next to the records
+    in_clear: bool = False  # an http:// fleet, allowed by --insecure: the records say so
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,23 @@ class Registration:
 
 
 def options_from_arguments(fleet: str | None, token: str | None, pack: str | None,
-                           records_path: Path) -> FleetOptions:
+                           records_path: Path, insecure: bool = False) -> FleetOptions:
     url = (fleet or os.environ.get("FLEET_URL") or "").strip().rstrip("/") or None
     token = (token or os.environ.get("FLEET_TOKEN") or "").strip() or None
     if url is not None and not url.startswith(("http://", "https://")):
-        raise ProvisionError(f"--fleet must be an http:// or https:// URL, got {url!r}")
+        raise ProvisionError(f"--fleet must be an https:// URL, got {url!r}")
+    in_clear = url is not None and url.startswith("http://")
+    if in_clear and not insecure:
+        raise ProvisionError(f"--fleet {url} is plain http: the API token, and the broker password and device key "
+                             "the fleet answers, would cross the network unencrypted. Use the fleet's https:// "
+                             "address, or add --insecure for a test fleet (the records then say so)")
     if url is not None and token is None:
         raise ProvisionError("--fleet needs an API token: --token TOKEN or FLEET_TOKEN (python -m fleet tokens create)")
-    return FleetOptions(url, token, Path(pack) if pack else None, credential_pack.pending_path(records_path))
+    return FleetOptions(url, token, Path(pack) if pack else None, credential_pack.pending_path(records_path),
+                        in_clear)
+
+
+IN_CLEAR_NOTE = ", over plain http (--insecure)"  # appended to what the records say of an http:// fleet
 
 
 def device_facts(device_id: str, mac: str, settings: DeviceSettings, image_sha256: str, technician: str,
@@ -162,8 +176,9 @@ def register_online(options: FleetOptions, facts: dict[str, Any], held: DeviceCr
     else:
         why = none_held if held is None else answer.get("rotated_because") or "the fleet did not say why"
         verdict = f"credentials rotated ({why})"
+    in_clear = IN_CLEAR_NOTE if options.in_clear else ""
     return Registration(credentials, f"online: registration {answer.get('registrations')} as "
-                                     f"{credentials.broker_username}, {verdict}")
+                                     f"{credentials.broker_username}, {verdict}{in_clear}")
 
 
 def register_offline(options: FleetOptions, facts: dict[str, Any], why: str = "") -> Registration:

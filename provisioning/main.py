@@ -97,6 +97,9 @@ def _fleet_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet", metavar="URL", help="the fleet, e.g. https://fleet.example (default: FLEET_URL)")
     parser.add_argument("--token", help="the technician's fleet API token (default: FLEET_TOKEN, which keeps it "
                                         "out of the process list)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="accept an http:// fleet URL: the API token, broker passwords and device keys then "
+                             "cross the network unencrypted (a test fleet only); the records say so")
 
 
 HANDLERS = {"list": commands.do_list, "device": commands.do_device, "batch": batch.do_batch, "sync": sync.do_sync}

@@ -16,7 +16,13 @@ from typing import TextIO
 
 from provisioning import credential_pack
 from provisioning.errors import ProvisionError
-from provisioning.fleet_registration import FleetRefused, FleetUnreachable, options_from_arguments, post_registration
+from provisioning.fleet_registration import (
+    IN_CLEAR_NOTE,
+    FleetRefused,
+    FleetUnreachable,
+    options_from_arguments,
+    post_registration,
+)
 from provisioning.records import (
     DEFAULT_RECORDS,
     ProvisioningRecord,
@@ -33,7 +39,7 @@ FACT_KEYS = ("device_id", "center", "window", "role", "board", "mac", "image_sha
 def do_sync(args: argparse.Namespace, out: TextIO) -> int:
     records_path = Path(args.records) if args.records else DEFAULT_RECORDS
     check_records_writable(records_path)
-    options = options_from_arguments(args.fleet, args.token, None, records_path)
+    options = options_from_arguments(args.fleet, args.token, None, records_path, args.insecure)
     if options.url is None:
         raise ProvisionError("sync needs the fleet: --fleet URL and --token, or FLEET_URL and FLEET_TOKEN")
     todo: dict[tuple[str, str], dict] = {}
@@ -72,7 +78,8 @@ def do_sync(args: argparse.Namespace, out: TextIO) -> int:
                       flush=True)
             else:
                 done[key] = (credential_pack.SYNCED, _now())
-                record.outcome, record.fleet_registration = "synced", f"synced: pack slot {key[1]}"
+                record.outcome, record.fleet_registration = "synced", f"synced: pack slot {key[1]}" + (
+                    IN_CLEAR_NOTE if options.in_clear else "")
                 print(f"✓ {entry.get('device_id')}: pack slot {key[1]} registered with the fleet", file=out,
                       flush=True)
             append_record(record, records_path)

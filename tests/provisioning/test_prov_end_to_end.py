@@ -81,7 +81,7 @@ def test_a_technician_provisions_a_pad_and_the_fleet_sees_it_online(
             board = board_factory(on_power_on=twin.boot)
             fingers = press_each_button_when_asked(twin)
             result = provision(*device_args(board.port, "--technician", "李工", "--fleet", url, "--token", token,
-                                            "--self-test-time", "60", broker=f"127.0.0.1:{center.port}",
+                                            "--insecure", "--self-test-time", "60", broker=f"127.0.0.1:{center.port}",
                                             check=True))
             fingers.join(5)
             assert result.status == 0, result.out + result.err

@@ -24,11 +24,18 @@ from tools.mosquitto import free_port
 CENTER = "445202101001"
 DEVICE = "dev-a4cf12ab34cd"  # the virtual board's MAC
 IMAGE = build_image("rating_pad", "esp32-devkitc-ssd1306").sha256
+IN_CLEAR = ", over plain http (--insecure)"  # how a record ends when the test fleet (http) was used
 
 
 class Fleet:
     def __init__(self, url: str, token: str, app) -> None:
         self.url, self.token, self.app = url, token, app
+
+    @property
+    def online(self) -> tuple[str, ...]:
+        """The options naming this fleet: it serves plain http on loopback, so --insecure too (see
+        test_an_http_fleet_is_refused_unless_insecure_and_the_record_then_says_so)."""
+        return ("--fleet", self.url, "--token", self.token, "--insecure")
 
     def registration(self, device: str = DEVICE) -> DeviceRegistration | None:
         with Session(self.app.state.engine) as session:
@@ -64,7 +71,7 @@ def config_on(board) -> dict:
 
 def test_provisioning_registers_online_and_writes_the_credentials_to_config_json(
         board, provision, device_args, fleet) -> None:
-    result = provision(*device_args(board.port, "--technician", "李工", "--fleet", fleet.url, "--token", fleet.token))
+    result = provision(*device_args(board.port, "--technician", "李工", *fleet.online))
     assert result.status == 0, result.err
     assert "✓ fleet registration: online: registration 1 as dev-a4cf12ab34cd" in result.out
     broker = config_on(board)["broker"]
@@ -79,9 +86,26 @@ def test_provisioning_registers_online_and_writes_the_credentials_to_config_json
     assert broker["password"] not in text and fleet.key() not in text
 
 
+def test_an_http_fleet_is_refused_unless_insecure_and_the_record_then_says_so(
+        board, provision, device_args, fleet, tmp_path) -> None:
+    """Over http:// the API token goes out, and the broker password and device key come back, unencrypted."""
+    before = board.files()
+    refused = provision(*device_args(board.port, "--fleet", fleet.url, "--token", fleet.token))
+    assert refused.status == 1
+    assert refused.err.startswith(f"provision: --fleet {fleet.url} is plain http") and "--insecure" in refused.err
+    assert board.files() == before and fleet.registration() is None  # nothing asked, nothing copied
+    sync = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(tmp_path / "r.jsonl"))
+    assert sync.status == 1 and "is plain http" in sync.err
+
+    allowed = provision(*device_args(board.port, *fleet.online))
+    assert allowed.status == 0, allowed.err
+    assert "new credentials" + IN_CLEAR in allowed.out
+    assert provision.read_records()[-1]["fleet_registration"].endswith(IN_CLEAR)
+
+
 def test_a_rerun_keeps_the_credentials_the_board_holds_and_copies_nothing(
         board, provision, device_args, fleet) -> None:
-    online = ("--fleet", fleet.url, "--token", fleet.token)
+    online = fleet.online
     first = provision(*device_args(board.port, *online))
     assert first.status == 0, first.err
     assert "online: registration 1 as dev-a4cf12ab34cd, new credentials" in first.out
@@ -97,7 +121,7 @@ def test_a_rerun_keeps_the_credentials_the_board_holds_and_copies_nothing(
     registered = fleet.registration()
     assert registered.broker_password_hash == hash_before and fleet.key() == key_before
     assert registered.registrations == 2
-    assert provision.read_records()[-1]["fleet_registration"].endswith("credentials kept")
+    assert provision.read_records()[-1]["fleet_registration"].endswith("credentials kept" + IN_CLEAR)
 
     rotated = provision(*device_args(board.port, *online, "--new-credentials"))
     assert rotated.status == 0, rotated.err
@@ -113,19 +137,20 @@ def test_a_rerun_keeps_the_credentials_the_board_holds_and_copies_nothing(
 
 
 def test_a_rerun_for_another_window_rotates_and_says_why(board, provision, device_args, fleet) -> None:
-    online = ("--fleet", fleet.url, "--token", fleet.token)
+    online = fleet.online
     assert provision(*device_args(board.port, *online)).status == 0
     before = config_on(board)
     moved = provision(*device_args(board.port, *online, window=4))
     assert moved.status == 0, moved.err
     assert "credentials rotated (window changed from 3 to 4)" in moved.out
     assert config_on(board)["broker"]["password"] != before["broker"]["password"]
-    assert provision.read_records()[-1]["fleet_registration"].endswith("(window changed from 3 to 4)")
+    assert provision.read_records()[-1]["fleet_registration"].endswith("(window changed from 3 to 4)" + IN_CLEAR)
 
 
 def test_an_unreachable_fleet_without_a_pack_stops_before_anything_is_copied(board, provision, device_args) -> None:
     before = board.files()
-    result = provision(*device_args(board.port, "--fleet", f"http://127.0.0.1:{free_port()}", "--token", "t"))
+    result = provision(*device_args(board.port, "--fleet", f"http://127.0.0.1:{free_port()}", "--token", "t",
+                                    "--insecure"))
     assert result.status == 1
     assert result.err.startswith("provision: dev-a4cf12ab34cd: cannot reach the fleet at http://127.0.0.1:")
     assert "nothing was copied to the board" in result.err and "--pack" in result.err
@@ -137,7 +162,7 @@ def test_an_unreachable_fleet_falls_back_to_the_pack(board, provision, device_ar
     pack_file = tmp_path / "pack.json"
     slot = fleet.pack(pack_file, count=1)["slots"][0]
     result = provision(*device_args(board.port, "--fleet", f"http://127.0.0.1:{free_port()}", "--token", "t",
-                                    "--pack", str(pack_file)))
+                                    "--insecure", "--pack", str(pack_file)))
     assert result.status == 0, result.err
     assert f"offline: pack slot {slot['username']}, pending until provision sync (cannot reach the fleet" in result.out
     assert config_on(board)["broker"]["username"] == slot["username"]
@@ -165,7 +190,7 @@ def test_offline_provisioning_takes_a_pack_slot_and_sync_registers_it_once(
     assert "used_by" not in json.loads(pack_file.read_text())["slots"][1]
 
     records = str(provision.records)
-    synced = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", records)
+    synced = provision("sync", *fleet.online, "--records", records)
     assert synced.status == 0, synced.err
     assert f"✓ {DEVICE}: pack slot {slot['username']} registered with the fleet" in synced.out
     registered = fleet.registration()
@@ -175,10 +200,11 @@ def test_offline_provisioning_takes_a_pack_slot_and_sync_registers_it_once(
     assert [entry["status"] for entry in pending] == ["superseded", "synced"]  # one pending line a device
     assert slot["password"] not in json.dumps(pending)
 
-    nothing = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", records)
+    nothing = provision("sync", *fleet.online, "--records", records)
     assert nothing.status == 0 and "nothing to sync" in nothing.out
     outcomes = [r["fleet_registration"] for r in provision.read_records()]
-    assert outcomes[0].startswith("offline: pack slot") and outcomes[-1] == f"synced: pack slot {slot['username']}"
+    assert outcomes[0].startswith("offline: pack slot")
+    assert outcomes[-1] == f"synced: pack slot {slot['username']}{IN_CLEAR}"
     assert slot["password"] not in provision.records.read_text()
 
 
@@ -188,7 +214,7 @@ def test_sync_says_which_registration_the_fleet_refused_and_exits_1(provision, f
              "mac": DEVICE[4:], "image_sha256": IMAGE, "provisioned_by": "李工",
              "provisioned_at": "2026-03-01T08:00:00+00:00", "pack_slot": "p999-1", "status": "pending"}
     pending.write_text(json.dumps(entry) + "\n")
-    result = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    result = provision("sync", *fleet.online, "--records", str(provision.records))
     assert result.status == 1
     assert f"✗ {DEVICE}: the fleet refused to register {DEVICE} (404): credential pack slot p999-1 is unknown" \
         in result.out
@@ -209,7 +235,7 @@ def test_an_offline_rerun_for_another_window_replaces_its_pending_registration(
     moved = provision(*device_args(board.port, "--pack", str(pack_file), window=4))
     assert moved.status == 0, moved.err
     assert [(e["status"], e["window"]) for e in pending_lines(tmp_path)] == [("superseded", 3), ("pending", 4)]
-    synced = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    synced = provision("sync", *fleet.online, "--records", str(provision.records))
     assert synced.status == 0, synced.err
     registered = fleet.registration()
     assert (registered.window, registered.pack_slot) == (4, slot["username"])  # what the board has now
@@ -220,10 +246,10 @@ def test_an_online_registration_supersedes_the_pending_offline_one(
     pack_file = tmp_path / "pack.json"
     fleet.pack(pack_file)
     assert provision(*device_args(board.port, "--pack", str(pack_file))).status == 0
-    online = provision(*device_args(board.port, "--fleet", fleet.url, "--token", fleet.token, "--new-credentials"))
+    online = provision(*device_args(board.port, *fleet.online, "--new-credentials"))
     assert online.status == 0, online.err
     assert [e["status"] for e in pending_lines(tmp_path)] == ["superseded"]
-    nothing = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    nothing = provision("sync", *fleet.online, "--records", str(provision.records))
     assert nothing.status == 0 and "nothing to sync" in nothing.out
     registered = fleet.registration()
     assert registered.broker_username == DEVICE and config_on(board)["broker"]["username"] == DEVICE
@@ -235,25 +261,25 @@ def test_an_offline_registration_older_than_the_last_one_is_refused_for_good(
     """Another laptop's pending line, from before this device was registered online: binding its slot
     would lock the device out, so the fleet refuses (409) and the line is not sent again."""
     slot = fleet.pack(tmp_path / "pack.json")["slots"][0]
-    assert provision(*device_args(board.port, "--fleet", fleet.url, "--token", fleet.token)).status == 0
+    assert provision(*device_args(board.port, *fleet.online)).status == 0
     entry = {"device_id": DEVICE, "center": CENTER, "window": 3, "role": "rating_pad", "board": None,
              "mac": DEVICE[4:], "image_sha256": IMAGE, "provisioned_by": "王工",
              "provisioned_at": "2026-03-01T08:00:00+00:00", "pack_slot": slot["username"], "status": "pending"}
     (tmp_path / "pending-registrations.jsonl").write_text(json.dumps(entry) + "\n")
-    refused = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    refused = provision("sync", *fleet.online, "--records", str(provision.records))
     assert refused.status == 1
     assert "(409)" in refused.out and "is out of date" in refused.out and "(not sent again)" in refused.out
     assert [e["status"] for e in pending_lines(tmp_path)] == ["refused"]
     registered = fleet.registration()
     assert registered.broker_username == DEVICE and registered.pack_slot is None
     assert verify_password(config_on(board)["broker"]["password"], registered.broker_password_hash)
-    again = provision("sync", "--fleet", fleet.url, "--token", fleet.token, "--records", str(provision.records))
+    again = provision("sync", *fleet.online, "--records", str(provision.records))
     assert again.status == 0 and "nothing to sync" in again.out
 
 
 def test_a_board_without_room_is_refused_before_the_fleet_rotates_anything(
         board, provision, device_args, fleet, tmp_path) -> None:
-    online = ("--fleet", fleet.url, "--token", fleet.token)
+    online = fleet.online
     assert provision(*device_args(board.port, *online)).status == 0
     hash_before, config_before = fleet.registration().broker_password_hash, config_on(board)
     board.set_free_bytes(1)
