@@ -76,6 +76,10 @@ def end_session(session: Session, session_id: str) -> None:
         session.delete(row)
 
 
-def end_sessions_of(session: Session, user_id: int) -> None:
-    """Log a user out everywhere (disabled, or password changed)."""
-    session.exec(delete(WebSession).where(col(WebSession.user_id) == user_id))
+def end_sessions_of(session: Session, user_id: int, keep_session_id: str | None = None) -> None:
+    """Log a user out everywhere (disabled, or password changed), except the session `keep_session_id` (the
+    browser that changed its own password)."""
+    query = delete(WebSession).where(col(WebSession.user_id) == user_id)
+    if keep_session_id is not None:
+        query = query.where(col(WebSession.id_hash) != _id_hash(keep_session_id))
+    session.exec(query)

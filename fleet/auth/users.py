@@ -10,6 +10,7 @@ from fleet.auth.models import User
 from fleet.auth.passwords import check_password_strength, hash_password, needs_rehash, verify_password
 from fleet.auth.principal import CurrentUser
 from fleet.auth.roles import check_scope
+from fleet.auth.sessions import end_sessions_of
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 DISPLAY_NAME_MAX = 64
@@ -50,10 +51,14 @@ def create_user(session: Session, username: str, role: str, password: str | None
     return user
 
 
-def set_password(session: Session, user: User, password: str) -> None:
+def set_password(session: Session, user: User, password: str, keep_session_id: str | None = None) -> None:
+    """A new password, and the user logged out of every browser session but `keep_session_id` (the one that
+    changed its own password): a new password is what follows a stolen session, which must not outlive it."""
     check_password_strength(password)
     user.password_hash = hash_password(password)
     session.add(user)
+    if user.id is not None:
+        end_sessions_of(session, user.id, keep_session_id)
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:

@@ -14,7 +14,7 @@ from fleet.auth.deps import AdminDep
 from fleet.auth.models import ApiToken, User
 from fleet.auth.principal import CurrentUser
 from fleet.auth.roles import ROLE_LABELS, ROLES
-from fleet.auth.sessions import end_sessions_of
+from fleet.auth.sessions import SESSION_COOKIE, end_sessions_of, session_id_from_cookie
 from fleet.auth.tokens import create_token, list_tokens, revoke_token
 from fleet.auth.users import create_user, list_users, set_password, within_scope
 from fleet.db import write_session
@@ -120,11 +120,11 @@ def _set_disabled(request: Request, user_id: int, admin: AdminDep, disabled: boo
 def reset_password(request: Request, user_id: RowId, admin: AdminDep, session: SessionDep,
                    password: Annotated[str, Form()]) -> Response:
     try:
+        # One's own password changed in this browser: this session stays, every other one ends (set_password).
+        own_session = session_id_from_cookie(request.app.state.signing_key, request.cookies.get(SESSION_COOKIE))
         with write_session(request.app.state.engine) as ws:
             user = _managed_user(ws, admin, user_id)
-            set_password(ws, user, password)
-            if user_id != admin.id:
-                end_sessions_of(ws, user_id)
+            set_password(ws, user, password, own_session if user_id == admin.id else None)
             audit.record(ws, admin, "user.password", target=user.username)
     except ValueError as exc:
         return _page(request, session, admin, 400, error="无法修改密码：{reason}", error_reason=str(exc))

@@ -220,6 +220,34 @@ def test_disabled_user_loses_sessions_and_tokens(app) -> None:
         assert login(op, "op").status_code == 401
 
 
+def test_changing_a_password_ends_the_users_other_sessions(app) -> None:
+    """A new password is what one does after a session was stolen: the thief's session must end with the old
+    password. The browser that changed it stays signed in; every other one (and the CLI's change) ends."""
+    from fleet.auth.users import find_user, set_password
+    from fleet.db import write_session
+
+    add_user(app.state.engine)
+    add_user(app.state.engine, "op", "town_operator", TOWN_A)
+    with TestClient(app) as mine:
+        thief, op = TestClient(app), TestClient(app)  # not entered: see test_disabled_user_loses_sessions_and_tokens
+        for client, name in ((mine, ADMIN), (thief, ADMIN), (op, "op")):
+            assert login(client, name).status_code == 303
+        with Session(app.state.engine) as session:
+            admin_id = session.exec(select(User.id).where(User.username == ADMIN)).one()
+        changed = mine.post(f"/users/{admin_id}/password", data={"password": "a-new-secret-2",
+                                                                   "csrf_token": csrf_of(mine, "/users")},
+                            follow_redirects=False)
+        assert changed.status_code == 303
+        assert mine.get("/api/me").status_code == 200
+        assert thief.get("/api/me").status_code == 401
+        assert login(thief, ADMIN, "a-new-secret-2").status_code == 303  # signing in again works
+
+        assert op.get("/api/me").status_code == 200
+        with write_session(app.state.engine) as session:  # what `python -m fleet users set-password` calls
+            set_password(session, find_user(session, "op"), "another-secret-3")
+        assert op.get("/api/me").status_code == 401
+
+
 @pytest.mark.sqlite_only(reason="the CLI as a county first runs it, on a SQLite file; the users and tokens it "
                                  "writes are also made on PostgreSQL by tests/test_end_to_end.py")
 def test_cli_creates_the_first_admin(tmp_path: Path) -> None:
