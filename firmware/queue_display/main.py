@@ -6,7 +6,8 @@ queue display app on the panel of the board named in config.json
 logic lives elsewhere (app.py, render.py, firmware/lib); keep this file small.
 
 Everything but the three imports below runs inside boot()'s guard, the
-hardware watchdog first: a MemoryError while importing, an OSError from
+hardware watchdog first (unless provisioning holds the firmware, see
+firmware/lib/hold.py): a MemoryError while importing, an OSError from
 wlan.active(), any crash is printed and, after RESET_PAUSE_S (time to read
 it, or to press Ctrl-C for the REPL), resets the board instead of leaving
 it dead at the REPL until someone cycles its power.
@@ -64,11 +65,26 @@ def crashed(exc, pause):
     machine.reset()
 
 
+def start():
+    """The hardware watchdog, first: a hang anywhere after it resets the board too. None while
+    provisioning holds the firmware (firmware/lib/hold.py): then nothing starts, so the watchdog
+    cannot reset the board in the middle of a copy."""
+    from firmware.lib import hold
+
+    if hold.requested():
+        print("main: %s is present: the firmware is held for provisioning (no watchdog); "
+              "the REPL is free" % hold.HOLD_FILE)
+        return None
+    from firmware.drivers.wdt import HardwareWatchdog
+
+    return HardwareWatchdog()
+
+
 def boot(pause=time.sleep):
     try:
-        from firmware.drivers.wdt import HardwareWatchdog
-
-        watchdog = HardwareWatchdog()  # first: a hang anywhere below resets the board too
+        watchdog = start()
+        if watchdog is None:
+            return
         main(watchdog)
         raise RuntimeError("the runtime stopped")
     except KeyboardInterrupt:  # Ctrl-C on the serial console: a technician wants the REPL

@@ -1,11 +1,12 @@
 """Boots a role's main.py on fake hardware and reports what happened. Runs under MicroPython (unix port)
 and CPython.
 
-Usage: <python> boot_scenario.py ROLE CASE
+Usage: <python> boot_scenario.py ROLE CASE [HOLD_FILE]
 ROLE: queue_display or rating_pad. CASE:
   import  a module main.py imports runs out of memory (MemoryError) while being imported
   wlan    wlan.active(True) raises OSError (the ESP32's Wi-Fi driver failing to start)
   ctrl_c  Ctrl-C on the console during the boot
+  hold    provisioning's hold file is present (HOLD_FILE, an existing file, stands in for /provisioning.hold)
 The fake `machine` and `network` (in sys.modules before main.py runs) record what the firmware does to
 them; the pause before the reset is recorded instead of slept. Prints the log of main.py, then one JSON
 line: {"events": [...], "ended": "reset" | "KeyboardInterrupt" | "returned" | <exception>}.
@@ -96,6 +97,10 @@ sys.modules["machine"] = FakeMachine()
 sys.modules["network"] = FakeNetwork()
 if CASE == "import":
     sys.modules["firmware.lib.runtime"] = OutOfMemory()
+if CASE == "hold":
+    from firmware.lib import hold
+
+    hold.HOLD_FILE = sys.argv[3]
 
 with open("firmware/%s/main.py" % ROLE) as f:
     source = f.read()

