@@ -126,6 +126,28 @@ def test_healthz_needs_no_login(client) -> None:
         "status": "ok", "database": "ok", "ingest": "disabled"}
 
 
+def test_healthz_says_error_without_the_databases_words(client, tmp_path, caplog) -> None:
+    """/healthz needs no login: the driver's message (file paths, host names, user names) goes to the log only."""
+    from sqlmodel import Session, create_engine
+
+    from fleet.deps import get_session
+
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'fleet.db'}")
+
+    def broken_session():
+        with Session(unreachable) as session:
+            yield session
+
+    client.app.dependency_overrides[get_session] = broken_session
+    try:
+        response = client.get("/healthz", headers={"Authorization": ""})
+    finally:
+        client.app.dependency_overrides.clear()
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "error", "ingest": "disabled"}
+    assert "unable to open database file" in caplog.text  # for whoever runs the fleet
+
+
 def test_the_api_needs_a_token(client) -> None:
     for path in ("/api/centers", f"/api/centers/{CENTER}", "/api/devices", "/api/audit", "/metrics"):
         response = client.get(path, headers={"Authorization": ""})
