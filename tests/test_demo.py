@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -120,3 +121,57 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
         assert httpx.get(second["fleet dashboard"], follow_redirects=True).status_code == 200  # the login page
     finally:
         assert again.interrupt() == 0
+
+
+def log_in_to_fleet(page, demo: DemoRun, fleet_url: str) -> None:
+    user, password = re.search(r"^\s+log in as\s+(\S+) / (\S+)$", demo.text(), re.M).groups()
+    page.goto(fleet_url)
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    page.wait_for_selector("#nav")
+
+
+def test_county_it_changes_a_display_text_from_the_fleet_and_sees_it_on_the_simulated_display(tmp_path, page):
+    """The demo's devices are registered with the fleet as provisioning registers a board, so a configuration
+    saved on the fleet's page is signed with their key, reaches the display and is reported in force."""
+    demo = DemoRun(tmp_path / "run", free_port(), tmp_path / "demo.txt")
+    try:
+        urls = demo.urls()
+        fleet_url = urls["fleet dashboard"].rstrip("/")
+        display = httpx.get(urls["simulated devices"].rstrip("/") + "/state.json").json()["windows"][2]["display"]
+        assert display["window"] == 3
+        device_id = display["device_id"]
+        log_in_to_fleet(page, demo, fleet_url)
+
+        page.goto(fleet_url + "/config")
+        row = page.locator(f'#config-devices tr[data-device="{device_id}"]')
+        assert row.locator(".key").inner_text() == "有"  # the fleet holds the key registration issued
+        page.select_option("#cf-scope", "device")
+        page.fill("#cf-scope-id", device_id)
+        page.select_option("#cf-role", "queue_display")
+        page.fill("#cf-config", json.dumps({"idle_text": "欢迎来到示例镇"}, ensure_ascii=False))
+        page.click("#cf-submit")
+
+        def in_force() -> bool:
+            page.goto(fleet_url + "/config")
+            return row.get_attribute("data-status") == "applied"
+
+        wait_until(in_force, 60, "the display to report the new configuration in force (已生效)")
+        assert row.locator(".status").inner_text() == "已生效"
+
+        devices = page.context.new_page()
+        devices.goto(urls["simulated devices"])
+        devices.locator("#display-3").filter(has_text="欢迎来到示例镇").wait_for()
+
+        # A signed command reaches the device too: 识别 is sent and carried out, not "未发送 · no device key".
+        page.goto(f"{fleet_url}/devices/{device_id}")
+        page.click("#cmd-identify button")
+
+        def identified() -> bool:
+            page.goto(f"{fleet_url}/devices/{device_id}")
+            return page.locator("#device-commands tr[data-command]").first.get_attribute("data-status") == "done"
+
+        wait_until(identified, 60, "the identify command to be acknowledged as done")
+    finally:
+        assert demo.interrupt() == 0, demo.text()

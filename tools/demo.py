@@ -2,7 +2,10 @@
 
 Starts a county broker and a center broker (our own Mosquitto processes),
 the fleet service, the edge agent of a sample center and simulated devices
-for its three windows, then prints where to look. Ctrl-C stops every
+for its three windows, then prints where to look. The simulated devices are
+registered with the fleet first, as provisioning registers a board, and run
+with the broker account and device key the fleet issued: county IT can
+configure them and send them commands from the dashboard. Ctrl-C stops every
 process it started; a stale run left behind (e.g. after a kill -9) is
 cleaned up at the next start, so `make demo` always starts cleanly.
 """
@@ -10,6 +13,8 @@ cleaned up at the next start, so `make demo` always starts cleanly.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +25,9 @@ from pathlib import Path
 import httpx
 
 from edge_agent.sign_in import hash_secret
-from fleet.auth.bootstrap import ensure_user
+from firmware.sim import sim_devices
+from fleet.auth.bootstrap import ensure_user, issue_token
+from provisioning.fleet_registration import post_registration
 from tools.mosquitto import MosquittoBroker, free_port, port_is_open
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +41,26 @@ DEMO_PASSWORD = "demo-admin"
 CENTER_ADMIN_PASSWORD = "demo-center"
 STAFF_PINS = {"1001": "111111", "1002": "222222", "1003": "333333", "1009": "999999"}
 STAFF_WINDOWS = {"1001": "window 1", "1002": "window 2", "1003": "window 3", "1009": "any window, stand-in"}
+# Who the fleet records as having provisioned the simulated devices.
+TECHNICIAN = "make demo"
+SIM_BOARD = "sim"
+
+
+def firmware_image_sha256() -> str:
+    """What the simulator runs, as provisioning hashes an image: sha256 over the sorted (path, sha256) pairs."""
+    digest = hashlib.sha256()
+    for path in sorted([*ROOT.glob("firmware/**/*.py"), *ROOT.glob("protocol/**/*.py")]):
+        digest.update(f"{path.relative_to(ROOT)}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def write_secret(path: Path, text: str) -> None:
+    """A file only this user may read (it holds an API token or device credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
 
 
 def pick_port(preferred: int) -> int:
@@ -118,14 +145,56 @@ class Demo:
             "--broker", county_url, "--host", "127.0.0.1", "--port", str(self.ports["fleet"]),
             "--heartbeat-timeout", "30"])
         self._start_program("edge", ["-m", "edge_agent", "--config", str(self.write_edge_config())])
+        self._wait_http("fleet", self.url("fleet", "/healthz"))
+        credentials = self.register_devices(fleet_db)
         self._start_program("devices", [
             "-m", "firmware.sim", "--center", CENTER_CODE, "--broker", center_url, "--windows", str(WINDOWS),
             "--state-dir", str(self.run_dir / "devices"), "--http-port", str(self.ports["devices"]),
-            "--health-interval", "10"])
-        self._wait_http("fleet", self.url("fleet", "/healthz"))
+            "--health-interval", "10", "--credentials", str(credentials)])
         self._wait_http("edge", self.url("edge", "/api/health"))
         self.set_staff_pins()
         self._wait_http("devices", self.url("devices", "/state.json"))
+
+    def provisioning_token(self, fleet_db: str) -> str:
+        """The API token the demo registers devices with, as a technician's: kept in the run dir across runs."""
+        path = self.run_dir / "fleet" / "provisioning-token"
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+            me = httpx.get(self.url("fleet", "/api/me"), headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            if me.status_code == 200:
+                return token
+        token = issue_token(fleet_db, DEMO_USER, "make demo: registers the simulated devices")
+        write_secret(path, token + "\n")
+        return token
+
+    def register_devices(self, fleet_db: str) -> Path:
+        """Register every simulated device with the fleet, as `provision device --fleet` registers a board.
+
+        The fleet's answers (broker account, device key) are saved for the simulator, which writes them
+        into each device's config.json. A rerun offers what the devices hold (`keep`), so nothing rotates and
+        configurations signed before still verify, as a re-provisioned board keeps its credentials.
+        """
+        path = self.run_dir / "devices" / "credentials.json"
+        held: dict[str, dict] = {}
+        if path.exists():
+            try:
+                held = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                held = {}
+        token = self.provisioning_token(fleet_db)
+        image = firmware_image_sha256()
+        issued: dict[str, dict] = {}
+        for device_id, role, window, mac in sim_devices(CENTER_CODE, list(range(1, WINDOWS + 1))):
+            body: dict = {"device_id": device_id, "center": CENTER_CODE, "window": window, "role": role,
+                          "board": SIM_BOARD, "mac": mac, "image_sha256": image, "provisioned_by": TECHNICIAN}
+            keep = held.get(device_id) if isinstance(held.get(device_id), dict) else {}
+            keep = {name: keep.get(name) for name in ("broker_username", "broker_password", "device_key")}
+            if all(isinstance(value, str) and value for value in keep.values()):
+                body["keep"] = keep
+            answer = post_registration(self.url("fleet").rstrip("/"), token, body)
+            issued[device_id] = {name: answer[name] for name in ("broker_username", "broker_password", "device_key")}
+        write_secret(path, json.dumps(issued, indent=2) + "\n")
+        return path
 
     def set_staff_pins(self) -> None:
         """What a center administrator does on /admin: give each staff member a PIN."""

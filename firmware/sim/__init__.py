@@ -8,8 +8,16 @@ connection, so a whole service center can be tried without boards:
         --windows 3 --state-dir .run/sim --http-port 8090
 """
 
-from firmware.sim.center import SimulatedCenter, SimulatedDevice, sim_key, sim_mac
+from firmware.sim.center import (
+    SimCredentials,
+    SimulatedCenter,
+    SimulatedDevice,
+    load_credentials,
+    sim_devices,
+    sim_key,
+    sim_mac,
+)
 from firmware.sim.hardware import SimButtons, SimNetwork, SimPanel, SimWatchdog
 
-__all__ = ["SimButtons", "SimNetwork", "SimPanel", "SimWatchdog", "SimulatedCenter", "SimulatedDevice", "sim_key",
-           "sim_mac"]
+__all__ = ["SimButtons", "SimCredentials", "SimNetwork", "SimPanel", "SimWatchdog", "SimulatedCenter",
+           "SimulatedDevice", "load_credentials", "sim_devices", "sim_key", "sim_mac"]

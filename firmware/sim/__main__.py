@@ -4,6 +4,10 @@
         --windows 3 --state-dir .run/sim --http-port 8090 [--health-interval 10]
 
 --windows N runs windows 1..N; a list "1,3,5" or a range "2-4" runs those.
+--credentials FILE gives devices what registration with the fleet issued them
+({device id: {"broker_username", "broker_password", "device_key"}}, the
+fleet's answers as `make demo` saves them): the fleet can then sign their
+configurations and commands. Devices not in it use a derived key (sim_key).
 Each window gets a queue display and a rating pad; the control page at
 http://127.0.0.1:PORT/ shows their screens and has the rating buttons.
 """
@@ -18,7 +22,7 @@ import sys
 from pathlib import Path
 
 from firmware.lib.config import parse_broker_url
-from firmware.sim.center import SimulatedCenter
+from firmware.sim.center import SimulatedCenter, load_credentials
 from firmware.sim.web import ControlServer
 from protocol.identity import check_center_code
 
@@ -54,14 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--health-interval", type=float, default=30, help="heartbeat period in seconds")
     parser.add_argument("--keepalive", type=int, default=30, help="MQTT keepalive in seconds")
     parser.add_argument("--quiet", action="store_true", help="do not print the devices' log lines")
+    parser.add_argument("--credentials", type=Path, default=None,
+                        help="JSON file: device id -> the fleet's registration answer (broker account, device key)")
     return parser
 
 
 async def serve(args: argparse.Namespace) -> None:
     host, port, username, password = parse_broker_url(args.broker)
+    credentials = load_credentials(args.credentials) if args.credentials else None
     center = SimulatedCenter(args.center, host, port, args.windows, args.state_dir,
                              health_interval_s=args.health_interval, keepalive_s=args.keepalive,
-                             username=username, password=password, log=None if args.quiet else print)
+                             username=username, password=password, log=None if args.quiet else print,
+                             credentials=credentials)
     server = ControlServer(center, args.http_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -71,7 +79,8 @@ async def serve(args: argparse.Namespace) -> None:
     await center.start()
     print(f"simulator: {len(center.devices)} devices of center {args.center} on {host}:{port}", flush=True)
     for device in center.devices:
-        print(f"simulator:   {device.device_id} {device.role} window {device.window}", flush=True)
+        registered = "registered key" if device.device_id in center.credentials else "derived key"
+        print(f"simulator:   {device.device_id} {device.role} window {device.window} ({registered})", flush=True)
     print(f"simulator: control page {server.url}", flush=True)
     print(f"simulator: each panel drawn to {args.state_dir}/<device id>/screen.png on every change", flush=True)
     try:
@@ -87,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parse_broker_url(args.broker)
         check_center_code(args.center)
+        if args.credentials:
+            load_credentials(args.credentials)
     except ValueError as exc:  # ProtocolError is a ValueError too
         print(f"simulator: {exc}", file=sys.stderr)
         return 2

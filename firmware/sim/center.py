@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,44 @@ def sim_mac(center: str, role: str, window: int) -> str:
 
 
 def sim_key(center: str, role: str, window: int) -> bytes:
-    """The device key of a simulated device (provisioning writes a random one on a real board).
+    """The device key of a simulated device not given credentials (provisioning writes the fleet's on a board).
 
-    Derived, so a test or the demo can sign desired configurations and commands for it.
+    Derived, so a test can sign desired configurations and commands for it.
     """
     return hashlib.sha256(f"sim-device-key/{center}/{role}/{window}".encode()).digest()
+
+
+@dataclass(frozen=True)
+class SimCredentials:
+    """What the fleet's registration answers for a device, and provisioning writes into its config.json."""
+
+    broker_username: str
+    broker_password: str = field(repr=False)
+    device_key: str = field(repr=False)  # hex
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any]) -> SimCredentials:
+        """From a registration answer (POST /api/devices/register) or a saved copy of one."""
+        return cls(str(answer["broker_username"]), str(answer["broker_password"]), str(answer["device_key"]))
+
+
+def load_credentials(path: Path) -> dict[str, SimCredentials]:
+    """A credentials file: {device id: registration answer}; ValueError naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {device_id: SimCredentials.from_answer(answer) for device_id, answer in data.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"credentials file {path}: {exc}") from None
+
+
+def sim_devices(center: str, windows: list[int]) -> list[tuple[str, str, int, str]]:
+    """(device id, role, window, MAC) of every device a SimulatedCenter of these windows runs, in its order."""
+    found = []
+    for window in windows:
+        for role in (messages.ROLE_QUEUE_DISPLAY, messages.ROLE_RATING_PAD):
+            mac = sim_mac(center, role, window)
+            found.append((identity.device_id_from_mac(mac), role, window, mac))
+    return found
 
 
 class SimulatedDevice:
@@ -139,7 +173,11 @@ class SimulatedCenter:
     def __init__(self, center: str, host: str, port: int, windows: list[int], state_dir: Path,
                  health_interval_s: float = 30, *, keepalive_s: int = 30, backoff_min_s: float = 0.5,
                  backoff_max_s: float = 30, username: str | None = None, password: str | None = None,
-                 log: Callable[[str], None] | None = print) -> None:
+                 log: Callable[[str], None] | None = print,
+                 credentials: dict[str, SimCredentials] | None = None) -> None:
+        """`credentials`: per device id, what registration with the fleet issued (broker account and device key),
+        written into that device's config.json as provisioning writes it on a board; a device without any
+        uses `username`/`password` and its derived sim_key."""
         self.center = identity.check_center_code(center)
         self.host = host
         self.port = port
@@ -152,6 +190,7 @@ class SimulatedCenter:
         self.username = username
         self.password = password
         self.log = log
+        self.credentials = dict(credentials or {})
         self.devices: list[SimulatedDevice] = []
         self._board = boards.load(SIM_BOARD)
         self._font = font.from_bytes(Path(font.default_path()).read_bytes())  # shared: one asyncio thread
@@ -219,17 +258,19 @@ class SimulatedCenter:
         device_dir = self.state_dir / device_id
         device_dir.mkdir(parents=True, exist_ok=True)
         config_path = device_dir / config_file.CONFIG_FILE
+        issued = self.credentials.get(device_id)
+        username, password = (issued.broker_username, issued.broker_password) if issued else (self.username,
+                                                                                                self.password)
         config_path.write_text(json.dumps({
             "center": self.center,
             "window": window,
             "role": role,
             "board": SIM_BOARD,
-            "broker": {"host": self.host, "port": self.port,
-                       "username": self.username, "password": self.password},
+            "broker": {"host": self.host, "port": self.port, "username": username, "password": password},
             "health_interval_s": self.health_interval_s,
             "keepalive_s": self.keepalive_s,
             "mac": mac,
-            "device_key": sim_key(self.center, role, window).hex(),
+            "device_key": issued.device_key if issued else sim_key(self.center, role, window).hex(),
         }, indent=2) + "\n")
         cfg = config_file.load(str(config_path))
         if role == messages.ROLE_QUEUE_DISPLAY:

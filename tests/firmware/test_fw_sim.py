@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from fw_helpers import CENTER, KEEPALIVE_S, Recorder, run, until
 
-from firmware.sim import SimulatedCenter, sim_mac
+from firmware.sim import SimulatedCenter, load_credentials, sim_devices, sim_key, sim_mac
 from firmware.sim.__main__ import parse_windows
 from protocol import identity, messages, topics
 
@@ -37,6 +38,28 @@ def test_device_ids_are_stable_and_locally_administered(tmp_path: Path) -> None:
     assert first.pad(3).role == messages.ROLE_RATING_PAD
     with pytest.raises(TypeError):
         first.display(3).press(5)
+
+
+def test_devices_given_credentials_hold_them_as_a_provisioned_board(tmp_path: Path) -> None:
+    """What registration issued goes into the device's config.json (broker account, device key), as provisioning
+    writes it; a device given none keeps its derived key."""
+    ids = [device_id for device_id, _role, _window, _mac in sim_devices(CENTER, [1, 2])]
+    display_id = ids[0]
+    issued = {"broker_username": display_id, "broker_password": "pw-from-the-fleet", "device_key": "ab" * 32}
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({display_id: issued}))
+    center = SimulatedCenter(CENTER, "127.0.0.1", 1883, [1, 2], tmp_path / "state", log=None,
+                             credentials=load_credentials(path))
+    assert [d.device_id for d in center.devices] == ids
+    display, pad = center.display(1), center.pad(1)
+    assert display.device_id == display_id
+    config = display.runtime.config
+    assert (config.username, config.password, config.device_key) == (display_id, "pw-from-the-fleet",
+                                                                     bytes.fromhex("ab" * 32))
+    assert pad.runtime.config.device_key == sim_key(CENTER, messages.ROLE_RATING_PAD, 1)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="credentials file"):
+        load_credentials(path)
 
 
 def test_parse_windows() -> None:
