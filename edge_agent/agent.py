@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from edge_agent.adapters.base import log_task_error
+from edge_agent.adapters.base import cancel_and_wait, log_task_error, start_kept_running
 from edge_agent.adapters.broker_accounts import BrokerAccounts
 from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import TicketPrinter, TicketSlip
@@ -29,10 +29,12 @@ from edge_agent.queue.service import IssuedTicket, QueueChange, QueueError, Queu
 from edge_agent.readiness import center_readiness, voice_problem
 from edge_agent.retained import RetainedCopies
 from edge_agent.sign_in import SignIn
+from edge_agent.storage import StorageHealth
 from edge_agent.store import EdgeStore
 from edge_agent.voice import VoiceAnnouncer
 
 log = logging.getLogger(__name__)
+SILENT_REQUEST_SWEEP_S = 5.0
 
 
 class EdgeAgent:
@@ -41,8 +43,10 @@ class EdgeAgent:
         self.store = EdgeStore(config.data_dir / "edge.sqlite3")
         self.queue = QueueService(self.store, config)
         self.printer = TicketPrinter(config.printer)
-        self.retained = RetainedCopies(config.data_dir / "edge.sqlite3")
-        self.awaiting = AwaitingAck(config.data_dir / "edge.sqlite3")
+        self.retained = RetainedCopies(config.data_dir / "edge.sqlite3", self.store.writes)
+        self.awaiting = AwaitingAck(config.data_dir / "edge.sqlite3", self.store.writes)
+        # The data disk: free space and failed writes, in health, readiness and the county's edge_health.
+        self.storage = StorageHealth(config.data_dir, self.store.writes, self.store.probe_write, config.min_free_bytes)
         self.uplink = Uplink(config, self.store, self.retained, self.awaiting)
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down
@@ -51,6 +55,7 @@ class EdgeAgent:
         self.kiosk = KioskDesk(config.queue.green_channel_age)
         self.sign_in = SignIn(self.store, config, self.queue)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task | None = None
         self.broker_accounts = BrokerAccounts(config)
         if config.center_broker_files is not None:
             self.uplink.broker_accounts = self.broker_accounts.receive
@@ -159,8 +164,16 @@ class EdgeAgent:
                 await adapter.start()
             except Exception:
                 log.exception("adapter %s failed to start; the agent runs without it", adapter.name)
+        self._sweeper = start_kept_running("rating requests", self._close_silent_requests)
+
+    async def _close_silent_requests(self) -> None:
+        """Requests no pad answered within its time-out close as pad_offline, so coverage counts them."""
+        while True:
+            await asyncio.sleep(SILENT_REQUEST_SWEEP_S)
+            self.queue.close_silent_requests()
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._sweeper)
         for adapter in reversed(self.adapters):
             try:
                 await adapter.stop()
@@ -173,6 +186,7 @@ class EdgeAgent:
     def health(self) -> dict:
         unattended = self.queue.unattended_windows()
         health = {**{adapter.name: adapter.health() for adapter in self.adapters},
+                  self.storage.name: self.storage.health(),
                   # Informational: a window nobody logged in to is not a fault of the agent.
                   "attendance": {"ok": True, "unattended_windows": unattended}}
         ready, reasons = center_readiness(health, self.store.devices(), [w.number for w in self.config.windows])
@@ -197,6 +211,8 @@ class EdgeAgent:
             if name == "printer" and part.get("paper"):
                 component["state"] = {"out": "paper_out", "near_end": "paper_near_end"}.get(part["paper"],
                                                                                            component["state"])
+            if name == self.storage.name:  # what county IT needs to judge the disk from afar
+                component.update({key: part[key] for key in ("free_bytes", "write_failures", "last_write_failure_at")})
             components[name] = component
         # One component per window camera, named as docs/protocol.md says (camera-<window>).
         for camera in health.get("cameras", {}).get("cameras", []):

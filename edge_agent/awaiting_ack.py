@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.storage import WriteRecord
 from edge_agent.store import rollback
 
 
@@ -26,7 +27,8 @@ class AwaitingEvent:
 
 
 class AwaitingAck:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writes: WriteRecord | None = None) -> None:
+        self.writes = writes or WriteRecord()  # the agent passes the store's: one count for the database
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -36,9 +38,14 @@ class AwaitingAck:
 
     def sent(self, event_id: str, topic: str, payload: bytes, now: float) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO awaiting_ack (event_id, topic, payload, sent_at) VALUES (?, ?, ?, ?) "
-                             "ON CONFLICT (event_id) DO UPDATE SET sent_at = excluded.sent_at",
-                             (event_id, topic, payload, now))
+            try:
+                self._db.execute("INSERT INTO awaiting_ack (event_id, topic, payload, sent_at) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT (event_id) DO UPDATE SET sent_at = excluded.sent_at",
+                                 (event_id, topic, payload, now))
+            except sqlite3.Error as exc:
+                self.writes.record(exc)
+                raise
+        self.writes.succeeded()
 
     def acknowledged(self, event_ids: list[str]) -> int:
         with self._lock:
@@ -47,8 +54,9 @@ class AwaitingAck:
             try:
                 self._db.executemany("DELETE FROM awaiting_ack WHERE event_id = ?", [(i,) for i in event_ids])
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 rollback(self._db)  # an open transaction would hold the database's write lock for good
+                self.writes.record(exc)
                 raise
             return self._db.total_changes - before
 

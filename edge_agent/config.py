@@ -96,6 +96,7 @@ class CenterConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     data_dir: Path = Path("data")
+    min_free_bytes: int = 100 * 1024 * 1024  # [storage] min_free_mb: less free space is reported (low_space)
     printer: PrinterConfig = field(default_factory=PrinterConfig)
     rating_timeout_s: int = 60
     ack_timeout_s: float = 30.0  # re-send an event the fleet has not acknowledged after this long
@@ -267,6 +268,10 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     data_dir = Path(storage.get("data_dir", "data"))
     if base_dir is not None and not data_dir.is_absolute():
         data_dir = base_dir / data_dir
+    min_free_mb = storage.get("min_free_mb", 100)
+    if not isinstance(min_free_mb, (int, float)) or isinstance(min_free_mb, bool) or min_free_mb < 0:
+        problems.append(f"storage.min_free_mb: must be a number of megabytes >= 0, got {min_free_mb!r}")
+        min_free_mb = 100
 
     printer_raw = raw.get("printer") or (raw.get("peripherals") or {}).get("printer") or {}
     if raw.get("printer") and (raw.get("peripherals") or {}).get("printer"):
@@ -293,7 +298,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         code=code, name=name, services=tuple(services), windows=tuple(windows), opening_time=opening,
         center_broker=center_broker, county_broker=county_broker,
         http_host=str(http.get("host", "127.0.0.1")), http_port=int(http.get("port", 8080)),
-        data_dir=data_dir, printer=printer,
+        data_dir=data_dir, min_free_bytes=int(min_free_mb * 1024 * 1024), printer=printer,
         rating_timeout_s=int(center.get("rating_timeout_s", 60)),
         peripherals=dict(raw.get("peripherals") or {}),
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),

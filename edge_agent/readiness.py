@@ -37,6 +37,12 @@ def center_readiness(health: dict, devices: list[dict], windows: Iterable[int] =
     if broker is not None and not broker.get("ok"):
         reasons.append("中心消息服务器不可用")
 
+    storage = health.get("storage")  # the data disk: nothing can be stored, so no ticket can be issued
+    if storage is not None and storage.get("state") == "disk_full":
+        reasons.append("中心服务器存储空间已满，暂时无法取号")
+    elif storage is not None and storage.get("state") == "write_failed":
+        reasons.append("中心服务器数据库写入失败，暂时无法取号")
+
     printer = health.get("printer")
     if printer is not None and printer.get("state") != "not configured":
         if printer.get("paper") == "out":

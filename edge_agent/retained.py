@@ -12,9 +12,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from edge_agent.storage import WriteRecord
+
 
 class RetainedCopies:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writes: WriteRecord | None = None) -> None:
+        self.writes = writes or WriteRecord()  # the agent passes the store's: one count for the database
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -23,11 +26,16 @@ class RetainedCopies:
     def keep(self, topic: str, payload: bytes) -> None:
         """Remember the latest retained payload of `topic`; an empty payload forgets it (MQTT's delete)."""
         with self._lock:
-            if payload:
-                self._db.execute("INSERT INTO downlink_retained (topic, payload) VALUES (?, ?) "
-                                 "ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload", (topic, payload))
-            else:
-                self._db.execute("DELETE FROM downlink_retained WHERE topic = ?", (topic,))
+            try:
+                if payload:
+                    self._db.execute("INSERT INTO downlink_retained (topic, payload) VALUES (?, ?) "
+                                     "ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload", (topic, payload))
+                else:
+                    self._db.execute("DELETE FROM downlink_retained WHERE topic = ?", (topic,))
+            except sqlite3.Error as exc:
+                self.writes.record(exc)
+                raise
+        self.writes.succeeded()
 
     def all(self) -> list[tuple[str, bytes]]:
         with self._lock:

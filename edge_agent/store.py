@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.queue.rules import WAITING, TicketView
+from edge_agent.storage import WriteRecord
 from protocol import presence as presence_rule
 
 SCHEMA = """
@@ -124,6 +125,7 @@ MIGRATIONS = (
     ("windows", "staff_name", "TEXT"),
     ("windows", "login_at", "REAL"),
     ("tickets", "kiosk_request", "TEXT"),  # the kiosk's id of the tap that asked for it: a repeated tap is one ticket
+    ("rating_requests", "outcome", "TEXT"),  # rated, timeout (未评价), skipped (staff moved on), pad_offline
     ("devices", "boot", "TEXT"),  # the boot id of `session` (protocol.presence); NULL: a sender without boot ids
 )
 # Indexes on migrated columns: created after the columns exist.
@@ -180,6 +182,7 @@ class EdgeStore:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so two writers never interleave.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
+        self.writes = WriteRecord()  # failed writes, for the storage health (a full disk)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -206,6 +209,20 @@ class EdgeStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                rollback(self._db)
+                self.writes.record(exc)
+                raise
+            self.writes.succeeded()
+
+    def probe_write(self) -> None:
+        """One small write, raising when it fails: do writes work again after a failure? (not counted)"""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO counters (name, value) VALUES ('storage_probe', 1) "
+                                 "ON CONFLICT (name) DO UPDATE SET value = value + 1")
                 self._db.execute("COMMIT")
             except BaseException:
                 rollback(self._db)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from fleet.coverage import rating_coverage
 from fleet.models import RatingEvent, TicketEvent
 from fleet.overview import day_bounds, percent
 from protocol.messages import (
@@ -110,4 +111,5 @@ def center_today(session: Session, code: str, day: date, tz: ZoneInfo, windows: 
         "displays": window_displays(events, windows),
         "queue": queue_figures(events),
         "satisfaction": satisfaction(session, code, day, tz),
+        "coverage": rating_coverage(session, "window", *day_bounds(day, tz), tz, center_code=code),
     }

@@ -92,6 +92,7 @@ class Device(SQLModel, table=True):
 # Boot ids came with the contract's optional `boot` field; older databases get the columns on start.
 added_columns("center", "edge_boot")
 added_columns("device", "boot")
+added_columns("ratingevent", "outcome")
 
 
 class TicketEvent(SQLModel, table=True):
@@ -135,5 +136,8 @@ class RatingEvent(SQLModel, table=True):
     window: int
     staff_no: str | None = None
     score: int
+    # How an unanswered request ended, for score 0 the edge reports itself (skipped, pad_offline); NULL on a
+    # pad's answer (1-5 rated, 0 未评价). Rating coverage (fleet/coverage.py) counts all four.
+    outcome: str | None = Field(default=None, max_length=16)
     ts: float
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

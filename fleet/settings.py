@@ -88,6 +88,10 @@ class Settings(BaseModel):
     alert_reopen_window_s: float = Field(default=3600.0, ge=0)  # a condition back within this reopens its alert
     wait_target_min: float = Field(default=30.0, gt=0)  # service-level target for issued -> called
     window_paused_alert_min: float = Field(default=15.0, ge=0)
+    # A window whose 评价覆盖率 today (rated / served) is below this, once it has served enough to judge:
+    # its pad unplugged or ignored (国办发〔2019〕51号: every service is rated).
+    rating_coverage_alert_percent: float = Field(default=80.0, ge=0, le=100)
+    rating_coverage_min_served: int = Field(default=5, ge=1)
     opening_hours: str = "08:30-12:00,14:00-17:30"  # default for every center; per-center in CenterHours
     # Notifications (fleet.notify): a JSON list of {"kind": json|wecom|dingtalk, "url", "prefix"?, "secret"?}.
     notify_webhooks: list[WebhookTarget] = Field(default_factory=list)

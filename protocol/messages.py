@@ -30,6 +30,15 @@ RATING_LABELS = {
     0: "未评价",
 }
 BAD_SCORES = (1, 2)  # 差评: each one is followed up
+# How a rating request ended: every served ticket ends with one, so rating coverage (rated / served) is
+# honest. rated and timeout come from the pad (score 1-5, or 0 when the resident pressed nothing);
+# skipped and pad_offline from the edge (rating_event score 0 with this outcome): staff finished the next
+# resident before the pad answered, or the pad said nothing at all past its time-out.
+RATING_RATED = "rated"
+RATING_TIMEOUT = "timeout"
+RATING_SKIPPED = "skipped"
+RATING_PAD_OFFLINE = "pad_offline"
+RATING_OUTCOMES = (RATING_RATED, RATING_TIMEOUT, RATING_SKIPPED, RATING_PAD_OFFLINE)
 
 DISPLAY_IDLE = "idle"
 DISPLAY_SERVING = "serving"
@@ -207,6 +216,8 @@ SCHEMAS = {
         _WINDOW,
         _field("staff_no", STR, False),
         _field("score", INT, low=0, high=5),
+        # Only on the edge's own score-0 events (skipped, pad_offline); absent on a pad's answer.
+        _field("outcome", STR, False, choices=(RATING_SKIPPED, RATING_PAD_OFFLINE)),
         _TS,
     ),
 

@@ -18,7 +18,7 @@ import aiomqtt
 from edge_agent.adapters.base import cancel_and_wait, start_kept_running
 from edge_agent.adapters.mqtt_link import MqttLink
 from edge_agent.config import CenterConfig
-from edge_agent.queue.service import CALLED, FINISHED, RATED, QueueChange, QueueService
+from edge_agent.queue.service import CALLED, FINISHED, RATED, UNRATED, QueueChange, QueueService
 from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
 from protocol import messages, topics
@@ -116,7 +116,7 @@ class CenterLink(MqttLink):
             return
         if change.kind == CALLED:
             self.publish_window(change.window)
-        elif change.kind in (FINISHED, RATED):
+        elif change.kind in (FINISHED, RATED, UNRATED):
             self.publish_rating_request(change.window)
             self.publish_window(change.window)
 

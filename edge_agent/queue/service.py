@@ -32,12 +32,14 @@ REQUEUED = "requeued"
 TRANSFERRED = "transferred"
 FINISHED = "finished"
 RATED = "rated"
+UNRATED = "unrated"  # a rating request closed with no rating: staff moved on, or the pad never answered
 MARKED = "marked"  # staff marked a waiting ticket green channel
 WINDOW = "window"  # a window paused, resumed, opened by a login or closed by a logout
 
 OPEN, PAUSED, CLOSED = "open", "paused", "closed"
 RECENT_DURATIONS = 20  # service durations the waiting estimate averages
 WAITING_LIST_LENGTH = 30  # how much of a window's call order the staff page shows
+PAD_ANSWER_GRACE_S = 30  # an online pad answers its time-out with 未评价 within this: silence means offline
 
 
 class QueueError(Exception):
@@ -357,13 +359,12 @@ class QueueService:
             state = self._window_state(db, window)
             self._check_acting_on(db, state, acting_on)
             self._require_caller(state)
+            finished = None
             if state.current_ticket_id is not None:
                 current = self._load(db, state.current_ticket_id)
                 if current.status == rules.SERVING:
-                    # Staff skipped 办结: close the ticket without asking the next resident to rate it.
-                    db.execute("UPDATE tickets SET status = ?, finished_at = ? WHERE id = ?",
-                               (rules.FINISHED, now, current.id))
-                    self._ticket_event(db, messages.TICKET_FINISHED, current, now, window)
+                    # Staff skipped 办结: 下一位 is 办结 first, so this resident is asked to rate too.
+                    finished = self._finish_and_ask(db, window, current, now)
             choice = rules.choose_next(self._waiting_views(db, day), config.services, window, now, self.fairness,
                                        state.priority_streak)
             if choice is None:
@@ -379,6 +380,9 @@ class QueueService:
                 ticket = self._load(db, choice.ticket.id)
                 extra = {"priority": choice.reason} if choice.is_priority else {}
                 self._ticket_event(db, messages.TICKET_CALLED, ticket, now, window, **extra)
+        if finished is not None:
+            log.info("window %d finished %s with 下一位, rating requested", window, finished.ticket.number)
+            self._notify(finished)
         if ticket is None:
             log.info("window %d: nobody waiting", window)
             return None
@@ -517,21 +521,56 @@ class QueueService:
         """办结: the current ticket is done and the window's rating pad asks the resident."""
         self._window(window)
         now = self.clock()
-        request_id = uuid.uuid4().hex
         with self.store.transaction() as db:
             self._check_acting_on(db, self._window_state(db, window), acting_on)
-            current = self._serving(db, window)
-            db.execute("UPDATE tickets SET status = ?, finished_at = ? WHERE id = ?", (rules.FINISHED, now, current.id))
-            db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ? WHERE window = ? AND state = 'open'",
-                       (now, window))
-            db.execute("INSERT INTO rating_requests (request_id, ticket_id, window, state, opened_at) "
-                       "VALUES (?, ?, ?, 'open', ?)", (request_id, current.id, window, now))
-            ticket = self._load(db, current.id)
-            self._ticket_event(db, messages.TICKET_FINISHED, ticket, now, window)
-        change = QueueChange(FINISHED, ticket, window, request_id)
-        log.info("window %d finished %s, rating requested", window, ticket.number)
+            change = self._finish_and_ask(db, window, self._serving(db, window), now)
+        log.info("window %d finished %s, rating requested", window, change.ticket.number)
         self._notify(change)
         return change
+
+    def _finish_and_ask(self, db, window: int, current: TicketRow, now: float) -> QueueChange:
+        """Every served ticket ends with a rating request; the window's earlier one, unanswered, is closed."""
+        request_id = uuid.uuid4().hex
+        db.execute("UPDATE tickets SET status = ?, finished_at = ? WHERE id = ?", (rules.FINISHED, now, current.id))
+        for (earlier,) in db.execute("SELECT request_id FROM rating_requests WHERE window = ? AND state = 'open'",
+                                     (window,)).fetchall():
+            self._close_unanswered(db, earlier, now)
+        db.execute("INSERT INTO rating_requests (request_id, ticket_id, window, state, opened_at) "
+                   "VALUES (?, ?, ?, 'open', ?)", (request_id, current.id, window, now))
+        ticket = self._load(db, current.id)
+        self._ticket_event(db, messages.TICKET_FINISHED, ticket, now, window)
+        return QueueChange(FINISHED, ticket, window, request_id)
+
+    def _close_unanswered(self, db, request_id: str, now: float) -> QueueChange:
+        """A request the pad never answered: staff moved on first (skipped), or the pad said nothing at all
+        within its time-out (pad offline: an online pad answers a time-out with score 0, 未评价)."""
+        ticket_id, window, opened_at = db.execute(
+            "SELECT ticket_id, window, opened_at FROM rating_requests WHERE request_id = ?", (request_id,)).fetchone()
+        silent = now - opened_at > self.config.rating_timeout_s + PAD_ANSWER_GRACE_S
+        outcome = messages.RATING_PAD_OFFLINE if silent else messages.RATING_SKIPPED
+        db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ?, outcome = ? WHERE request_id = ?",
+                   (now, outcome, request_id))
+        ticket = self._load(db, ticket_id)
+        event = messages.make(
+            "rating_event", event_id=uuid.uuid4().hex, rating_id=f"edge-{request_id}", ticket=ticket.number,
+            service=ticket.queue_service or ticket.service, window=window,
+            staff_no=self._staff_no(db, window) or None, score=0, outcome=outcome, ts=now)
+        self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
+                           messages.encode("rating_event", event), 1, False, now)
+        log.info("window %d: %s not rated (%s)", window, ticket.number, outcome)
+        return QueueChange(UNRATED, ticket, window, request_id)
+
+    def close_silent_requests(self) -> int:
+        """Close the requests no pad has answered within its time-out (run every few seconds by the agent)."""
+        now = self.clock()
+        deadline = now - self.config.rating_timeout_s - PAD_ANSWER_GRACE_S
+        with self.store.transaction() as db:
+            silent = [r[0] for r in db.execute("SELECT request_id FROM rating_requests WHERE state = 'open' "
+                                               "AND opened_at < ?", (deadline,)).fetchall()]
+            closed = [self._close_unanswered(db, request_id, now) for request_id in silent]
+        for change in closed:  # the pads' retained requests say closed
+            self._notify(change)
+        return len(closed)
 
     def _set_window(self, window: int, change: Callable[[sqlite3.Connection, WindowState], None]) -> WindowState:
         self._window(window)
@@ -644,11 +683,11 @@ class QueueService:
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM ratings WHERE rating_id = ?", (rating["rating_id"],)).fetchone():
                 return RatingOutcome(False, "duplicate delivery of an accepted rating")
-            row = db.execute("SELECT ticket_id, window, state, opened_at FROM rating_requests WHERE request_id = ?",
-                             (rating["request_id"],)).fetchone()
+            row = db.execute("SELECT ticket_id, window, state, opened_at, outcome FROM rating_requests "
+                             "WHERE request_id = ?", (rating["request_id"],)).fetchone()
             if row is None:
                 return RatingOutcome(False, "no such rating request")
-            ticket_id, window, state, opened_at = row
+            ticket_id, window, state, opened_at, outcome = row
             # Dated when the resident pressed: the pad says how long ago (a rating kept on its flash through
             # an outage), bounded by when the request was opened and by now.
             rated_at = now
@@ -659,13 +698,15 @@ class QueueService:
                 return RatingOutcome(False, "rating does not match its request's window and ticket")
             if db.execute("SELECT 1 FROM ratings WHERE ticket_id = ?", (ticket_id,)).fetchone():
                 return RatingOutcome(False, f"ticket {ticket.number} is already rated")
-            if state != "open":
+            if state != "open" and outcome not in (messages.RATING_SKIPPED, messages.RATING_PAD_OFFLINE):
                 return RatingOutcome(False, "rating request is closed")
+            # A pad that was offline (or answered after staff moved on) still counts: its press is the truth.
             db.execute("INSERT INTO ratings (rating_id, request_id, ticket_id, window, score, device_id, received_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (rating["rating_id"], rating["request_id"], ticket_id, window, rating["score"], device_id, now))
-            db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ? WHERE request_id = ?",
-                       (rated_at, rating["request_id"]))
+            db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ?, outcome = ? WHERE request_id = ?",
+                       (rated_at, messages.RATING_RATED if rating["score"] else messages.RATING_TIMEOUT,
+                        rating["request_id"]))
             staff_no = self._staff_no(db, window)
             event = messages.make(
                 "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -29,6 +31,7 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.appointments import parse_appointments
 from edge_agent.queue.service import ActingOn, QueueChange, QueueError, StaleRequest
 from edge_agent.sign_in import ADMIN, SignInRefused, StaffSession
+from edge_agent.storage import refusal_text
 
 HERE = Path(__file__).parent
 STAFF_COOKIE = "edge_staff"
@@ -114,6 +117,13 @@ def create_app(agent: EdgeAgent) -> FastAPI:
             queue.put_nowait(True)
 
     agent.change_listeners.append(on_change)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def storage_failed(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        # A full or failing data disk (counted in health's `storage`): say so, and that it is not for ever.
+        logging.getLogger(__name__).warning("%s %s refused: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": refusal_text(request.url.path, exc)}, status_code=503,
+                            headers={"Retry-After": "30"})
 
     @app.middleware("http")
     async def refuse_cross_site(request: Request, call_next):

@@ -25,6 +25,7 @@ from fleet.alerts.rules import (
     DeviceFacts,
     MisplacedFacts,
     TicketFact,
+    coverage_conditions,
     device_conditions,
     edge_condition,
     health_conditions,
@@ -33,6 +34,7 @@ from fleet.alerts.rules import (
     wait_condition,
 )
 from fleet.calendar import OpeningHours
+from fleet.coverage import rating_coverage
 from fleet.models import Center, Device, TicketEvent
 from fleet.overview import day_bounds, local_day
 from fleet.settings import Settings
@@ -112,6 +114,13 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
         events[code].append(TicketFact(ticket, kind, ts))
     for code, facts_of_center in events.items():
         conditions += wait_condition(code, facts_of_center, now, settings.wait_target_min * 60)
+    by_center: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rating_coverage(session, "window", start, end, settings.tz):
+        if row["key"][0] in events:  # centers that served today
+            by_center[row["key"][0]].append(row)
+    for code, rows in by_center.items():
+        conditions += coverage_conditions(code, rows, settings.rating_coverage_alert_percent,
+                                          settings.rating_coverage_min_served)
     return conditions, frozen
 
 

@@ -35,6 +35,8 @@ COMPONENT = "component"
 WAIT_OVER_TARGET = "wait_over_target"
 WINDOW_PAUSED = "window_paused"
 DEVICE_MISPLACED = "device_misplaced"
+STORAGE = "storage"
+LOW_COVERAGE = "low_rating_coverage"
 
 RULE_LABELS = {
     DEVICE_OFFLINE: "设备离线",
@@ -46,6 +48,8 @@ RULE_LABELS = {
     WAIT_OVER_TARGET: "等候超时",
     WINDOW_PAUSED: "窗口暂停服务",
     DEVICE_MISPLACED: "设备出现在其他中心",
+    STORAGE: "存储故障",
+    LOW_COVERAGE: "评价覆盖率低",
 }
 
 DROP_WILL = REASON_WILL
@@ -58,6 +62,10 @@ COMPONENT_NAMES = {"center_broker": "中心消息服务", "printer": "打印机"
                    "scanner": "扫描仪", "document_camera": "高拍仪"}
 PRINTER_STATES = {"paper_out": ("打印机缺纸", CRITICAL), "paper_near_end": ("打印机纸将用尽", WARNING),
                   "offline": ("打印机离线", CRITICAL)}
+# The edge's data disk (edge_agent/storage.py): state -> (message, what it means for the center, severity).
+STORAGE_STATES = {"disk_full": ("边缘网关存储空间已满", "无法取号、叫号和保存评价", CRITICAL),
+                  "write_failed": ("边缘网关数据库写入失败", "无法取号、叫号和保存评价", CRITICAL),
+                  "low_space": ("边缘网关存储空间不足", "尚可服务，空间用尽后将无法取号", WARNING)}
 WAITING_KINDS = (TICKET_ISSUED, TICKET_REQUEUED, TICKET_TRANSFERRED)
 DONE_KINDS = (TICKET_CALLED, TICKET_FINISHED, TICKET_SKIPPED)
 
@@ -146,6 +154,8 @@ def health_conditions(center_code: str, summary: dict[str, Any]) -> list[Conditi
             message, severity = PRINTER_STATES.get(state, (f"打印机故障（{state}）", CRITICAL))
             found.append(Condition(key, PRINTER, center_code, message, "取号小票无法正常打印", severity,
                                    facts={"state": state}))
+        elif name == STORAGE:
+            found.append(_storage_condition(key, center_code, state, part))
         elif name.startswith("camera-") and name[7:].isdigit():
             window = int(name[7:])
             found.append(Condition(key, CAMERA_OFFLINE, center_code, f"{window}号窗口摄像头离线",
@@ -155,6 +165,20 @@ def health_conditions(center_code: str, summary: dict[str, Any]) -> list[Conditi
             found.append(Condition(key, COMPONENT, center_code, f"{label}故障", f"状态：{state or '未知'}", WARNING,
                                    facts={"component": name, "state": state}))
     return found
+
+
+def _storage_condition(key: str, center_code: str, state: str, part: dict[str, Any]) -> Condition:
+    message, effect, severity = STORAGE_STATES.get(state, (f"边缘网关存储故障（{state}）", "可能无法取号", CRITICAL))
+    details = [effect]
+    free = part.get("free_bytes")
+    if isinstance(free, int | float):
+        details.append(f"剩余空间 {free / 1024 / 1024:.1f} MB")
+    failures = part.get("write_failures")
+    if isinstance(failures, int) and failures:
+        details.append(f"写入失败 {failures} 次")
+    # At any hour: a card that fills up at night stops the center when it opens; it can be freed before.
+    return Condition(key, STORAGE, center_code, message, "；".join(details), severity,
+                     facts={"state": state, "free_bytes": free, "write_failures": failures}, any_hour=True)
 
 
 def paused_window_conditions(center_code: str, summary: dict[str, Any], paused_after_s: float) -> list[Condition]:
@@ -249,3 +273,24 @@ def wait_condition(center_code: str, events: list[TicketFact], now: datetime, ta
                       f"{len(overdue)} 人等候超过 {_minutes(target_s)} 分钟，最长 {longest} 已等 "
                       f"{_minutes(overdue[longest])} 分钟", WARNING, since=since,
                       facts={"tickets": sorted(overdue), "longest_s": int(overdue[longest])})]
+
+
+def coverage_conditions(center_code: str, windows: list[dict[str, Any]], threshold_percent: float,
+                        min_served: int) -> list[Condition]:
+    """Windows whose rating coverage today is below the threshold, once they have served `min_served`.
+
+    `windows`: fleet.coverage rows of one center grouped by window (key [center, window]).
+    """
+    found = []
+    for row in windows:
+        served, covered = row["served"], row["coverage"]
+        if served < min_served or covered is None or covered >= threshold_percent:
+            continue
+        window = int(row["key"][1])
+        reason = (f"今日办结 {served} 件，评价 {row['rated']} 件（{covered:g}%），低于 {threshold_percent:g}%；"
+                  f"未评价 {row['timeout']}，工作人员跳过 {row['skipped']}，评价器无响应 {row['pad_offline']}")
+        found.append(Condition(f"coverage:{center_code}:{window}", LOW_COVERAGE, center_code,
+                               f"{window}号窗口评价覆盖率低", reason, WARNING, window=window,
+                               facts={k: row[k] for k in ("served", "rated", "timeout", "skipped", "pad_offline",
+                                                          "coverage")}))
+    return found

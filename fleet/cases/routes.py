@@ -30,6 +30,7 @@ from fleet.cases.models import (
     CaseAction,
     FollowUpCase,
 )
+from fleet.coverage import rating_coverage
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.models import RatingEvent
 from fleet.overview import day_bounds, local_day
@@ -131,6 +132,18 @@ class RateRow(BaseModel):
     satisfaction_rate: float | None
     bad_rate: float | None
     average: float | None
+
+
+class CoverageRow(BaseModel):
+    by: str
+    key: list[str]
+    served: int
+    rated: int
+    timeout: int  # 未评价: the pad asked, the resident pressed nothing
+    skipped: int  # staff finished the next resident before the pad answered
+    pad_offline: int
+    pending: int  # the edge has not reported how the request ended yet
+    coverage: float | None  # 评价覆盖率, rated / served in percent
 
 
 api = APIRouter(prefix="/api", tags=["cases"])
@@ -310,6 +323,16 @@ def get_satisfaction(user: CurrentUserDep, session: SessionDep, settings: Settin
     assert by in GROUPINGS
     start, end = _range(since, until, now, settings)
     return satisfaction_rates(session, by, start, end, user)
+
+
+@api.get("/coverage", response_model=list[CoverageRow], tags=["satisfaction"])
+def get_coverage(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep,
+                 by: Literal["county", "town", "center", "window", "staff", "service"] = "center",
+                 since: date | None = None, until: date | None = None) -> list[dict[str, Any]]:
+    """Rating coverage (评价覆盖率 = rated / served) per group, days since..until (default: the last 30 days),
+    with how the other requests ended: 未评价, skipped by staff, pad offline."""
+    start, end = _range(since, until, now, settings)
+    return rating_coverage(session, by, start, end, settings.tz, user)
 
 
 @api.get("/satisfaction/suspicious", response_model=list[dict[str, Any]], tags=["satisfaction"])

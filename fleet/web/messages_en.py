@@ -7,6 +7,14 @@ and every label the pages translate has an entry here.
 from __future__ import annotations
 
 MESSAGES_EN: dict[str, str] = {
+    "今日评价覆盖率": "Rating coverage today",
+    "每件办结都请群众评价：覆盖率 = 已评价 ÷ 办结。": "Every finished service asks for a rating: coverage = rated ÷ finished.",  # noqa: E501
+    "办结数": "Finished",
+    "已评价": "Rated",
+    "工作人员跳过": "Skipped by staff",
+    "评价器无响应": "Pad did not answer",
+    "覆盖率": "Coverage",
+    "今日尚无办结": "Nothing finished today",
     # layout and navigation
     "县级设备管理平台": "County Device Management",
     "总览": "Overview",

@@ -47,3 +47,12 @@ def test_a_silent_card_reader_and_a_center_without_one():
 
 def test_devices_seen_count_even_without_the_window_list():
     assert center_readiness(HEALTHY, devices(("queue_display", 1))) == (False, ["1号窗口排队显示屏离线"])
+
+
+def test_a_full_or_failing_data_disk_stops_the_center_and_low_space_does_not():
+    full = {**HEALTHY, "storage": {"ok": False, "state": "disk_full", "free_bytes": 0}}
+    assert center_readiness(full, devices()) == (False, ["中心服务器存储空间已满，暂时无法取号"])
+    failing = {**HEALTHY, "storage": {"ok": False, "state": "write_failed"}}
+    assert center_readiness(failing, devices()) == (False, ["中心服务器数据库写入失败，暂时无法取号"])
+    low = {**HEALTHY, "storage": {"ok": False, "state": "low_space", "free_bytes": 50 << 20}}
+    assert center_readiness(low, devices()) == (True, [])  # it still serves; the county is warned

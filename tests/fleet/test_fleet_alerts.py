@@ -153,6 +153,32 @@ def test_edge_health_is_ingested_and_a_printer_out_of_paper_alerts_until_refille
     assert [c.kind for c in sweep(engine, fleet_settings, now + timedelta(minutes=1))] == [RESOLVED_CHANGE]
 
 
+def test_a_full_disk_at_the_edge_alerts_at_any_hour_and_resolves_when_freed(engine, fleet_settings) -> None:
+    """Issue 19: the edge's storage component (edge_agent/storage.py) names the disk; a card that fills at night
+    stops the center when it opens, so the alert does not wait for opening hours."""
+    now = SUNDAY_10
+    edge_online(engine, now)
+    full = {"ok": False, "state": "disk_full", "free_bytes": 0, "write_failures": 80, "last_write_failure_at": 1.0}
+    health = {"ready": False, "reasons": ["中心服务器存储空间已满，暂时无法取号"], "ts": now.timestamp(),
+              "components": {"storage": full}}
+    assert send(engine, topics.EDGE_HEALTH, health, now, center=CENTER) == "applied"
+    assert [(c.kind, c.key) for c in sweep(engine, fleet_settings, now)] == [(OPENED, f"component:{CENTER}:storage")]
+    [alert] = alerts(engine)
+    assert (alert.rule, alert.message, alert.severity) == ("storage", "边缘网关存储空间已满", "critical")
+    assert alert.reason == "无法取号、叫号和保存评价；剩余空间 0.0 MB；写入失败 80 次"
+    health.update(ready=True, reasons=[], ts=now.timestamp() + 60, components={"storage": {
+        "ok": True, "state": "ok", "free_bytes": 2 << 30, "write_failures": 80, "last_write_failure_at": 1.0}})
+    send(engine, topics.EDGE_HEALTH, health, now, center=CENTER)
+    assert [c.kind for c in sweep(engine, fleet_settings, now + timedelta(minutes=1))] == [RESOLVED_CHANGE]
+
+    failed = health_conditions(CENTER, {"components": {"storage": {"ok": False, "state": "write_failed"}}})
+    low = health_conditions(CENTER, {"components": {"storage": {"ok": False, "state": "low_space",
+                                                                "free_bytes": 50 * 1024 * 1024}}})
+    assert [(c.message, c.severity) for c in failed + low] == [("边缘网关数据库写入失败", "critical"),
+                                                               ("边缘网关存储空间不足", "warning")]
+    assert "剩余空间 50.0 MB" in low[0].reason
+
+
 def test_waiting_over_the_service_level_target(engine, fleet_settings) -> None:
     now = MONDAY_10
     edge_online(engine, now)

@@ -11,8 +11,9 @@ CENTER_CODE = "445202101001"
 
 def write_edge_config(directory: Path, center_port: int, county_port: int, http_port: int,
                       printer: str = "file", code: str = CENTER_CODE, voice: str = "enabled = false",
-                      extra: str = "") -> Path:
-    """`voice` is the body of [voice] (off unless a test is about it); `extra` is appended TOML."""
+                      extra: str = "", storage: str = "") -> Path:
+    """`voice` is the body of [voice] (off unless a test is about it); `storage` more lines of [storage];
+    `extra` is appended TOML."""
     directory.mkdir(parents=True, exist_ok=True)
     printer_block = {
         "file": 'kind = "file"\npath = "data/printer.bin"',
@@ -66,6 +67,7 @@ port = {http_port}
 
 [storage]
 data_dir = "data"
+{storage}
 
 [printer]
 {printer_block}
