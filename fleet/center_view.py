@@ -16,22 +16,20 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from fleet.coverage import rating_coverage
-from fleet.models import RatingEvent, TicketEvent
-from fleet.overview import day_bounds, percent
+from fleet.models import TicketEvent
+from fleet.overview import day_bounds
+from fleet.satisfaction import center_satisfaction
 from protocol.messages import (
-    BAD_SCORES,
     TICKET_CALLED,
     TICKET_FINISHED,
     TICKET_ISSUED,
     TICKET_RECALLED,
     TICKET_SKIPPED,
     TICKET_TRANSFERRED,
-    UNRATED,
 )
 
 CALLS = (TICKET_CALLED, TICKET_RECALLED)
 ENDS = (TICKET_FINISHED, TICKET_SKIPPED, TICKET_TRANSFERRED)
-SATISFIED_SCORES = (5, 4)  # 非常满意, 满意
 
 SERVING = "serving"
 IDLE = "idle"
@@ -89,20 +87,8 @@ def queue_figures(events: list[TicketEvent]) -> dict[str, Any]:
 
 
 def satisfaction(session: Session, code: str, day: date, tz: ZoneInfo) -> dict[str, Any]:
-    """Today's ratings: how many, the share of 非常满意+满意 among the rated, and the count of 差评."""
-    start, end = day_bounds(day, tz)
-    scores = session.exec(select(RatingEvent.score).where(
-        RatingEvent.center_code == code, RatingEvent.ts >= start, RatingEvent.ts < end)).all()
-    rated = [s for s in scores if s != UNRATED]
-    satisfied = sum(1 for s in rated if s in SATISFIED_SCORES)
-    return {
-        "rated": len(rated),
-        "unrated": len(scores) - len(rated),
-        "satisfied": satisfied,
-        "satisfied_pct": percent(satisfied, len(rated)),
-        "bad": sum(1 for s in rated if s in BAD_SCORES),
-        "by_score": {score: sum(1 for s in rated if s == score) for score in (5, 4, 3, 2, 1)},
-    }
+    """Today's ratings: how many, 满意率 as fleet.satisfaction defines it for every page and the API, 差评."""
+    return center_satisfaction(session, code, *day_bounds(day, tz))
 
 
 def center_today(session: Session, code: str, day: date, tz: ZoneInfo, windows: set[int]) -> dict[str, Any]:

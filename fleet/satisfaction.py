@@ -26,7 +26,14 @@ from protocol.identity import county_code, town_code
 from protocol.messages import BAD_SCORES, RATING_LABELS, TICKET_CALLED, TICKET_RECALLED, UNRATED
 
 GROUPINGS = ("county", "town", "center", "window", "staff", "service")
+# 满意率: the one definition every page, API and report uses (through `tally`): 好评 among the ratings given
+# (1..5), leaving out 未评价 (0) and the ratings excluded after appeal and review (申诉复核, RatingExclusion).
+# 好评 is 3..5: 国办发〔2019〕51号 grades a service 非常满意, 满意, 基本满意, 不满意, 非常不满意 and only the last
+# two are 差评 (the reference: queue-and-rating.md, "好差评"), so 基本满意 is no 差评 and counts as satisfied;
+# 申诉复核 exists to take mistaken or malicious ratings out, so an upheld appeal's rating counts nowhere.
 GOOD_SCORES = (3, 4, 5)
+# Shown under every 满意率 figure, so the pages say what they count.
+RATE_DEFINITION = "满意率 =（非常满意＋满意＋基本满意）÷ 评价数；未评价及申诉复核剔除的评价不计入"
 TOP_SCORE = 5
 CALL_LOOKBACK_S = 12 * 3600  # ticket numbers restart daily: a call older than this is another day's ticket
 
@@ -60,10 +67,13 @@ def group_key(by: str, rating: RatingEvent) -> tuple[str, ...]:
     raise ValueError(f"group by one of {', '.join(GROUPINGS)}, got {by!r}")
 
 
-def _ratings(session: Session, since_ts: float, until_ts: float, user: CurrentUser | None) -> list[RatingEvent]:
+def _ratings(session: Session, since_ts: float, until_ts: float, user: CurrentUser | None,
+             center_code: str | None = None) -> list[RatingEvent]:
     query = select(RatingEvent).where(RatingEvent.ts >= since_ts, RatingEvent.ts < until_ts)
     if user is not None:
         query = query.where(user.scope_clause(RatingEvent.center_code))
+    if center_code is not None:
+        query = query.where(RatingEvent.center_code == center_code)
     return list(session.exec(query.order_by(col(RatingEvent.ts))))
 
 
@@ -79,7 +89,7 @@ def excluded_ids(session: Session, ids: list[int]) -> set[int]:
 
 
 def tally(scores: list[int], excluded: int = 0) -> dict[str, Any]:
-    """Counts and rates of a list of scores (already without the excluded ones)."""
+    """Counts and rates of a list of scores (already without the excluded ones); 满意率 as GOOD_SCORES says."""
     rated = [s for s in scores if s != UNRATED]
     good = sum(1 for s in rated if s in GOOD_SCORES)
     bad = sum(1 for s in rated if s in BAD_SCORES)
@@ -97,11 +107,12 @@ def tally(scores: list[int], excluded: int = 0) -> dict[str, Any]:
 
 
 def satisfaction_rates(session: Session, by: str, since_ts: float, until_ts: float,
-                       user: CurrentUser | None = None) -> list[dict[str, Any]]:
-    """One row per group (`by`: county/town/center/window/staff/service) of ratings in [since, until)."""
+                       user: CurrentUser | None = None, center_code: str | None = None) -> list[dict[str, Any]]:
+    """One row per group (`by`: county/town/center/window/staff/service) of ratings in [since, until),
+    of one center's ratings when `center_code` is given."""
     if by not in GROUPINGS:
         raise ValueError(f"group by one of {', '.join(GROUPINGS)}, got {by!r}")
-    ratings = _ratings(session, since_ts, until_ts, user)
+    ratings = _ratings(session, since_ts, until_ts, user, center_code)
     excluded = excluded_ids(session, [r.id for r in ratings if r.id is not None])
     scores: dict[tuple[str, ...], list[int]] = defaultdict(list)
     dropped: dict[tuple[str, ...], int] = defaultdict(int)
@@ -115,6 +126,12 @@ def satisfaction_rates(session: Session, by: str, since_ts: float, until_ts: flo
     for key in sorted(set(scores) | set(dropped)):
         rows.append({"by": by, "key": list(key), **tally(scores.get(key, []), dropped.get(key, 0))})
     return rows
+
+
+def center_satisfaction(session: Session, code: str, since_ts: float, until_ts: float) -> dict[str, Any]:
+    """The counts and rates of one center's ratings in [since, until): the center page's figures."""
+    rows = satisfaction_rates(session, "center", since_ts, until_ts, center_code=code)
+    return rows[0] if rows else {"by": "center", "key": [code], **tally([])}
 
 
 def _calls(session: Session, ratings: list[RatingEvent]) -> dict[tuple[str, str], list[float]]:

@@ -97,7 +97,10 @@ MESSAGES_EN: dict[str, str] = {
     "{m}分{s}秒": "{m} min {s} s",
     "平均等候（取号到叫号）": "Average wait (issued to called)",
     "今日满意度": "Satisfaction today",
-    "满意率（非常满意+满意）": "Satisfied (very satisfied + satisfied)",
+    "满意率": "Satisfaction",
+    "满意率 =（非常满意＋满意＋基本满意）÷ 评价数；未评价及申诉复核剔除的评价不计入":
+        "Satisfaction = (very satisfied + satisfied + fairly satisfied) ÷ ratings given; unrated ratings and "
+        "ratings excluded after appeal and review are not counted",
     "评价数": "Ratings",
     "设备": "Devices",
     "设备编号": "Device",

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet.auth.deps import LoginRequired, resolve_user
 from fleet.auth.sessions import CSRF_FIELD
+from fleet.satisfaction import RATE_DEFINITION
 from fleet.web import labels
 from fleet.web.i18n import LANG_COOKIE, request_lang, requested_lang, translator
 
@@ -66,6 +67,7 @@ def make_templates() -> Jinja2Templates:
         window_label=labels.window_label,
         status_label=labels.status_label,
         reason_label=labels.reason_label,
+        rate_definition=RATE_DEFINITION,  # under every 满意率 figure: one definition, said where it is shown
     )
     return templates
 

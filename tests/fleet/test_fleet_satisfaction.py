@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import Session
+import httpx
+import pytest
+from fleet_testkit import CENTER, add_user, log_in
+from live_fleet import serve
+from sqlmodel import Session, select
 from test_fleet_cases import FRIDAY, called, rating
 
+from fleet.app import create_app
+from fleet.models import RatingEvent
 from fleet.satisfaction import satisfaction_rates, suspicious_ratings
 
 T0 = FRIDAY.timestamp()
@@ -41,3 +47,33 @@ def test_quick_ratings_and_bursts_of_top_marks_are_flagged(engine) -> None:
     bursts = [f for f in flags if f["kind"] == "burst"]
     assert [(f["ticket"], f["seconds_after_call"]) for f in quick] == [("A001", 4.0)]
     assert [(f["window"], f["count"]) for f in bursts] == [(4, 5)]
+
+
+@pytest.mark.browser
+def test_the_center_page_and_the_api_count_satisfaction_one_way(fleet_settings, page) -> None:
+    # 5 and 3 are 好评, 1 is 差评, and a 2 whose appeal was upheld counts nowhere. Counting 4-5 and keeping
+    # the excluded rating (the center page's old way) gives 25%; 3-5 without it gives 66.7%.
+    app = create_app(fleet_settings, clock=lambda: FRIDAY + timedelta(hours=1))
+    engine = app.state.engine
+    for n, score in enumerate((5, 3, 1, 2)):
+        rating(engine, f"r{n}", score, FRIDAY + timedelta(minutes=n), ticket=f"A00{n}")
+    with Session(engine) as session:
+        excluded = session.exec(select(RatingEvent.id).where(RatingEvent.score == 2)).one()
+    token = add_user(engine)
+    headers = {"Authorization": f"Bearer {token}"}
+    with serve(app) as base:
+        response = httpx.post(f"{base}/api/ratings/{excluded}/exclude", json={"reason": "监控核实为误按"},
+                              headers=headers)
+        assert response.status_code == 200, response.text
+        [api] = httpx.get(f"{base}/api/satisfaction", params={"by": "center", "since": "2026-02-13"},
+                          headers=headers).json()
+        log_in(page, base)
+        page.goto(f"{base}/centers/{CENTER}")
+        assert (api["satisfaction_rate"], api["rated"], api["excluded"]) == (66.7, 3, 1)
+        assert page.locator("#s-pct").inner_text() == "66.7%"
+        definition = page.locator("#s-definition").inner_text()
+        page.goto(f"{base}/cases")
+        on_cases_page = page.locator(f"#rates tr[data-center='{CENTER}'] .rate").inner_text()
+    assert on_cases_page == "66.7%"
+    assert "基本满意" in definition and "剔除" in definition
+    assert page.locator("#rate-definition").inner_text() == definition
