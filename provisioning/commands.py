@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from firmware.lib.hold import HOLD_FILE
 from protocol import identity
 from protocol.errors import ProtocolError
 from provisioning import device_check, flashing, fleet_registration, label
@@ -99,6 +100,7 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
         window=args.window, role=args.role, board=args.board)
     records_path = Path(args.records) if args.records else DEFAULT_RECORDS
     board: Board | None = None
+    held = False  # the board's firmware is held (firmware/lib/hold.py) until the end of this run
     try:
         with progress.step("arguments") as step:
             check_records_writable(records_path)
@@ -130,6 +132,12 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
             # Before the fleet is asked (it may rotate the device's credentials): will the image fit at all?
             _check_space(make_plan(image, config_json(settings, SPACE_PROBE), on_board), on_board, info)
+        if not args.dry_run:  # a dry run only reads, in far less than the watchdog's 30 s
+            with progress.step("stop firmware") as step:
+                board.hold_firmware(HOLD_FILE)
+                held = True
+                step.detail = (f"{HOLD_FILE} written and the board reset: its firmware and watchdog stay off "
+                               "until the end")
         with progress.step("fleet registration") as step:
             credentials = _register(args, record, records_path, settings, info.mac, step, board)
         config = config_json(settings, credentials)
@@ -181,7 +189,9 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             for path, data in ((CONFIG_PATH, config), (MAIN_PATH, image.by_path()[MAIN_PATH].data)):
                 if board.sha256(path) != _sha256(data):
                     raise ProvisionError(f"{path} on the board is not what was written, after the soft reset")
-            step.detail = "the board answers again, config.json and main.py intact"
+            board.release_hold(HOLD_FILE)
+            held = False
+            step.detail = f"the board answers again, config.json and main.py intact, {HOLD_FILE} removed"
         record.after_reset = device_check.restart_and_check(
             board, device_id, settings, credentials, progress, args.online_timeout, args.self_test_time,
             check=not args.no_check)
@@ -194,12 +204,16 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     except ProvisionError as exc:
         record.outcome = "failed"
+        if held and board is not None:
+            _release_after_failure(board)
         if record.device_id and record.device_id not in str(exc):
             exc = type(exc)(f"{record.device_id}: {exc}")  # errors carry the device id once it is known
         record.error = str(exc)
         raise exc from None
     except KeyboardInterrupt:
         record.outcome = "interrupted"
+        if held and board is not None:
+            _release_after_failure(board)
         raise
     finally:
         if board is not None:
@@ -209,6 +223,18 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
         except OSError as exc:  # checked writable at the start: the disk filled up or the folder went away
             print(f"provision: warning: this run is not recorded in {records_path}: {exc.strerror or exc}",
                   file=sys.stderr, flush=True)
+
+
+def _release_after_failure(board: Board) -> None:
+    """Best effort after a failed run: no hold left behind, and the board restarted, so it runs whatever
+    firmware it has (all of the old one when nothing was copied; none when /main.py was removed for the
+    update, as before). Impossible when the cable is gone: the board then stays at the REPL, held, until
+    the next run."""
+    try:
+        board.release_hold(HOLD_FILE)
+        board.hard_reset()
+    except ProvisionError:
+        pass
 
 
 def _check_space(plan: CopyPlan, on_board: dict[str, RemoteFile], info: BoardInfo) -> int:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from provisioning.errors import BoardFullError, ConnectionLostError, ProvisionEr
 BAUDRATE = 115200
 READ_TIMEOUT_S = 1.0  # one serial read; without it a silent board on a pseudo-terminal blocks forever
 ANSWER_TIMEOUT_S = 5.0  # how long a board may take to show the raw REPL prompt
+RESET_TIMEOUT_S = 20.0  # how long a board may take to boot after machine.reset() and answer again
+RECONNECT_PAUSE_S = 0.2  # between tries to reach a board that is still booting
 WRITE_CHUNK = 1536  # bytes per exec when writing a file: 2 KB of base64 text for the board to compile
 TMP_SUFFIX = ".tmp"  # firmware.lib.flashfs uses the same suffix for its own atomic writes
 
@@ -138,6 +141,19 @@ try:
 except OSError:
     os.remove(%(path)r)
     os.rename(%(tmp)r, %(path)r)
+"""
+
+HOLD_PROGRAM = """
+with open(%(path)r, 'w') as _f:
+    _f.write('written by provisioning: main.py starts no firmware while this file exists\\n')
+"""
+
+REMOVE_IF_EXISTS_PROGRAM = """
+import os
+try:
+    os.remove(%(path)r)
+except OSError:
+    pass
 """
 
 CLOSE_AND_REMOVE_PROGRAM = """
@@ -376,6 +392,38 @@ class Board:
     def soft_reset(self) -> None:
         """Ctrl-D in the raw REPL: a fresh interpreter over the same files (main.py does not run)."""
         self._enter_raw_repl(soft_reset=True, timeout=ANSWER_TIMEOUT_S)
+
+    def hold_firmware(self, hold_file: str, timeout: float = RESET_TIMEOUT_S) -> None:
+        """Stop the board's firmware and its hardware watchdog until release_hold(): write `hold_file`
+        (firmware/lib/hold.py), reset the board, and connect again.
+
+        Ctrl-C stops a running firmware but not its watchdog, which the ESP32 keeps running across Ctrl-C
+        and soft resets: 30 s later it would reset the board in the middle of the copy. Only a reset stops
+        it, and main.py starts no watchdog while the hold file exists.
+        """
+        self.exec(HOLD_PROGRAM % {"path": hold_file}, f"writing {hold_file}")
+        self.hard_reset()
+        self._transport = self._reconnect(timeout)
+
+    def release_hold(self, hold_file: str) -> None:
+        """Remove the hold file: the next reset starts the firmware."""
+        self.exec(REMOVE_IF_EXISTS_PROGRAM % {"path": hold_file}, f"removing {hold_file}")
+
+    def _reconnect(self, timeout: float) -> SerialTransport:
+        """The raw REPL of the board on the same port once it has booted again (it may take a moment)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                fresh = Board.connect(self.port, max(1.0, min(ANSWER_TIMEOUT_S, left)))
+            except ProvisionError as exc:
+                if time.monotonic() >= deadline:
+                    raise ProvisionError(f"the board on {self.port} did not answer again within {timeout:.0f} s "
+                                         f"of its reset: {exc}") from None
+                time.sleep(RECONNECT_PAUSE_S)
+                continue
+            transport, fresh._transport = fresh._transport, None
+            return transport
 
     def hard_reset(self) -> None:
         """machine.reset(): the board restarts as after power-on and runs main.py (the firmware).

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from firmware.lib import boards, font
+from firmware.lib import boards, font, hold
 from firmware.lib import config as config_file
 from firmware.lib.runtime import DeviceRuntime, rated_store
 from firmware.queue_display.app import QueueDisplayApp
@@ -82,6 +82,8 @@ class FirmwareTwin:
 
     async def _boot(self, files: dict[str, bytes], mac: str) -> None:
         await self._stop()
+        if "/main.py" not in files or hold.HOLD_FILE in files:
+            return  # no firmware, or provisioning holds it (firmware/lib/hold.py): the board sits at the REPL
         raw = files.get("/" + config_file.CONFIG_FILE)
         if raw is None:
             return  # nothing provisioned yet: the firmware would wait in its set-up screen

@@ -6,7 +6,10 @@
 // One request per line, one answer per line, in order:
 //   {"op": "boot"}                          (re)start the interpreter; the files survive, like flash
 //   {"op": "exec", "code": "<base64>"}      -> {"stdout": "<base64>", "error": "<traceback>"|null,
-//                                               "error_type": "OSError"|"HardReset"|...|null}
+//                                               "error_type": "OSError"|"HardReset"|...|null,
+//                                               "wdt": {"started": <timeout ms>|null, "feeds": N}}
+//                                           (what the program did to machine.WDT: the Python side keeps
+//                                           the watchdog, which outlives the interpreter like the ESP32's)
 //   {"op": "run_file", "path": "/boot.py"}  the same for a file on the board (nothing when it is missing)
 //   {"op": "capacity", "bytes": N, "reported": M|null}  the filesystem's size: writes past it fail with
 //                                           ENOSPC; os.statvfs() reports M instead when given
@@ -54,6 +57,15 @@ def freq(hz=None):
     return 240000000
 def reset_cause():
     return 4
+class WDT:
+    # The ESP32's watchdog cannot be stopped once started; the board (virtual_board.py) resets itself
+    # when it is not fed in time, across Ctrl-C and soft resets, as the chip does.
+    def __init__(self, id=0, timeout=5000):
+        import _vboard_wdt
+        _vboard_wdt.start(timeout)
+    def feed(self):
+        import _vboard_wdt
+        _vboard_wdt.feed()
 class Pin:
     IN = 1
     OUT = 3
@@ -188,6 +200,7 @@ del sys.modules["_board_os"]
 
 let mp = null;
 let output = [];
+let wdt = { started: null, feeds: 0 }; // machine.WDT calls of the program running now
 let unlimitedWrites = false; // set while the host itself restores files at boot
 
 function isFileNode(node) {
@@ -281,6 +294,14 @@ async function boot() {
     unlimitedWrites = false;
   }
   limitWrites(fresh.FS);
+  fresh.registerJsModule("_vboard_wdt", {
+    start: (timeoutMs) => {
+      wdt.started = Number(timeoutMs);
+    },
+    feed: () => {
+      wdt.feeds += 1;
+    },
+  });
   fresh.registerJsModule("_vboard_flash", {
     used: () => usedBytes(),
     capacity: () => (reportedCapacity === null ? capacity : reportedCapacity),
@@ -303,6 +324,7 @@ const DEFAULT_BOOT_PY = `# This file is executed on every boot (including wake-b
 
 function exec(code) {
   output = [];
+  wdt = { started: null, feeds: 0 };
   let error = null;
   let errorType = null;
   try {
@@ -312,7 +334,7 @@ function exec(code) {
     error = err.message;
     errorType = err.type;
   }
-  return { stdout: Buffer.from(output).toString("base64"), error, error_type: errorType };
+  return { stdout: Buffer.from(output).toString("base64"), error, error_type: errorType, wdt };
 }
 
 function runFile(path) {

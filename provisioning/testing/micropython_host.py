@@ -27,6 +27,14 @@ class ExecResult:
     stdout: bytes
     error: str | None  # MicroPython's traceback text, None when the program ran to its end
     error_type: str | None  # "OSError", "SystemExit", "HardReset" (machine.reset()), ...
+    wdt_started: int | None = None  # machine.WDT(timeout=...) was created: its timeout in ms
+    wdt_feeds: int = 0  # machine.WDT.feed() calls
+
+
+def _result(answer: dict) -> ExecResult:
+    wdt = answer.get("wdt") or {}
+    return ExecResult(base64.b64decode(answer["stdout"]), answer["error"], answer["error_type"],
+                      wdt.get("started"), int(wdt.get("feeds") or 0))
 
 
 class MicroPythonHost:
@@ -67,15 +75,14 @@ class MicroPythonHost:
         self._call({"op": "boot"})
 
     def exec(self, code: bytes) -> ExecResult:
-        answer = self._call({"op": "exec", "code": base64.b64encode(code).decode()})
-        return ExecResult(base64.b64decode(answer["stdout"]), answer["error"], answer["error_type"])
+        return _result(self._call({"op": "exec", "code": base64.b64encode(code).decode()}))
 
     def run_file(self, path: str) -> ExecResult | None:
         """Run a file of the board (boot.py, main.py); None when it does not exist."""
         answer = self._call({"op": "run_file", "path": path})
         if answer.get("missing"):
             return None
-        return ExecResult(base64.b64decode(answer["stdout"]), answer["error"], answer["error_type"])
+        return _result(answer)
 
     def set_capacity(self, capacity: int, reported: int | None = None) -> None:
         self._call({"op": "capacity", "bytes": capacity, "reported": reported})

@@ -20,11 +20,22 @@ Faults, for the error paths of the tools that talk to a board:
     with VirtualBoard(mac="a4:cf:12:ab:34:cd") as board:
         subprocess.run(["mpremote", "connect", board.port, "exec", "print(1)"])
 
+The firmware and its watchdog (`run_firmware=True`): at every power-on, reset, and soft reset in the
+friendly REPL, the real /main.py is loaded and its `start()` runs (the provisioning hold check, then
+machine.WDT). When it returns a watchdog the firmware is running: the serial line is ignored but for
+Ctrl-C, the firmware feeds the watchdog, and `on_power_on` (the firmware twin) starts its network side.
+Ctrl-C stops the firmware (KeyboardInterrupt, then the friendly REPL), not the watchdog: as on the
+ESP32 it survives Ctrl-C and soft resets, and unless something feeds it, resets the board `timeout`
+after the last feed (a hard reset: only that stops it). Its time is `clock` (seconds, time.monotonic by
+default); `ProgramClock` makes it pass with the board's work instead, one second per program run, so a
+test sizes "30 s into a copy" in programs, not in wall-clock time.
+
 Limits: a program that never returns hangs the board (the WebAssembly interpreter cannot be interrupted
-from outside, so Ctrl-C reaches it only between programs); main.py is not run at boot unless
-`run_main=True` (the firmware would wait for Wi-Fi forever; `on_power_on=FirmwareTwin(...).boot` runs
-the provisioned firmware's network side under CPython instead, see firmware_twin.py); friendly-REPL
-input is one line at a time (no continuation lines, no paste mode).
+from outside, so Ctrl-C reaches it only between programs, and so does the watchdog's reset); main.py
+as a whole is not run at boot unless `run_main=True` (the firmware would wait for Wi-Fi forever;
+`run_firmware` runs its start() only, and `on_power_on=FirmwareTwin(...).boot` the provisioned
+firmware's network side under CPython, see firmware_twin.py); friendly-REPL input is one line at a time
+(no continuation lines, no paste mode).
 """
 
 from __future__ import annotations
@@ -54,8 +65,36 @@ DEFAULT_FLASH_BYTES = 2 * 1024 * 1024  # the filesystem partition of a 4 MB ESP3
 WRAPPER_FRAME = '  File "<stdin>", line 1, in <module>\n'
 HIDDEN_FRAME = '"/.hw/'  # where micropython_host.mjs keeps the board's hardware modules while importing them
 
+# What the ESP-IDF prints when the task watchdog fires, before the chip resets.
+WATCHDOG_FIRED = b"E (30000) task_wdt: Task watchdog got triggered.\r\n"
+KEYBOARD_INTERRUPT = (b"Traceback (most recent call last):\r\n  File \"main.py\", line 1, in <module>\r\n"
+                      b"KeyboardInterrupt: \r\n")
+WATCHDOG_POLL_S = 0.05  # how often an idle board looks at its watchdog
+
+# Runs on the board at boot: /main.py's start() (the hold check, then machine.WDT), as main.py would.
+START_FIRMWARE = b"""
+_vb_main = {"__name__": "__vboard_main__"}
+with open("/main.py") as _vb_f:
+    exec(_vb_f.read(), _vb_main)
+if "start" in _vb_main and _vb_main["start"]() is None:
+    print("\\x00vboard: held")
+del _vb_main, _vb_f
+"""
+HELD_MARK = b"\x00vboard: held\n"
+
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
 FIRMWARES = ("micropython", "silent", "garbage")
+
+
+class ProgramClock:
+    """The watchdog's time passing with the board's work: one second per program it has run."""
+
+    def __init__(self, seconds_per_program: float = 1.0) -> None:
+        self.board: VirtualBoard | None = None  # set by the board it is given to
+        self.seconds_per_program = seconds_per_program
+
+    def __call__(self) -> float:
+        return len(self.board.programs) * self.seconds_per_program if self.board is not None else 0.0
 
 
 def _cooked(data: bytes) -> bytes:
@@ -77,7 +116,8 @@ class VirtualBoard:
 
     def __init__(self, mac: str = "a4:cf:12:ab:34:cd", flash_bytes: int = DEFAULT_FLASH_BYTES,
                  raw_paste: bool = True, firmware: str = "micropython", run_main: bool = False,
-                 on_power_on: Callable[[dict[str, bytes], str], None] | None = None) -> None:
+                 on_power_on: Callable[[dict[str, bytes], str], None] | None = None,
+                 run_firmware: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         if firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, got {firmware!r}")
         self.mac_hex = mac.replace(":", "").replace("-", "").lower()
@@ -86,7 +126,11 @@ class VirtualBoard:
         self.raw_paste = raw_paste
         self.firmware = firmware
         self.run_main = run_main
+        self.run_firmware = run_firmware
         self.on_power_on = on_power_on  # the board's network side after a boot (firmware_twin.FirmwareTwin.boot)
+        self.clock = clock
+        if isinstance(clock, ProgramClock):
+            clock.board = self
         self._flash_bytes = flash_bytes
         self._host: MicroPythonHost | None = None
         self._master: int | None = None
@@ -101,6 +145,10 @@ class VirtualBoard:
         self.programs: list[bytes] = []  # every program executed, in order
         self.soft_resets = 0
         self.hard_resets = 0
+        self.watchdog_resets = 0  # hard resets the watchdog made
+        self.firmware_running = False  # main.py's firmware runs (run_firmware): only Ctrl-C reaches the board
+        self._wdt_timeout_s: float | None = None  # the watchdog, once started: until a hard reset
+        self._wdt_deadline = 0.0
         # REPL state (only the serving thread touches it)
         self._mode = "friendly"
         self._line = bytearray()
@@ -227,11 +275,15 @@ class VirtualBoard:
         master, wake = self._master, self._wake_r
         while True:
             try:
-                ready, _, _ = select.select([master, wake], [], [])
+                timeout = WATCHDOG_POLL_S if self._wdt_timeout_s is not None else None
+                ready, _, _ = select.select([master, wake], [], [], timeout)
             except (OSError, ValueError):
                 return
             if wake in ready:
                 return
+            self._check_watchdog()
+            if master not in ready:
+                continue
             try:
                 data = os.read(master, 4096)
             except BlockingIOError:
@@ -277,6 +329,12 @@ class VirtualBoard:
             elif byte < 0x20:
                 self._write(b"\xfe\x07")
             return
+        if self.firmware_running:
+            if byte == CTRL_C:  # KeyboardInterrupt in main.py: the friendly REPL; the watchdog runs on
+                self._check_watchdog()  # fed one last time
+                self.firmware_running = False
+                self._write(KEYBOARD_INTERRUPT + BANNER + PROMPT)
+            return  # the firmware reads no serial input
         if self._mode == "paste":
             self._receive_paste(byte)
         elif self._mode == "raw":
@@ -367,8 +425,11 @@ class VirtualBoard:
 
     def _run_program(self, program: bytes) -> bool:
         """Execute a raw-REPL program: stdout, \\x04, the traceback, \\x04. False when the board reset."""
+        if self._check_watchdog():
+            return False  # the chip reset before the program arrived
         self.programs.append(program)
         result = self.host.exec(program)
+        self._watchdog_calls(result)
         self._write(_cooked(result.stdout))
         if result.error_type == "HardReset":
             self._hard_reset()
@@ -385,9 +446,12 @@ class VirtualBoard:
 
         False when the board reset (it has printed its banner and prompt already).
         """
+        if self._check_watchdog():
+            return False
         self.programs.append(line)
         code = b"exec(compile(%r, '<stdin>', 'single'))" % line.decode("utf-8", "replace")
         result = self.host.exec(code)
+        self._watchdog_calls(result)
         self._write(_cooked(result.stdout))
         if result.error_type == "HardReset":
             self._hard_reset()
@@ -400,12 +464,38 @@ class VirtualBoard:
             self._write(_board_traceback(result.error.replace(WRAPPER_FRAME, "", 1)))
         return True
 
+    # ----- the watchdog -----
+
+    def _watchdog_calls(self, result: ExecResult) -> None:
+        """What a program did to machine.WDT: started it (again), fed it."""
+        if result.wdt_started is not None:
+            self._wdt_timeout_s = result.wdt_started / 1000
+        if self._wdt_timeout_s is not None and (result.wdt_started is not None or result.wdt_feeds):
+            self._wdt_deadline = self.clock() + self._wdt_timeout_s
+
+    def _check_watchdog(self) -> bool:
+        """Feed it while the firmware runs; reset the board once it has gone unfed too long. True: reset."""
+        if self._wdt_timeout_s is None:
+            return False
+        now = self.clock()
+        if self.firmware_running:
+            self._wdt_deadline = now + self._wdt_timeout_s
+            return False
+        if now < self._wdt_deadline:
+            return False
+        self._write(WATCHDOG_FIRED)
+        self._hard_reset()
+        self.watchdog_resets += 1  # counted once the board has booted again: tests wait on it
+        return True
+
     # ----- resets -----
 
     def _boot(self) -> None:
         """A fresh interpreter over the same files: boot.py, then main.py in the friendly REPL."""
         self.host.boot()
         for script in ("/boot.py", "/main.py"):
+            if script == "/main.py" and self._mode == "friendly" and self.run_firmware:
+                return self._start_firmware()
             if script == "/main.py" and (self._mode != "friendly" or not self.run_main):
                 continue
             result = self.host.run_file(script)
@@ -414,12 +504,26 @@ class VirtualBoard:
                 if result.error_type == "HardReset":
                     return self._hard_reset()
 
+    def _start_firmware(self) -> None:
+        """main.py's start(): the hold check, then the watchdog. The firmware runs unless held or absent."""
+        if "/main.py" not in self.files():
+            return
+        result = self.host.exec(START_FIRMWARE)
+        self._watchdog_calls(result)
+        held = HELD_MARK in result.stdout
+        self._write(_cooked(result.stdout.replace(HELD_MARK, b"")))
+        if result.error:
+            self._write(_board_traceback(result.error))
+            return  # main.py crashed: the REPL
+        self.firmware_running = not held
+
     def _write_script_output(self, result: ExecResult) -> None:
         self._write(_cooked(result.stdout))
         if result.error and result.error_type not in ("HardReset", "SystemExit"):
             self._write(_board_traceback(result.error))
 
     def _soft_reboot(self) -> None:
+        # The watchdog is not touched: on the ESP32 it survives a soft reset.
         self.soft_resets += 1
         self._write(SOFT_REBOOT)
         self._boot()
@@ -427,7 +531,8 @@ class VirtualBoard:
             self._write(RAW_BANNER + b">")
         else:
             self._mode = "friendly"
-            self._write(BANNER + PROMPT)
+            if not self.firmware_running:
+                self._write(BANNER + PROMPT)
 
     def _hard_reset(self) -> None:
         self.hard_resets += 1
@@ -435,12 +540,15 @@ class VirtualBoard:
         self._power_on()
 
     def _power_on(self) -> None:
-        """Power-on or reset: MicroPython starts in the friendly REPL."""
+        """Power-on or reset: the watchdog is gone, MicroPython starts in the friendly REPL."""
+        self._wdt_timeout_s = None
+        self.firmware_running = False
         self._mode = "friendly"
         self._line.clear()
         self._boot()
-        self._write(BANNER + PROMPT)
-        if self.on_power_on is not None:
+        if not self.firmware_running:
+            self._write(BANNER + PROMPT)
+        if self.on_power_on is not None and (self.firmware_running or not self.run_firmware):
             mac = ":".join(self.mac_hex[i:i + 2] for i in range(0, 12, 2))
             self.on_power_on(self.files(), mac)
 

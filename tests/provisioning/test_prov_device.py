@@ -85,8 +85,8 @@ def test_first_run_copies_the_image_and_a_rerun_copies_nothing(board, provision,
 def test_every_line_of_progress_is_one_step(board, provision, device_args):
     result = provision(*device_args(board.port, "--technician", "李工"))
     steps = [line.split(":")[0] for line in result.out.splitlines()[:-1]]
-    assert steps == ["✓ arguments", "✓ build", "✓ board", "- fleet registration", "✓ compare", "✓ space",
-                     "✓ copy", "✓ firmware loads", "✓ soft reset", "✓ restart", "- online"]
+    assert steps == ["✓ arguments", "✓ build", "✓ board", "✓ stop firmware", "- fleet registration", "✓ compare",
+                     "✓ space", "✓ copy", "✓ firmware loads", "✓ soft reset", "✓ restart", "- online"]
     assert provision.read_records()[0]["technician"] == "李工"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from firmware.lib.hold import HOLD_FILE
 from provisioning.testing.firmware_twin import FirmwareTwin
 
 pytestmark = pytest.mark.broker
@@ -26,8 +27,9 @@ def test_the_device_is_seen_online_after_its_reset(board_factory, twin, center_b
     boots_before = twin.boots
     result = provision(*device_args(board.port, broker=f"127.0.0.1:{center_broker.port}", check=True))
     assert result.status == 0, result.err
-    assert twin.boots == boots_before + 1  # one hard reset, then the firmware ran
-    assert board.hard_resets == 1
+    # two resets: the one that stops the firmware for the copy (held: the twin starts nothing), then the restart
+    assert twin.boots == boots_before + 2 and twin.running
+    assert board.hard_resets == 2
     online = [line for line in result.out.splitlines() if line.startswith("✓ online")]
     assert online and "birth from" in online[0], result.out
     assert twin.config_errors == []
@@ -50,4 +52,5 @@ def test_an_unreachable_broker_is_named_before_the_reset(board, provision, devic
     result = provision(*device_args(board.port, broker=f"127.0.0.1:{free_port()}", check=True))
     assert result.status == 1
     assert "cannot reach the center broker" in result.err and "--no-check" in result.err
-    assert board.hard_resets == 0  # the board was left as it was: files copied, not restarted
+    # only the reset that held the firmware for the copy: files copied, the hold removed, not restarted
+    assert board.hard_resets == 1 and HOLD_FILE not in board.files()
