@@ -12,8 +12,8 @@ import socket
 
 from firmware.lib.hold import HOLD_FILE
 from provisioning.image import build_image
-from provisioning.transport import Board
 from provisioning.testing.virtual_board import ProgramClock
+from provisioning.transport import Board
 from tests.support.waiting import wait_until
 
 WATCHDOG_MAIN = b"""import machine, os
