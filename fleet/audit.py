@@ -4,6 +4,10 @@
     audit.record(session, user, "device.config", target=device_id, detail={"version": 8},
                  center_code=center_code)
 
+An entry about a center names it in `center_code`, always explicitly: the
+target is free text (a user name, a login attempt's name), and a name that
+starts with 12 digits must not file its entries under that center.
+
 Write it in the same transaction as the change itself, so a change and its
 audit entry are committed (or rolled back) together.
 """
@@ -11,7 +15,6 @@ audit entry are committed (or rolled back) together.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +23,6 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from fleet.auth.principal import CurrentUser
 from fleet.models import UTCDateTime, utcnow
-
-_CENTER_CODE = re.compile(r"^(\d{12})(?!\d)")
 
 
 class AuditEntry(SQLModel, table=True):
@@ -45,12 +46,9 @@ def record(session: Session, user: CurrentUser | None, action: str, target: str 
            at: datetime | None = None) -> AuditEntry:
     """Add one audit entry to `session` (committed with the caller's change).
 
-    `user` None means the system itself. `center_code` defaults to a 12-digit
-    division code at the start of `target`; it decides who may read the entry.
+    `user` None means the system itself. `center_code`, the center the change is about, decides who may read
+    the entry besides the county and the user who made it; it is never read from `target` (see above).
     """
-    if center_code is None and target:
-        match = _CENTER_CODE.match(target)
-        center_code = match.group(1) if match else None
     text = detail if isinstance(detail, str) or detail is None else json.dumps(detail, ensure_ascii=False,
                                                                                 sort_keys=True, default=str)
     entry = AuditEntry(

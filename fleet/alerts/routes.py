@@ -137,7 +137,7 @@ def put_hours(code: str, body: HoursIn, user: WriterDep, session: WriteSessionDe
         user.username
     session.add(row)
     audit.record(session, user, "center.hours", target=code,
-                 detail={"hours": row.hours, "open_on_rest_days": row.open_on_rest_days}, at=now)
+                 detail={"hours": row.hours, "open_on_rest_days": row.open_on_rest_days}, center_code=code, at=now)
     session.commit()
     return _hours_out(session, code, settings.opening_hours)
 

@@ -227,7 +227,8 @@ def test_alerts_api_acknowledge_is_audited_and_scoped(fleet_settings) -> None:
         assert client.put(f"/api/centers/{CENTER}/hours", json={"hours": "nonsense"},
                           headers={"Authorization": f"Bearer {town}"}).status_code == 422
     with Session(engine) as session:
-        actions = [e.action for e in session.exec(select(AuditEntry).where(AuditEntry.username == "town-a"))]
-    assert actions == ["alert.acknowledge", "center.hours"]
+        actions = [(e.action, e.center_code)
+                   for e in session.exec(select(AuditEntry).where(AuditEntry.username == "town-a"))]
+    assert actions == [("alert.acknowledge", CENTER), ("center.hours", CENTER)]  # filed under the center
     sweep(engine, fleet_settings, SUNDAY_10)  # open on rest days now: the Sunday alert stays active
     assert {a.center_code: a.state for a in alerts(engine)}[CENTER] == "acknowledged"

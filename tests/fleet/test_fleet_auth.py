@@ -248,6 +248,27 @@ def test_changing_a_password_ends_the_users_other_sessions(app) -> None:
         assert op.get("/api/me").status_code == 401
 
 
+def test_a_user_name_starting_with_a_center_code_files_nothing_under_that_center(app) -> None:
+    """Entries are scoped by the center they are about, never by digits a user name happens to start with:
+    anyone can make a failed login of any name, and the center's town operator would read it as theirs."""
+    add_user(app.state.engine)
+    town = add_user(app.state.engine, "town-a", "town_operator", TOWN_A)
+    with TestClient(app) as stranger:
+        assert login(stranger, CENTER_A + "-admin", "wrong-password").status_code == 401
+    with TestClient(app) as admin:
+        login(admin)
+        created = admin.post("/users", data={"username": CENTER_A + "ops", "role": "read_only",
+                                             "password": "long-enough-1", "division_prefix": TOWN_B,
+                                             "csrf_token": csrf_of(admin, "/users")}, follow_redirects=False)
+        assert created.status_code == 303
+    with Session(app.state.engine) as session:
+        entries = session.exec(select(AuditEntry).where(AuditEntry.target.startswith(CENTER_A))).all()
+    assert sorted(e.action for e in entries) == ["login.failed", "user.create"]
+    assert {e.center_code for e in entries} == {None}
+    with TestClient(app, headers=bearer(town)) as client:
+        assert [e for e in client.get("/api/audit").json() if e["target"].startswith(CENTER_A)] == []
+
+
 @pytest.mark.sqlite_only(reason="the CLI as a county first runs it, on a SQLite file; the users and tokens it "
                                  "writes are also made on PostgreSQL by tests/test_end_to_end.py")
 def test_cli_creates_the_first_admin(tmp_path: Path) -> None:
