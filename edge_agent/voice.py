@@ -1,11 +1,18 @@
 """Spoken calls: 请A零一二号到三号窗口办理 through the hall's speaker.
 
 Synthesis is offline (espeak-ng's Mandarin voice `cmn-latn-pinyin`, which
-reads Chinese characters correctly; the plain `cmn` voice does not), rendered
-to WAV files under the data directory and kept as a cache. Calls are queued
-and played one after another by one worker: a call is never cut off by the
-next. A chime before the call and the number of repeats are configurable;
-voice can be switched off in the config or at run time.
+reads Chinese characters correctly; the plain `cmn` voice does not). A call is
+put together from pieces, each rendered once and kept: the template's words
+(请, 号到, 号窗口办理), every letter and digit of a ticket number (read one by
+one anyway), and every window number as a word (三, 十二). So the cache holds a
+few dozen small files for ever, whatever the number of calls: rendering every
+call to its own WAV (about 0.62 MB with chime and repeats) filled 947 MB in a
+13-minute load test and would fill a Pi's card within weeks (issue 19). The
+call being played is one file, written again for every call.
+
+Calls are queued and played one after another by one worker: a call is never
+cut off by the next. A chime before the call and the number of repeats are
+configurable; voice can be switched off in the config or at run time.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import logging
 import math
 import shlex
 import shutil
+import string
 import struct
 import subprocess
+import threading
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +36,12 @@ from edge_agent.adapters.base import cancel_and_wait, start_kept_running
 log = logging.getLogger(__name__)
 
 DIGITS = "零一二三四五六七八九"
+PIECES = "pieces"  # the rendered pieces, under the voice directory
+CALL_FILE = "call.wav"  # the call being played (one at a time)
+GAP_IN_NUMBER_S = 0.06  # between the characters of a ticket number
+GAP_BETWEEN_PARTS_S = 0.12  # between the template's words, the number and the window
+SILENCE_LEVEL = 400  # |sample| below this at either end of a piece is espeak-ng's silence, trimmed
+TRAILING_KEEP_S = 0.03  # kept after a piece's last sound: its decay
 MAX_PENDING = 50  # calls waiting to be spoken; beyond this the speaker is clearly not keeping up
 
 
@@ -141,38 +156,132 @@ def silence(rate: int, seconds: float) -> bytes:
     return b"\x00\x00" * int(rate * seconds)
 
 
-def compose(speech: Path, out: Path, repeat: int, chime: bool) -> None:
-    """One WAV for one call: [chime, pause] then the speech `repeat` times with a pause between."""
-    with wave.open(str(speech), "rb") as source:
+def trim_silence(frames: bytes, rate: int) -> bytes:
+    """A piece without espeak-ng's silence around it (about 0.4 s after every word), its decay kept."""
+    samples = memoryview(frames).cast("h")
+    first = next((i for i, v in enumerate(samples) if abs(v) > SILENCE_LEVEL), None)
+    if first is None:
+        return b""
+    last = len(samples) - next(i for i, v in enumerate(reversed(samples)) if abs(v) > SILENCE_LEVEL)
+    end = min(len(samples), last + int(rate * TRAILING_KEEP_S))
+    return bytes(frames[first * 2:end * 2])
+
+
+def call_parts(number: str, window: int, template: str = VoiceSettings.template) -> list[list[str]]:
+    """The call as groups of pieces, in order: each template word, the number's characters one by one, the
+    window as one word. 请A012号到3号窗口办理 -> [[请], [A, 零, 一, 二], [号到], [三], [号窗口办理]]."""
+    parts: list[list[str]] = []
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        if literal.strip():
+            parts.append([literal.strip()])
+        if field == "number":
+            parts.append([c for c in spell_digits(number) if not c.isspace()])
+        elif field == "window":
+            parts.append([cardinal(window)])
+    return parts
+
+
+class PieceCache:
+    """Pieces rendered once by espeak-ng and kept, trimmed, under `directory`/pieces/.
+
+    A piece's file name holds a key of the synthesizer's settings, so pieces of other settings (a new
+    speed, another voice) are removed at start instead of piling up.
+    """
+
+    def __init__(self, directory: Path, settings: VoiceSettings) -> None:
+        self.directory = Path(directory) / PIECES
+        self.settings = settings
+        self.settings_key = hashlib.sha1(
+            f"{settings.synthesizer}|{settings.voice}|{settings.speed}".encode()).hexdigest()[:8]
+        self.rate = 0
+        self._frames: dict[str, bytes] = {}
+        self._lock = threading.Lock()  # calls are rendered in a worker thread, a test or bench may share it
+        self.rendered = 0  # espeak-ng runs, for tests and bench
+
+    def path(self, text: str) -> Path:
+        return self.directory / f"{self.settings_key}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.wav"
+
+    def remove_stale(self) -> int:
+        """Remove pieces of other settings; returns how many."""
+        stale = [p for p in self.directory.glob("*.wav") if not p.name.startswith(self.settings_key + "-")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def frames(self, text: str) -> bytes:
+        with self._lock:
+            if text in self._frames:
+                return self._frames[text]
+            path = self.path(text)
+            if not path.exists():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                raw = path.with_suffix(".raw.wav")
+                synthesize(text, raw, self.settings)
+                self.rendered += 1
+                rate, spoken = read_speech(raw)
+                write_wav(path, rate, trim_silence(spoken, rate))
+                raw.unlink()
+            rate, frames = read_speech(path)
+            if self.rate and rate != self.rate:
+                raise RuntimeError(f"{path}: {rate} Hz, other pieces have {self.rate} Hz")
+            self.rate = rate
+            self._frames[text] = frames
+            return frames
+
+    def speech(self, number: str, window: int, template: str) -> tuple[int, bytes]:
+        """(rate, frames) of the sentence of one call, put together from its pieces."""
+        groups = [[self.frames(text) for text in group] for group in call_parts(number, window, template)]
+        in_number, between = silence(self.rate, GAP_IN_NUMBER_S), silence(self.rate, GAP_BETWEEN_PARTS_S)
+        return self.rate, between.join(in_number.join(group) for group in groups)
+
+
+def read_speech(path: Path) -> tuple[int, bytes]:
+    with wave.open(str(path), "rb") as source:
         if source.getsampwidth() != 2 or source.getnchannels() != 1:
-            raise RuntimeError(f"{speech}: expected 16-bit mono speech")
-        rate = source.getframerate()
-        spoken = source.readframes(source.getnframes())
-    parts = [chime_frames(rate), silence(rate, 0.3)] if chime else []
-    for i in range(repeat):
-        if i:
-            parts.append(silence(rate, 0.8))
-        parts.append(spoken)
-    tmp = out.with_suffix(".tmp")
+            raise RuntimeError(f"{path}: expected 16-bit mono speech")
+        return source.getframerate(), source.readframes(source.getnframes())
+
+
+def write_wav(path: Path, rate: int, frames: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
     with wave.open(str(tmp), "wb") as target:
         target.setnchannels(1)
         target.setsampwidth(2)
         target.setframerate(rate)
-        target.writeframes(b"".join(parts))
-    tmp.replace(out)
+        target.writeframes(frames)
+    tmp.replace(path)
 
 
-def render_call(text: str, directory: Path, settings: VoiceSettings) -> Path:
-    """The WAV file of one call, rendered once and reused (same text and settings, same file)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1(f"{settings.synthesizer}|{settings.voice}|{settings.speed}|{text}".encode()).hexdigest()[:16]
-    speech = directory / f"speech-{key}.wav"
-    if not speech.exists():
-        synthesize(text, speech, settings)
-    call = directory / f"call-{key}-{settings.repeat}{'c' if settings.chime else ''}.wav"
-    if not call.exists():
-        compose(speech, call, settings.repeat, settings.chime)
-    return call
+def call_frames(speech: bytes, rate: int, repeat: int, chime: bool) -> bytes:
+    """One call: [chime, pause] then the sentence `repeat` times with a pause between."""
+    parts = [chime_frames(rate), silence(rate, 0.3)] if chime else []
+    for i in range(repeat):
+        if i:
+            parts.append(silence(rate, 0.8))
+        parts.append(speech)
+    return b"".join(parts)
+
+
+def render_call(number: str, window: int, directory: Path, settings: VoiceSettings,
+                pieces: PieceCache | None = None) -> Path:
+    """The WAV file of one call (directory/call.wav, written again for every call), from cached pieces."""
+    pieces = pieces or PieceCache(directory, settings)
+    rate, speech = pieces.speech(number, window, settings.template)
+    path = Path(directory) / CALL_FILE
+    write_wav(path, rate, call_frames(speech, rate, settings.repeat, settings.chime))
+    return path
+
+
+def remove_old_cache(directory: Path) -> int:
+    """Bytes freed from the cache of earlier versions: a WAV per call (call-*.wav, speech-*.wav), never reused."""
+    freed = 0
+    for path in [*Path(directory).glob("call-*.wav"), *Path(directory).glob("speech-*.wav")]:
+        try:
+            freed += path.stat().st_size
+            path.unlink()
+        except OSError:
+            continue
+    return freed
 
 
 # -- the hall's speaker -----------------------------------------------------------
@@ -202,12 +311,28 @@ class VoiceAnnouncer:
         self.dropped = 0
         self.last_error = ""
         self.speaking: SpokenCall | None = None
+        self._pieces: PieceCache | None = None
+
+    def pieces(self) -> PieceCache:
+        """The pieces of the current settings (they may be changed at run time)."""
+        if self._pieces is None or self._pieces.settings != self.settings:
+            self._pieces = PieceCache(self.directory, self.settings)
+        return self._pieces
 
     async def start(self) -> None:
         if self._worker is not None and not self._worker.done():
             return  # already running: one player at a time, always
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
+        try:
+            freed = await asyncio.to_thread(remove_old_cache, self.directory)
+            stale = await asyncio.to_thread(self.pieces().remove_stale)
+        except OSError as exc:
+            log.warning("voice: the old cache could not be cleared: %s", exc)
+        else:
+            if freed or stale:
+                log.info("voice: removed the per-call cache of earlier versions (%.1f MB) and %d stale pieces",
+                         freed / 1e6, stale)
         self._worker = start_kept_running("voice", self._play_loop)
         if self.enabled and shutil.which(self.settings.synthesizer) is None:
             self.last_error = f"{self.settings.synthesizer} is not installed; calls are shown but not spoken"
@@ -262,7 +387,8 @@ class VoiceAnnouncer:
                 self._queue.task_done()
 
     async def _speak(self, call: SpokenCall) -> None:
-        call.wav = await asyncio.to_thread(render_call, call.text, self.directory, self.settings)
+        call.wav = await asyncio.to_thread(render_call, call.number, call.window, self.directory, self.settings,
+                                           self.pieces())
         args = [a.replace("{file}", str(call.wav)) for a in self.settings.player]
         if not any("{file}" in a for a in self.settings.player):
             args.append(str(call.wav))

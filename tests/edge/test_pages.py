@@ -10,6 +10,7 @@ import asyncio
 import re
 import sys
 import time
+import wave
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,7 +21,7 @@ import uvicorn
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import parse_config
-from edge_agent.voice import call_text, render_call
+from edge_agent.voice import CALL_FILE, PieceCache
 from tests.edge.test_voice import FAKE_PLAYER, needs_espeak, plays
 from tests.support.loop import LoopThread
 from tests.support.staff import ADMIN_HASH, ADMIN_PASSWORD, PINS, set_pins, signed_in
@@ -273,10 +274,13 @@ def test_staff_caller_hall_display_and_voice_follow_a_window_through_its_day(mak
     assert center.agent.health()["attendance"]["unattended_windows"] == [1, 2, 3]
 
     # Every call and recall was spoken, one after another, in order.
-    spoken = [call_text("A001", 3)] * 3 + [call_text("A002", 3)]
+    spoken = [("A001", 3)] * 3 + [("A002", 3)]
     wait_until(lambda: len(plays(center.played)) == 2 * len(spoken), timeout=60, what="the calls spoken")
     lines = plays(center.played)
     assert [line.split()[0] for line in lines] == ["start", "end"] * len(spoken)
     directory = center.agent.config.data_dir / "voice"
     settings = center.agent.config.voice
-    assert [Path(line.split()[1]) for line in lines[::2]] == [render_call(t, directory, settings) for t in spoken]
+    assert [Path(line.split()[1]) for line in lines[::2]] == [directory / CALL_FILE] * len(spoken)
+    pieces = PieceCache(directory, settings)  # each call as the player got it (its copy), in order
+    assert [wave.open(f"{center.played}.{i}.wav").readframes(10**7) for i in range(1, len(spoken) + 1)] == [
+        pieces.speech(number, window, settings.template)[1] for number, window in spoken]

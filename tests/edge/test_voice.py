@@ -76,21 +76,68 @@ def test_espeak_ng_mandarin_voice_reads_the_characters_as_mandarin():
         assert syllable in phonemes
 
 
+def test_a_call_is_made_of_the_template_words_the_numbers_characters_and_the_window():
+    assert voice.call_parts("A012", 3) == [["请"], ["A", "零", "一", "二"], ["号到"], ["三"], ["号窗口办理"]]
+    assert voice.call_parts("B100", 12, "{number}号请到{window}号窗口") == [
+        ["B", "一", "零", "零"], ["号请到"], ["十二"], ["号窗口"]]
+
+
 @needs_espeak
 def test_a_call_is_rendered_to_wav_with_chime_and_repeats(tmp_path):
     settings = VoiceSettings(repeat=2, chime=True)
-    path = voice.render_call(call_text("A012", 3), tmp_path, settings)
+    pieces = voice.PieceCache(tmp_path, settings)
+    path = voice.render_call("A012", 3, tmp_path, settings, pieces)
     channels, width, rate, frames = wav_info(path)
     assert (channels, width) == (1, 2)
-    speech = next(tmp_path.glob("speech-*.wav"))
-    _, _, speech_rate, spoken = wav_info(speech)
+    # Each piece was rendered by espeak-ng once, without the silence it puts after every word.
+    assert pieces.rendered == len(list((tmp_path / voice.PIECES).glob("*.wav"))) == 8
+    zero = pieces.frames("零")
+    assert loudest(zero) > 3000 and len(zero) < rate * 2 * 0.5  # real speech, a short syllable
+    assert abs(memoryview(zero).cast("h")[0]) > voice.SILENCE_LEVEL
+    speech_rate, spoken = pieces.speech("A012", 3, settings.template)
     assert speech_rate == rate and len(spoken) > rate * 2 * 1.5  # more than 1.5 s of speech
-    assert loudest(spoken) > 3000  # real speech, not silence
+    gap = voice.silence(rate, voice.GAP_IN_NUMBER_S)
+    assert zero + gap + pieces.frames("一") + gap + pieces.frames("二") in spoken
     chime = voice.chime_frames(rate) + voice.silence(rate, 0.3)
     assert frames == chime + spoken + voice.silence(rate, 0.8) + spoken
-    assert voice.render_call(call_text("A012", 3), tmp_path, settings) == path  # cached, not rendered again
-    once = voice.render_call(call_text("A012", 3), tmp_path, VoiceSettings(repeat=1, chime=False))
+    again = voice.render_call("A021", 3, tmp_path, settings, pieces)  # the same pieces in another order
+    assert again == path and pieces.rendered == 8
+    once = voice.render_call("A012", 3, tmp_path, VoiceSettings(repeat=1, chime=False), pieces)
     assert wav_info(once)[3] == spoken
+
+
+@needs_espeak
+def test_the_voice_cache_stays_small_after_thousands_of_distinct_calls(tmp_path):
+    """Issue 19: a WAV per call (0.62 MB) filled 947 MB in 13 minutes; pieces are rendered once and kept."""
+    settings = VoiceSettings(repeat=1, chime=False)
+    directory = tmp_path / "voice"
+    pieces = voice.PieceCache(directory, settings)
+    calls = [(f"{letter}{n:03d}", n % 12 + 1) for letter in "AB" for n in range(1, 1001)]
+    played = {voice.render_call(number, window, directory, settings, pieces) for number, window in calls}
+    files = [f for f in directory.rglob("*") if f.is_file()]
+    # 2,000 distinct calls: 3 template words, 2 letters, 10 digits (一 to 九 say windows 1-9 too), 十 十一 十二,
+    # and the call being played.
+    assert len(played) == 1 and len(files) == 3 + 2 + 10 + 3 + 1
+    assert pieces.rendered == 3 + 2 + 10 + 3  # espeak-ng ran once per piece, not once per call
+    assert sum(f.stat().st_size for f in files) < 1_000_000
+
+
+def test_the_per_call_cache_of_earlier_versions_is_removed_at_start(tmp_path):
+    directory = tmp_path / "voice"
+    directory.mkdir()
+    for name in ("call-0123456789abcdef-2c.wav", "speech-0123456789abcdef.wav"):
+        (directory / name).write_bytes(b"\0" * 1000)
+    stale = directory / voice.PIECES / "00000000-0123456789abcdef.wav"  # a piece of other settings
+    stale.parent.mkdir()
+    stale.write_bytes(b"\0" * 10)
+    kept = voice.PieceCache(directory, VoiceSettings()).path("请")
+    kept.write_bytes(b"\0" * 10)
+    announcer = VoiceAnnouncer(VoiceSettings(enabled=False), directory)
+    with LoopThread() as loop:
+        loop.run(announcer.start())
+        loop.run(announcer.stop())
+    assert sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.wav")) == [
+        f"{voice.PIECES}/{kept.name}"]
 
 
 @pytest.fixture
@@ -124,11 +171,11 @@ def test_calls_are_queued_and_played_one_after_another_in_order(tmp_path, player
     assert not [line for line in lines if line.startswith("OVERLAP")]
     assert [line.split()[0] for line in lines] == ["start", "end"] * 3
     played = [Path(line.split()[1]) for line in lines[::2]]
-    expected = [voice.render_call(call_text(n, w), tmp_path / "voice", announcer.settings)
-                for n, w in (("A001", 3), ("B002", 1), ("A003", 12))]
-    assert played == expected
-    for i, path in enumerate(expected, 1):  # what the player got is the rendered call
-        assert Path(f"{log}.{i}.wav").read_bytes() == path.read_bytes()
+    assert played == [tmp_path / "voice" / voice.CALL_FILE] * 3
+    pieces = voice.PieceCache(tmp_path / "voice", announcer.settings)
+    for i, (number, window) in enumerate((("A001", 3), ("B002", 1), ("A003", 12)), 1):
+        rate, speech = pieces.speech(number, window, announcer.settings.template)
+        assert wav_info(Path(f"{log}.{i}.wav"))[3] == speech  # what the player got is that call, once
     assert announcer.health()["played"] == 3 and announcer.health()["ok"]
 
 
