@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -147,10 +146,8 @@ def test_county_it_changes_a_display_text_from_the_fleet_and_sees_it_on_the_simu
         page.goto(fleet_url + "/config")
         row = page.locator(f'#config-devices tr[data-device="{device_id}"]')
         assert row.locator(".key").inner_text() == "有"  # the fleet holds the key registration issued
-        page.select_option("#cf-scope", "device")
-        page.fill("#cf-scope-id", device_id)
-        page.select_option("#cf-role", "queue_display")
-        page.fill("#cf-config", json.dumps({"idle_text": "欢迎来到示例镇"}, ensure_ascii=False))
+        row.locator("a.set-config").click()  # 设置: the form opens for this display
+        page.get_by_label("空闲时显示文字").fill("欢迎来到示例镇")
         page.click("#cf-submit")
 
         def in_force() -> bool:

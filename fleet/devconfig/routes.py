@@ -18,12 +18,14 @@ from fleet.auth.principal import CurrentUser
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.devconfig import commands as cmd
 from fleet.devconfig import config as cfg
+from fleet.devconfig import form
 from fleet.devconfig.keys import DeviceKeyError, KeyBox, parse_key_hex, set_key
 from fleet.devconfig.models import COMMAND_STATES, SCOPE_LABELS, SCOPES, ConfigRevision, DeviceConfigState, DeviceKey
 from fleet.devconfig.publisher import Publisher
 from fleet.models import Device
 from fleet.settings import Settings
-from fleet.web.i18n import EN, add_messages
+from fleet.web.i18n import EN, add_messages, request_lang, translator
+from fleet.web.labels import role_label
 from fleet.web.pages import _render
 from protocol import messages
 
@@ -31,6 +33,7 @@ from protocol import messages
 add_messages(EN, {"生效版本": "Version in force", "v{n} 生效中": "v{n} in force", "默认配置生效中": "defaults in force",
                   "生效版本未知": "version in force unknown"})
 
+Translate = form.Translate
 Scope = Literal["county", "town", "center", "device"]
 Role = Literal["queue_display", "rating_pad"]
 
@@ -337,59 +340,112 @@ def get_commands(device_id: str, user: CurrentUserDep, session: SessionDep) -> l
 
 # Pages -----------------------------------------------------------------------
 
-def _schema_help() -> dict[str, list[dict[str, Any]]]:
-    return {role: [{"key": spec[0], "type": spec[1], "low": spec[4], "high": spec[5]} for spec in schema]
-            for role, schema in messages.CONFIG_SCHEMAS.items()}
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A revision as the page shows it: its values labelled (fleet/devconfig/form.py), not JSON."""
+    return {**row, "shown": form.shown_values(row["role"], row["config"])}
 
 
-@pages.get("/config", response_class=HTMLResponse)
-def config_page(request: Request, user: CurrentUserDep, session: SessionDep, scope: str | None = None,
-                scope_id: str | None = None, role: str | None = None, error: str | None = None) -> Response:
+def _scope_options(devices: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """What the scope field suggests: the user's devices, centers, towns and counties."""
+    options: dict[str, str] = {}
+    for d in devices:
+        options[d["device_id"]] = f"{d['center_code']} {d['window'] or ''} {d['role']}"
+    for code in sorted({d["center_code"] for d in devices}):
+        options.setdefault(code[:6], "county")
+        options.setdefault(code[:9], "town")
+        options.setdefault(code, "center")
+    return [{"value": value, "label": label} for value, label in options.items()]
+
+
+def _config_page(request: Request, user: CurrentUser, session: Session, scope: str | None, scope_id: str | None,
+                 role: str | None, error: str | None = None, field_errors: dict[str, str] | None = None,
+                 values: dict[str, str] | None = None, note: str | None = None, status_code: int = 200) -> Response:
     history = []
     if scope and scope_id and role and role in messages.CONFIG_SCHEMAS:
         try:
             cfg.check_scope(scope, scope_id)
             if scope_visible(user, session, scope, scope_id):
-                history = [_revision_out(r) for r in cfg.revisions(session, scope, scope_id, role)]
+                history = [_shown(_revision_out(r)) for r in cfg.revisions(session, scope, scope_id, role)]
         except cfg.ConfigError:
             history = []
-    return _render(request, "config.html", {
-        "scopes": visible_scopes(session, user), "devices": device_statuses(session, user),
+    form_role = role if role in messages.CONFIG_SCHEMAS else messages.ROLE_QUEUE_DISPLAY
+    if values is None:  # the form starts from what is in force at the chosen scope
+        values = form.form_values(form_role, history[0]["config"]) if history else {}
+    devices = device_statuses(session, user)
+    response = _render(request, "config.html", {
+        "scopes": [_shown(row) for row in visible_scopes(session, user)], "devices": devices,
         "history": history, "selected": {"scope": scope, "scope_id": scope_id, "role": role},
-        "scope_labels": SCOPE_LABELS, "status_labels": cfg.STATUS_LABELS, "schema_help": _schema_help(),
-        "roles": messages.DEVICE_ROLES, "error": error,
+        "scope_labels": SCOPE_LABELS, "status_labels": cfg.STATUS_LABELS, "form_fields": form.all_form_fields(),
+        "form_role": form_role, "values": values, "field_errors": field_errors or {}, "note": note,
+        "scope_options": _scope_options(devices), "roles": messages.DEVICE_ROLES, "error": error,
     })
+    response.status_code = status_code
+    return response
+
+
+@pages.get("/config", response_class=HTMLResponse)
+def config_page(request: Request, user: CurrentUserDep, session: SessionDep, scope: str | None = None,
+                scope_id: str | None = None, role: str | None = None) -> Response:
+    return _config_page(request, user, session, scope, scope_id, role)
+
+
+def _form_refusal(session: Session, user: CurrentUser, scope: str, scope_id: str, role: str,
+                  _: Translate) -> str | None:
+    """Why the form's scope cannot take this role's configuration, in the page's language; None if it can."""
+    problem = form.scope_problem(scope, scope_id, _)
+    if problem is not None:
+        return problem
+    if scope == "device":
+        device = session.get(Device, scope_id)
+        if device is None or not user.can_see(device.center_code):
+            return _("设备 {device} 不存在或不在您的管理范围内", device=scope_id)
+        if device.role != role:
+            return _("设备 {device} 是{actual}，不能保存{role}的配置", device=scope_id,
+                     actual=_(role_label(device.role)), role=_(role_label(role)))
+    elif not scope_visible(user, session, scope, scope_id):
+        return _("{scope} 不存在或不在您的管理范围内", scope=scope_id)
+    return None
 
 
 @pages.post("/config")
 async def config_form(request: Request, user: WriterDep, session: WriteSessionDep, settings: SettingsDep,
                       now: NowDep) -> Response:
-    form = await request.form()
-    scope, scope_id, role = (str(form.get(name) or "").strip() for name in ("scope", "scope_id", "role"))
-    rollback_to = str(form.get("rollback_to") or "")
+    """The form: labelled fields of the role's schema, or a rollback; refusals in the page's language."""
+    posted = await request.form()
+    _ = translator(request_lang(request))
+    scope, scope_id, role = (str(posted.get(name) or "").strip() for name in ("scope", "scope_id", "role"))
+    rollback_to = str(posted.get("rollback_to") or "").strip()
+    note = str(posted.get("note") or "").strip() or None
     where = f"/config?scope={scope}&scope_id={scope_id}&role={role}"
+    values = {name: str(value) for name, value in posted.items() if name.startswith(f"{role}.")}
+
+    def refused(message: str, field_errors: dict[str, str] | None = None) -> Response:
+        return _config_page(request, user, session, scope, scope_id, role, _("配置未保存：{detail}", detail=message),
+                            field_errors, values, note, status_code=422)
+
+    if role not in messages.CONFIG_SCHEMAS:
+        return refused(_("未知的设备类型"))
+    problem = _form_refusal(session, user, scope, scope_id, role, _)
+    if problem is not None:
+        return refused(problem)
+    if rollback_to:
+        known = {r.revision for r in cfg.revisions(session, scope, scope_id, role)}
+        if not rollback_to.isdigit() or int(rollback_to) not in known:
+            return refused(_("没有第 {n} 版", n=rollback_to))
+        change_scope(session, user, settings, key_box(request), publisher(request), scope, scope_id, role, None,
+                     now, rollback_to=int(rollback_to))
+        return RedirectResponse(where, status_code=303)
+    config, field_errors = form.config_from_form(role, posted, _)
+    if field_errors:
+        return refused("；".join(field_errors.values()), field_errors)
     try:
-        if role not in messages.CONFIG_SCHEMAS:
-            raise HTTPException(status_code=422, detail=f"unknown role {role!r}")
-        if rollback_to:
-            change_scope(session, user, settings, key_box(request), publisher(request), scope, scope_id, role, None,
-                         now, rollback_to=int(rollback_to))
-        else:
-            try:
-                config = json.loads(str(form.get("config") or "{}"))
-            except ValueError as exc:
-                raise HTTPException(status_code=422, detail="配置须为 JSON 对象") from exc
-            if not isinstance(config, dict):
-                raise HTTPException(status_code=422, detail="配置须为 JSON 对象")
-            change_scope(session, user, settings, key_box(request), publisher(request), scope, scope_id, role,
-                         config, now, str(form.get("note") or "") or None)
+        change_scope(session, user, settings, key_box(request), publisher(request), scope, scope_id, role, config,
+                     now, note)
     except HTTPException as exc:
         if exc.status_code != 422:
             raise
-        response = config_page(request, user, session, scope, scope_id, role, str(exc.detail))
-        response.status_code = 422
-        return response
-    return RedirectResponse(where, status_code=303)
+        return refused(_("配置无效：{detail}", detail=str(exc.detail)))
+    return RedirectResponse(where + "#config-form", status_code=303)
 
 
 @pages.post("/devices/{device_id}/commands")
@@ -409,7 +465,9 @@ async def command_form(device_id: str, request: Request, user: WriterDep, sessio
 def device_section(session: Session, device: dict[str, Any], user: CurrentUser) -> dict[str, Any]:
     """The device page's configuration and commands block (registered in app.state.device_sections)."""
     view = cfg.device_config_view(session, device["device_id"])
+    role = device.get("role") or ""
+    view = {**view, "versions": [{**v, "shown": form.shown_values(role, v["config"])} for v in view["versions"]]}
     return {"config_view": view, "config_status_labels": cfg.STATUS_LABELS,
             "commands": [_command_out(r) for r in cmd.recent_commands(session, device["device_id"])],
-            "command_labels": cmd.COMMAND_LABELS, "command_states": COMMAND_STATES,
+            "command_labels": cmd.COMMAND_LABELS, "command_states": COMMAND_STATES, "role": role,
             "can_change": user.can_change(device["center_code"]) and device.get("role") in messages.DEVICE_ROLES}
