@@ -7,7 +7,10 @@ registered with the fleet first, as provisioning registers a board, and run
 with the broker account and device key the fleet issued: county IT can
 configure them and send them commands from the dashboard. Ctrl-C stops every
 process it started; a stale run left behind (e.g. after a kill -9) is
-cleaned up at the next start, so `make demo` always starts cleanly.
+cleaned up at the next start, so `make demo` always starts cleanly. A
+process that crashes is started again with a message, as the systemd
+services of a real center are: at most 5 times within 10 minutes, then the
+demo stops.
 """
 
 from __future__ import annotations
@@ -63,6 +66,33 @@ def write_secret(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+# As systemd's Restart=on-failure with StartLimitBurst=5 and StartLimitIntervalSec=600 would for the services of a
+# real center: a crashed process is started again, and one that keeps crashing is given up on.
+RESTARTS = 5
+RESTARTS_WITHIN_S = 600.0
+
+
+class RestartLimit:
+    """At most `times` restarts within `within_s` seconds; the caller passes the time (monotonic seconds)."""
+
+    def __init__(self, times: int = RESTARTS, within_s: float = RESTARTS_WITHIN_S) -> None:
+        self.times = times
+        self.within_s = within_s
+        self.restarts: list[float] = []
+
+    def count(self, now: float) -> int:
+        """Restarts within the window that ends now."""
+        self.restarts = [t for t in self.restarts if now - t < self.within_s]
+        return len(self.restarts)
+
+    def allow(self, now: float) -> bool:
+        """May the process be started again now? (counted when it may)"""
+        if self.count(now) >= self.times:
+            return False
+        self.restarts.append(now)
+        return True
+
+
 def pick_port(preferred: int) -> int:
     return preferred if not port_is_open(preferred) else free_port()
 
@@ -92,6 +122,8 @@ class Demo:
         }
         self.brokers: list[MosquittoBroker] = []
         self.programs: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, list[str]] = {}  # how each program was started, to start it again
+        self.limits: dict[str, RestartLimit] = {}
 
     def _record_pids(self) -> None:
         pids = [b.process.pid for b in self.brokers if b.process] + [p.pid for p in self.programs.values()]
@@ -102,6 +134,8 @@ class Demo:
         # The demo dashboard is plain http on 127.0.0.1: session cookies without the Secure flag.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLEET_SESSION_COOKIE_SECURE": "0"}
         self.programs[name] = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=log, env=env)
+        log.close()  # the child has its own copy
+        self.commands[name] = args
         self._record_pids()
 
     def _wait_http(self, name: str, url: str, timeout: float = 60) -> None:
@@ -230,14 +264,39 @@ class Demo:
         ]
         return "\n".join(lines)
 
-    def check_alive(self) -> str | None:
-        for name, process in self.programs.items():
-            if process.poll() is not None:
+    def restart_crashed(self, now: float) -> str | None:
+        """Start again every process that has died (a message for each); the name of one past its limit, if any.
+
+        `now`: monotonic seconds, for the limit of RESTARTS within RESTARTS_WITHIN_S per process.
+        """
+        dead = [(name, process.returncode) for name, process in self.programs.items() if process.poll() is not None]
+        dead += [(f"{broker.name} broker", broker.process.returncode if broker.process else None)
+                 for broker in self.brokers if broker.process is None or broker.process.poll() is not None]
+        for name, code in dead:
+            limit = self.limits.setdefault(name, RestartLimit())
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            if not limit.allow(now):
+                print(f"demo: {name} exited ({how}) again: {limit.times} restarts within "
+                      f"{limit.within_s / 60:g} minutes are enough; stopping (see the logs in {self.run_dir})",
+                      file=sys.stderr, flush=True)
                 return name
-        for broker in self.brokers:
-            if broker.process is None or broker.process.poll() is not None:
-                return f"{broker.name} broker"
+            print(f"demo: {name} exited ({how}); starting it again ({limit.count(now)} of {limit.times} restarts "
+                  f"within {limit.within_s / 60:g} minutes; its log is in {self.run_dir})", file=sys.stderr,
+                  flush=True)
+            try:
+                self._start_again(name)
+            except Exception as exc:  # e.g. its port was taken meanwhile: counted, tried again next round
+                print(f"demo: {name} could not be started again: {exc}", file=sys.stderr, flush=True)
         return None
+
+    def _start_again(self, name: str) -> None:
+        if name in self.programs:
+            self._start_program(name, self.commands[name])
+            return
+        broker = next(b for b in self.brokers if f"{b.name} broker" == name)
+        broker.stop()  # reaps what is left of the old process
+        broker.start()
+        self._record_pids()
 
     def stop(self) -> None:
         for process in reversed(list(self.programs.values())):
@@ -274,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.start()
         print(demo.describe(), flush=True)
         while not stopping:
-            dead = demo.check_alive()
-            if dead:
-                print(f"demo: {dead} stopped unexpectedly; see its log in {demo.run_dir}", file=sys.stderr)
+            if demo.restart_crashed(time.monotonic()) is not None:
                 return 1
             time.sleep(0.5)
         print("\nstopping ...", flush=True)
