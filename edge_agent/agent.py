@@ -213,6 +213,8 @@ class EdgeAgent:
                                                                                            component["state"])
             if name == self.storage.name:  # what county IT needs to judge the disk from afar
                 component.update({key: part[key] for key in ("free_bytes", "write_failures", "last_write_failure_at")})
+            if name == self.broker_accounts.name:  # the fleet moves its counter past a version installed here
+                component.update({key: part[key] for key in ("version", "stale", "refused")})
             components[name] = component
         # One component per window camera, named as docs/protocol.md says (camera-<window>).
         for camera in health.get("cameras", {}).get("cameras", []):

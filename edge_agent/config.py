@@ -16,6 +16,7 @@ from edge_agent.appointments import Appointment, parse_appointments
 from edge_agent.peripherals import check_peripherals
 from edge_agent.queue.settings import QueueSettings, parse_queue_settings
 from edge_agent.voice import VoiceSettings, parse_voice_settings
+from protocol import signing
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code, check_window
 
@@ -108,6 +109,9 @@ class CenterConfig:
     admin_password_hash: str | None = None  # [admin] password_hash: the center administrator (edge_agent hash-password)
     appointments: tuple[Appointment, ...] = ()
     center_broker_files: CenterBrokerFiles | None = None  # None: the agent leaves the broker's files alone
+    # [brokers.county] edge_key (hex): issued by the fleet with the edge's credentials; what the fleet signs for this
+    # edge (broker_accounts, event_ack) is taken only when it verifies with it. None: nothing from the fleet is.
+    edge_key: bytes | None = field(default=None, repr=False)
 
     def service(self, prefix: str) -> Service:
         for service in self.services:
@@ -144,6 +148,21 @@ def _broker(raw: object, path: str, problems: list[str]) -> BrokerConfig:
         backoff = 30.0
     return BrokerConfig(str(raw.get("host", "127.0.0.1")), port, raw.get("username"), raw.get("password"),
                         float(backoff))
+
+
+def _edge_key(raw: object, problems: list[str]) -> bytes | None:
+    """brokers.county.edge_key: the hex key the fleet answered with the edge's credentials (None when absent)."""
+    text = raw.get("edge_key") if isinstance(raw, dict) else None
+    if text is None:
+        return None
+    try:
+        if not isinstance(text, str):
+            raise ProtocolError("not text")
+        return signing.key_from_hex(text)
+    except ProtocolError:
+        problems.append("brokers.county.edge_key: must be the hex key the fleet answered with the edge's "
+                        "credentials (at least 32 hex digits)")
+        return None
 
 
 def _center_broker_files(raw: object, base_dir: Path | None, problems: list[str]) -> CenterBrokerFiles | None:
@@ -260,6 +279,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     brokers = raw.get("brokers") or {}
     center_broker = _broker(brokers.get("center"), "brokers.center", problems)
     county_broker = _broker(brokers.get("county"), "brokers.county", problems)
+    edge_key = _edge_key(brokers.get("county"), problems)
 
     center_broker_files = _center_broker_files(raw.get("center_broker"), base_dir, problems)
 
@@ -303,7 +323,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         peripherals=dict(raw.get("peripherals") or {}),
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
         queue=queue_settings, voice=voice, staff=tuple(staff.values()), appointments=tuple(appointments),
-        center_broker_files=center_broker_files, admin_password_hash=admin_hash,
+        center_broker_files=center_broker_files, admin_password_hash=admin_hash, edge_key=edge_key,
     )
 
 

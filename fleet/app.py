@@ -37,7 +37,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.ingest_enabled:
-            app.state.ingest = Ingest(settings, engine, clock)
+            app.state.ingest = Ingest(settings, engine, clock, box=app.state.key_box)
             app.state.ingest.start()
         start_operations(app)
         try:

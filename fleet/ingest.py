@@ -26,16 +26,18 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
-from fleet.acks import AckBatcher
+from fleet.acks import AckBatcher, EdgeKeys
 from fleet.alerts.evaluate import note_device_change, note_misplaced, store_health_report
 from fleet.cases.service import open_case_for_event
 from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
 from fleet.devconfig.config import record_reported
+from fleet.devconfig.keys import KeyBox
 from fleet.health_history import Retention, SampleBatch, prune_all, record_sample
 from fleet.metrics import MessageCounts
 from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
+from fleet.registration.delivery import note_edge_version
 from fleet.registration.models import DeviceRegistration
 from fleet.registration.service import note_birth
 from fleet.settings import Settings
@@ -202,6 +204,8 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
                                 settings.case_deadline_working_days)
         return outcome
     if name == topics.EDGE_HEALTH:
+        # An edge that ignores the fleet's broker files because the fleet's counter went back: move it on.
+        note_edge_version(session, center.code, payload["components"].get("broker_accounts"), now)
         return APPLIED if store_health_report(session, center.code, payload, now) else IGNORED
     if name == topics.DEVICE_CONFIG_REPORTED:
         record_reported(session, center.code, params["device"], payload, now)
@@ -429,7 +433,8 @@ def sweep_silent_devices(engine: Engine, now: datetime, timeout: float) -> list[
 class Ingest:
     """The MQTT client on the county broker plus the heartbeat sweep thread."""
 
-    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utcnow,
+                 box: KeyBox | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
@@ -442,7 +447,8 @@ class Ingest:
         self.message_counts = MessageCounts()  # by topic name and outcome, for /metrics
         self.retention = Retention(settings.health_history_max_age_s, settings.health_history_max_samples)
         self._last_prune: datetime | None = None
-        self.acks = AckBatcher(self._publish_ack)
+        # Acks are signed with each center's edge key; the app passes its key box (without one, none is sent).
+        self.acks = AckBatcher(self._publish_ack, EdgeKeys(engine, box) if box is not None else lambda _center: None)
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._writer: threading.Thread | None = None
 

@@ -39,6 +39,14 @@ RATING_TIMEOUT = "timeout"
 RATING_SKIPPED = "skipped"
 RATING_PAD_OFFLINE = "pad_offline"
 RATING_OUTCOMES = (RATING_RATED, RATING_TIMEOUT, RATING_SKIPPED, RATING_PAD_OFFLINE)
+# 考勤: staff sign in and out at a window's caller; the edge forwards each as an attendance_event.
+SIGNED_IN = "sign_in"
+SIGNED_OUT = "sign_out"
+ATTENDANCE_KINDS = (SIGNED_IN, SIGNED_OUT)
+OUT_BY_STAFF = "signed_out"
+OUT_REPLACED = "replaced"
+OUT_DAY_END = "day_end"
+SIGN_OUT_REASONS = (OUT_BY_STAFF, OUT_REPLACED, OUT_DAY_END)
 
 DISPLAY_IDLE = "idle"
 DISPLAY_SERVING = "serving"
@@ -207,6 +215,18 @@ SCHEMAS = {
         _field("to_window", INT, False, low=1, high=999),
         _TS,
     ),
+    "attendance_event": (
+        _V,
+        _field("event_id", STR),
+        _field("kind", STR, choices=ATTENDANCE_KINDS),
+        _WINDOW,
+        _field("staff_no", STR),
+        _field("staff_name", STR, False),
+        # Why a sign-out happened: the staff member pressed 退出登录, someone else signed in at the window,
+        # or the business day ended with them still signed in.
+        _field("reason", STR, False, choices=SIGN_OUT_REASONS),
+        _TS,
+    ),
     "rating_event": (
         _V,
         _field("event_id", STR),
@@ -231,9 +251,13 @@ SCHEMAS = {
         _field("uptime_s", NUM, False, low=0),
         _TS,
     ),
+    # From the fleet to one center's edge, signed with the edge's key for the center's code
+    # (protocol.signing.sign_for_edge): anyone who can publish on the county broker could otherwise make the
+    # edge forget events the fleet never stored.
     "event_ack": (
         _V,
         _field("event_ids", ARR),
+        _field("sig", STR),
     ),
     # Downlink: signed by the fleet with the device's key (protocol.signing).
     "desired_config": (
@@ -274,16 +298,18 @@ SCHEMAS = {
         _field("error", STR, False),
     ),
     # The center broker's account files, from the fleet to the edge (retained on the county broker).
-    # Both texts hold password hashes only; see BROKER_FILE_MAX_CHARS.
+    # Both texts hold password hashes only; see BROKER_FILE_MAX_CHARS. Signed like event_ack: the retained
+    # copy can be read, so a password line in it proves nothing.
     "broker_accounts": (
         _V,
         _field("version", INT, low=1),
         _field("passwd", STR),
         _field("acl", STR),
-        _field("issued_at", NUM, low=0),
+        _field("issued_at", NUM, low=0),  # whole seconds (signed payloads carry no floats)
         # The devices registered to this center, each [device id, role, window]: the edge serves only these,
         # as what they were registered as (see check_registered_devices).
         _field("devices", ARR),
+        _field("sig", STR),
     ),
 }
 

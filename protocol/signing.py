@@ -1,7 +1,11 @@
-"""HMAC-SHA256 signatures on desired configuration and commands.
+"""HMAC-SHA256 signatures on desired configuration and commands, and on what the fleet tells an edge.
 
 Each device has its own key (written at provisioning; the fleet keeps it to
-sign). MicroPython has no hmac module, so HMAC (RFC 2104) is built on
+sign). Each center's edge agent has one too (issued with its credentials,
+fleet.registration.service.issue_edge_credentials): the fleet signs the
+edge's event_ack and broker_accounts with it, for the center's code
+(sign_for_edge), so neither can be forged by whoever can publish or read on
+the county broker. MicroPython has no hmac module, so HMAC (RFC 2104) is built on
 hashlib.sha256, and the signed bytes are a canonical JSON form written here
 by hand: json.dumps differs between runtimes (key order, non-ASCII escapes,
 float repr), and a signature must come out the same on both.
@@ -98,6 +102,17 @@ def verify(key, device_id, payload):
     return difference == 0
 
 
+def sign_for_edge(key, center, payload):
+    """`payload` signed with the edge key of `center`: the center's code is what a device id is to a device's
+    signature (a 12-digit code is never a device id, so a device's signature never passes for an edge's)."""
+    return sign(key, center, payload)
+
+
+def verify_for_edge(key, center, payload):
+    """True when payload["sig"] is the fleet's signature of this payload for the edge of `center`."""
+    return verify(key, center, payload)
+
+
 def key_from_hex(text):
     try:
         key = binascii.unhexlify(text)
@@ -109,7 +124,8 @@ def key_from_hex(text):
 
 
 def make_signed(kind_name, key, device_id, **fields):
-    """Build a valid signed payload (desired_config, command) for one device."""
+    """Build a valid signed payload for one device (desired_config, command) or, with a center's code for
+    `device_id`, for one center's edge (event_ack, broker_accounts)."""
     from protocol import CONTRACT_VERSION, messages
 
     payload = {}

@@ -236,12 +236,12 @@ VALID = {
     "reported_config": {"v": 1, "version": 2, "status": "applied", "in_force": 2},
     "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},
     "command_ack": {"v": 1, "command_id": "c-1", "status": "done"},
-    "event_ack": {"v": 1, "event_ids": ["e-1", "e-2"]},
+    "event_ack": {"v": 1, "event_ids": ["e-1", "e-2"], "sig": "00" * 32},
     "edge_health": {"v": 1, "ready": False, "reasons": ["打印机缺纸"],
                     "components": {"printer": {"ok": False, "state": "paper_out"}}, "ts": 1767576000},
     "broker_accounts": {"v": 1, "version": 3, "passwd": "dev-a4cf12ab34cd:$7$101$salt$hash\n",
                         "acl": "user dev-a4cf12ab34cd\n", "issued_at": 1767576000,
-                        "devices": [["dev-a4cf12ab34cd", "rating_pad", 3]]},
+                        "devices": [["dev-a4cf12ab34cd", "rating_pad", 3]], "sig": "00" * 32},
 }
 
 

@@ -338,6 +338,17 @@ def test_doc_shows_a_birth_and_a_will(doc_text):
     assert states == {messages.ONLINE, messages.OFFLINE}
 
 
+def test_doc_examples_of_what_the_fleet_signs_for_an_edge_verify(doc_text):
+    """event_ack and broker_accounts are signed with the example key 000102...1f for center 445202101001."""
+    from protocol import signing
+
+    signed = [(h3, json.loads(body)) for h2, h3, _, body in parse_doc(doc_text).examples
+              if h2 == TOPICS_SECTION and h3 in (topics.EVENT_ACK, topics.BROKER_ACCOUNTS)]
+    assert {h3 for h3, _ in signed} == {topics.EVENT_ACK, topics.BROKER_ACCOUNTS}
+    for h3, payload in signed:
+        assert signing.verify_for_edge(bytes(range(32)), "445202101001", payload), h3
+
+
 # --- the document changes alone -----------------------------------------------------------------------
 
 

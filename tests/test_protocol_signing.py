@@ -67,3 +67,18 @@ def test_config_schemas_per_role():
         messages.validate_config("rating_pad", {"brightness": 101})
     with pytest.raises(ProtocolError, match="no configuration schema"):
         messages.validate_config("edge_agent", {})
+
+
+def test_what_the_fleet_tells_an_edge_is_signed_for_its_center():
+    center, other = "445202101001", "445202102003"
+    ack = signing.make_signed("event_ack", KEY, center, event_ids=["445202101001-20260105-0041"])
+    assert signing.verify_for_edge(KEY, center, ack)
+    assert not signing.verify_for_edge(KEY, other, ack)  # replayed to another center's edge
+    assert not signing.verify_for_edge(bytes(32), center, ack)
+    assert not signing.verify_for_edge(KEY, center, dict(ack, event_ids=["445202101001-20260105-0042"]))
+    with pytest.raises(ProtocolError, match="missing field 'sig'"):
+        messages.validate("event_ack", {"v": 1, "event_ids": []})
+    accounts = signing.make_signed("broker_accounts", KEY, center, version=2, passwd="", acl="", issued_at=1,
+                                   devices=[])
+    assert signing.verify_for_edge(KEY, center, accounts)
+    assert not signing.verify_for_edge(KEY, center, dict(accounts, version=999999))

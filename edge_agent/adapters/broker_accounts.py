@@ -10,16 +10,27 @@ files installed, they are what `place` answers, and the center link serves only 
 what they were registered as (edge_agent.adapters.center_link). An agent without [center_broker]
 has no such list (`enforcing` is False) and takes devices as their births say.
 
+Every message is signed by the fleet with this edge's key ([brokers.county] edge_key, issued with the
+edge's credentials; protocol.signing.sign_for_edge). The retained copy can be read by others, so the edge's
+own password line in it proves nothing: a copy of it, a user of one's own and `pattern readwrite #` made a
+message that used to be installed, and its version 999999 kept every real version out.
+
 Whatever is not installed leaves the files in place:
 - a repeat of the installed version (the fleet re-publishes it now and then): nothing to do;
 - a malformed message: logged and counted;
+- a message whose signature does not verify with the edge key (forged, or signed with a key the fleet
+  issued since, which this config does not have yet), and any message while no edge key is configured:
+  refused before its version is even looked at, logged and counted (`refused`); health is not ok until a
+  signed message arrives;
 - files that would lock the edge agent out of its own broker (no line for brokers.center.username, or
   a hash its configured brokers.center.password does not match, e.g. the fleet rotated the edge's
   password before the new one reached this config) and any message while that user name or password
   is not configured: refused, and health is not ok until a version is installed;
 - an older version (or the installed one with other content): a stale retained copy must not undo a
   newer one, but in steady state it means the fleet's counter went back (its database restored or
-  rebuilt) and nothing it sends would be installed any more; health is not ok and says how to recover.
+  rebuilt) and nothing it sends would be installed any more. Health is not ok and says `stale` with the
+  installed `version`; the fleet reads that in the edge's health and makes its next version higher
+  (fleet.registration.delivery.note_edge_version). By hand: delete the state file and restart the agent.
 Mosquitto is signalled only when the pid file names a running Mosquitto: a stale pid file may by now
 hold the pid of any other process.
 """
@@ -39,7 +50,7 @@ import time
 from pathlib import Path
 
 from edge_agent.config import CenterConfig
-from protocol import messages
+from protocol import messages, signing
 from protocol.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -185,11 +196,15 @@ class BrokerAccounts:
         self.files = config.center_broker_files
         self.own_username = config.center_broker.username
         self.own_password = config.center_broker.password
+        self.center = config.code
+        self.edge_key = config.edge_key
         self.state_path = config.data_dir / STATE_FILE
         self.version = 0
         self.installed_at: float | None = None
         self.state = NOT_CONFIGURED if self.files is None else WAITING
         self.ignored = 0  # messages neither installed nor a repeat of the installed version
+        self.refused = 0  # of those, messages whose signature did not verify with the edge key
+        self.unverified = ""  # why the last message was refused for its signature, until a signed one arrives
         self.last_error = ""  # why the last message was not installed
         # Why health is not ok ("" when it is): stays until a version is installed (or, for a stale
         # version, until the fleet sends back what is installed).
@@ -210,6 +225,10 @@ class BrokerAccounts:
         if self.own_password is None:
             return (f"[center_broker] is configured but brokers.center.password is not: the agent cannot check "
                     f"that the fleet's files let its user {self.own_username} in, so it installs none")
+        if self.edge_key is None:
+            return ("[center_broker] is configured but brokers.county.edge_key is not: the agent cannot tell the "
+                    "fleet's files from forged ones, so it installs none; set it to the edge key the fleet issued "
+                    "with the edge's credentials")
         return ""
 
     @property
@@ -243,9 +262,11 @@ class BrokerAccounts:
         """Nothing runs between messages."""
 
     def health(self) -> dict:
+        # `stale` and `version` go to the fleet in edge_health: it moves its counter past a version installed here.
         return {"ok": self.state != FAILED and not self.problem, "state": self.state, "version": self.version,
-                "installed_at": self.installed_at, "ignored": self.ignored, "last_error": self.last_error,
-                "problem": self.problem, "registered_devices": len(self.registered)}
+                "installed_at": self.installed_at, "ignored": self.ignored, "refused": self.refused,
+                "last_error": self.last_error, "problem": self.problem, "stale": self.stale,
+                "registered_devices": len(self.registered)}
 
     def receive(self, raw: bytes) -> bool:
         """One broker_accounts message from the county; True when it was installed."""
@@ -254,6 +275,14 @@ class BrokerAccounts:
             return False
         try:
             payload = messages.decode("broker_accounts", raw)
+        except ProtocolError as exc:
+            self.ignored += 1
+            self.last_error = f"ignored a message: {exc}"
+            log.warning("broker accounts: malformed message ignored, the files in place stay: %s", exc)
+            return False
+        if not self._signed(payload):
+            return False
+        try:
             if payload["version"] <= self.version:
                 return self._not_newer(payload)
             check_files(payload["passwd"], payload["acl"])
@@ -274,6 +303,25 @@ class BrokerAccounts:
             log.error("broker accounts: v%d refused, the files in place stay: %s", version, exc)
             return False
         return self._install(payload)
+
+    def _signed(self, payload: dict) -> bool:
+        """Whether the fleet signed `payload` with this edge's key; a refusal is counted and shown in health."""
+        if self.edge_key is not None and signing.verify_for_edge(self.edge_key, self.center, payload):
+            if self.unverified:  # the fleet's own messages verify again
+                if self.problem == self.unverified:
+                    self.problem = ""
+                self.unverified = ""
+            return True
+        self.ignored += 1
+        self.refused += 1
+        why = ("brokers.county.edge_key is not configured" if self.edge_key is None else
+               "its signature does not verify with brokers.county.edge_key (forged, or signed with an edge key "
+               "the fleet issued since, which is not in this agent's config yet)")
+        self.unverified = self.last_error = f"v{payload['version']} refused, v{self.version} stays in place: {why}"
+        if not self.config_problem:  # that one says more, and stays until the config is fixed
+            self.problem = self.unverified
+        log.error("broker accounts: %s", self.unverified)
+        return False
 
     def _not_newer(self, payload: dict) -> bool:
         """A version not above the installed one: never installed, but a reset fleet counter is reported."""

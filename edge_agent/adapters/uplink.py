@@ -23,7 +23,7 @@ from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
 from edge_agent.retained import RetainedCopies
 from edge_agent.store import EdgeStore
-from protocol import CONTRACT_VERSION, messages, topics
+from protocol import CONTRACT_VERSION, messages, signing, topics
 from protocol import presence as presence_rule
 from protocol.errors import ProtocolError
 
@@ -57,6 +57,7 @@ class Uplink(MqttLink):
         self.health_summary = None  # set by the agent: () -> edge_health fields
         self.broker_accounts = None  # set by the agent: BrokerAccounts.receive, for the center broker's files
         self.dropped_downlink = 0
+        self.refused_acks = 0  # event_ack messages whose signature did not verify with the edge key: not applied
         self.board = board
         self.mac = mac
         self.session = 0
@@ -111,7 +112,8 @@ class Uplink(MqttLink):
             name, params = topics.parse(topic)
             if name == topics.EVENT_ACK and params["center"] == self.config.code:
                 ack = messages.decode("event_ack", raw)
-                self.awaiting.acknowledged([i for i in ack["event_ids"] if isinstance(i, str)])
+                if self._ack_from_the_fleet(ack):
+                    self.awaiting.acknowledged([i for i in ack["event_ids"] if isinstance(i, str)])
                 return
             if name == topics.BROKER_ACCOUNTS and params["center"] == self.config.code:
                 if self.broker_accounts is not None:
@@ -176,8 +178,27 @@ class Uplink(MqttLink):
                 "last_forward_error": self.last_forward_error, "outbox": self.store.outbox_size(),
                 "forwarded": self.forwarded,
                 "dropped_health": self.dropped_health, "dropped_downlink": self.dropped_downlink,
+                "refused_acks": self.refused_acks, "acks_problem": self._acks_problem(),
                 "awaiting_ack": self.awaiting.count(), "resent": self.resent, "session": self.session,
                 "boot": self.boot}
+
+    def _ack_from_the_fleet(self, ack: dict) -> bool:
+        """Whether the fleet signed this event_ack with the edge key: the events it names are deleted here, so an
+        ack anyone could publish would make the edge forget events the fleet never stored."""
+        key = self.config.edge_key
+        if key is not None and signing.verify_for_edge(key, self.config.code, ack):
+            return True
+        self.refused_acks += 1
+        log.warning("county broker: event_ack refused (%d events named, kept and sent again): %s",
+                    len(ack["event_ids"]), self._acks_problem() or "its signature does not verify with "
+                    "brokers.county.edge_key (forged, or the fleet issued a new edge key not in this config yet)")
+        return False
+
+    def _acks_problem(self) -> str:
+        if self.config.edge_key is None:
+            return ("brokers.county.edge_key is not configured: no acknowledgement from the fleet is taken, so every "
+                    "event is kept and sent again; set the edge key the fleet issued with the edge's credentials")
+        return ""
 
     def wake(self) -> None:
         """Something was written to the outbox."""

@@ -114,7 +114,7 @@ def start_operations(app: FastAPI) -> None:
         Job("config", min(CONFIG_INTERVAL_S, settings.command_timeout_s / 3),
             lambda now: config_job(engine, settings, app.state.key_box, publisher(), now)),
         Job("broker_accounts", BROKER_ACCOUNTS_INTERVAL_S,
-            lambda now: broker_accounts_job(engine, publisher(), now, settings.config_repush_s)),
+            lambda now: broker_accounts_job(engine, publisher(), app.state.key_box, now, settings.config_repush_s)),
     ]
     app.state.operations = Sweeper(jobs, app.state.clock).start()
 

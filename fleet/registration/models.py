@@ -75,6 +75,36 @@ class EdgeCredential(SQLModel, table=True):
     issued_by: str = Field(max_length=64)
 
 
+class EdgeCountyAccount(SQLModel, table=True):
+    """The center edge agent's account on the county broker, and its edge key (issued with EdgeCredential).
+
+    The key signs what the fleet tells this edge (broker_accounts, event_ack: protocol.signing.sign_for_edge);
+    it is sealed with the device-key box like a device key, `edge-<code>` as associated data.
+    """
+
+    __tablename__ = "edge_county_account"
+
+    center_code: str = Field(primary_key=True, max_length=12)
+    username: str = Field(max_length=32)
+    password_hash: str  # Mosquitto `$7$` hash, for the county broker's passwd (fleet.registration.county_broker)
+    sealed_key: str
+    key_fingerprint: str = Field(max_length=12)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    issued_by: str = Field(max_length=64)
+
+
+class FleetBrokerAccount(SQLModel, table=True):
+    """One of the fleet's own accounts on the county broker: one per ingest worker (its client id is its user
+    name there, so two workers cannot share one), for fleet.registration.county_broker."""
+
+    __tablename__ = "fleet_broker_account"
+
+    username: str = Field(primary_key=True, max_length=64)
+    password_hash: str
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    issued_by: str = Field(max_length=64)
+
+
 class BrokerAccountsState(SQLModel, table=True):
     """Which version of a center broker's files the fleet made and published (fleet.registration.delivery)."""
 

@@ -108,9 +108,14 @@ class BrokerFilesOut(BaseModel):
 
 
 class EdgeCredentialsOut(BaseModel):
+    """Shown once: [brokers.center] username/password, [brokers.county] username/password/edge_key of the edge."""
+
     center: str
-    username: str
-    password: str  # shown once
+    username: str  # on the center broker
+    password: str
+    county_username: str  # on the county broker
+    county_password: str
+    edge_key: str  # 64 hex digits: the fleet signs broker_accounts and event_ack for this edge with it
 
 
 api = APIRouter(prefix="/api", tags=["registration"])
@@ -132,7 +137,7 @@ def _deliver(request: Request, session: Session, center: str, now: datetime) -> 
     """Publish the center broker's changed files to its edge (after the commit: the answer's secrets are
     already kept). A failure only delays the files: the periodic job publishes what is pending."""
     try:
-        delivery.publish_center(session, getattr(request.app.state, "ingest", None), center, now)
+        delivery.publish_center(session, getattr(request.app.state, "ingest", None), _box(request), center, now)
         session.commit()
     except Exception:
         session.rollback()
@@ -246,12 +251,16 @@ def post_revoke_pack(code: str, pack_id: int, request: Request, user: WriterDep,
 @api.post("/centers/{code}/edge-credentials", response_model=EdgeCredentialsOut, responses=ERRORS)
 def post_edge_credentials(code: str, request: Request, user: WriterDep, session: WriteSessionDep,
                           now: NowDep) -> EdgeCredentialsOut:
-    """A new password for the center's edge agent on the center broker (the old one stops with the next files)."""
+    """New credentials for the center's edge agent: its center broker password (the old one stops with the next
+    files), its county broker account (in the county broker's files from their next writing) and its edge key
+    (what the fleet signs from now on). All old ones stop working: put the answer into the edge's config."""
     ensure_changeable(user, _center(code))
-    username, password = service.issue_edge_credentials(session, user, code, now)
+    issued = service.issue_edge_credentials(session, _box(request), user, code, now)
     _commit_if_files_fit(session, code, now)
     _deliver(request, session, code, now)
-    return EdgeCredentialsOut(center=code, username=username, password=password)
+    return EdgeCredentialsOut(center=code, username=issued.username, password=issued.password,
+                              county_username=issued.county_username, county_password=issued.county_password,
+                              edge_key=issued.edge_key_hex)
 
 
 @api.get("/centers/{code}/broker-files", response_model=BrokerFilesOut, responses=ERRORS)

@@ -17,9 +17,16 @@ from sqlmodel import Session, col, select
 
 from fleet import audit
 from fleet.auth.principal import CurrentUser
-from fleet.devconfig.keys import KEY_BYTES, KeyBox, get_key, set_key
+from fleet.devconfig.keys import KEY_BYTES, KeyBox, fingerprint, get_key, set_key
 from fleet.models import Center, Device
-from fleet.registration.models import CredentialPack, DeviceRegistration, EdgeCredential, PackSlot
+from fleet.registration.models import (
+    CredentialPack,
+    DeviceRegistration,
+    EdgeCountyAccount,
+    EdgeCredential,
+    FleetBrokerAccount,
+    PackSlot,
+)
 from fleet.registration.mosquitto_hash import hash_password, new_password, verify_password
 from protocol import messages
 from protocol.errors import ProtocolError
@@ -380,21 +387,71 @@ def revoke_pack(session: Session, user: CurrentUser, center: str, pack_id: int, 
     return names
 
 
-def issue_edge_credentials(session: Session, user: CurrentUser, center: str, now: datetime) -> tuple[str, str]:
-    """A new password for the center's edge agent on its center broker (rotates the old one)."""
+@dataclass(frozen=True)
+class EdgeIssued:
+    """What the center's edge agent is given, answered once: it goes into the edge's configuration."""
+
+    center: str
+    username: str  # on the center broker ([brokers.center])
+    password: str = field(repr=False)
+    county_username: str  # on the county broker ([brokers.county])
+    county_password: str = field(repr=False)
+    edge_key_hex: str = field(repr=False)  # [brokers.county] edge_key: checks what the fleet signs for this edge
+
+
+def issue_edge_credentials(session: Session, box: KeyBox, user: CurrentUser, center: str,
+                           now: datetime) -> EdgeIssued:
+    """New credentials for the center's edge agent (rotating the old ones): its password on the center broker,
+    its account on the county broker and its edge key, with which the fleet signs broker_accounts and
+    event_ack for it. All three at once: one answer is one block of the edge's configuration."""
     try:
         check_center_code(center)
     except ProtocolError as exc:
         raise RegistrationError(str(exc)) from exc
-    password = new_password()
+    password, county_password, key = new_password(), new_password(), secrets.token_bytes(KEY_BYTES)
     row = session.get(EdgeCredential, center) or EdgeCredential(center_code=center, username=edge_username(center),
                                                                  password_hash="", issued_by=user.username)
     row.password_hash, row.issued_at, row.issued_by = hash_password(password), now, user.username
     session.add(row)
-    audit.record(session, user, "edge.credentials", target=center, detail={"username": row.username},
-                 center_code=center, at=now)
+    county = session.get(EdgeCountyAccount, center) or EdgeCountyAccount(
+        center_code=center, username=edge_username(center), password_hash="", sealed_key="", key_fingerprint="",
+        issued_by=user.username)
+    county.password_hash, county.issued_at, county.issued_by = hash_password(county_password), now, user.username
+    county.sealed_key, county.key_fingerprint = box.seal(edge_username(center), key), fingerprint(key)
+    session.add(county)
+    audit.record(session, user, "edge.credentials", target=center,
+                 detail={"username": row.username, "county_username": county.username,
+                         "edge_key_fingerprint": county.key_fingerprint}, center_code=center, at=now)
     session.flush()
-    return row.username, password
+    return EdgeIssued(center, row.username, password, county.username, county_password, key.hex())
+
+
+def edge_key(session: Session, box: KeyBox, center: str) -> bytes | None:
+    """The edge key of `center` (what the fleet signs the edge's messages with); None before it was issued."""
+    row = session.get(EdgeCountyAccount, center)
+    return None if row is None else box.open(edge_username(center), row.sealed_key)
+
+
+FLEET_ACCOUNT = re.compile(r"^fleet-[A-Za-z0-9][A-Za-z0-9._-]{0,57}$")
+
+
+def issue_fleet_account(session: Session, user: CurrentUser, username: str, now: datetime) -> str:
+    """A new password for one of the fleet's accounts on the county broker (an ingest worker's); rotates it.
+
+    The name starts with `fleet-` (no edge's `edge-<code>` can be taken this way) and is the worker's MQTT
+    client id too: the county broker binds client ids to user names (county_broker.COUNTY_BROKER_SETTINGS).
+    """
+    if not FLEET_ACCOUNT.match(username):
+        raise RegistrationError("a fleet account is fleet-<name>: letters, digits, '.', '_' or '-', "
+                                "at most 64 characters")
+    password = new_password()
+    row = session.get(FleetBrokerAccount, username) or FleetBrokerAccount(username=username, password_hash="",
+                                                                          issued_by=user.username)
+    row.password_hash, row.issued_at, row.issued_by = hash_password(password), now, user.username
+    session.add(row)
+    audit.record(session, user, "fleet.broker_account", target=username, detail={}, at=now)
+    session.flush()
+    return password
 
 
 def note_birth(session: Session, device_id: str, center_code: str, now: datetime) -> bool:

@@ -124,7 +124,7 @@ def files(tmp_path: Path, fleet) -> Iterator[Files]:
     """A pad and a display registered now, an edge account and one unbound pack slot; the files of now."""
     passwords = {}
     with Session(fleet) as session:
-        _user, passwords[EDGE] = service.issue_edge_credentials(session, CLI_USER, CENTER_CODE, NOW)
+        passwords[EDGE] = service.issue_edge_credentials(session, BOX, CLI_USER, CENTER_CODE, NOW).password
         for device, role in ((PAD, messages.ROLE_RATING_PAD), (DISPLAY, messages.ROLE_QUEUE_DISPLAY)):
             facts = service.DeviceFacts(device_id=device, center=CENTER_CODE, window=3, role=role, board="esp32",
                                         mac=device[4:], image_sha256="ab" * 32, provisioned_by="李工")

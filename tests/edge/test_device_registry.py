@@ -45,6 +45,7 @@ PAD = "dev-a4cf12ab34cd"
 DISPLAY = "dev-a4cf12ab34ce"
 STRANGER = "dev-0000000000ff"  # never registered
 BOX = KeyBox(b"k" * 32)
+EDGE_KEY = bytes(range(32))  # an edge key, as the fleet issues one
 
 
 def facts(device: str, role: str, window: int = 3) -> service.DeviceFacts:
@@ -103,7 +104,7 @@ def fleet(tmp_path: Path):
 
 @pytest.fixture
 def center(tmp_path: Path, fleet, broker_factory) -> Iterator[Center]:
-    broker, files_dir, edge_user, edge_password = start_center(tmp_path, fleet, broker_factory)
+    broker, files_dir, edge = start_center(tmp_path, fleet, broker_factory)
     county_broker = broker_factory("county")
     passwords = {}
     with Session(fleet) as session:
@@ -113,7 +114,7 @@ def center(tmp_path: Path, fleet, broker_factory) -> Iterator[Center]:
         _pack, [slot] = service.issue_pack(session, BOX, CLI_USER, CENTER_CODE, 1, NOW)
         passwords[slot.username] = slot.password
         session.commit()
-    running = RunningAgent(edge_config(tmp_path, broker, county_broker, files_dir, edge_user, edge_password))
+    running = RunningAgent(edge_config(tmp_path, broker, county_broker, files_dir, edge))
     county = Recorder(county_broker.port, topics.ROOT + "/#")
     fleet_client = CountyPublisher(county_broker.port)
     try:
@@ -121,7 +122,7 @@ def center(tmp_path: Path, fleet, broker_factory) -> Iterator[Center]:
         wait_until(lambda: agent.uplink.connected.is_set() and agent.center_link.connected.is_set(),
                    what="the edge on both brokers")
         with Session(fleet) as session:
-            assert delivery.publish_center(session, fleet_client, CENTER_CODE, NOW) == delivery.PUBLISHED
+            assert delivery.publish_center(session, fleet_client, BOX, CENTER_CODE, NOW) == delivery.PUBLISHED
             session.commit()
         wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
         yield Center(agent, running, broker.port, county, passwords, slot.username)
@@ -224,7 +225,8 @@ pid_file = "{files_dir / 'mosquitto.pid'}"
 """)
     text = config_path.read_text(encoding="utf-8").replace(
         "[brokers.center]\nport = 1883\n", f'[brokers.center]\nport = 1883\nusername = "edge-{CENTER_CODE}"\n'
-                                         'password = "edge-secret"\n')
+                                         'password = "edge-secret"\n').replace(
+        "[brokers.county]\nport = 1884\n", f'[brokers.county]\nport = 1884\nedge_key = "{EDGE_KEY.hex()}"\n')
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     passwd = f"edge-{CENTER_CODE}:{hash_password('edge-secret')}\n"
@@ -232,12 +234,13 @@ pid_file = "{files_dir / 'mosquitto.pid'}"
     accounts = BrokerAccounts(config)
     run_async(accounts.start())
     assert accounts.enforcing and accounts.place(PAD) is None  # nothing installed: nobody is registered
-    assert accounts.receive(accounts_message(1, passwd, "", [[PAD, "rating_pad", 3]]))  # no Mosquitto to reload
+    # Installed (there is no Mosquitto to reload here).
+    assert accounts.receive(accounts_message(1, passwd, "", [[PAD, "rating_pad", 3]], key=EDGE_KEY))
     assert accounts.place(PAD) == ("rating_pad", 3) and accounts.place(DISPLAY) is None
 
     again = BrokerAccounts(config)
     run_async(again.start())
     assert again.place(PAD) == ("rating_pad", 3) and again.health()["registered_devices"] == 1
     # A re-publish of the installed version does not change the list, whatever it says.
-    assert not again.receive(accounts_message(1, passwd, "", [[DISPLAY, "rating_pad", 3]]))
+    assert not again.receive(accounts_message(1, passwd, "", [[DISPLAY, "rating_pad", 3]], key=EDGE_KEY))
     assert again.place(PAD) == ("rating_pad", 3) and again.place(DISPLAY) is None

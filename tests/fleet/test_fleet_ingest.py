@@ -367,7 +367,8 @@ def test_only_an_event_that_is_stored_is_acknowledged_as_a_duplicate(engine, fle
     refuse_event(engine, "e-refused")
     ingest = Ingest(fleet_settings, engine)  # not started: store_batch is what its writer thread calls
     acked: list[str] = []
-    ingest.acks = AckBatcher(lambda _topic, raw: acked.extend(messages.decode("event_ack", raw)["event_ids"]))
+    ingest.acks = AckBatcher(lambda _topic, raw: acked.extend(messages.decode("event_ack", raw)["event_ids"]),
+                             lambda _center: bytes(32))  # the center's edge key
 
     ingest.store_batch([ticket_event("e-0"), ticket_event("e-refused"), ticket_event("e-1"), ticket_event("e-1")])
     ingest.acks.flush()

@@ -21,6 +21,7 @@ from fleet.app import create_app
 from fleet.models import Device
 from fleet.registration.broker_files import CENTER_BROKER_SETTINGS
 from fleet.registration.models import DeviceRegistration
+from fleet.registration.service import EdgeIssued
 from fleet.settings import Settings
 from provisioning.testing.firmware_twin import FirmwareTwin
 from tests.edge.test_broker_accounts import RunningAgent, edge_config
@@ -47,7 +48,9 @@ def center_broker_with_edge_account(tmp_path: Path, url: str, token: str, broker
         (files_dir / name).chmod(0o600)
     broker = broker_factory("center", password_file=files_dir / "passwd", acl_file=files_dir / "acl",
                             pid_file=files_dir / "mosquitto.pid", settings=CENTER_BROKER_SETTINGS)
-    return broker, files_dir, edge.json()["username"], edge.json()["password"]
+    answer = edge.json()
+    return broker, files_dir, EdgeIssued(CENTER_CODE, answer["username"], answer["password"],
+                                         answer["county_username"], answer["county_password"], answer["edge_key"])
 
 
 def press_each_button_when_asked(twin: FirmwareTwin) -> threading.Thread:
@@ -72,9 +75,8 @@ def test_a_technician_provisions_a_pad_and_the_fleet_sees_it_online(
     token = add_user(app.state.engine, "tech", "town_operator", CENTER_CODE[:9])
     twin = FirmwareTwin(tmp_path / "twin")
     with serve(app) as url:
-        center, files_dir, edge_user, edge_password = center_broker_with_edge_account(
-            tmp_path, url, token, broker_factory)
-        agent = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge_user, edge_password))
+        center, files_dir, edge = center_broker_with_edge_account(tmp_path, url, token, broker_factory)
+        agent = RunningAgent(edge_config(tmp_path, center, county, files_dir, edge))
         try:
             wait_until(lambda: agent.agent.uplink.connected.is_set() and agent.agent.center_link.connected.is_set(),
                        what="the edge agent on both brokers")
