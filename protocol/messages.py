@@ -30,6 +30,22 @@ RATING_LABELS = {
     0: "未评价",
 }
 BAD_SCORES = (1, 2)  # 差评: each one is followed up
+# Why a 差评 was given: right after 不满意 or 非常不满意 the pad offers these on its five buttons, left to right:
+# the published on-site indicators 服务态度, 服务效率, 服务水平, then 一次性告知不到位 and 其他. Codes on the wire,
+# labels on the screens and pages.
+REASON_ATTITUDE = "attitude"
+REASON_EFFICIENCY = "efficiency"
+REASON_SKILL = "skill"
+REASON_NOT_TOLD_AT_ONCE = "not_told_at_once"
+REASON_OTHER = "other"
+RATING_REASONS = (REASON_ATTITUDE, REASON_EFFICIENCY, REASON_SKILL, REASON_NOT_TOLD_AT_ONCE, REASON_OTHER)
+RATING_REASON_LABELS = {
+    REASON_ATTITUDE: "服务态度",
+    REASON_EFFICIENCY: "服务效率",
+    REASON_SKILL: "服务水平",
+    REASON_NOT_TOLD_AT_ONCE: "一次性告知不到位",
+    REASON_OTHER: "其他",
+}
 # How a rating request ended: every served ticket ends with one, so rating coverage (rated / served) is
 # honest. rated and timeout come from the pad (score 1-5, or 0 when the resident pressed nothing);
 # skipped and pad_offline from the edge (rating_event score 0 with this outcome): staff finished the next
@@ -39,6 +55,14 @@ RATING_TIMEOUT = "timeout"
 RATING_SKIPPED = "skipped"
 RATING_PAD_OFFLINE = "pad_offline"
 RATING_OUTCOMES = (RATING_RATED, RATING_TIMEOUT, RATING_SKIPPED, RATING_PAD_OFFLINE)
+# 考勤: staff sign in and out at a window's caller; the edge forwards each as an attendance_event.
+SIGNED_IN = "sign_in"
+SIGNED_OUT = "sign_out"
+ATTENDANCE_KINDS = (SIGNED_IN, SIGNED_OUT)
+OUT_BY_STAFF = "signed_out"
+OUT_REPLACED = "replaced"
+OUT_DAY_END = "day_end"
+SIGN_OUT_REASONS = (OUT_BY_STAFF, OUT_REPLACED, OUT_DAY_END)
 
 DISPLAY_IDLE = "idle"
 DISPLAY_SERVING = "serving"
@@ -129,6 +153,8 @@ def _field(name, kind, required=True, choices=None, low=None, high=None):
 
 
 _V = _field("v", INT, low=1)
+# A 差评's reason: sent after its score, as the same rating again (docs/protocol.md, rating_submitted).
+_REASON = _field("reason", STR, False, choices=RATING_REASONS)
 _SESSION = _field("session", INT, low=0)
 # The sender's boot id (protocol.presence): random at every start, so a board whose session counter was lost
 # is still told apart from its older connections. Absent from older senders' messages.
@@ -184,6 +210,7 @@ SCHEMAS = {
     "rating_submitted": (
         _V,
         _field("rating_id", STR),
+        _REASON,
         _field("request_id", STR),
         _TICKET,
         _WINDOW,
@@ -205,6 +232,19 @@ SCHEMAS = {
         _field("priority", STR, False, choices=("green", "appointment", "requeued")),
         _field("to_service", STR, False),
         _field("to_window", INT, False, low=1, high=999),
+        _TS,
+    ),
+    "attendance_event": (
+        _V,
+        _field("event_id", STR),
+        _REASON,
+        _field("kind", STR, choices=ATTENDANCE_KINDS),
+        _WINDOW,
+        _field("staff_no", STR),
+        _field("staff_name", STR, False),
+        # Why a sign-out happened: the staff member pressed 退出登录, someone else signed in at the window,
+        # or the business day ended with them still signed in.
+        _field("reason", STR, False, choices=SIGN_OUT_REASONS),
         _TS,
     ),
     "rating_event": (
@@ -413,6 +453,10 @@ def check_registered_devices(devices):
                                 % (",".join(DEVICE_ROLES), role))
         if device_id in seen:
             raise ProtocolError("broker_accounts: devices: %s is listed twice" % device_id)
+    if kind_name in ("rating_submitted", "rating_event") and payload.get("reason") is not None \
+            and payload["score"] not in BAD_SCORES:
+        raise ProtocolError("%s: a reason is given only with a 差评 (score 1 or 2), got score %r"
+                            % (kind_name, payload["score"]))
         seen[device_id] = True
     return devices
 

@@ -12,6 +12,17 @@ does not).
 The desired configuration (apply_config) sets prompt_text, thanks_text and
 rating_timeout_s; a rating_timeout_s set by the county wins over the
 request's timeout_s.
+
+A 差评 (不满意, 非常不满意) is sent at the press like any rating, and then
+the pad asks why: the five buttons stand for the five reasons of
+messages.RATING_REASONS, left to right. The screen (128x64, 16-pixel
+glyphs) cannot show five labels at once, and a 2.5 cm screen cannot sit
+over the buttons it would label, so the reasons are shown one after the
+other, REASON_SPOT_MS each, with only that reason's button lit; any button
+picks its own reason at any time. The pick goes out as the same rating
+again (same rating_id) with `reason`; after REASON_TIMEOUT_S, or when the
+next resident's request opens, the step ends without one. Why the score
+does not wait for the reason: docs/protocol.md, rating_submitted.
 """
 
 import binascii
@@ -28,11 +39,19 @@ REMEMBER = 8  # finished request ids kept so a re-delivered request does not reo
 
 SCREEN_IDLE = "idle"
 SCREEN_OPEN = "open"
+SCREEN_REASON = "reason"  # after a 差评: which of the five reasons
 SCREEN_THANKS = "thanks"
 
 IDLE_TEXT = "欢迎光临"
 PROMPT_TEXT = "请对本次服务进行评价"
 THANKS_TEXT = "谢谢您的评价"
+REASON_PROMPT = "请选择不满意原因"
+REASON_HINT = "按亮灯的键选此项"
+
+# Which button means what while the reason is asked: the reasons in button order, left to right.
+REASON_BUTTONS = messages.RATING_REASONS
+# Every button lit alone, left to right: the reason step's LED states, made once.
+SPOT_LEDS = tuple(tuple(i == lit for i in range(len(BUTTON_SCORES))) for lit in range(len(BUTTON_SCORES)))
 
 
 def _random_hex(nbytes):
@@ -62,6 +81,10 @@ class RatingPadApp:
     SUBSCRIBES = (topics.RATING_REQUEST,)
     EMITS = topics.RATING_SUBMITTED
     BUTTONS = BUTTON_SCORES  # what the self-test asks the technician to press
+    REASON_TIMEOUT_S = 30
+    """How long the pad asks for a 差评's reason: each of the five shown three times over."""
+    REASON_SPOT_MS = 2000
+    """How long each reason is shown, its button lit, before the next: time to read four characters."""
 
     def __init__(self, window, device_id, default_timeout_s=DEFAULT_TIMEOUT_S, rated=None):
         self.window = window
@@ -73,8 +96,13 @@ class RatingPadApp:
         self.request = None  # the open request payload
         self.screen = SCREEN_IDLE
         self.last_score = None
+        self.last_label = ""  # what the thanks screen confirms: the score's label, or the reason's
+        self.lit = -1  # the button lit on the thanks screen (0 = leftmost), or -1
+        self.spot = 0  # the button whose reason is shown now, while the reason is asked
+        self.asking = None  # the rating_submitted payload of the 差评 whose reason is asked
         self._opened_ms = 0
         self._thanks_ms = 0
+        self._asked_ms = 0
         if rated is None:
             from firmware.lib.recent import RecentIds
 
@@ -98,6 +126,7 @@ class RatingPadApp:
                 return None  # already rated here: a re-delivered retained request
             if self.request is not None and self.request["request_id"] == request_id:
                 return None  # the same request again: keep its timer
+            self.asking = None  # the next resident's turn: the previous one's reason is not asked any longer
             self.request = payload
             self._opened_ms = now_ms
             self.screen = SCREEN_OPEN
@@ -135,14 +164,34 @@ class RatingPadApp:
         return self.default_timeout_s
 
     def press(self, score, now_ms):
-        """A button: the rating_submitted payload, or None when no rating is open."""
-        if score not in BUTTON_SCORES or self.request is None:
+        """A button (named by its score): the rating_submitted payload to send, or None.
+
+        While a rating is open: the rating. A 差评 then asks its reason. While the reason is asked: the
+        same rating again with the reason of this button.
+        """
+        if score not in BUTTON_SCORES:
+            return None
+        button = BUTTON_SCORES.index(score)
+        if self.asking is not None:
+            reason = REASON_BUTTONS[button]
+            rated = self.asking
+            self.asking = None
+            self._thank(button, messages.RATING_REASON_LABELS[reason], now_ms)
+            return messages.make(
+                "rating_submitted", rating_id=rated["rating_id"], request_id=rated["request_id"],
+                ticket=rated["ticket"], window=rated["window"], score=rated["score"], reason=reason)
+        if self.request is None:
             return None
         payload = self._finish(score)
-        self.screen = SCREEN_THANKS
         self.last_score = score
-        self._thanks_ms = now_ms
-        self.changes += 1
+        if score in messages.BAD_SCORES:
+            self.asking = payload
+            self.screen = SCREEN_REASON
+            self.spot = 0
+            self._asked_ms = now_ms
+            self.changes += 1
+        else:
+            self._thank(button, messages.RATING_LABELS[score], now_ms)
         return payload
 
     def tick(self, now_ms):
@@ -151,6 +200,16 @@ class RatingPadApp:
         if self.screen == SCREEN_THANKS and not 0 <= ticks_diff(now_ms, self._thanks_ms) < THANKS_MS:
             self.screen = SCREEN_OPEN if self.request is not None else SCREEN_IDLE
             self.changes += 1
+        if self.asking is not None:
+            asked = ticks_diff(now_ms, self._asked_ms)
+            if not 0 <= asked < self.REASON_TIMEOUT_S * 1000:
+                self.asking = None  # no reason given: the 差评 went out at the press, without one
+                self._thank(-1, messages.RATING_LABELS[self.last_score or 0], now_ms)
+            else:
+                spot = (asked // self.REASON_SPOT_MS) % len(REASON_BUTTONS)
+                if spot != self.spot:
+                    self.spot = spot
+                    self.changes += 1
         if self.request is None:
             return None
         if 0 <= ticks_diff(now_ms, self._opened_ms) < self.timeout_s() * 1000:
@@ -162,9 +221,21 @@ class RatingPadApp:
 
     # ----------------------------------------------------------------- output
 
+    @property
+    def asking_reason(self):
+        return self.asking is not None
+
+    def button_labels(self):
+        """What each button means now, left to right: the five grades, or the five reasons."""
+        if self.asking is not None:
+            return [messages.RATING_REASON_LABELS[reason] for reason in REASON_BUTTONS]
+        return [messages.RATING_LABELS[score] for score in BUTTON_SCORES]
+
     def lines(self):
         if self.screen == SCREEN_THANKS:
-            return [self.thanks_text, messages.RATING_LABELS.get(self.last_score or 0, "")]
+            return [self.thanks_text, self.last_label]
+        if self.asking is not None:
+            return [REASON_PROMPT, messages.RATING_REASON_LABELS[REASON_BUTTONS[self.spot]], REASON_HINT]
         if self.screen == SCREEN_OPEN and self.request is not None:
             return [staff_line(self.request, self.window), self.prompt_text]
         return ["%d号窗口" % self.window, IDLE_TEXT]
@@ -188,6 +259,14 @@ class RatingPadApp:
             window=self.window,
             score=score,
         )
+
+    def _thank(self, button, label, now_ms):
+        """The thanks screen for THANKS_MS: the label confirmed, only the pressed button lit (-1: none)."""
+        self.screen = SCREEN_THANKS
+        self.lit = button
+        self.last_label = label
+        self._thanks_ms = now_ms
+        self.changes += 1
 
     def _remember(self, request_id):
         self.rated.add(request_id)

@@ -5,13 +5,15 @@ board's screen, allocates only when the screen changes.
 
 - open: who served (张敏 工号1001) on top, 请对本次服务进行评价 wrapped
   below; every button LED lit, inviting a press.
-- thanks: 谢谢您的评价 and the chosen label (非常满意); only the pressed
-  button's LED lit.
+- reason (after a 差评): 请选择不满意原因, one reason (服务效率) and 按亮灯的键选此项;
+  only that reason's button lit, the next reason every REASON_SPOT_MS.
+- thanks: 谢谢您的评价 and the chosen label (非常满意, or the reason picked);
+  only the pressed button's LED lit.
 - idle: 3号窗口 and 欢迎光临 twice as large; LEDs dark.
 """
 
 from firmware.lib.screen import Region, buffer_size, wrap
-from firmware.rating_pad.app import BUTTON_SCORES, SCREEN_OPEN, SCREEN_THANKS
+from firmware.rating_pad.app import BUTTON_SCORES, SCREEN_OPEN, SCREEN_REASON, SCREEN_THANKS, SPOT_LEDS
 
 try:
     import framebuf
@@ -26,7 +28,9 @@ ALL_OFF = tuple(False for _ in BUTTON_SCORES)
 def led_states(app):
     """One bool per button, left to right (BUTTON_SCORES order): which LEDs are lit."""
     if app.screen == SCREEN_THANKS:
-        return tuple(score == app.last_score for score in BUTTON_SCORES)
+        return SPOT_LEDS[app.lit] if app.lit >= 0 else ALL_OFF
+    if app.screen == SCREEN_REASON and app.asking_reason:
+        return SPOT_LEDS[app.spot]
     if app.screen == SCREEN_OPEN and app.is_open:
         return ALL_ON
     return ALL_OFF
@@ -61,7 +65,7 @@ class RatingPadRenderer:
         lines = app.lines()
         self._used = []
         heading, rest = lines[0], [line for line in lines[1:] if line]
-        if app.screen not in (SCREEN_OPEN, SCREEN_THANKS) and self.big is not None and len(rest) == 1 \
+        if app.screen not in (SCREEN_OPEN, SCREEN_REASON, SCREEN_THANKS) and self.big is not None and len(rest) == 1 \
                 and font.text_width(rest[0], 2) <= self.width:
             # Idle: the greeting twice as large under the window title.
             top = (self.height - 3 * ROW) // 2

@@ -9,7 +9,7 @@ import pytest
 
 from firmware.lib import font
 from firmware.queue_display.app import OFFLINE_TEXT, PAUSED_TEXT, call_text, window_title
-from firmware.rating_pad.app import PROMPT_TEXT, THANKS_TEXT, staff_line
+from firmware.rating_pad.app import PROMPT_TEXT, REASON_HINT, REASON_PROMPT, THANKS_TEXT, staff_line
 from protocol import messages
 from tools import make_font
 
@@ -50,7 +50,8 @@ def test_default_font_covers_every_text_the_devices_show() -> None:
     f = font.load((str(DEFAULT_FONT),))
     request = {"staff_name": "王芳", "staff_no": "1003"}
     shown = [call_text("A012", 3), window_title(12), PAUSED_TEXT, OFFLINE_TEXT, PROMPT_TEXT, THANKS_TEXT,
-             staff_line(request, 3), *messages.RATING_LABELS.values(), "张敏", "李强", "0123456789ABCZ"]
+             staff_line(request, 3), *messages.RATING_LABELS.values(), REASON_PROMPT, REASON_HINT,
+             *messages.RATING_REASON_LABELS.values(), "张敏", "李强", "0123456789ABCZ"]
     for text in shown:
         for char in text:
             assert f.has(char), "font lacks %r (from %r)" % (char, text)
@@ -71,7 +72,7 @@ def test_lookup_is_a_binary_search_over_a_sorted_index() -> None:
     assert points == sorted(points) and len(points) == f.count
     for code in points:  # every glyph is found, first, last and middle alike
         assert f.has(chr(code))
-    assert not f.has("\u4e00")  # 一 is not in the sample center's texts
+    assert not f.has("\u9f98")  # 龘 is in none of the texts shown
 
 
 # --- reading ------------------------------------------------------------------------------------------------

@@ -257,6 +257,31 @@ def test_pad_idle_greets_twice_as_large_with_leds_dark() -> None:
     assert led_states(app) == (False,) * 5
 
 
+def test_pad_asks_a_bad_ratings_reason_one_at_a_time_lighting_its_button() -> None:
+    app, r = pad()
+    open_request(app, 0)
+    app.press(2, 100)  # 不满意
+    r.draw(app, 100)
+    (y0, _), (y1, _), (y2, _) = rows_of(r)
+    assert area(r.fb, 0, y0, 128, 16) == centred(FONT.render("请选择不满意原因"), 128)
+    assert area(r.fb, 0, y1, 128, 16) == centred(FONT.render("服务态度"), 128)
+    assert area(r.fb, 0, y2, 128, 16) == centred(FONT.render("按亮灯的键选此项"), 128)
+    assert y0 >= 0 and y2 + 16 <= 64
+    assert led_states(app) == (True, False, False, False, False)
+    later = 100 + 3 * RatingPadApp.REASON_SPOT_MS
+    app.tick(later)
+    assert r.draw(app, later) is True
+    (_, _), (y1, _), (_, _) = rows_of(r)
+    assert FONT.render("一次性告知不到位").width == 128  # the longest reason fits the screen
+    assert area(r.fb, 0, y1, 128, 16) == centred(FONT.render("一次性告知不到位"), 128)
+    assert led_states(app) == (False, False, False, True, False)
+    app.press(4, later + 10)  # the second button: 服务效率, lit alone on the thanks screen
+    r.draw(app, later + 10)
+    (y0, _), (y1, _) = rows_of(r)
+    assert area(r.fb, 0, y1, 128, 16) == centred(FONT.render("服务效率"), 128)
+    assert led_states(app) == (False, True, False, False, False)
+
+
 def test_a_long_staff_line_scrolls_instead_of_being_cut() -> None:
     app, r = pad()
     app.on_request({"request_id": "rq-2", "window": 3, "state": "open", "ticket": "A013", "staff_no": "100312",

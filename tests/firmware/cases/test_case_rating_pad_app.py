@@ -115,3 +115,31 @@ def test_timeouts_end_even_when_the_next_tick_comes_more_than_half_the_ticks_per
     assert app.lines()[0] == "谢谢您的评价"
     app.tick((start + late) % clock.TICKS_PERIOD)
     assert app.lines() == ["3号窗口", "欢迎光临"]
+
+
+def test_a_bad_rating_goes_at_once_and_its_reason_follows_as_the_same_rating():
+    app = RatingPadApp(3, DEVICE)
+    app.on_request(request(), 0)
+    rated = app.press(1, 0)
+    assert rated["score"] == 1 and "reason" not in rated
+    assert app.lines() == ["请选择不满意原因", "服务态度", "按亮灯的键选此项"]
+    app.tick(RatingPadApp.REASON_SPOT_MS)
+    assert app.lines()[1] == "服务效率"
+    reason = app.press(4, RatingPadApp.REASON_SPOT_MS + 1)  # the second button from the left
+    messages.validate("rating_submitted", reason)
+    assert (reason["rating_id"], reason["score"], reason["reason"]) == (rated["rating_id"], 1, "efficiency")
+    assert app.lines() == ["谢谢您的评价", "服务效率"]
+    assert app.press(4, RatingPadApp.REASON_SPOT_MS + 2) is None
+
+
+def test_the_reason_step_ends_without_one_at_its_time_out_or_the_next_request():
+    app = RatingPadApp(3, DEVICE)
+    app.on_request(request(), 0)
+    app.press(2, 0)
+    assert app.tick(RatingPadApp.REASON_TIMEOUT_S * 1000) is None
+    assert not app.asking_reason and app.lines() == ["谢谢您的评价", "不满意"]
+    app.on_request(request(request_id="rq-2", ticket="A002"), 40000)
+    app.press(2, 40001)
+    app.on_request(request(request_id="rq-3", ticket="A003"), 41000)
+    assert not app.asking_reason
+    assert app.press(4, 41001)["ticket"] == "A003"
