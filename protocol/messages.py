@@ -55,14 +55,6 @@ RATING_TIMEOUT = "timeout"
 RATING_SKIPPED = "skipped"
 RATING_PAD_OFFLINE = "pad_offline"
 RATING_OUTCOMES = (RATING_RATED, RATING_TIMEOUT, RATING_SKIPPED, RATING_PAD_OFFLINE)
-# 考勤: staff sign in and out at a window's caller; the edge forwards each as an attendance_event.
-SIGNED_IN = "sign_in"
-SIGNED_OUT = "sign_out"
-ATTENDANCE_KINDS = (SIGNED_IN, SIGNED_OUT)
-OUT_BY_STAFF = "signed_out"
-OUT_REPLACED = "replaced"
-OUT_DAY_END = "day_end"
-SIGN_OUT_REASONS = (OUT_BY_STAFF, OUT_REPLACED, OUT_DAY_END)
 
 DISPLAY_IDLE = "idle"
 DISPLAY_SERVING = "serving"
@@ -153,8 +145,6 @@ def _field(name, kind, required=True, choices=None, low=None, high=None):
 
 
 _V = _field("v", INT, low=1)
-# A 差评's reason: sent after its score, as the same rating again (docs/protocol.md, rating_submitted).
-_REASON = _field("reason", STR, False, choices=RATING_REASONS)
 _SESSION = _field("session", INT, low=0)
 # The sender's boot id (protocol.presence): random at every start, so a board whose session counter was lost
 # is still told apart from its older connections. Absent from older senders' messages.
@@ -163,6 +153,8 @@ _WINDOW = _field("window", INT, low=1, high=999)
 _WINDOW_OPT = _field("window", INT, False, low=1, high=999)
 _TICKET = _field("ticket", STR)
 _TS = _field("ts", NUM, low=0)
+# A 差评's reason: sent after its score, as the same rating again (docs/protocol.md, rating_submitted).
+_REASON = _field("reason", STR, False, choices=RATING_REASONS)
 
 SCHEMAS = {
     "presence": (
@@ -210,7 +202,6 @@ SCHEMAS = {
     "rating_submitted": (
         _V,
         _field("rating_id", STR),
-        _REASON,
         _field("request_id", STR),
         _TICKET,
         _WINDOW,
@@ -219,6 +210,7 @@ SCHEMAS = {
         # rating held in flash through an outage is dated when it was made. Absent when the pad cannot know
         # (it rebooted since): the edge dates it on arrival.
         _field("age_ms", INT, False, low=0),
+        _REASON,
     ),
     "ticket_event": (
         _V,
@@ -234,19 +226,6 @@ SCHEMAS = {
         _field("to_window", INT, False, low=1, high=999),
         _TS,
     ),
-    "attendance_event": (
-        _V,
-        _field("event_id", STR),
-        _REASON,
-        _field("kind", STR, choices=ATTENDANCE_KINDS),
-        _WINDOW,
-        _field("staff_no", STR),
-        _field("staff_name", STR, False),
-        # Why a sign-out happened: the staff member pressed 退出登录, someone else signed in at the window,
-        # or the business day ended with them still signed in.
-        _field("reason", STR, False, choices=SIGN_OUT_REASONS),
-        _TS,
-    ),
     "rating_event": (
         _V,
         _field("event_id", STR),
@@ -258,6 +237,7 @@ SCHEMAS = {
         _field("score", INT, low=0, high=5),
         # Only on the edge's own score-0 events (skipped, pad_offline); absent on a pad's answer.
         _field("outcome", STR, False, choices=(RATING_SKIPPED, RATING_PAD_OFFLINE)),
+        _REASON,
         _TS,
     ),
 
@@ -453,10 +433,6 @@ def check_registered_devices(devices):
                                 % (",".join(DEVICE_ROLES), role))
         if device_id in seen:
             raise ProtocolError("broker_accounts: devices: %s is listed twice" % device_id)
-    if kind_name in ("rating_submitted", "rating_event") and payload.get("reason") is not None \
-            and payload["score"] not in BAD_SCORES:
-        raise ProtocolError("%s: a reason is given only with a 差评 (score 1 or 2), got score %r"
-                            % (kind_name, payload["score"]))
         seen[device_id] = True
     return devices
 
@@ -477,6 +453,10 @@ def validate(kind_name, payload):
                 raise ProtocolError("broker_accounts: field %r is longer than %d characters"
                                     % (name, BROKER_FILE_MAX_CHARS))
         check_registered_devices(payload["devices"])
+    if kind_name in ("rating_submitted", "rating_event") and payload.get("reason") is not None \
+            and payload["score"] not in BAD_SCORES:
+        raise ProtocolError("%s: a reason is given only with a 差评 (score 1 or 2), got score %r"
+                            % (kind_name, payload["score"]))
     boot = payload.get("boot") if kind_name in ("presence", "health") else None
     if boot is not None and not 0 < len(boot) <= BOOT_MAX_CHARS:
         raise ProtocolError("%s: field 'boot' must be 1 to %d characters, got %d"
