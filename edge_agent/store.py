@@ -126,6 +126,7 @@ MIGRATIONS = (
     ("windows", "login_at", "REAL"),
     ("tickets", "kiosk_request", "TEXT"),  # the kiosk's id of the tap that asked for it: a repeated tap is one ticket
     ("rating_requests", "outcome", "TEXT"),  # rated, timeout (未评价), skipped (staff moved on), pad_offline
+    ("ratings", "reason", "TEXT"),  # a 差评's reason (protocol.messages.RATING_REASONS), sent after the score
     ("devices", "boot", "TEXT"),  # the boot id of `session` (protocol.presence); NULL: a sender without boot ids
 )
 # Indexes on migrated columns: created after the columns exist.

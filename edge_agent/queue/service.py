@@ -682,7 +682,7 @@ class QueueService:
         now = self.clock()
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM ratings WHERE rating_id = ?", (rating["rating_id"],)).fetchone():
-                return RatingOutcome(False, "duplicate delivery of an accepted rating")
+                return self._add_reason(db, rating, now)
             row = db.execute("SELECT ticket_id, window, state, opened_at, outcome FROM rating_requests "
                              "WHERE request_id = ?", (rating["request_id"],)).fetchone()
             if row is None:
@@ -701,9 +701,10 @@ class QueueService:
             if state != "open" and outcome not in (messages.RATING_SKIPPED, messages.RATING_PAD_OFFLINE):
                 return RatingOutcome(False, "rating request is closed")
             # A pad that was offline (or answered after staff moved on) still counts: its press is the truth.
-            db.execute("INSERT INTO ratings (rating_id, request_id, ticket_id, window, score, device_id, received_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (rating["rating_id"], rating["request_id"], ticket_id, window, rating["score"], device_id, now))
+            db.execute("INSERT INTO ratings (rating_id, request_id, ticket_id, window, score, device_id, received_at, "
+                       "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (rating["rating_id"], rating["request_id"], ticket_id, window, rating["score"], device_id, now,
+                        rating.get("reason")))
             db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ?, outcome = ? WHERE request_id = ?",
                        (rated_at, messages.RATING_RATED if rating["score"] else messages.RATING_TIMEOUT,
                         rating["request_id"]))
@@ -711,12 +712,40 @@ class QueueService:
             event = messages.make(
                 "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
                 service=ticket.queue_service or ticket.service, window=window, staff_no=staff_no or None,
-                score=rating["score"], ts=rated_at)
+                score=rating["score"], reason=rating.get("reason"), ts=rated_at)
             self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                                messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s rated %s", window, ticket.number, messages.RATING_LABELS[rating["score"]])
         self._notify(QueueChange(RATED, ticket, window, rating["request_id"], rating["score"]))
         return RatingOutcome(True, "accepted")
+
+    def _add_reason(self, db, rating: dict, now: float) -> RatingOutcome:
+        """An accepted rating again: with a 差评's reason, that reason (docs/protocol.md, rating_submitted).
+
+        The pad sends the score at the press and the same rating with `reason` once the resident picked
+        one; the reason is stored once and forwarded as a second rating_event of the rating.
+        """
+        reason = rating.get("reason")
+        if reason is None:
+            return RatingOutcome(False, "duplicate delivery of an accepted rating")
+        request_id, ticket_id, window, score, known, rated_at = db.execute(
+            "SELECT r.request_id, r.ticket_id, r.window, r.score, r.reason, q.closed_at FROM ratings r "
+            "JOIN rating_requests q ON q.request_id = r.request_id WHERE r.rating_id = ?",
+            (rating["rating_id"],)).fetchone()
+        if known is not None:
+            return RatingOutcome(False, "duplicate delivery of the rating's reason")
+        if (request_id, window, score) != (rating["request_id"], rating["window"], rating["score"]):
+            return RatingOutcome(False, "reason does not match its rating's request, window and score")
+        db.execute("UPDATE ratings SET reason = ? WHERE rating_id = ?", (reason, rating["rating_id"]))
+        ticket = self._load(db, ticket_id)
+        event = messages.make(
+            "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
+            service=ticket.queue_service or ticket.service, window=window,
+            staff_no=self._staff_no(db, window) or None, score=score, reason=reason, ts=rated_at or now)
+        self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
+                           messages.encode("rating_event", event), 1, False, now)
+        log.info("window %d: %s 差评 reason %s", window, ticket.number, messages.RATING_REASON_LABELS[reason])
+        return RatingOutcome(True, "reason added")
 
     # -- what displays and pages show -----------------------------------
 
