@@ -14,7 +14,7 @@ from typing import TextIO
 from firmware.lib.hold import HOLD_FILE
 from protocol import identity
 from protocol.errors import ProtocolError
-from provisioning import device_check, flashing, fleet_registration, label
+from provisioning import device_check, flashing, fleet_registration, label, supported_images
 from provisioning.device_config import DeviceCredentials, board_warnings, config_json, settings_from_arguments
 from provisioning.errors import BoardFullError, ConnectionLostError, ProvisionError
 from provisioning.image import MANAGED_DIRS, build_image, with_center_font
@@ -67,25 +67,11 @@ def _probe(port: str, answer_timeout: float) -> str:
 SPACE_PROBE = DeviceCredentials("d" * 24, "p" * 64, "0" * 64)
 
 
-MIN_MICROPYTHON = (1, 27)  # what the firmware is built and tested for (the virtual board runs 1.27)
-
-
-def _version(text: str) -> tuple[int, ...]:
-    """(1, 27, 0) from "1.27.0"; (0,) for what is not a version (refused as too old)."""
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
-        return (0,)
-
-
 def _check_board(info: BoardInfo, port: str) -> str:
     if info.implementation != "micropython":
         raise ProvisionError(f"the board on {port} runs {info.implementation}, not MicroPython")
     if info.sysname not in SUPPORTED_SYSNAMES:
         raise ProvisionError(f"the board on {port} is a {info.sysname} ({info.machine}), not an ESP32")
-    if _version(info.version) < MIN_MICROPYTHON:
-        raise ProvisionError(f"the board on {port} runs MicroPython {info.version}; the firmware needs "
-                             f"{'.'.join(map(str, MIN_MICROPYTHON))} or newer: flash it first (--flash IMAGE.bin)")
     try:
         return identity.device_id_from_mac(info.mac)
     except ProtocolError as exc:
@@ -121,14 +107,22 @@ def do_device(args: argparse.Namespace, out: TextIO) -> int:
             step.detail = f"{len(image.files)} files, {image.size} bytes, image {image.sha256[:12]}"
         if args.flash:
             flashing.flash_step(args.port, args.flash, not args.flash_no_reset, args.answer_timeout, progress,
-                                record, dry_run=args.dry_run)
+                                record, dry_run=args.dry_run, any_image=getattr(args, "any_image", False))
         with progress.step("board") as step:
             board = Board.connect(args.port, args.answer_timeout)
             info = board.info()
             record.micropython = f"{info.version} {info.machine}"
             device_id = _check_board(info, args.port)
             record.device_id = device_id
-            step.detail = f"{device_id}, MicroPython {info.version} on {info.machine}, {args.port}"
+            running = supported_images.check_running_image(info.version, info.machine, info.heap_bytes,
+                                                           settings.role, args.port)
+            if running.frozen:  # the firmware is in the board's image: only main.py, board.json and font.bin
+                image = build_image(settings.role, settings.board, frozen=True)
+                if args.center_config:
+                    image = with_center_font(image, Path(args.center_config))
+                record.image_sha256 = image.sha256
+            step.detail = (f"{device_id}, MicroPython {info.version} on {info.machine} ({running.kind} image, "
+                           f"{info.heap_bytes // 1024} KB heap), {args.port}")
             on_board = board.sha256_tree(list(MANAGED_DIRS), top_level_paths(image))
             # Before the fleet is asked (it may rotate the device's credentials): will the image fit at all?
             _check_space(make_plan(image, config_json(settings, SPACE_PROBE), on_board), on_board, info)

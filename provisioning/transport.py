@@ -59,6 +59,7 @@ class BoardInfo:
     free_bytes: int
     total_bytes: int
     block_bytes: int  # the filesystem's allocation unit: a file takes whole blocks
+    heap_bytes: int = 0  # MicroPython's heap: about 4 MB with PSRAM, a few hundred KB at most without
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class RemoteFile:
 # Runs on the board: who it is. The firmware's device id comes from the Wi-Fi station MAC
 # (firmware/drivers/wifi.py), so that is the MAC read here.
 BOARD_INFO_PROGRAM = """
-import os, sys, json, binascii
+import os, sys, json, binascii, gc
 try:
     import network
     _mac = network.WLAN(network.STA_IF).config('mac')
@@ -82,7 +83,8 @@ _s = os.statvfs('/')
 print(json.dumps({'implementation': sys.implementation.name,
                   'version': '.'.join(str(n) for n in sys.implementation.version[:3]),
                   'sysname': _u[0], 'machine': _u[4], 'mac': binascii.hexlify(_mac).decode(),
-                  'free_bytes': _s[1] * _s[4], 'total_bytes': _s[1] * _s[2], 'block_bytes': _s[1]}))
+                  'free_bytes': _s[1] * _s[4], 'total_bytes': _s[1] * _s[2], 'block_bytes': _s[1],
+                  'heap_bytes': gc.mem_free() + gc.mem_alloc()}))
 """
 
 # Runs on the board: [sha256, size] of every file under the given folders (recursively) and of the given files.

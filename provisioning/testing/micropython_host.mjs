@@ -1,7 +1,8 @@
 // The virtual board's processor: real MicroPython (the WebAssembly port from npm,
 // @micropython/micropython-webassembly-pyscript) behind JSON lines on stdin/stdout.
 //
-//   node provisioning/testing/micropython_host.mjs '{"mac": "a4cf12ab34cd", "capacity": 2097152}'
+//   node provisioning/testing/micropython_host.mjs '{"mac": "a4cf12ab34cd", "capacity": 2097152,
+//        "machine": "Generic ESP32 module with SPIRAM with ESP32", "heap": 4194304}'
 //
 // One request per line, one answer per line, in order:
 //   {"op": "boot"}                          (re)start the interpreter; the files survive, like flash
@@ -33,10 +34,14 @@ const PACKAGE = join(resolve(HERE, "../.."), "node_modules/@micropython/micropyt
 const HIDDEN_AT_ROOT = new Set(["dev", "proc"]);
 const EMSCRIPTEN_ENOSPC = 51;
 const EMSCRIPTEN_O_APPEND = 1024;
-const HEAP_BYTES = 4 * 1024 * 1024; // an ESP32-WROVER's PSRAM heap is about this size
 
 const options = JSON.parse(process.argv[2] || "{}");
 const MAC_HEX = options.mac || "a4cf12ab34cd";
+// MicroPython's heap as gc reports it: an ESP32-WROVER's PSRAM heap is about 4 MB; a board without PSRAM has a
+// few hundred KB. (The WebAssembly port's own heap is far bigger, whatever it is asked for.)
+const HEAP_BYTES = options.heap || 4 * 1024 * 1024;
+// os.uname().machine of the image the board runs ("<board name> with <mcu>").
+const MACHINE = options.machine || "Generic ESP32 module with SPIRAM with ESP32";
 let capacity = options.capacity || 2 * 1024 * 1024; // the vfs partition of a 4 MB ESP32
 let reportedCapacity = null; // what os.statvfs() claims, when it is made to lie (littlefs only estimates)
 
@@ -179,7 +184,7 @@ class _UnameResult(tuple):
     release = property(lambda self: self[2])
     version = property(lambda self: self[3])
     machine = property(lambda self: self[4])
-_UNAME = _UnameResult(("esp32", "esp32", "1.27.0", "v1.27.0 on 2025-12-09", "Generic ESP32 module with ESP32"))
+_UNAME = _UnameResult(("esp32", "esp32", "1.27.0", "v1.27.0 on 2025-12-09", ${JSON.stringify(MACHINE)}))
 os.uname = lambda: _UNAME
 def _statvfs(path):
     os.stat(path)
@@ -188,6 +193,16 @@ def _statvfs(path):
     free = max(0, _vboard_flash.capacity() - _vboard_flash.used()) // block
     return (block, block, total, free, free, 0, 0, 0, 0, 255)
 os.statvfs = _statvfs
+import gc as _gc
+class _BoardHeap:
+    # The WebAssembly heap is far bigger than a board's: gc reports the heap of the board emulated.
+    def __getattr__(self, name):
+        return getattr(_gc, name)
+    def mem_alloc(self):
+        return _gc.mem_alloc()
+    def mem_free(self):
+        return max(0, ${HEAP_BYTES} - _gc.mem_alloc())
+sys.modules["gc"] = _BoardHeap()
 `;
 
 const BOARD_BOOTSTRAP = `

@@ -40,13 +40,13 @@ def _result(answer: dict) -> ExecResult:
 class MicroPythonHost:
     """One MicroPython (WebAssembly) interpreter whose files outlive its restarts."""
 
-    def __init__(self, mac_hex: str, capacity: int) -> None:
+    def __init__(self, mac_hex: str, capacity: int, machine: str | None = None, heap_bytes: int | None = None) -> None:
         node = shutil.which("node")
         if node is None:
             raise HostError("node is not installed (the virtual board runs MicroPython's WebAssembly port on it)")
         if not WASM_PACKAGE.exists():
             raise HostError(f"{WASM_PACKAGE} is missing: run npm install (package.json)")
-        options = json.dumps({"mac": mac_hex, "capacity": capacity})
+        options = json.dumps({"mac": mac_hex, "capacity": capacity, "machine": machine, "heap": heap_bytes})
         self._process = subprocess.Popen(
             [node, str(HOST_SCRIPT), options],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1,

@@ -51,8 +51,18 @@ from pathlib import Path
 
 from provisioning.testing.micropython_host import ExecResult, MicroPythonHost
 
-BANNER = (b"MicroPython v1.27.0 on 2025-12-09; Generic ESP32 module with ESP32\r\n"
-          b'Type "help()" for more information.\r\n')
+# The image a WROVER board runs until the production image is flashed: MicroPython's ESP32_GENERIC-SPIRAM
+# (firmware/image/image.json, "stock_images"). `machine=` makes the board run another one.
+STOCK_MACHINE = "Generic ESP32 module with SPIRAM with ESP32"
+PSRAM_HEAP_BYTES = 4 * 1024 * 1024  # MicroPython's heap on a WROVER: the PSRAM; `heap_bytes=` for less
+
+
+def _banner(machine: str) -> bytes:
+    return (f"MicroPython v1.27.0 on 2025-12-09; {machine}\r\n".encode()
+            + b'Type "help()" for more information.\r\n')
+
+
+BANNER = _banner(STOCK_MACHINE)
 PROMPT = b">>> "
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
@@ -117,7 +127,8 @@ class VirtualBoard:
     def __init__(self, mac: str = "a4:cf:12:ab:34:cd", flash_bytes: int = DEFAULT_FLASH_BYTES,
                  raw_paste: bool = True, firmware: str = "micropython", run_main: bool = False,
                  on_power_on: Callable[[dict[str, bytes], str], None] | None = None,
-                 run_firmware: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+                 run_firmware: bool = False, clock: Callable[[], float] = time.monotonic,
+                 machine: str = STOCK_MACHINE, heap_bytes: int = PSRAM_HEAP_BYTES) -> None:
         if firmware not in FIRMWARES:
             raise ValueError(f"firmware must be one of {FIRMWARES}, got {firmware!r}")
         self.mac_hex = mac.replace(":", "").replace("-", "").lower()
@@ -127,6 +138,9 @@ class VirtualBoard:
         self.firmware = firmware
         self.run_main = run_main
         self.run_firmware = run_firmware
+        self.machine = machine
+        self.heap_bytes = heap_bytes
+        self.banner = _banner(machine)
         self.on_power_on = on_power_on  # the board's network side after a boot (firmware_twin.FirmwareTwin.boot)
         self.clock = clock
         if isinstance(clock, ProgramClock):
@@ -158,7 +172,7 @@ class VirtualBoard:
     # ----- life cycle -----
 
     def start(self) -> VirtualBoard:
-        self._host = MicroPythonHost(self.mac_hex, self._flash_bytes)
+        self._host = MicroPythonHost(self.mac_hex, self._flash_bytes, self.machine, self.heap_bytes)
         if self.firmware != "micropython":
             self._host.boot()  # the flash exists even when no MicroPython runs on it
         self.plug()
@@ -333,7 +347,7 @@ class VirtualBoard:
             if byte == CTRL_C:  # KeyboardInterrupt in main.py: the friendly REPL; the watchdog runs on
                 self._check_watchdog()  # fed one last time
                 self.firmware_running = False
-                self._write(KEYBOARD_INTERRUPT + BANNER + PROMPT)
+                self._write(KEYBOARD_INTERRUPT + self.banner + PROMPT)
             return  # the firmware reads no serial input
         if self._mode == "paste":
             self._receive_paste(byte)
@@ -350,7 +364,7 @@ class VirtualBoard:
             self._enter_raw()
         elif byte == CTRL_B:
             self._line.clear()
-            self._write(b"\r\n" + BANNER + PROMPT)
+            self._write(b"\r\n" + self.banner + PROMPT)
         elif byte == CTRL_C:
             self._line.clear()
             self._write(b"\r\n" + PROMPT)
@@ -391,7 +405,7 @@ class VirtualBoard:
         elif byte == CTRL_B:
             self._mode = "friendly"
             self._line.clear()
-            self._write(b"\r\n" + BANNER + PROMPT)
+            self._write(b"\r\n" + self.banner + PROMPT)
         elif byte == CTRL_C:
             self._line.clear()
         elif byte == CTRL_D:
@@ -532,7 +546,7 @@ class VirtualBoard:
         else:
             self._mode = "friendly"
             if not self.firmware_running:
-                self._write(BANNER + PROMPT)
+                self._write(self.banner + PROMPT)
 
     def _hard_reset(self) -> None:
         self.hard_resets += 1
@@ -547,7 +561,7 @@ class VirtualBoard:
         self._line.clear()
         self._boot()
         if not self.firmware_running:
-            self._write(BANNER + PROMPT)
+            self._write(self.banner + PROMPT)
         if self.on_power_on is not None and (self.firmware_running or not self.run_firmware):
             mac = ":".join(self.mac_hex[i:i + 2] for i in range(0, 12, 2))
             self.on_power_on(self.files(), mac)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import struct
 import subprocess
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioning import supported_images
 from provisioning.flashing import FLASH_OFFSET
 from provisioning.testing.virtual_rom import VirtualRom
 
@@ -29,6 +32,17 @@ def esp32_image(path: Path, payload_bytes: int = 40_000) -> bytes:
     return data
 
 
+def list_as_release(image: bytes, tmp_path: Path, monkeypatch) -> str:
+    """image.json with `image` as a release of the production image (none is built on these machines)."""
+    spec = supported_images.load()
+    sha256 = hashlib.sha256(image).hexdigest()
+    spec["releases"] = [{"sha256": sha256, "built": "2026-01-05"}]
+    listed = tmp_path / "image.json"
+    listed.write_text(json.dumps(spec))
+    monkeypatch.setattr(supported_images, "IMAGE_FILE", listed)
+    return sha256
+
+
 @pytest.fixture
 def rom_factory():
     started: list[VirtualRom] = []
@@ -44,8 +58,9 @@ def rom_factory():
 
 
 def test_flash_writes_the_image_then_provisions_the_board(board_factory, rom_factory, provision, device_args,
-                                                           tmp_path):
+                                                           tmp_path, monkeypatch):
     image = esp32_image(tmp_path / "ESP32_GENERIC-v1.27.0.bin")
+    list_as_release(image, tmp_path, monkeypatch)
     board = board_factory()
     rom = rom_factory(then=board)  # after flashing, the port carries this board's MicroPython
     result = provision(*device_args(rom.port, "--flash", str(tmp_path / "ESP32_GENERIC-v1.27.0.bin"),
@@ -57,7 +72,8 @@ def test_flash_writes_the_image_then_provisions_the_board(board_factory, rom_fac
     assert rom.booted
     steps = [line.split(":")[0] for line in result.out.splitlines()]
     assert steps[2:5] == ["✓ flash", "✓ MicroPython starts", "✓ board"]
-    assert "written at 0x1000 and verified, ESP32-D0WDQ6-V3" in result.out
+    assert "production image SERVICE_CENTER_ESP32 2026-01-05) written at 0x1000 and verified, ESP32-D0WDQ6-V3" \
+        in result.out
     assert "/config.json" in board.files()
     record = provision.read_records()[0]
     assert record["outcome"] == "ok" and record["device_id"] == "dev-a4cf12ab34cd"
@@ -90,6 +106,22 @@ def test_a_corrupt_image_is_refused_before_anything_is_written(rom_factory, prov
     assert provision.read_records()[0]["outcome"] == "failed"
 
 
+def test_an_image_that_is_not_a_release_of_the_production_image_is_refused_unless_any_image(
+        board_factory, rom_factory, provision, device_args, tmp_path):
+    image = esp32_image(tmp_path / "ESP32_GENERIC-v1.28.0.bin")  # a good ESP32 image, only not ours
+    rom = rom_factory(then=board_factory())
+    refused = provision(*device_args(rom.port, "--flash", str(tmp_path / "ESP32_GENERIC-v1.28.0.bin"),
+                                     "--flash-no-reset"))
+    assert refused.status == 1
+    assert "is not a release of the production image" in refused.err and "--any-image" in refused.err
+    assert rom.commands == [] and rom.flash_at(FLASH_OFFSET, 4096) == b"\xff" * 4096
+    anyway = provision(*device_args(rom.port, "--flash", str(tmp_path / "ESP32_GENERIC-v1.28.0.bin"),
+                                    "--flash-no-reset", "--any-image"))
+    assert anyway.status == 0, anyway.err
+    assert "not a listed release (--any-image)" in anyway.out
+    assert rom.flash_at(FLASH_OFFSET, len(image)) == image
+
+
 def test_a_missing_image(rom_factory, provision, device_args, tmp_path):
     rom = rom_factory()
     result = provision(*device_args(rom.port, "--flash", str(tmp_path / "nothing.bin"), "--flash-no-reset"))
@@ -101,7 +133,8 @@ def test_a_missing_image(rom_factory, provision, device_args, tmp_path):
 def test_a_board_not_in_download_mode(board, provision, device_args, tmp_path):
     """A board running MicroPython (not held in its ROM bootloader) does not answer esptool's SYNC."""
     esp32_image(tmp_path / "fw.bin")
-    result = provision(*device_args(board.port, "--flash", str(tmp_path / "fw.bin"), "--flash-no-reset"))
+    result = provision(*device_args(board.port, "--flash", str(tmp_path / "fw.bin"), "--flash-no-reset",
+                                    "--any-image"))
     assert result.status == 1
     assert "provision: no ESP32 in download mode on " in result.err
     assert "Failed to connect to ESP32" in result.err and "hold BOOT" in result.err
@@ -111,7 +144,8 @@ def test_a_board_not_in_download_mode(board, provision, device_args, tmp_path):
 def test_a_write_failure_is_reported(rom_factory, provision, device_args, tmp_path):
     image = esp32_image(tmp_path / "fw.bin")
     rom = rom_factory(fail_write_at=FLASH_OFFSET + 0x2000)
-    result = provision(*device_args(rom.port, "--flash", str(tmp_path / "fw.bin"), "--flash-no-reset"))
+    result = provision(*device_args(rom.port, "--flash", str(tmp_path / "fw.bin"), "--flash-no-reset",
+                                    "--any-image"))
     assert result.status == 1
     assert "writing fw.bin to the board on" in result.err and "Flash write error" in result.err, result.err
     assert "dev-a4cf12ab34cd" in result.err  # the chip's MAC was read before the write failed

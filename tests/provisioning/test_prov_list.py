@@ -64,7 +64,7 @@ def test_list_probe_asks_a_board_given_by_path_for_its_device_id(board_factory):
     out = run_list(board.port, probe=True)
     line = next(line for line in out.splitlines() if board.port in line)
     assert line.split()[0] == board.port
-    assert "dev-a4cf12ab34cd MicroPython 1.27.0 (Generic ESP32 module with ESP32)" in line
+    assert "dev-a4cf12ab34cd MicroPython 1.27.0 (Generic ESP32 module with SPIRAM with ESP32)" in line
     unplugged = next(line for line in out.splitlines() if line.split()[1:2] == ["/dev/ttyUSB0"])
     assert "(not answering as MicroPython: no such port /dev/ttyUSB0" in unplugged
     prolific = next(line for line in out.splitlines() if "/dev/ttyUSB2" in line)

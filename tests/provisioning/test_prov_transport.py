@@ -117,16 +117,22 @@ def test_a_port_without_permission_names_the_dialout_group(board) -> None:
         assert remote.info().mac == "a4cf12ab34cd"
 
 
-def test_a_board_with_an_older_micropython_is_refused() -> None:
-    from provisioning.commands import _check_board
-    from provisioning.transport import BoardInfo
+def test_only_the_pinned_release_of_a_supported_image_is_accepted_and_a_role_needing_psram_gets_it() -> None:
+    from provisioning.supported_images import check_running_image, load
 
-    def info(version: str) -> BoardInfo:
-        return BoardInfo("micropython", version, "esp32", "Generic ESP32 module with ESP32", "a4cf12ab34cd",
-                         1_000_000, 2_000_000, 4096)
-
-    assert _check_board(info("1.27.0"), "/dev/ttyUSB0") == "dev-a4cf12ab34cd"
-    assert _check_board(info("1.28.1"), "/dev/ttyUSB0") == "dev-a4cf12ab34cd"
-    for old in ("1.26.1", "1.9", "preview"):
-        with pytest.raises(ProvisionError, match="needs 1.27 or newer"):
-            _check_board(info(old), "/dev/ttyUSB0")
+    spec = load()
+    pinned = spec["micropython"]["version"]
+    stock = "Generic ESP32 module with SPIRAM with ESP32"
+    psram = 4 * 1024 * 1024
+    assert check_running_image(pinned, stock, psram, "rating_pad", "/dev/ttyUSB0").kind == "stock"
+    production = check_running_image(pinned, spec["machine"], psram, "queue_display", "/dev/ttyUSB0")
+    assert production.kind == "production" and production.frozen
+    # Any 1.27 or newer used to pass: another release, a plain (no SPIRAM) image, another variant.
+    for version, machine in (("1.26.1", stock), ("1.28.1", stock), ("preview", stock), ("1.28.0", spec["machine"]),
+                             (pinned, "Generic ESP32 module with ESP32"), (pinned, "ESP32 D2WD with ESP32")):
+        with pytest.raises(ProvisionError, match="not a supported image|is built for"):
+            check_running_image(version, machine, psram, "rating_pad", "/dev/ttyUSB0")
+    # the SPIRAM image on a WROOM module (no PSRAM found at boot): a small heap
+    for role in ("rating_pad", "queue_display"):
+        with pytest.raises(ProvisionError, match=f"has a 150 KB MicroPython heap: no PSRAM .* a {role} needs"):
+            check_running_image(pinned, stock, 150 * 1024, role, "/dev/ttyUSB0")

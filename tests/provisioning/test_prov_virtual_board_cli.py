@@ -34,7 +34,7 @@ def test_exec_runs_in_real_micropython_that_looks_like_an_esp32(board_factory, r
     result = mpremote(board.port, "exec", program)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "micropython esp32 Generic ESP32 module with ESP32",
+        "micropython esp32 Generic ESP32 module with SPIRAM with ESP32",
         "a4cf12000007 a4cf12000007",
         "45 中文",
     ]
