@@ -58,8 +58,8 @@ DROP_RECONNECT = "reconnect"  # a new session without its predecessor's end bein
 DROP_LABELS = {DROP_WILL: "连接断开", DROP_HEARTBEAT: "心跳超时", DROP_RECONNECT: "重新连接"}
 
 ROLE_NAMES = {ROLE_QUEUE_DISPLAY: "排队显示屏", ROLE_RATING_PAD: "评价器"}
-COMPONENT_NAMES = {"center_broker": "中心消息服务", "printer": "打印机", "id_card": "身份证读卡器",
-                   "scanner": "扫描仪", "document_camera": "高拍仪"}
+COMPONENT_NAMES = {"center_broker": "中心消息服务", "county_uplink": "县平台上传", "printer": "打印机",
+                   "id_card": "身份证读卡器", "scanner": "扫描仪", "document_camera": "高拍仪"}
 PRINTER_STATES = {"paper_out": ("打印机缺纸", CRITICAL), "paper_near_end": ("打印机纸将用尽", WARNING),
                   "offline": ("打印机离线", CRITICAL)}
 # The edge's data disk (edge_agent/storage.py): state -> (message, what it means for the center, severity).
