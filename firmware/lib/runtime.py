@@ -67,16 +67,19 @@ def rated_store(state_dir, log=print):
 class DeviceRuntime:
     def __init__(self, config, app, state_dir="", panel=None, fw=FW_VERSION, backoff_min_s=0.5,
                  backoff_max_s=30, tick_ms=TICK_MS, rssi=None, log=print, network=None, watchdog=None,
-                 reset=None):
+                 reset=None, free_heap=None):
         """network: a link driver (firmware/lib/netlink.py) kept up by the runtime, or None.
         watchdog: anything with feed() (drivers/wdt.py HardwareWatchdog, sim SimWatchdog), or None.
         reset: a callable that restarts the board (machine.reset), for the reboot command.
+        free_heap: a callable giving the free heap in bytes for heartbeats; default gc.mem_free (None where the
+        runtime has none, e.g. CPython: the simulator passes its board's).
         """
         self.config = config
         self.app = app
         self.panel = panel
         self.log = log
         self.rssi = rssi  # optional callable: Wi-Fi signal in dBm
+        self.free_heap = free_heap or _free_heap
         if rssi is None and network is not None:
             self.rssi = network.rssi
         self.tick_ms = tick_ms
@@ -526,7 +529,7 @@ class DeviceRuntime:
             "uptime_s": self.uptime_ms // 1000,
             "reconnects": self.client.reconnects,
         }
-        heap = _free_heap()
+        heap = self.free_heap()
         if heap is not None:
             fields["free_heap"] = heap
         if self.last_error:

@@ -21,7 +21,7 @@ from firmware.lib import config as config_file
 from firmware.lib.runtime import DeviceRuntime, rated_store
 from firmware.queue_display.app import QueueDisplayApp
 from firmware.rating_pad.app import RatingPadApp
-from firmware.sim.hardware import SimButtons, SimNetwork, SimPanel, SimWatchdog, sim_screen
+from firmware.sim.hardware import SimButtons, SimNetwork, SimPanel, SimWatchdog, sim_free_heap, sim_screen
 from protocol import identity, messages
 
 SIM_BOARD = "sim"
@@ -283,7 +283,7 @@ class SimulatedCenter:
         device: SimulatedDevice
         runtime = DeviceRuntime(cfg, app, str(device_dir), panel=panel, backoff_min_s=self.backoff_min_s,
                                 backoff_max_s=self.backoff_max_s, log=self.log, network=SimNetwork(mac),
-                                watchdog=SimWatchdog(), reset=lambda: device.reboot())
+                                watchdog=SimWatchdog(), reset=lambda: device.reboot(), free_heap=sim_free_heap(role))
         buttons = SimButtons(runtime.press) if role == messages.ROLE_RATING_PAD else None
         device = SimulatedDevice(runtime, panel, device_dir, buttons)
         self.devices.append(device)

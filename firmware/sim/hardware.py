@@ -17,6 +17,16 @@ from firmware.sim import png
 from protocol import messages
 
 HISTORY = 50
+# What a simulated board reports as its free heap (CPython has no gc.mem_free): the boards' heap (ESP32-WROVER-E,
+# 4 MB of PSRAM) less what the role's objects take after boot under MicroPython (firmware/README.md, make bench).
+SIM_HEAP_BYTES = 4 * 1024 * 1024
+SIM_HEAP_USED_BYTES = {messages.ROLE_QUEUE_DISPLAY: 25 * 1024, messages.ROLE_RATING_PAD: 37 * 1024}
+
+
+def sim_free_heap(role: str) -> Callable[[], int]:
+    """The free heap a simulated device of `role` puts in its heartbeats, as a board's gc.mem_free() would."""
+    free = SIM_HEAP_BYTES - SIM_HEAP_USED_BYTES.get(role, 0)
+    return lambda: free
 
 
 class SimPanel:

@@ -12,6 +12,7 @@ from fw_helpers import CENTER, KEEPALIVE_S, Recorder, run, until
 
 from firmware.sim import SimulatedCenter, load_credentials, sim_devices, sim_key, sim_mac
 from firmware.sim.__main__ import parse_windows
+from firmware.sim.hardware import SIM_HEAP_BYTES, SIM_HEAP_USED_BYTES
 from protocol import identity, messages, topics
 
 
@@ -60,6 +61,15 @@ def test_devices_given_credentials_hold_them_as_a_provisioned_board(tmp_path: Pa
     path.write_text("{not json")
     with pytest.raises(ValueError, match="credentials file"):
         load_credentials(path)
+
+
+def test_simulated_heartbeats_carry_the_free_heap_a_board_reports(tmp_path: Path) -> None:
+    """CPython has no gc.mem_free: the simulator gives each device its board's figure, so the fleet's chart of
+    free memory has values (it showed — for every simulated device)."""
+    center = make_center(1883, tmp_path)
+    for device in center.devices:
+        health = messages.decode("health", device.runtime._health())
+        assert health["free_heap"] == SIM_HEAP_BYTES - SIM_HEAP_USED_BYTES[device.role] > 0
 
 
 def test_parse_windows() -> None:
