@@ -9,6 +9,10 @@ plain raw mode). Every program received is executed by real MicroPython, the Web
 unplugging, like flash. `machine.unique_id()`, `network.WLAN().config('mac')`, `os.uname()` and
 `os.statvfs()` answer as on an ESP32; filesystem errors carry the board's errno values.
 
+The image it runs: `machine=` (os.uname().machine and the banner; MicroPython's ESP32_GENERIC-SPIRAM
+by default) and `heap_bytes=` (what gc reports: a WROVER's 4 MB of PSRAM heap by default, less for a
+board without PSRAM), for the supported-image checks of provisioning/supported_images.py.
+
 Faults, for the error paths of the tools that talk to a board:
 - `set_free_bytes(n)`: the filesystem is full after n more bytes (writes fail with ENOSPC);
   `statvfs_free=` makes os.statvfs() claim another figure, as littlefs's estimate can.
