@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from fleet.acks import AckBatcher, EdgeKeys
 from fleet.alerts.evaluate import note_device_change, note_misplaced, store_health_report
-from fleet.cases.service import open_case_for_event
+from fleet.cases.service import note_reason, open_case_for_event
 from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
 from fleet.devconfig.config import record_reported
@@ -161,6 +161,37 @@ def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent],
     return STORED
 
 
+def _store_rating(session: Session, center_code: str, payload: dict[str, Any], now: datetime,
+                  settings: Settings) -> str:
+    """A rating is stored once per rating_id, and a stored 差评 opens its case.
+
+    The rating's event again, under a new event_id, only brings a 差评's reason picked after the score
+    (docs/protocol.md, rating_event): it is added to the stored rating and its case, once.
+    """
+    # The center's row, locked, makes two workers given a rating's two events at once take turns, so the second
+    # finds the first's rating (PostgreSQL; SQLite has one writer at a time anyway).
+    session.exec(select(Center.code).where(Center.code == center_code).with_for_update()).first()
+    stored = session.exec(select(RatingEvent).where(RatingEvent.center_code == center_code,
+                                                    RatingEvent.rating_id == payload["rating_id"])).first()
+    if stored is None:
+        outcome = _store_event(session, RatingEvent, center_code, payload, now)
+        if outcome == STORED and payload["score"] in messages.BAD_SCORES:
+            open_case_for_event(session, center_code, payload["event_id"], now, settings.tz,
+                                settings.case_deadline_working_days)
+        return outcome
+    reason = payload.get("reason")
+    if stored.event_id == payload["event_id"] or reason is None or stored.reason is not None:
+        return DUPLICATE
+    if stored.score != payload["score"]:
+        log.warning("center %s: the reason of rating %s came with score %s, the rating has %s: not taken",
+                    center_code, stored.rating_id, payload["score"], stored.score)
+        return DUPLICATE  # acknowledged all the same: sending it again would not make it match
+    stored.reason = reason
+    session.add(stored)
+    note_reason(session, stored, now)
+    return STORED
+
+
 def record_message(session: Session, name: str, params: dict[str, Any], payload: dict[str, Any],
                    now: datetime, retention: Retention | None = None, settings: Settings | None = None,
                    samples: SampleBatch | None = None) -> str:
@@ -197,12 +228,7 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
     if name == topics.TICKET_EVENT:
         return _store_event(session, TicketEvent, center.code, payload, now)
     if name == topics.RATING_EVENT:
-        outcome = _store_event(session, RatingEvent, center.code, payload, now)
-        if outcome == STORED and payload["score"] in messages.BAD_SCORES:
-            settings = settings or _DEFAULTS
-            open_case_for_event(session, center.code, payload["event_id"], now, settings.tz,
-                                settings.case_deadline_working_days)
-        return outcome
+        return _store_rating(session, center.code, payload, now, settings or _DEFAULTS)
     if name == topics.EDGE_HEALTH:
         # An edge that ignores the fleet's broker files because the fleet's counter went back: move it on.
         note_edge_version(session, center.code, payload["components"].get("broker_accounts"), now)

@@ -14,7 +14,7 @@ from sqlalchemy import DateTime, Index, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from fleet.auth.schema import added_columns
+from fleet.auth.schema import added_columns, added_indexes
 from protocol.identity import county_code, town_code
 from protocol.messages import BOOT_MAX_CHARS
 
@@ -93,6 +93,8 @@ class Device(SQLModel, table=True):
 added_columns("center", "edge_boot")
 added_columns("device", "boot")
 added_columns("ratingevent", "outcome")
+added_columns("ratingevent", "reason")
+added_indexes("ratingevent", "ix_rating_event_rating_id")
 
 
 class TicketEvent(SQLModel, table=True):
@@ -125,6 +127,8 @@ class RatingEvent(SQLModel, table=True):
         UniqueConstraint("center_code", "event_id", name="uq_rating_event"),
         Index("ix_rating_event_center_ts", "center_code", "ts"),
         Index("ix_rating_event_ts", "ts"),
+        # A rating's second event (a 差评's reason) finds the rating by its rating_id.
+        Index("ix_rating_event_rating_id", "center_code", "rating_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -139,5 +143,8 @@ class RatingEvent(SQLModel, table=True):
     # How an unanswered request ended, for score 0 the edge reports itself (skipped, pad_offline); NULL on a
     # pad's answer (1-5 rated, 0 未评价). Rating coverage (fleet/coverage.py) counts all four.
     outcome: str | None = Field(default=None, max_length=16)
+    # A 差评's reason (protocol.messages.RATING_REASONS), picked on the pad after the score and brought by the
+    # rating's second event (docs/protocol.md, rating_event); NULL when none was picked.
+    reason: str | None = Field(default=None, max_length=32)
     ts: float
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

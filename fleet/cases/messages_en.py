@@ -23,6 +23,14 @@ MESSAGES_EN: dict[str, str] = {
     "暂无可疑评价。": "No suspicious ratings.",
     "{center} · {window}号窗口": "{center} · window {window}",
     "评价编号": "Rating ids",
+    # a 差评's reason, picked on the pad (protocol.messages.RATING_REASON_LABELS)
+    "差评原因": "Reason",
+    "未选择原因": "No reason picked",
+    "服务态度": "Attitude of the staff",
+    "服务效率": "Efficiency",
+    "服务水平": "Competence",
+    "一次性告知不到位": "Not told everything at once",
+    "其他": "Other",
     # the case's assignee
     "请选择": "Choose",
     "旧记录，非系统用户": "old record, not a user account",

@@ -42,6 +42,8 @@ class FollowUpCase(SQLModel, table=True):
     service: str
     ticket: str
     score: int
+    # 差评原因 picked on the pad (protocol.messages.RATING_REASONS); it may arrive after the case opened.
+    reason: str | None = Field(default=None, max_length=32)
     rated_at: datetime = Field(sa_type=UTCDateTime)
     called_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -72,7 +74,7 @@ class FollowUpCase(SQLModel, table=True):
     overdue_notified: bool = False
 
 
-added_columns("followup_case", "assignee_user_id")
+added_columns("followup_case", "assignee_user_id", "reason")
 
 
 class CaseAction(SQLModel, table=True):

@@ -37,7 +37,7 @@ from fleet.overview import day_bounds, local_day
 from fleet.satisfaction import GROUPINGS, satisfaction_rates, suspicious_ratings
 from fleet.settings import Settings
 from fleet.web.pages import _render
-from protocol.messages import RATING_LABELS
+from protocol.messages import RATING_LABELS, RATING_REASON_LABELS
 
 CASE_FILTERS = ("active", "overdue", "closed", "all")
 
@@ -54,6 +54,7 @@ class CaseOut(BaseModel):
     service: str
     ticket: str
     score: int
+    reason: str | None  # 差评原因, one of protocol.messages.RATING_REASONS; None when none was picked (yet)
     rated_at: datetime
     called_at: datetime | None
     opened_at: datetime
@@ -365,7 +366,8 @@ def post_exclude(rating_event_id: RowId, body: ExcludeIn, user: WriterDep, sessi
 
 def _labels() -> dict[str, Any]:
     return {"state_labels": STATE_LABELS, "appeal_labels": APPEAL_LABELS, "callback_results": CALLBACK_RESULTS,
-            "resolution_kinds": RESOLUTION_KINDS, "rating_labels": RATING_LABELS}
+            "resolution_kinds": RESOLUTION_KINDS, "rating_labels": RATING_LABELS,
+            "reason_labels": RATING_REASON_LABELS}
 
 
 @pages.get("/cases", response_class=HTMLResponse)

@@ -31,7 +31,7 @@ from fleet.cases.models import (
 )
 from fleet.models import RatingEvent, TicketEvent
 from fleet.satisfaction import CALL_LOOKBACK_S, RatingExclusion
-from protocol.messages import BAD_SCORES, TICKET_CALLED
+from protocol.messages import BAD_SCORES, RATING_REASON_LABELS, TICKET_CALLED
 
 SYSTEM = "system"
 
@@ -62,11 +62,23 @@ def open_case(session: Session, rating: RatingEvent, now: datetime, tz: ZoneInfo
         TicketEvent.ts >= rating.ts - CALL_LOOKBACK_S).order_by(col(TicketEvent.ts).desc())).first()
     case = FollowUpCase(rating_event_id=rating.id, center_code=rating.center_code, window=rating.window,
                         staff_no=rating.staff_no, service=rating.service, ticket=rating.ticket, score=rating.score,
-                        rated_at=rated_at, called_at=None if called is None else datetime.fromtimestamp(called, UTC),
+                        reason=rating.reason, rated_at=rated_at,
+                        called_at=None if called is None else datetime.fromtimestamp(called, UTC),
                         opened_at=now, due_on=deadline.day, due_estimated=deadline.estimated)
     session.add(case)
     session.flush()
     _log(session, case, SYSTEM, "opened", now, f"评分 {rating.score}")
+    return case
+
+
+def note_reason(session: Session, rating: RatingEvent, now: datetime) -> FollowUpCase | None:
+    """A 差评's reason came after its case opened (the rating's second event): the case gets it too."""
+    case = session.exec(select(FollowUpCase).where(FollowUpCase.rating_event_id == rating.id)).first()
+    if case is None or case.reason is not None or rating.reason is None:
+        return case
+    case.reason = rating.reason
+    session.add(case)
+    _log(session, case, SYSTEM, "reason", now, RATING_REASON_LABELS.get(rating.reason, rating.reason))
     return case
 
 
