@@ -265,9 +265,14 @@ def broker_files(session: Session, center: str, now: datetime | None = None,
 
 def write_broker_files(files: BrokerFiles, out_dir: Path) -> tuple[Path, Path]:
     """Write `passwd` and `acl` into `out_dir` (mode 0600, each replaced whole); returns their paths."""
+    return write_passwd_and_acl(files.passwd, files.acl, out_dir)
+
+
+def write_passwd_and_acl(passwd: str, acl: str, out_dir: Path) -> tuple[Path, Path]:
+    """`passwd` and `acl` files of a Mosquitto (the center's or the county's) in `out_dir`, mode 0600."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, text in (("passwd", files.passwd), ("acl", files.acl)):
+    for name, text in (("passwd", passwd), ("acl", acl)):
         path = out_dir / name
         tmp = out_dir / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
