@@ -160,6 +160,8 @@ class SimulatedDevice:
             out["ticket"] = self.app.request["ticket"] if self.app.request else None
             leds = self.panel.screen.leds if self.panel.screen is not None else None
             out["leds"] = list(leds.states) if leds is not None else []  # left to right: 非常满意 .. 非常不满意
+            out["asking_reason"] = self.app.asking_reason  # after a 差评 the buttons stand for its reasons
+            out["buttons"] = self.app.button_labels()  # what each button means now, left to right
         return out
 
     def png(self) -> bytes | None:

@@ -1,7 +1,8 @@
 """The simulator's control page: stdlib asyncio HTTP, no framework.
 
 GET  /            the page (模拟设备): each window's display and pad screen,
-                  five rating buttons per pad; it polls /state.json
+                  five buttons per pad, labelled with what they mean now (the five
+                  grades, or after a 差评 its five reasons); it polls /state.json
 GET  /state.json  SimulatedCenter.state()
 GET  /screen/<device id>.png
                   the device's panel in pixels, drawn for this moment (HUB12 LEDs, OLED)
@@ -69,7 +70,9 @@ async function refresh() {
         if (device.leds) {
           document.querySelectorAll('#buttons-' + w.window + ' button').forEach((button, i) => {
             button.classList.toggle('lit', Boolean(device.leds[i]));
+            if (device.buttons) button.textContent = device.buttons[i];
           });
+          document.getElementById('buttons-' + w.window).dataset.mode = device.asking_reason ? 'reason' : 'rating';
         }
         const status = document.getElementById(kind + '-status-' + w.window);
         status.textContent = device.online ? '在线' : '离线';
@@ -84,7 +87,8 @@ async function press(form, score) {
   const response = await fetch('/press', {method: 'POST', headers: {'Content-Type': 'application/json'},
                                           body: JSON.stringify({window: Number(window), score: Number(score)})});
   const answer = await response.json();
-  result.textContent = answer.sent ? '已提交评价' : '当前没有待评价的业务';
+  const done = form.dataset.mode === 'reason' ? '已提交原因' : '已提交评价';
+  result.textContent = answer.sent ? done : '当前没有待评价的业务';
   refresh();
 }
 document.querySelectorAll('form.buttons').forEach(form => {
@@ -112,10 +116,12 @@ def render_page(state: dict[str, Any]) -> str:
     for w in state["windows"]:
         window = w["window"]
         display, pad = w["display"], w["pad"]
+        labels = pad.get("buttons") or [label for _score, label in SimButtons.LABELS]
         buttons = "".join(
             f'<button type="submit" name="score" value="{score}">{html.escape(label)}</button>'
-            for score, label in SimButtons.LABELS
+            for (score, _grade), label in zip(SimButtons.LABELS, labels, strict=True)
         )
+        mode = "reason" if pad.get("asking_reason") else "rating"
         cards.append(f"""
 <section class="window" data-window="{window}">
   <h2>{window}号窗口</h2>
@@ -127,7 +133,8 @@ def render_page(state: dict[str, Any]) -> str:
     {_status_html(f"pad-status-{window}", pad["online"])}</div>
   <img class="pixels" id="pad-png-{window}" alt="评价器画面" src="/screen/{html.escape(pad["device_id"])}.png">
   <div class="screen pad" id="pad-{window}">{_lines_html(pad["lines"])}</div>
-  <form class="buttons" id="buttons-{window}" method="post" action="/press" data-window="{window}">
+  <form class="buttons" id="buttons-{window}" method="post" action="/press" data-window="{window}"
+        data-mode="{mode}">
     <input type="hidden" name="window" value="{window}">{buttons}
   </form>
   <div class="result" id="result-{window}"></div>

@@ -116,3 +116,33 @@ def test_control_page_shows_a_call_and_sends_a_rating(simulator: str, center_bro
         assert len(edge.payloads(rating_topic)) == 1
     finally:
         edge.close()
+
+
+@pytest.mark.broker
+@pytest.mark.browser
+def test_after_a_bad_rating_the_buttons_ask_its_reason(simulator: str, center_broker, page) -> None:
+    pad_id = identity.device_id_from_mac(sim_mac(CENTER, messages.ROLE_RATING_PAD, 3))
+    rating_topic = topics.build(topics.RATING_SUBMITTED, center=CENTER, device=pad_id)
+    edge = Recorder(center_broker.port, rating_topic)
+    try:
+        page.goto(simulator + "/")
+        window3 = page.locator("section.window[data-window='3']")
+        request = messages.make("rating_request", request_id="req-7", window=3, state="open", ticket="A007",
+                                staff_no="1024", staff_name="张三")
+        edge.publish(topics.build(topics.RATING_REQUEST, center=CENTER, window=3),
+                     messages.encode("rating_request", request), retain=True)
+        page.locator("#pad-3", has_text="请对本次服务进行评价").wait_for(timeout=10000)
+        window3.get_by_role("button", name="非常不满意", exact=True).click()
+        page.locator("#pad-3", has_text="请选择不满意原因").wait_for(timeout=10000)
+        wait_for(lambda: edge.payloads(rating_topic), what="the score, sent at the press")
+        assert window3.locator("button").all_inner_texts() == ["服务态度", "服务效率", "服务水平", "一次性告知不到位",
+                                                               "其他"]
+        window3.get_by_role("button", name="服务效率", exact=True).click()
+        page.locator("#result-3", has_text="已提交原因").wait_for(timeout=10000)
+        page.locator("#pad-3", has_text="服务效率").wait_for(timeout=10000)
+        score = messages.decode("rating_submitted", edge.payloads(rating_topic)[0])
+        assert (score["ticket"], score["score"], score.get("reason")) == ("A007", 1, None)
+        # The reason follows as the same rating (tests/test_end_to_end.py sees it reach the fleet's case).
+        page.locator("section.window[data-window='3'] button", has_text="非常满意").wait_for(timeout=10000)
+    finally:
+        edge.close()
