@@ -23,7 +23,7 @@ from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.health_history import device_history
 from fleet.models import Device
 from fleet.overview import center_summary, county_overview, list_devices
-from fleet.web import labels
+from fleet.web import audit_view, labels
 
 router = APIRouter(include_in_schema=False)
 
@@ -106,4 +106,7 @@ def audit_page(request: Request, user: CurrentUserDep, session: SessionDep,
     per_page = 100
     entries = audit.visible_entries(session, user, limit=per_page + 1, offset=(page - 1) * per_page)
     return render(request, "audit.html", {"entries": entries[:per_page], "page": page,
-                                           "has_more": len(entries) > per_page})
+                                           "has_more": len(entries) > per_page,
+                                           "action_label": audit_view.action_label,
+                                           "detail_items": audit_view.detail_items,
+                                           "via_labels": audit_view.VIA_LABELS, "system_user": audit_view.SYSTEM_USER})

@@ -43,7 +43,7 @@ def test_alerts_page_acknowledges(fleet, page) -> None:
     assert row.locator(".state").inner_text() == "已确认"
     assert row.locator(".acked").inner_text().startswith("admin")
     page.goto(fleet + "/audit")
-    assert page.locator("#audit tr[data-action] .action").first.inner_text() == "alert.acknowledge"
+    assert page.locator("#audit tr[data-action] .action").first.inner_text() == "确认告警"  # alert.acknowledge
 
 
 @pytest.mark.browser

@@ -178,8 +178,9 @@ def test_admin_adds_a_user_with_a_token_shown_once_and_it_is_audited(fleet, page
     assert token not in page.content()
 
     page.goto(fleet + "/audit")
-    actions = page.locator("#audit tr[data-action] .action").all_inner_texts()
+    actions = page.locator("#audit tr[data-action]").evaluate_all("rows => rows.map(r => r.dataset.action)")
     assert actions[:3] == ["token.create", "user.create", "login"]
+    assert page.locator("#audit tr[data-action] .action").all_inner_texts()[:3] == ["创建 API 令牌", "创建用户", "登录"]
     assert page.locator("#audit tr[data-action='user.create'] .who").first.inner_text() == ADMIN
 
     page.click("#logout")
