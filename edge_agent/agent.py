@@ -229,7 +229,13 @@ class EdgeAgent:
             state = states.get(window.number)
             windows[str(window.number)] = {"state": state.state if state else WINDOW_OPEN,
                                            "staff_no": (state.staff_no if state else None) or ""}
-        return {"ready": ready, "reasons": reasons, "components": components, "windows": windows,
+            told = self.center_link.displays_told.get(window.number)
+            if told is not None:  # what its display was told (docs/protocol.md, edge_health): the county mirrors it
+                windows[str(window.number)]["display"] = {key: told[key] for key in ("state", "ticket", "text")}
+        # The center's staff directory (window staff and stand-ins): events carry staff numbers only, the county
+        # names them with this.
+        staff = {member.staff_no: member.name for member in self.config.staff}
+        return {"ready": ready, "reasons": reasons, "components": components, "windows": windows, "staff": staff,
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
                 "ts": time.time()}
 

@@ -247,6 +247,7 @@ SCHEMAS = {
         _field("reasons", ARR),
         _field("components", OBJ),
         _field("windows", OBJ, False),
+        _field("staff", OBJ, False),  # staff number -> name (the center's staff directory)
         _field("outbox", INT, False, low=0),
         _field("uptime_s", NUM, False, low=0),
         _TS,

@@ -74,6 +74,9 @@ class CenterLink(MqttLink):
         self.unregistered = 0  # messages of device ids not registered to this center: dropped
         self.refused_presence = 0  # births and wills whose role or window is not the registered one
         self.refused_devices: dict[str, str] = {}  # device id -> why its messages were refused (the latest few)
+        # window -> the window_display payload last published for it (retained): what its display was told. The
+        # county sees it in edge_health (windows.<n>.display), so its mirror is the display's, not a guess.
+        self.displays_told: dict[int, dict] = {}
         queue.listeners.append(self._on_queue_change)
 
     async def start(self) -> None:
@@ -104,7 +107,9 @@ class CenterLink(MqttLink):
                                    messages.encode(spec.payload, payload), spec.qos, spec.retained))
 
     def publish_window(self, window: int) -> None:
-        self._queue_publish(topics.WINDOW_DISPLAY, window, self.queue.display_payload(window))
+        payload = self.queue.display_payload(window)
+        self.displays_told[window] = payload
+        self._queue_publish(topics.WINDOW_DISPLAY, window, payload)
 
     def publish_rating_request(self, window: int) -> None:
         request = self.queue.rating_request_payload(window)

@@ -80,9 +80,13 @@ MESSAGES_EN: dict[str, str] = {
     "固件": "Firmware",
     "窗口": "Windows",
     "{n}号窗口": "Window {n}",
-    "显示内容根据叫号事件推算（县级平台不直接接收窗口屏内容）。":
-        "What each display shows is derived from the calling events (the county does not receive the displays' "
-        "content).",
+    "显示屏内容为边缘网关最近一次下发给该窗口显示屏的内容（含该屏生效配置中的空闲文字）。":
+        "What each window's display was last told by the edge agent (with the idle text of the display's "
+        "configuration in force).",
+    "根据叫号事件推算": "inferred from the calls",
+    "暂停服务": "paused",
+    "工作人员": "Staff",
+    "截至": "As of",
     "显示屏内容": "Display shows",
     "状态": "State",
     "时间": "Time",
