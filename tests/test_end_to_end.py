@@ -172,3 +172,38 @@ def test_a_restarted_edge_agent_puts_every_display_back(county):
     assert retained_display(broker.port, 3)["state"] == "idle"
     assert httpx.get(f"{edge}/api/state").json()["windows"][1]["ticket"] == "B001"
     wait_until(lambda: devices.display(2).lines == ["B001", "请B001号到2号窗口"], what="window 2 still shows B001")
+
+
+@pytest.mark.browser
+def test_a_bad_rating_and_its_reason_picked_on_the_pad_show_on_the_county_case_page(county, page):
+    edge, fleet, devices, loop = county["edge"], county["fleet_api"], county["devices"], county["loop"]
+    pad = devices.pad(3)
+    httpx.post(f"{edge}/api/tickets", json={"service": "A"}).raise_for_status()
+    window3 = signed_in(edge, 3)
+    window3.press("next").raise_for_status()
+    window3.press("finish").raise_for_status()
+    wait_until(lambda: loop.call(lambda: pad.app.is_open), what="the rating pad to open")
+
+    # 非常不满意 (the rightmost button) goes at once; the pad then asks why, each reason in turn on its screen.
+    assert loop.call(pad.press, 1) is True
+    wait_until(lambda: "请选择不满意原因" in pad.lines, what="the pad to ask the reason")
+    assert loop.call(lambda: pad.app.button_labels())[1] == "服务效率"
+    assert loop.call(pad.press, 4) is True  # the second button from the left: 服务效率
+    wait_until(lambda: pad.lines == ["谢谢您的评价", "服务效率"], what="the pad to thank for the reason")
+
+    def case() -> dict | None:
+        cases = fleet.get("/api/cases").json()
+        return cases[0] if cases and cases[0]["reason"] else None
+
+    found = wait_until(case, what="the 差评's case at the county with its reason")
+    assert (found["ticket"], found["window"], found["score"], found["reason"]) == ("A001", 3, 1, "efficiency")
+    assert fleet_center(fleet)["ratings_today"] == 1  # the reason is no second rating
+
+    page.goto(county["fleet"] + "/login")
+    page.fill("#username", "end-to-end")
+    page.fill("#password", "end-to-end-password")
+    page.click("#login-submit")
+    page.wait_for_selector("#nav")
+    page.goto(f"{county['fleet']}/cases/{found['id']}")
+    assert page.locator("#case-reason").inner_text() == "服务效率"
+    assert page.locator("#case-score").inner_text() == "非常不满意"
