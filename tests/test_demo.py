@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.support.waiting import wait_until
@@ -46,6 +47,21 @@ class DemoRun:
         return self.process.wait(30)
 
 
+def connect_refused(port: int) -> bool:
+    """Whether the broker on `port` refuses a client without user name and password."""
+    answers: list = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda _client, _userdata, _flags, reason, _properties: answers.append(reason)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_until(lambda: answers, what=f"an answer to an anonymous CONNECT on {port}")
+        return answers[0].is_failure
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
     base = free_port()
     demo = DemoRun(tmp_path / "run", base, tmp_path / "first-run.txt")
@@ -54,6 +70,9 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
         assert set(urls) == {"fleet dashboard", "kiosk", "window 3 staff caller", "hall display",
                              "simulated devices", "county broker", "center broker"}
         assert urls["county broker"].startswith("mqtt://127.0.0.1:")
+        # Both brokers run with accounts, as a county's do: nobody connects without one.
+        for name in ("county broker", "center broker"):
+            assert connect_refused(int(urls[name].rsplit(":", 1)[1])), f"the {name} took an anonymous client"
 
         # A resident takes a ticket for 社保业务 at the kiosk.
         page.goto(urls["kiosk"])

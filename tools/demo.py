@@ -5,9 +5,14 @@ the fleet service, the edge agent of a sample center and simulated devices
 for its three windows, then prints where to look. The simulated devices are
 registered with the fleet first, as provisioning registers a board, and run
 with the broker account and device key the fleet issued: county IT can
-configure them and send them commands from the dashboard. Ctrl-C stops every
-process it started; a stale run left behind (e.g. after a kill -9) is
-cleaned up at the next start, so `make demo` always starts cleanly. A
+configure them and send them commands from the dashboard. Both brokers run
+with accounts, as a county's do: the fleet writes the county broker's files
+(its own account, the edge's) and the center broker's (the edge's, the
+devices'), the edge gets its credentials and edge key from the fleet and
+installs the center broker's files the fleet sends it (signed), and every
+party connects with its own account. Ctrl-C stops every process it started;
+a stale run left behind (e.g. after a kill -9) is cleaned up at the next
+start, so `make demo` always starts cleanly. A
 process that crashes is started again with a message, as the systemd
 services of a real center are: at most 5 times within 10 minutes, then the
 demo stops.
@@ -30,6 +35,13 @@ import httpx
 from edge_agent.sign_in import hash_secret
 from firmware.sim import sim_devices
 from fleet.auth.bootstrap import ensure_user, issue_token
+from fleet.auth.principal import CLI_USER
+from fleet.db import create_db_engine, init_db, write_session
+from fleet.models import utcnow
+from fleet.registration.broker_files import CENTER_BROKER_SETTINGS, write_passwd_and_acl
+from fleet.registration.county_broker import COUNTY_BROKER_SETTINGS
+from fleet.registration.county_cli import write_county_files
+from fleet.registration.service import issue_fleet_account
 from provisioning.fleet_registration import post_registration
 from tools.mosquitto import MosquittoBroker, free_port, port_is_open
 
@@ -47,6 +59,8 @@ STAFF_WINDOWS = {"1001": "window 1", "1002": "window 2", "1003": "window 3", "10
 # Who the fleet records as having provisioned the simulated devices.
 TECHNICIAN = "make demo"
 SIM_BOARD = "sim"
+# The fleet's account on the county broker (its ingest's client id too: the broker binds ids to user names).
+FLEET_ACCOUNT = "fleet-demo"
 
 
 def firmware_image_sha256() -> str:
@@ -123,19 +137,22 @@ class Demo:
         self.brokers: list[MosquittoBroker] = []
         self.programs: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, list[str]] = {}  # how each program was started, to start it again
+        self.envs: dict[str, dict[str, str]] = {}  # and with which environment of its own (credentials)
         self.limits: dict[str, RestartLimit] = {}
 
     def _record_pids(self) -> None:
         pids = [b.process.pid for b in self.brokers if b.process] + [p.pid for p in self.programs.values()]
         (self.run_dir / "pids").write_text("\n".join(str(p) for p in pids) + "\n")
 
-    def _start_program(self, name: str, args: list[str]) -> None:
+    def _start_program(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.run_dir / f"{name}.log", "ab")
+        env = env if env is not None else self.envs.get(name, {})
         # The demo dashboard is plain http on 127.0.0.1: session cookies without the Secure flag.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLEET_SESSION_COOKIE_SECURE": "0"}
-        self.programs[name] = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=log, env=env)
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLEET_SESSION_COOKIE_SECURE": "0", **env}
+        self.programs[name] = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=log,
+                                               env=full_env)
         log.close()  # the child has its own copy
-        self.commands[name] = args
+        self.commands[name], self.envs[name] = args, env
         self._record_pids()
 
     def _wait_http(self, name: str, url: str, timeout: float = 60) -> None:
@@ -151,41 +168,119 @@ class Demo:
             time.sleep(0.2)
         raise RuntimeError(f"{name} did not answer at {url}")
 
-    def write_edge_config(self) -> Path:
+    def write_edge_config(self, edge: dict[str, str]) -> Path:
+        """The sample center's config with the demo's ports and what the fleet issued to its edge (`edge`: the
+        answer of POST /api/centers/<code>/edge-credentials), installing the center broker's files it sends."""
         text = SAMPLE_CONFIG.read_text(encoding="utf-8")
         text = text.replace("port = 1883", f"port = {self.ports['center']}")
         text = text.replace("port = 1884", f"port = {self.ports['county']}")
         text = text.replace("port = 8080", f"port = {self.ports['edge']}")
+        text = text.replace("[brokers.center]\n", f'[brokers.center]\nusername = "{edge["username"]}"\n'
+                                                   f'password = "{edge["password"]}"\n')
+        text = text.replace("[brokers.county]\n", f'[brokers.county]\nusername = "{edge["county_username"]}"\n'
+                                                   f'password = "{edge["county_password"]}"\n'
+                                                   f'edge_key = "{edge["edge_key"]}"\n')
+        files = self.center_files_dir
+        text += (f'\n[center_broker]\npassword_file = "{files / "passwd"}"\nacl_file = "{files / "acl"}"\n'
+                 f'pid_file = "{files / "mosquitto.pid"}"\n')
         text += f'\n[admin]\npassword_hash = "{hash_secret(CENTER_ADMIN_PASSWORD)}"\n'
         path = self.run_dir / "edge" / "center.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_secret(path, text)  # it holds the edge's passwords and key
         return path
+
+    @property
+    def center_files_dir(self) -> Path:
+        return self.run_dir / "brokers" / "center-accounts"
+
+    @property
+    def county_files_dir(self) -> Path:
+        return self.run_dir / "brokers" / "county-accounts"
+
+    def county_accounts(self, fleet_db: str) -> str:
+        """What county IT does on the fleet's server: a fleet account (its password, new at every start, is
+        returned for the fleet's environment) and the county broker's files with every account issued so far."""
+        engine = create_db_engine(fleet_db)
+        try:
+            init_db(engine)
+            with write_session(engine) as session:
+                password = issue_fleet_account(session, CLI_USER, FLEET_ACCOUNT, utcnow())
+            write_county_files(engine, self.county_files_dir)
+        finally:
+            engine.dispose()
+        return password
+
+    def write_county_files(self, fleet_db: str) -> None:
+        engine = create_db_engine(fleet_db)
+        try:
+            write_county_files(engine, self.county_files_dir)
+        finally:
+            engine.dispose()
+
+    def edge_credentials(self, fleet_db: str) -> dict[str, str]:
+        """The center's edge is set up as county IT sets one up: credentials from the fleet (new at every start:
+        the demo writes the edge's config each time), the county broker's files written again with its account
+        (and the broker reloaded), and the center broker's first files from the fleet."""
+        headers = {"Authorization": f"Bearer {self.provisioning_token(fleet_db)}"}
+        answer = httpx.post(self.url("fleet", f"/api/centers/{CENTER_CODE}/edge-credentials"), headers=headers,
+                            timeout=30)
+        answer.raise_for_status()
+        self.write_county_files(fleet_db)
+        next(b for b in self.brokers if b.name == "county").reload()
+        files = httpx.get(self.url("fleet", f"/api/centers/{CENTER_CODE}/broker-files"), headers=headers, timeout=30)
+        files.raise_for_status()
+        write_passwd_and_acl(files.json()["passwd"], files.json()["acl"], self.center_files_dir)
+        return answer.json()
+
+    def _wait_registered_devices(self, timeout: float = 60) -> None:
+        """Until the edge has installed the center broker's files with every simulated device's account."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                accounts = httpx.get(self.url("edge", "/api/health"), timeout=2).json().get("broker_accounts", {})
+                if accounts.get("registered_devices", 0) >= 2 * WINDOWS and accounts.get("state") == "installed":
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the edge did not install the devices' broker accounts; see {self.run_dir / 'edge.log'}")
+
+    def _start_broker(self, name: str, files: Path, settings: tuple[str, ...], pid: bool = False) -> None:
+        broker = MosquittoBroker(self.run_dir / "brokers", name, self.ports[name], password_file=files / "passwd",
+                                 acl_file=files / "acl", pid_file=files / "mosquitto.pid" if pid else None,
+                                 settings=settings)
+        self.brokers.append(broker.start())
+        self._record_pids()
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         stop_stale_run(self.run_dir)
-        for name in ("county", "center"):
-            broker = MosquittoBroker(self.run_dir / "brokers", name, self.ports[name])
-            self.brokers.append(broker.start())
-            self._record_pids()
         county_url = f"mqtt://127.0.0.1:{self.ports['county']}"
         center_url = f"mqtt://127.0.0.1:{self.ports['center']}"
         (self.run_dir / "fleet").mkdir(exist_ok=True)
         fleet_db = f"sqlite:///{self.run_dir / 'fleet' / 'fleet.db'}"
         ensure_user(fleet_db, DEMO_USER, "county_admin", DEMO_PASSWORD)
+        fleet_password = self.county_accounts(fleet_db)
+        self._start_broker("county", self.county_files_dir, COUNTY_BROKER_SETTINGS)
         self._start_program("fleet", [
             "-m", "fleet", "--database-url", fleet_db,
             "--broker", county_url, "--host", "127.0.0.1", "--port", str(self.ports["fleet"]),
-            "--heartbeat-timeout", "30"])
-        self._start_program("edge", ["-m", "edge_agent", "--config", str(self.write_edge_config())])
+            "--heartbeat-timeout", "30"], env={"FLEET_BROKER_USERNAME": FLEET_ACCOUNT,
+                                               "FLEET_BROKER_PASSWORD": fleet_password,
+                                               "FLEET_MQTT_CLIENT_ID": FLEET_ACCOUNT})
         self._wait_http("fleet", self.url("fleet", "/healthz"))
+        edge = self.edge_credentials(fleet_db)
+        # The center broker's files are the edge's to keep from now on: it installs what the fleet sends and
+        # reloads this Mosquitto (its pid file).
+        self._start_broker("center", self.center_files_dir, CENTER_BROKER_SETTINGS, pid=True)
+        self._start_program("edge", ["-m", "edge_agent", "--config", str(self.write_edge_config(edge))])
+        self._wait_http("edge", self.url("edge", "/api/health"))
         credentials = self.register_devices(fleet_db)
+        self._wait_registered_devices()
         self._start_program("devices", [
             "-m", "firmware.sim", "--center", CENTER_CODE, "--broker", center_url, "--windows", str(WINDOWS),
             "--state-dir", str(self.run_dir / "devices"), "--http-port", str(self.ports["devices"]),
             "--health-interval", "10", "--credentials", str(credentials)])
-        self._wait_http("edge", self.url("edge", "/api/health"))
         self.set_staff_pins()
         self._wait_http("devices", self.url("devices", "/state.json"))
 
