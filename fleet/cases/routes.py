@@ -30,6 +30,7 @@ from fleet.cases.models import (
     CaseAction,
     FollowUpCase,
 )
+from fleet.cases.names import ACTION_LABELS, case_names
 from fleet.coverage import rating_coverage
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.models import RatingEvent
@@ -51,7 +52,9 @@ class CaseOut(BaseModel):
     center_code: str
     window: int
     staff_no: str | None
+    staff_name: str | None = None  # from the center's staff directory (edge_health), None if never named
     service: str
+    service_name: str | None = None  # from the center's ticket events, None if never named
     ticket: str
     score: int
     reason: str | None  # 差评原因, one of protocol.messages.RATING_REASONS; None when none was picked (yet)
@@ -164,7 +167,8 @@ def case_dict(case: FollowUpCase, today: date, names: dict[int, str]) -> dict[st
 
 def case_dicts(session: Session, cases: list[FollowUpCase], today: date) -> list[dict[str, Any]]:
     names = assignee_names(session, cases)
-    return [case_dict(c, today, names) for c in cases]
+    named = case_names(session, cases)  # the staff member and the service by name (fleet/cases/names.py)
+    return [{**case_dict(c, today, names), **named[c.id]} for c in cases]
 
 
 def visible_cases(session: Session, user: CurrentUser, which: str, today: date, limit: int = 500) -> list[FollowUpCase]:
@@ -386,6 +390,7 @@ def _case_page(request: Request, session: Session, case: FollowUpCase, today: da
                status_code: int = 200) -> Response:
     response = _render(request, "case.html", {"case": _detail(session, case, today), "error": error,
                                              "assignable": assignable_users(session, case.center_code),
+                                             "action_labels": ACTION_LABELS,
                                              **_labels()})
     response.status_code = status_code
     return response
