@@ -224,11 +224,14 @@ class EdgeAgent:
         components.pop("cameras", None)
         # Only the windows' states: this runs every second, the full page snapshot is far heavier.
         states = self.queue.window_states()
+        last_out = self.queue.last_sign_outs()
         windows = {}
         for window in self.config.windows:
             state = states.get(window.number)
             windows[str(window.number)] = {"state": state.state if state else WINDOW_OPEN,
                                            "staff_no": (state.staff_no if state else None) or ""}
+            if not windows[str(window.number)]["staff_no"]:  # 空岗 since then (0: never staffed here)
+                windows[str(window.number)]["unstaffed_since"] = last_out.get(window.number, 0.0)
             told = self.center_link.displays_told.get(window.number)
             if told is not None:  # what its display was told (docs/protocol.md, edge_health): the county mirrors it
                 windows[str(window.number)]["display"] = {key: told[key] for key in ("state", "ticket", "text")}

@@ -35,7 +35,7 @@ from fleet.devconfig.config import record_reported
 from fleet.devconfig.keys import KeyBox
 from fleet.health_history import Retention, SampleBatch, prune_all, record_sample
 from fleet.metrics import MessageCounts
-from fleet.models import Center, Device, RatingEvent, TicketEvent, utcnow
+from fleet.models import AttendanceEvent, Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
 from fleet.registration.delivery import note_edge_version
 from fleet.registration.models import DeviceRegistration
@@ -57,7 +57,10 @@ log = logging.getLogger(__name__)
 # session rules of fleet.presence.
 STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH, topics.DEVICE_CONFIG_REPORTED)
 # Streams, split between workers with a shared subscription.
-STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.DEVICE_COMMAND_ACK)
+STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT,
+                 topics.DEVICE_COMMAND_ACK)
+# Events the edge keeps until the fleet acknowledges them (event_ack).
+ACKED_EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT)
 # Messages of one device, under the topic of its center: the center must be the one the device belongs to.
 DEVICE_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.DEVICE_CONFIG_REPORTED,
                  topics.DEVICE_COMMAND_ACK)
@@ -147,8 +150,8 @@ def _misplaced(session: Session, name: str, device_id: str, center_code: str, ho
     return MISPLACED
 
 
-def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent], center_code: str,
-                 payload: dict[str, Any], now: datetime) -> str:
+def _store_event(session: Session, model: type[TicketEvent] | type[RatingEvent] | type[AttendanceEvent],
+                 center_code: str, payload: dict[str, Any], now: datetime) -> str:
     existing = session.exec(
         select(model.id).where(model.center_code == center_code, model.event_id == payload["event_id"])
     ).first()
@@ -227,6 +230,8 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         return outcome
     if name == topics.TICKET_EVENT:
         return _store_event(session, TicketEvent, center.code, payload, now)
+    if name == topics.ATTENDANCE_EVENT:
+        return _store_event(session, AttendanceEvent, center.code, payload, now)
     if name == topics.RATING_EVENT:
         return _store_rating(session, center.code, payload, now, settings or _DEFAULTS)
     if name == topics.EDGE_HEALTH:
@@ -624,7 +629,7 @@ class Ingest:
                 self.message_counts.add("invalid", outcome)
                 continue
             self.message_counts.add(name, outcome)
-            if name in (topics.TICKET_EVENT, topics.RATING_EVENT) and outcome in (STORED, DUPLICATE):
+            if name in ACKED_EVENT_TOPICS and outcome in (STORED, DUPLICATE):
                 # Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks).
                 self.acks.add(params["center"], json.loads(raw)["event_id"])
 

@@ -120,6 +120,26 @@ class TicketEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class AttendanceEvent(SQLModel, table=True):
+    """考勤: a staff member signed in or out at a window's caller, as the edge agent reported it."""
+
+    __table_args__ = (
+        UniqueConstraint("center_code", "event_id", name="uq_attendance_event"),
+        Index("ix_attendance_event_center_ts", "center_code", "ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    center_code: str = Field(foreign_key="center.code", max_length=12)
+    event_id: str
+    kind: str = Field(max_length=16)  # sign_in / sign_out
+    window: int
+    staff_no: str = Field(max_length=32)
+    staff_name: str | None = None
+    reason: str | None = Field(default=None, max_length=16)  # why a sign-out: signed_out, replaced, day_end
+    ts: float
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class RatingEvent(SQLModel, table=True):
     """A 好差评 rating bound to ticket, window, staff and service; score 0 is 未评价."""
 

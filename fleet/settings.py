@@ -88,6 +88,7 @@ class Settings(BaseModel):
     alert_reopen_window_s: float = Field(default=3600.0, ge=0)  # a condition back within this reopens its alert
     wait_target_min: float = Field(default=30.0, gt=0)  # service-level target for issued -> called
     window_paused_alert_min: float = Field(default=15.0, ge=0)
+    window_empty_alert_min: float = Field(default=30.0, ge=0)  # 空岗: no staff signed in at a window, opening time
     # A window whose 评价覆盖率 today (rated / served) is below this, once it has served enough to judge:
     # its pad unplugged or ignored (国办发〔2019〕51号: every service is rated).
     rating_coverage_alert_percent: float = Field(default=80.0, ge=0, le=100)

@@ -55,6 +55,14 @@ RATING_TIMEOUT = "timeout"
 RATING_SKIPPED = "skipped"
 RATING_PAD_OFFLINE = "pad_offline"
 RATING_OUTCOMES = (RATING_RATED, RATING_TIMEOUT, RATING_SKIPPED, RATING_PAD_OFFLINE)
+# 考勤: staff sign in and out at a window's caller; the edge forwards each as an attendance_event.
+SIGNED_IN = "sign_in"
+SIGNED_OUT = "sign_out"
+ATTENDANCE_KINDS = (SIGNED_IN, SIGNED_OUT)
+OUT_BY_STAFF = "signed_out"
+OUT_REPLACED = "replaced"
+OUT_DAY_END = "day_end"
+SIGN_OUT_REASONS = (OUT_BY_STAFF, OUT_REPLACED, OUT_DAY_END)
 
 DISPLAY_IDLE = "idle"
 DISPLAY_SERVING = "serving"
@@ -224,6 +232,18 @@ SCHEMAS = {
         _field("priority", STR, False, choices=("green", "appointment", "requeued")),
         _field("to_service", STR, False),
         _field("to_window", INT, False, low=1, high=999),
+        _TS,
+    ),
+    "attendance_event": (
+        _V,
+        _field("event_id", STR),
+        _field("kind", STR, choices=ATTENDANCE_KINDS),
+        _WINDOW,
+        _field("staff_no", STR),
+        _field("staff_name", STR, False),
+        # Why a sign-out happened: the staff member pressed 退出登录, someone else signed in at the window,
+        # or the business day ended with them still signed in.
+        _field("reason", STR, False, choices=SIGN_OUT_REASONS),
         _TS,
     ),
     "rating_event": (

@@ -55,6 +55,7 @@ EVENT_ACK = "event_ack"
 BROKER_ACCOUNTS = "broker_accounts"
 TICKET_EVENT = "ticket_event"
 RATING_EVENT = "rating_event"
+ATTENDANCE_EVENT = "attendance_event"
 
 TOPICS = (
     Topic(DEVICE_PRESENCE, ROOT + "/{center}/device/{device}/presence",
@@ -96,6 +97,9 @@ TOPICS = (
     Topic(RATING_EVENT, ROOT + "/{center}/event/rating",
           "edge agent", "fleet", 1, False, "rating_event", (COUNTY_BROKER,),
           "A rating accepted by the edge, bound to ticket, window, staff and service."),
+    Topic(ATTENDANCE_EVENT, ROOT + "/{center}/event/attendance",
+          "edge agent", "fleet", 1, False, "attendance_event", (COUNTY_BROKER,),
+          "A staff member signed in or out at a window (考勤), stored and forwarded like the queue's events."),
     Topic(EVENT_ACK, ROOT + "/{center}/event/ack",
           "fleet", "edge agent", 1, False, "event_ack", (COUNTY_BROKER,),
           "The events the fleet has stored; the edge re-sends any event not acknowledged in time."),

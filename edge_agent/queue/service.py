@@ -607,6 +607,28 @@ class QueueService:
         log.info("window %d resumed", window)
         return state
 
+    def _attendance_event(self, db, kind: str, window: int, staff_no: str, staff_name: str | None, now: float,
+                          reason: str | None = None) -> None:
+        """考勤 for the county, in the same transaction as the sign-in or sign-out itself."""
+        extra = {"reason": reason} if reason else {}
+        payload = messages.make("attendance_event", event_id=uuid.uuid4().hex, kind=kind, window=window,
+                                staff_no=staff_no, staff_name=staff_name or None, ts=now, **extra)
+        self.store.enqueue(db, topics.build(topics.ATTENDANCE_EVENT, center=self.config.code),
+                           messages.encode("attendance_event", payload), 1, False, now)
+
+    def _end_attendance(self, db, state: WindowState, now: float, reason: str) -> None:
+        """Whoever is signed in at the window is not any more (their 考勤 record closes)."""
+        db.execute("UPDATE attendance SET logout_at = ? WHERE window = ? AND logout_at IS NULL", (now, state.number))
+        if state.staff_no:
+            self._attendance_event(db, messages.SIGNED_OUT, state.number, state.staff_no, state.staff_name, now,
+                                   reason)
+
+    def _close_window(self, db, state: WindowState, now: float, reason: str) -> None:
+        self._end_attendance(db, state, now, reason)
+        db.execute("UPDATE windows SET staff_no = NULL, staff_name = NULL, login_at = NULL, state = ? "
+                   "WHERE number = ?", (CLOSED, state.number))
+        self._release_pinned(db, state.number)
+
     def login(self, window: int, staff_no: str) -> WindowState:
         """Staff log in at a window's caller (考勤 starts); the window opens."""
         staff_no = staff_no.strip()
@@ -623,9 +645,10 @@ class QueueService:
                 raise QueueError(f"工号 {staff_no} 已在{elsewhere[0]}号窗口登录，请先在那里退出")
             if state.staff_no == staff_no:
                 return
-            db.execute("UPDATE attendance SET logout_at = ? WHERE window = ? AND logout_at IS NULL", (now, window))
+            self._end_attendance(db, state, now, messages.OUT_REPLACED)
             db.execute("INSERT INTO attendance (window, staff_no, staff_name, login_at) VALUES (?, ?, ?, ?)",
                        (window, member.staff_no, member.name, now))
+            self._attendance_event(db, messages.SIGNED_IN, window, member.staff_no, member.name, now)
             db.execute("UPDATE windows SET staff_no = ?, staff_name = ?, login_at = ?, "
                        "state = CASE WHEN state = ? THEN ? ELSE state END WHERE number = ?",
                        (member.staff_no, member.name, now, CLOSED, OPEN, window))
@@ -640,10 +663,7 @@ class QueueService:
 
         def change(db, state: WindowState) -> None:
             self._no_ticket_at(db, state, "退出")
-            db.execute("UPDATE attendance SET logout_at = ? WHERE window = ? AND logout_at IS NULL", (now, window))
-            db.execute("UPDATE windows SET staff_no = NULL, staff_name = NULL, login_at = NULL, state = ? "
-                       "WHERE number = ?", (CLOSED, window))
-            self._release_pinned(db, window)
+            self._close_window(db, state, now, messages.OUT_BY_STAFF)
 
         state = self._set_window(window, change)
         log.info("window %d: staff logged out, window closed", window)
@@ -656,13 +676,15 @@ class QueueService:
         def change(db, state: WindowState) -> None:
             if state.login_at is None or self.today(state.login_at) == today:
                 return
-            db.execute("UPDATE attendance SET logout_at = ? WHERE window = ? AND logout_at IS NULL", (now, window))
-            db.execute("UPDATE windows SET staff_no = NULL, staff_name = NULL, login_at = NULL, state = ? "
-                       "WHERE number = ?", (CLOSED, window))
-            self._release_pinned(db, window)
+            self._close_window(db, state, now, messages.OUT_DAY_END)
 
         self._set_window(window, change)
         log.info("window %d: yesterday's sign-in ended with the business day", window)
+
+    def last_sign_outs(self) -> dict[int, float]:
+        """Each window's latest sign-out (when it became unstaffed, if nobody is signed in now)."""
+        return dict(self.store.query("SELECT window, MAX(logout_at) FROM attendance WHERE logout_at IS NOT NULL "
+                                     "GROUP BY window"))
 
     def attendance(self, since: float = 0.0) -> list[dict]:
         rows = self.store.query("SELECT window, staff_no, staff_name, login_at, logout_at FROM attendance "

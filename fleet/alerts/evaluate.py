@@ -28,6 +28,7 @@ from fleet.alerts.rules import (
     coverage_conditions,
     device_conditions,
     edge_condition,
+    empty_window_conditions,
     health_conditions,
     misplaced_conditions,
     paused_window_conditions,
@@ -99,6 +100,7 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
             continue
         conditions += health_conditions(report.center_code, summary)
         conditions += paused_window_conditions(report.center_code, summary, settings.window_paused_alert_min * 60)
+        conditions += empty_window_conditions(report.center_code, summary, settings.window_empty_alert_min * 60)
 
     # Whatever the state of either center's edge: the county saw these messages itself.
     recent = now - timedelta(seconds=MISPLACED_ALERT_S)

@@ -105,6 +105,7 @@ MESSAGES_EN: dict[str, str] = {
     "设备离线": "Device offline",
     "设备出现在其他中心": "Device heard in another center",
     "评价覆盖率低": "Low rating coverage",
+    "窗口空岗": "Window unstaffed",
     "设备类型": "Device type",
     "设备配置": "Device configuration",
     "设备配置状态": "Configuration per device",

@@ -37,6 +37,7 @@ WINDOW_PAUSED = "window_paused"
 DEVICE_MISPLACED = "device_misplaced"
 STORAGE = "storage"
 LOW_COVERAGE = "low_rating_coverage"
+EMPTY_WINDOW = "empty_window"
 
 RULE_LABELS = {
     DEVICE_OFFLINE: "设备离线",
@@ -50,6 +51,7 @@ RULE_LABELS = {
     DEVICE_MISPLACED: "设备出现在其他中心",
     STORAGE: "存储故障",
     LOW_COVERAGE: "评价覆盖率低",
+    EMPTY_WINDOW: "窗口空岗",
 }
 
 DROP_WILL = REASON_WILL
@@ -197,6 +199,22 @@ def paused_window_conditions(center_code: str, summary: dict[str, Any], paused_a
         found.append(Condition(f"paused:{center_code}:{int(number)}", WINDOW_PAUSED, center_code,
                                f"{int(number)}号窗口暂停服务", "开放时间内窗口暂停服务", WARNING, window=int(number),
                                since=started, min_duration_s=paused_after_s))
+    return found
+
+
+def empty_window_conditions(center_code: str, summary: dict[str, Any], empty_after_s: float) -> list[Condition]:
+    """空岗: a window with nobody signed in (the summary's `windows` map, staff_no "", unstaffed_since) for
+    `empty_after_s` of opening time (the engine counts from the later of the two: opening or the sign-out)."""
+    found = []
+    windows = summary.get("windows") if isinstance(summary, dict) else None
+    for number, info in sorted((windows or {}).items()):
+        if not isinstance(info, dict) or info.get("staff_no") or not str(number).isdigit():
+            continue
+        since = info.get("unstaffed_since")  # 0: never staffed (the engine counts from the opening)
+        started = datetime.fromtimestamp(since, UTC) if isinstance(since, int | float) else None
+        found.append(Condition(f"empty:{center_code}:{int(number)}", EMPTY_WINDOW, center_code,
+                               f"{int(number)}号窗口空岗", "开放时间内无工作人员登录", WARNING, window=int(number),
+                               since=started, min_duration_s=empty_after_s))
     return found
 
 

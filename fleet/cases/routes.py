@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from fleet import audit
+from fleet.alerts.evaluate import hours_lookup
 from fleet.alerts.writes import WriteSessionDep
+from fleet.attendance import attendance_days
 from fleet.auth.deps import CurrentUserDep, WriterDep, ensure_changeable
 from fleet.auth.models import User
 from fleet.auth.principal import CurrentUser
@@ -338,6 +340,31 @@ def get_coverage(user: CurrentUserDep, session: SessionDep, settings: SettingsDe
     with how the other requests ended: 未评价, skipped by staff, pad offline."""
     start, end = _range(since, until, now, settings)
     return rating_coverage(session, by, start, end, settings.tz, user)
+
+
+class AttendanceDay(BaseModel):
+    center_code: str
+    staff_no: str
+    staff_name: str
+    day: str
+    windows: list[int]
+    first_in: float | None
+    last_out: float | None
+    present_min: int
+    late: bool  # 迟到: the day's first sign-in after the center opened (plus 5 minutes' grace)
+    late_min: int
+    left_early: bool  # 早退: the day's last sign-out before it closed (minus the grace), not by the day's end
+    early_min: int
+
+
+@api.get("/attendance", response_model=list[AttendanceDay], tags=["attendance"])
+def get_attendance(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep,
+                   since: date | None = None, until: date | None = None) -> list[dict[str, Any]]:
+    """考勤 per center, staff member and day, days since..until (default: the last 30 days), from the edges'
+    sign-ins and sign-outs, against each center's opening hours."""
+    start, end = _range(since, until, now, settings)
+    return attendance_days(session, start, min(end, now.timestamp()), settings.tz, hours_lookup(session, settings),
+                           user)
 
 
 @api.get("/satisfaction/suspicious", response_model=list[dict[str, Any]], tags=["satisfaction"])

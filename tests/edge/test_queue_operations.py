@@ -79,7 +79,8 @@ def queue(make_queue):
 def events(queue: QueueService) -> list[dict]:
     """The county events in the outbox, each checked against the contract."""
     rows = queue.store.pending(1000)
-    assert all(topics.parse(r.topic)[0] in (topics.TICKET_EVENT, topics.RATING_EVENT) for r in rows)
+    assert all(topics.parse(r.topic)[0] in (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT)
+               for r in rows)
     return [messages.decode("ticket_event", r.payload) for r in rows if topics.parse(r.topic)[0] == "ticket_event"]
 
 
