@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import math
 import shlex
@@ -56,6 +57,7 @@ class VoiceSettings:
     player: tuple[str, ...] = ("aplay", "-q")  # the WAV file's path is appended (or replaces "{file}")
     player_timeout_s: float = 120.0  # a player that hangs longer is killed so later calls still play
     synthesizer: str = "espeak-ng"
+    kiosk: bool = True  # the kiosk speaks its prompts (您选择的是…，请确认取号) in the same voice
 
 
 def parse_voice_settings(raw: object, problems: list[str]) -> VoiceSettings:
@@ -93,7 +95,8 @@ def parse_voice_settings(raw: object, problems: list[str]) -> VoiceSettings:
         timeout = default.player_timeout_s
     return VoiceSettings(enabled=enabled, template=template, repeat=repeat, chime=bool(raw.get("chime", True)),
                          voice=str(raw.get("voice", default.voice)), speed=speed, player=tuple(player),
-                         player_timeout_s=float(timeout), synthesizer=str(raw.get("synthesizer", "espeak-ng")))
+                         player_timeout_s=float(timeout), synthesizer=str(raw.get("synthesizer", "espeak-ng")),
+                         kiosk=bool(raw.get("kiosk", default.kiosk)))
 
 
 def spell_digits(text: str) -> str:
@@ -230,9 +233,43 @@ class PieceCache:
 
     def speech(self, number: str, window: int, template: str) -> tuple[int, bytes]:
         """(rate, frames) of the sentence of one call, put together from its pieces."""
-        groups = [[self.frames(text) for text in group] for group in call_parts(number, window, template)]
+        return self.sentence(call_parts(number, window, template))
+
+    def sentence(self, parts: list[list[str]]) -> tuple[int, bytes]:
+        """(rate, frames) of groups of pieces: the pieces of a group close together, the groups apart."""
+        groups = [[self.frames(text) for text in group] for group in parts]
         in_number, between = silence(self.rate, GAP_IN_NUMBER_S), silence(self.rate, GAP_BETWEEN_PARTS_S)
         return self.rate, between.join(in_number.join(group) for group in groups)
+
+
+KIOSK_CHOOSE = "choose"  # 请点选您要办理的业务
+KIOSK_HELP = "help"  # 已通知工作人员，请稍候
+
+
+def kiosk_prompt_parts(prompt: str, service_names: dict[str, str]) -> list[list[str]]:
+    """What the kiosk says, as pieces (a finite set: the prompts' words, service names, letters and digits):
+    choose, help, confirm-<prefix> (您选择的是医保业务，请确认取号), ticket-<number> (您的号码是B零零一，请取走号票).
+    ValueError for any other prompt, so nobody can make the edge render text of their own."""
+    if prompt == KIOSK_CHOOSE:
+        return [["请点选您要办理的业务"]]
+    if prompt == KIOSK_HELP:
+        return [["已通知工作人员"], ["请稍候"]]
+    kind, _, value = prompt.partition("-")
+    if kind == "confirm" and value in service_names:
+        return [["您选择的是"], [service_names[value]], ["请确认取号"]]
+    if (kind == "ticket" and 2 <= len(value) <= 6 and value[0] in service_names and value[1:].isdigit()):
+        return [["您的号码是"], [c for c in spell_digits(value) if not c.isspace()], ["请取走号票"]]
+    raise ValueError(f"no kiosk prompt {prompt!r}")
+
+
+def wav_bytes(rate: int, frames: bytes) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as target:
+        target.setnchannels(1)
+        target.setsampwidth(2)
+        target.setframerate(rate)
+        target.writeframes(frames)
+    return out.getvalue()
 
 
 def read_speech(path: Path) -> tuple[int, bytes]:

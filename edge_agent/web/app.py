@@ -32,6 +32,7 @@ from edge_agent.appointments import parse_appointments
 from edge_agent.queue.service import ActingOn, QueueChange, QueueError, StaleRequest
 from edge_agent.sign_in import ADMIN, SignInRefused, StaffSession
 from edge_agent.storage import refusal_text
+from edge_agent.voice import kiosk_prompt_parts, wav_bytes
 
 HERE = Path(__file__).parent
 STAFF_COOKIE = "edge_staff"
@@ -215,6 +216,21 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     async def scan(body: ScanRequest) -> dict:
         """The kiosk's keyboard-wedge scanner typed a code and Enter."""
         return await agent.scan_code(body.code)
+
+    @app.get("/kiosk/voice/{prompt}.wav")
+    async def kiosk_voice(prompt: str) -> Response:
+        """The kiosk's spoken prompt in the calls' offline voice, put together from cached pieces."""
+        if not (agent.voice.enabled and agent.config.voice.kiosk):
+            raise HTTPException(404, "取号机语音提示未开启")
+        try:
+            parts = kiosk_prompt_parts(prompt, {s.prefix: s.name for s in agent.config.services})
+        except ValueError:
+            raise HTTPException(404, "没有这条语音提示") from None
+        try:
+            rate, frames = await asyncio.to_thread(agent.voice.pieces().sentence, parts)
+        except (OSError, RuntimeError) as exc:  # no synthesizer, a full disk: the kiosk stays silent, not broken
+            raise HTTPException(503, f"语音提示暂不可用：{exc}") from None
+        return Response(wav_bytes(rate, frames), media_type="audio/wav", headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/help")
     async def ask_for_help() -> dict:
