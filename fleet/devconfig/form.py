@@ -72,7 +72,6 @@ ENGLISH = {
     "未知的设备类型": "Unknown device type",
     "配置无效：{detail}": "Invalid configuration: {detail}",
     "没有第 {n} 版": "There is no version {n}",
-    "县": "County", "乡镇": "Town", "中心": "Center", "设备": "Device",
     "配置未保存：{detail}": "Not saved: {detail}",
     "设置": "Set",
     "适用范围": "Applies to",
