@@ -11,9 +11,10 @@ import json
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,6 +38,7 @@ from fleet.health_history import Retention, SampleBatch, prune_all, record_sampl
 from fleet.metrics import MessageCounts
 from fleet.models import AttendanceEvent, Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
+from fleet.registration.county_broker import INGEST_PROBE_ROOT
 from fleet.registration.delivery import note_edge_version
 from fleet.registration.models import DeviceRegistration
 from fleet.registration.service import note_birth
@@ -69,6 +71,11 @@ _DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller giv
 PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
 
 WRITE_BATCH = 100  # messages stored in one transaction at most: the sweep thread must get the lock too
+
+# The ingest's probe (see Ingest.sweep): a message each worker sends itself through the county broker, on a topic
+# of its own under INGEST_PROBE_ROOT, outside the contract's sc/ tree (the county broker's acl lets only the
+# fleet's accounts read and write there: fleet.registration.county_broker).
+PROBES_KEPT = 64  # probes sent and not yet back, at most: one that never comes back is forgotten
 
 # Outcomes of one message, for logs and tests.
 APPLIED = "applied"
@@ -449,10 +456,20 @@ def _persistent(record: Center | Device) -> bool:
     return sa_inspect(record).persistent
 
 
-def sweep_silent_devices(engine: Engine, now: datetime, timeout: float) -> list[str]:
-    """Mark devices silent for longer than `timeout` seconds offline; returns their ids."""
+def probe_topic(client_id: str) -> str:
+    """The probe topic of the ingest worker `client_id` (characters MQTT gives a meaning replaced)."""
+    name = "".join("_" if char in "+#/" else char for char in client_id) or "_"
+    return f"{INGEST_PROBE_ROOT}/{name}/probe"
+
+
+def sweep_silent_devices(engine: Engine, now: datetime, timeout: float,
+                         heard_until: datetime | None = None) -> list[str]:
+    """Mark devices silent for longer than `timeout` seconds offline; returns their ids.
+
+    `heard_until`: silence is judged up to that time, not `now` (what the ingest has read and stored).
+    """
     with write_session(engine) as session:
-        marked = mark_silent_devices(session, now, timeout)
+        marked = mark_silent_devices(session, now, timeout, heard_until)
         ids = [device.device_id for device in marked]
         for device in marked:
             note_device_change(session, device, True, device.session, now)
@@ -482,6 +499,16 @@ class Ingest:
         self.acks = AckBatcher(self._publish_ack, EdgeKeys(engine, box) if box is not None else lambda _center: None)
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._writer: threading.Thread | None = None
+        # What the ingest has caught up on (see sweep): the probes sent and not yet back, by payload, with the
+        # clock when each was sent; a probe of an earlier run (the session is persistent) is not among them.
+        self.probe_topic = probe_topic(settings.mqtt_client_id)
+        self._probe_run = uuid.uuid4().hex[:12]
+        self._probe_count = 0
+        self._probes: dict[bytes, datetime] = {}
+        self._probe_lock = threading.Lock()
+        self.caught_up_at: datetime | None = None  # every message the broker had for us then is stored
+        self.sweeps = 0  # rounds of the sweep thread
+        self._behind_reported = False
 
     @property
     def connected(self) -> bool:
@@ -539,22 +566,78 @@ class Ingest:
         log.info("ingest stopped")
 
     def sweep(self) -> list[str]:
-        """One heartbeat sweep. Skipped unless we have listened for a whole timeout:
-        a device is only silent if we could have heard it."""
+        """One heartbeat sweep: devices not heard of for a timeout before what we have caught up on go offline.
+
+        Skipped unless we have listened for a whole timeout: a device is only silent if we could have heard it.
+        And silence is judged at `caught_up_at`, not at the clock: a fleet that was stopped (SIGSTOP) or whose
+        writer fell behind has heartbeats waiting at the broker or in its inbox, and must not call their devices
+        silent before it has read them (issue 19: every device shown offline for 8 s after a 60 s pause).
+        caught_up_at is when the latest probe that came back was sent: the broker delivers what it had for us
+        before the probe, and the writer stores it before it sees the probe.
+        """
         now = self.clock()
         since = self._connected_since
         timeout = self.settings.heartbeat_timeout_s
         if since is None or (now - since).total_seconds() < timeout:
             return []
-        return sweep_silent_devices(self.engine, now, timeout)
+        heard_until = self.caught_up_at
+        if heard_until is None:
+            return []
+        return sweep_silent_devices(self.engine, now, timeout, heard_until=min(heard_until, now))
+
+    def send_probe(self) -> None:
+        """Send ourselves a probe through the broker; when the writer meets it, it has caught up to now."""
+        client = self._client
+        if client is None or not self.connected:
+            return
+        now = self.clock()
+        self._probe_count += 1
+        payload = f"{self._probe_run}-{self._probe_count}".encode()
+        with self._probe_lock:
+            self._probes[payload] = now
+            while len(self._probes) > PROBES_KEPT:
+                del self._probes[next(iter(self._probes))]
+        client.publish(self.probe_topic, payload, qos=1)
+
+    def _probes_back(self, payloads: list[bytes]) -> None:
+        """Probes met by the writer after it stored everything before them."""
+        with self._probe_lock:
+            sent = [self._probes.pop(payload) for payload in payloads if payload in self._probes]
+            if not sent:
+                return
+            latest = max(sent)
+            # Those sent before it are lost or behind it, and say less.
+            for payload in [p for p, at in self._probes.items() if at <= latest]:
+                del self._probes[payload]
+        if self.caught_up_at is None or latest > self.caught_up_at:
+            self.caught_up_at = latest
+
+    def _report_lag(self) -> None:
+        """Say once when silence cannot be judged for a whole timeout although we are connected (and when it can
+        again): the probes do not come back (the broker's ACL?) or the writer cannot keep up."""
+        now = self.clock()
+        since = self._connected_since
+        timeout = timedelta(seconds=self.settings.heartbeat_timeout_s)
+        behind = since is not None and now - since > timeout and (
+            self.caught_up_at is None or now - self.caught_up_at > timeout)
+        if behind and not self._behind_reported:
+            log.warning("ingest behind: nothing is known to be stored since %s; heartbeat timeouts wait until it "
+                        "catches up (may the fleet's account read and write %s on the county broker?)",
+                        self.caught_up_at, self.probe_topic)
+        elif self._behind_reported and not behind:
+            log.info("ingest caught up again")
+        self._behind_reported = behind
 
     def _sweep_loop(self) -> None:
         interval = min(self.settings.sweep_interval_s, self.settings.heartbeat_timeout_s / 3)
         while not self._stop.wait(interval):
             try:
                 self.sweep()
+                self._report_lag()
+                self.send_probe()  # judged by the next round's sweep
             except Exception:
                 log.exception("heartbeat sweep failed")
+            self.sweeps += 1
             try:
                 self.prune_history()
             except Exception:
@@ -574,7 +657,7 @@ class Ingest:
         if reason_code.is_failure:
             log.error("county broker %s refused the connection: %s", self.settings.broker_url, reason_code)
             return
-        filters = subscriptions(self.settings.ingest_group)
+        filters = subscriptions(self.settings.ingest_group) + [self.probe_topic]
         _result, self._subscribe_mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
         log.info("ingest connected to %s, subscribing to %s", self.settings.broker_url, ", ".join(filters))
 
@@ -615,13 +698,19 @@ class Ingest:
             self.store_batch(batch)
 
     def store_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        probes = [raw for topic_text, raw in batch if topic_text == self.probe_topic]
+        if probes:
+            batch = [item for item in batch if item[0] != self.probe_topic]
         try:
-            outcomes = handle_batch(self.engine, batch, self.clock(), self.retention, self.settings)
+            outcomes = handle_batch(self.engine, batch, self.clock(), self.retention, self.settings) if batch else []
         except Exception:
             # Never let one batch kill the writer (the database may be briefly away). Events are not lost:
             # the edges re-send every event the fleet has not acknowledged.
             log.exception("could not store a batch of %d messages", len(batch))
             outcomes = [ERROR] * len(batch)
+            probes = []  # heartbeats before them were not stored: not caught up
+        if probes:
+            self._probes_back(probes)
         for (topic_text, raw), outcome in zip(batch, outcomes, strict=True):
             try:
                 name, params = topics.parse(topic_text)

@@ -178,13 +178,16 @@ def apply_health(device: Device, payload: dict[str, Any], now: datetime) -> str:
     return verdict
 
 
-def mark_silent_devices(session: Session, now: datetime, timeout: float | timedelta) -> list[Device]:
+def mark_silent_devices(session: Session, now: datetime, timeout: float | timedelta,
+                        heard_until: datetime | None = None) -> list[Device]:
     """Mark online devices not heard of for longer than `timeout` (seconds) offline.
 
     Only devices of centers whose edge agent is online: behind an offline edge
-    silence means nothing. Returns the devices marked; the caller commits.
+    silence means nothing. `heard_until` (default `now`) is the time up to which
+    everything sent to us has been read and stored: silence is only judged up to
+    there (fleet.ingest.Ingest.sweep). Returns the devices marked; the caller commits.
     """
-    limit = now - (timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout))
+    limit = (heard_until or now) - (timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout))
     silent = session.exec(
         select(Device).join(Center, col(Center.code) == col(Device.center_code)).where(
             col(Center.edge_online).is_(True),

@@ -36,6 +36,9 @@ from protocol import topics
 # The county broker's listener, besides the two files: no anonymous clients, client ids bound to user names.
 COUNTY_BROKER_SETTINGS = ("allow_anonymous false", "use_username_as_clientid true")
 FLEET = "fleet"
+# Where each ingest worker sends itself a probe (fleet.ingest.Ingest.sweep: it judges heartbeat silence only up
+# to what it has caught up on): outside the contract's sc/ tree, read and written by the fleet's accounts only.
+INGEST_PROBE_ROOT = "fleet/ingest"
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def fleet_acl(row: FleetBrokerAccount) -> list[str]:
     written, read = edge_topic_names()  # the fleet reads what edges write, and writes what they read
     return [f"user {row.username}",
             *(f"topic read {topics.subscription(name)}" for name in written),
-            *(f"topic write {topics.subscription(name)}" for name in read)]
+            *(f"topic write {topics.subscription(name)}" for name in read),
+            f"topic readwrite {INGEST_PROBE_ROOT}/#"]
 
 
 def county_files(session: Session) -> CountyFiles:

@@ -256,6 +256,8 @@ def test_an_edge_agent_and_the_ingest_work_through_their_county_accounts(county,
         with Session(engine) as session:
             assert [e.ticket for e in session.exec(select(TicketEvent))] == [number]
         assert running.agent.uplink.health()["refused_acks"] == 0
+        # The ingest's probe comes back through the acl: it can judge heartbeat silence (fleet.ingest).
+        wait_for(lambda: ingest.caught_up_at is not None, "the ingest's probe back through the county broker")
     finally:
         running.stop()
         ingest.stop()
