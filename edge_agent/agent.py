@@ -26,7 +26,7 @@ from edge_agent.queue.kiosk import KioskDesk, PresentedCard
 from edge_agent.queue.rules import GREEN
 from edge_agent.queue.service import OPEN as WINDOW_OPEN
 from edge_agent.queue.service import IssuedTicket, QueueChange, QueueError, QueueService
-from edge_agent.readiness import center_readiness, voice_problem
+from edge_agent.readiness import center_readiness, voice_fault, voice_problem
 from edge_agent.retained import RetainedCopies
 from edge_agent.sign_in import SignIn
 from edge_agent.storage import StorageHealth
@@ -211,6 +211,8 @@ class EdgeAgent:
             if name == "printer" and part.get("paper"):
                 component["state"] = {"out": "paper_out", "near_end": "paper_near_end"}.get(part["paper"],
                                                                                            component["state"])
+            if name == self.voice.name and not part["ok"]:  # why residents cannot hear: said in Chinese at the county
+                component["state"] = voice_fault(part) or component["state"]
             if name == self.storage.name:  # what county IT needs to judge the disk from afar
                 component.update({key: part[key] for key in ("free_bytes", "write_failures", "last_write_failure_at")})
             if name == self.broker_accounts.name:  # the fleet moves its counter past a version installed here
@@ -230,11 +232,11 @@ class EdgeAgent:
             state = states.get(window.number)
             windows[str(window.number)] = {"state": state.state if state else WINDOW_OPEN,
                                            "staff_no": (state.staff_no if state else None) or ""}
-            if not windows[str(window.number)]["staff_no"]:  # 空岗 since then (0: never staffed here)
-                windows[str(window.number)]["unstaffed_since"] = last_out.get(window.number, 0.0)
             told = self.center_link.displays_told.get(window.number)
             if told is not None:  # what its display was told (docs/protocol.md, edge_health): the county mirrors it
                 windows[str(window.number)]["display"] = {key: told[key] for key in ("state", "ticket", "text")}
+            if not windows[str(window.number)]["staff_no"]:  # 空岗 since then (0: never staffed here)
+                windows[str(window.number)]["unstaffed_since"] = last_out.get(window.number, 0.0)
         # The center's staff directory (window staff and stand-ins): events carry staff numbers only, the county
         # names them with this.
         staff = {member.staff_no: member.name for member in self.config.staff}

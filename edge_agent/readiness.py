@@ -14,16 +14,27 @@ DEVICE_LABELS = {"queue_display": "排队显示屏", "rating_pad": "评价器"}
 NO_SOUND_CARD = ("no soundcards", "cannot find card", "audio open error", "unknown pcm")
 
 
-def voice_problem(voice: dict | None) -> str:
-    """What staff and the hall operator are told when residents cannot hear the calls ("" when they can)."""
+# Why residents cannot hear the calls, as a code for the county (edge_health) and in Chinese for the screens.
+VOICE_FAULTS = {"no_synthesizer": "叫号语音无法播报：未安装语音合成程序",
+                "no_sound_card": "叫号喇叭无声：未找到声卡",
+                "play_failed": "叫号喇叭无声：播放失败"}
+
+
+def voice_fault(voice: dict | None) -> str:
+    """The code of VOICE_FAULTS for the voice adapter's health ("" when the calls are heard, or voice is off)."""
     if not voice or not voice.get("enabled") or not voice.get("last_error"):
         return ""
     error = voice["last_error"].lower()
     if "not installed" in error:
-        return "叫号语音无法播报：未安装语音合成程序"
+        return "no_synthesizer"
     if any(marker in error for marker in NO_SOUND_CARD):
-        return "叫号喇叭无声：未找到声卡"
-    return "叫号喇叭无声：播放失败"
+        return "no_sound_card"
+    return "play_failed"
+
+
+def voice_problem(voice: dict | None) -> str:
+    """What staff and the hall operator are told when residents cannot hear the calls ("" when they can)."""
+    return VOICE_FAULTS.get(voice_fault(voice), "")
 
 
 def center_readiness(health: dict, devices: list[dict], windows: Iterable[int] = ()) -> tuple[bool, list[str]]:

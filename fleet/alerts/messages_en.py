@@ -106,6 +106,11 @@ MESSAGES_EN: dict[str, str] = {
     "设备出现在其他中心": "Device heard in another center",
     "评价覆盖率低": "Low rating coverage",
     "窗口空岗": "Window unstaffed",
+    "叫号喇叭无声：未找到声卡": "Calls are silent: no sound card found",
+    "叫号语音无法播报：未安装语音合成程序": "Calls cannot be spoken: no speech synthesizer installed",
+    "叫号喇叭无声：播放失败": "Calls are silent: playing failed",
+    "叫号喇叭无声": "Calls are silent",
+    "群众听不到叫号：请检查喇叭、声卡和音量": "Residents cannot hear the calls: check the speaker, sound card and volume",  # noqa: E501
     "设备类型": "Device type",
     "设备配置": "Device configuration",
     "设备配置状态": "Configuration per device",

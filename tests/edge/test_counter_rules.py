@@ -90,3 +90,21 @@ def test_a_silent_speaker_is_told_in_chinese_and_counts_for_readiness(error, tol
     ok, reasons = center_readiness({"voice": voice}, [])
     assert not ok and reasons == [told]
     assert voice_problem({**voice, "enabled": False}) == ""  # switched off on purpose: nothing to tell
+
+
+def test_the_county_is_told_why_the_calls_are_silent_in_chinese(tmp_path):
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.config import parse_config
+    from fleet.alerts.rules import health_conditions
+    from tests.edge.test_staff_sign_in import raw_config
+
+    agent = EdgeAgent(parse_config({**raw_config(tmp_path), "voice": {"enabled": True}}))
+    try:
+        agent.voice.last_error = "speaking A001 failed: aplay exited with 1: ALSA lib: cannot find card '0'"
+        summary = agent.health_summary()
+    finally:
+        agent.store.close()
+    assert summary["components"]["voice"] == {"ok": False, "state": "no_sound_card"}
+    [condition] = [c for c in health_conditions("445202101001", summary) if c.facts.get("component") == "voice"]
+    assert condition.message == "叫号喇叭无声：未找到声卡"  # was "voice故障 · 状态：error"
+    assert "请检查喇叭" in condition.reason
