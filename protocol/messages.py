@@ -147,6 +147,11 @@ COMMAND_DONE = "done"
 COMMAND_REJECTED = "rejected"
 COMMAND_FAILED = "failed"
 
+# rating_ack: the edge has the rating in its database (also when it had it already: a re-send), or will never
+# take it (its request closed, another rating of the ticket first, ...). Either way the pad may forget it.
+RATING_STORED = "stored"
+RATING_REFUSED = "refused"
+
 
 def _field(name, kind, required=True, choices=None, low=None, high=None):
     return (name, kind, required, choices, low, high)
@@ -316,6 +321,17 @@ SCHEMAS = {
         _V,
         _field("command_id", STR),
         _field("status", STR, choices=(COMMAND_DONE, COMMAND_REJECTED, COMMAND_FAILED)),
+        _field("error", STR, False),
+    ),
+    # From the edge to the pad that sent a rating_submitted, once the rating is committed to its database (or
+    # refused for good): the pad keeps the rating on flash until then, and sends it again after a time-out. A
+    # broker's PUBACK is not enough: the edge may fail to store what the broker handed it (a full disk).
+    # rating_id and reason name the message answered (a 差评's reason is the same rating sent again).
+    "rating_ack": (
+        _V,
+        _field("rating_id", STR),
+        _REASON,
+        _field("status", STR, choices=(RATING_STORED, RATING_REFUSED)),
         _field("error", STR, False),
     ),
     # The center broker's account files, from the fleet to the edge (retained on the county broker).

@@ -43,6 +43,7 @@ class Topic:
 DEVICE_PRESENCE = "device_presence"
 DEVICE_HEALTH = "device_health"
 RATING_SUBMITTED = "rating_submitted"
+RATING_ACK = "rating_ack"
 WINDOW_DISPLAY = "window_display"
 RATING_REQUEST = "rating_request"
 EDGE_PRESENCE = "edge_presence"
@@ -67,6 +68,9 @@ TOPICS = (
     Topic(RATING_SUBMITTED, ROOT + "/{center}/device/{device}/rating",
           "rating pad", "edge agent", 1, False, "rating_submitted", (CENTER_BROKER,),
           "A resident pressed a button (or the request timed out unrated)."),
+    Topic(RATING_ACK, ROOT + "/{center}/device/{device}/rating/ack",
+          "edge agent", "rating pad", 1, False, "rating_ack", (CENTER_BROKER,),
+          "The edge stored (or refused for good) one of the pad's ratings; until then the pad keeps and re-sends it."),
     Topic(WINDOW_DISPLAY, ROOT + "/{center}/window/{window}/display",
           "edge agent", "queue display", 1, True, "window_display", (CENTER_BROKER,),
           "What the window's queue display must show now."),

@@ -238,6 +238,7 @@ VALID = {
     "reported_config": {"v": 1, "version": 2, "status": "applied", "in_force": 2},
     "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},
     "command_ack": {"v": 1, "command_id": "c-1", "status": "done"},
+    "rating_ack": {"v": 1, "rating_id": "dev-a4cf12ab34ce-42-17", "reason": "attitude", "status": "stored"},
     "event_ack": {"v": 1, "event_ids": ["e-1", "e-2"], "sig": "00" * 32},
     "edge_health": {"v": 1, "ready": False, "reasons": ["打印机缺纸"],
                     "components": {"printer": {"ok": False, "state": "paper_out"}}, "ts": 1767576000},

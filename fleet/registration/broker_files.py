@@ -21,7 +21,7 @@ county-level center still fit the one `broker_accounts` message (protocol.messag
   the edge drops what arrives there as outside the contract; and read on the window topics, which the
   edge publishes itself and the slots (below) have anyway. Nothing for another center.
 - A device provisioned offline keeps the user name of the pack slot it took, which %u cannot map to its
-  device id: such a device has its own `user` section with the same device topics (about 540 bytes of
+  device id: such a device has its own `user` section with the same device topics (about 600 bytes of
   acl each, until it is registered again online with its own credentials).
 
 The broker binds every client id to its user name (CENTER_BROKER_SETTINGS, in the broker's own config):
