@@ -66,6 +66,7 @@ class CenterLink(MqttLink):
         self._outgoing: asyncio.Queue[tuple[str, bytes, int, bool]] = asyncio.Queue()
         self._sender: asyncio.Task | None = None
         self.refused_ratings = 0
+        self.acknowledged_ratings = 0  # rating_ack sent to pads (stored or refused)
         self.dropped = 0
         self.suspect_presence = 0  # presence ignored as suspect (protocol.presence): forged or broken senders
         # Set by the agent when it installs the fleet's broker accounts (BrokerAccounts): then only devices
@@ -91,7 +92,8 @@ class CenterLink(MqttLink):
         await super().stop()
 
     def health(self) -> dict:
-        return {**super().health(), "refused_ratings": self.refused_ratings, "dropped_messages": self.dropped,
+        return {**super().health(), "refused_ratings": self.refused_ratings,
+                "acknowledged_ratings": self.acknowledged_ratings, "dropped_messages": self.dropped,
                 "suspect_presence": self.suspect_presence, "unregistered_devices": self.unregistered,
                 "refused_presence": self.refused_presence, "refused_devices": dict(self.refused_devices)}
 
@@ -148,6 +150,16 @@ class CenterLink(MqttLink):
             self.relay_down(topic, payload, 1, True)
 
     # -- devices -> edge --------------------------------------------------
+
+    def _acknowledge_rating(self, device_id: str, rating: dict, stored: bool, why: str) -> None:
+        """Tell the pad its rating is decided for good (rating_ack): stored, or refused and why."""
+        spec = topics.topic(topics.RATING_ACK)
+        ack = messages.make(spec.payload, rating_id=rating["rating_id"], reason=rating.get("reason"),
+                            status=messages.RATING_STORED if stored else messages.RATING_REFUSED,
+                            error=None if stored else why)
+        self.acknowledged_ratings += 1
+        self._outgoing.put_nowait((topics.build(topics.RATING_ACK, center=self.config.code, device=device_id),
+                                   messages.encode(spec.payload, ack), spec.qos, spec.retained))
 
     def _refuse_device(self, device_id: str, why: str) -> None:
         """Remember why a device was refused, for health; only the latest REFUSED_KEPT devices."""
@@ -220,8 +232,12 @@ class CenterLink(MqttLink):
                 self.refused_ratings += 1
                 log.warning("rating %s from %s refused: it is not the rating pad of window %s (it is a %s at "
                             "window %s)", payload["rating_id"], device_id, payload["window"], role, window)
+                self._acknowledge_rating(device_id, payload, False, f"not the rating pad of window {payload['window']}")
                 return
+            # A database error (a full disk) raises here and nothing is acknowledged: the pad keeps the rating on
+            # flash and sends it again. The acknowledgement goes only after record_rating's commit.
             outcome = self.queue.record_rating(device_id, payload)
+            self._acknowledge_rating(device_id, payload, outcome.stored, outcome.reason)
             if not outcome.accepted:
                 self.refused_ratings += 1
                 log.warning("rating %s from %s for %s refused: %s", payload["rating_id"], device_id,

@@ -94,6 +94,14 @@ class IssuedTicket:
 class RatingOutcome:
     accepted: bool
     reason: str
+    # A rating (or reason) sent again that the edge has stored before: not taken twice, but stored, so the pad
+    # hears "stored" and forgets it (the acknowledgement of its first copy was lost).
+    already_stored: bool = False
+
+    @property
+    def stored(self) -> bool:
+        """Whether the rating is in the database now (accepted now or before): its rating_ack's status."""
+        return self.accepted or self.already_stored
 
 
 @dataclass(frozen=True)
@@ -749,13 +757,13 @@ class QueueService:
         """
         reason = rating.get("reason")
         if reason is None:
-            return RatingOutcome(False, "duplicate delivery of an accepted rating")
+            return RatingOutcome(False, "duplicate delivery of an accepted rating", already_stored=True)
         request_id, ticket_id, window, score, known, rated_at = db.execute(
             "SELECT r.request_id, r.ticket_id, r.window, r.score, r.reason, q.closed_at FROM ratings r "
             "JOIN rating_requests q ON q.request_id = r.request_id WHERE r.rating_id = ?",
             (rating["rating_id"],)).fetchone()
         if known is not None:
-            return RatingOutcome(False, "duplicate delivery of the rating's reason")
+            return RatingOutcome(False, "duplicate delivery of the rating's reason", already_stored=True)
         if (request_id, window, score) != (rating["request_id"], rating["window"], rating["score"]):
             return RatingOutcome(False, "reason does not match its rating's request, window and score")
         db.execute("UPDATE ratings SET reason = ? WHERE rating_id = ?", (reason, rating["rating_id"]))
