@@ -2,10 +2,11 @@
 
 A rating pressed while the broker is unreachable (or right before a power
 cut) waits here, one small file per message (`<seq>.msg`, written
-atomically), and is deleted only after its PUBACK. A message sent but not yet
-deleted when the power goes is sent again after the reboot with the same
-payload, so its own id (rating_id) lets the receiver drop the duplicate:
-nothing is lost and nothing is counted twice.
+atomically), and is deleted only once the edge has acknowledged it
+(rating_ack, see firmware/lib/awaiting_ack.py; a broker's PUBACK is not
+enough). A message sent but not yet deleted when the power goes is sent again
+after the reboot with the same payload, so its own id (rating_id) lets the
+receiver drop the duplicate: nothing is lost and nothing is counted twice.
 
 Bounded: at most `limit` messages. When full, add() refuses (returns None)
 and the caller decides (the rating pad then refuses the press, so what was
@@ -79,7 +80,7 @@ class FlashOutbox:
         return None
 
     def remove(self, key):
-        """Forget a message: call only once the broker has it (PUBACK)."""
+        """Forget a message: call only once its receiver has it (the edge's acknowledgement)."""
         if key in self._seqs:
             self._seqs.remove(key)
         self._ram.pop(key, None)

@@ -14,7 +14,7 @@ What it keeps in the state folder (flash on a board):
     desired.json         the configuration version in force and its content
     commands.json        ids of the commands already run (each runs once)
     rated.json           rating requests already answered (rating pad)
-    outbox/<n>.msg       ratings not yet PUBACKed (rating pad)
+    outbox/<n>.msg       ratings the edge has not yet acknowledged (rating pad)
 
 Malformed messages are printed and dropped; nothing a broker sends can
 stop the device.
@@ -25,6 +25,7 @@ import gc
 import json
 
 from firmware.lib import clock, flashfs, presence
+from firmware.lib.awaiting_ack import AwaitingAck
 from firmware.lib.commands import ButtonCheck, CommandGate, Overlay
 from firmware.lib.commands import ack as command_ack
 from firmware.lib.desired import DesiredConfig
@@ -50,6 +51,9 @@ DESIRED_FILE = "desired.json"
 COMMANDS_FILE = "commands.json"
 RATED_FILE = "rated.json"
 OUTBOX_DIR = "outbox"
+# What the edge answers each emitted message with once it has stored it (end to end, not the broker's PUBACK):
+# the message stays in the outbox until then (firmware/lib/awaiting_ack.py).
+ACKED_BY = {topics.RATING_SUBMITTED: topics.RATING_ACK}
 
 
 def _free_heap():
@@ -65,6 +69,10 @@ def rated_store(state_dir, log=print):
 
 
 class DeviceRuntime:
+    RATING_ACK_TIMEOUT_S = 20
+    """How long a rating sent (PUBACKed) waits for the edge's acknowledgement before it goes again: the edge
+    answers in milliseconds; a re-send it did not need costs it one duplicate, dropped (and acknowledged)."""
+
     def __init__(self, config, app, state_dir="", panel=None, fw=FW_VERSION, backoff_min_s=0.5,
                  backoff_max_s=30, tick_ms=TICK_MS, rssi=None, log=print, network=None, watchdog=None,
                  reset=None, free_heap=None):
@@ -109,10 +117,15 @@ class DeviceRuntime:
                                     self.presence.boot)
         self.overlay = Overlay()
         self.button_check = None  # ButtonCheck while a rating pad's self-test runs
-        # Ratings wait on flash until PUBACKed; a device that emits nothing has no outbox.
+        # Ratings wait on flash until the edge acknowledges them; a device that emits nothing has no outbox.
         self.outbox = None
+        self.awaiting = None  # AwaitingAck of the message sent and not yet acknowledged
+        self._ack_name = ACKED_BY.get(app.EMITS)
         if app.EMITS is not None:
             self.outbox = FlashOutbox(flashfs.join(state_dir, OUTBOX_DIR), log=self._log)
+            if self._ack_name is not None:
+                self.awaiting = AwaitingAck(self.RATING_ACK_TIMEOUT_S * 1000)
+        self.refused_by_edge = 0  # messages the edge acknowledged as refused for good
         self.network = LinkSupervisor(network, log=self._log) if network is not None else None
         self.watchdog = None
         if watchdog is not None:
@@ -150,6 +163,8 @@ class DeviceRuntime:
         await self.client.subscribe(self.presence.topic, self.presence.qos)
         for name in self.app.SUBSCRIBES + (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND):
             await self.client.subscribe(self._topic(name), topics.topic(name).qos)
+        if self._ack_name is not None:
+            await self.client.subscribe(self._topic(self._ack_name), topics.topic(self._ack_name).qos)
         if self.outbox is not None and len(self.outbox):
             self._log("%d message(s) from before the reboot wait in the outbox" % len(self.outbox))
             self._outbox_event.set()
@@ -202,7 +217,8 @@ class DeviceRuntime:
         return self.submit(payload)
 
     def submit(self, payload):
-        """Store a payload of the app's EMITS topic on flash; sent in order, deleted after PUBACK."""
+        """Store a payload of the app's EMITS topic on flash; sent in order, deleted once the edge acknowledged
+        it (rating_ack; for a topic the edge does not acknowledge, after its PUBACK)."""
         name = self.app.EMITS
         if self.outbox is None:
             raise ValueError("a %s emits nothing" % self.app.role)
@@ -249,6 +265,8 @@ class DeviceRuntime:
         await self.client.publish(self.presence.topic, self.presence.birth(), self.presence.qos,
                                   self.presence.retain)
         self.presence.birth_sent = True
+        if self.awaiting is not None and self.awaiting.link_up():
+            self._outbox_event.set()  # its acknowledgement may have come while the link was down: lost
 
     def _on_message(self, topic, payload, retained):
         self.received += 1
@@ -282,6 +300,10 @@ class DeviceRuntime:
                 self._queue(self.presence.topic, self.presence.birth(), self.presence.qos,
                             self.presence.retain, first=True)
             return
+        if name == self._ack_name:
+            if params.get("device") == self.device_id and params.get("center") == self.center:
+                self._on_ack(data)
+            return
         if params.get("center") != self.center or params.get("window", self.window) != self.window:
             return
         try:
@@ -292,6 +314,21 @@ class DeviceRuntime:
         if out is not None:
             self.submit(out)
         self.refresh()
+
+    def _on_ack(self, data):
+        """The edge's rating_ack: the awaited rating is stored (or refused for good) and leaves the outbox."""
+        awaiting, outbox = self.awaiting, self.outbox
+        if awaiting is None or outbox is None:
+            return
+        key = awaiting.acknowledged(data["rating_id"], data.get("reason"))
+        if key is None:
+            return  # the answer to a copy already answered (a re-send), or to nothing awaited
+        outbox.remove(key)
+        self._made_at.pop(key, None)
+        if data["status"] == messages.RATING_REFUSED:
+            self.refused_by_edge += 1
+            self._log("rating %s refused by the edge: %s" % (data["rating_id"], data.get("error")))
+        self._outbox_event.set()  # the next one may go
 
     def _json(self, topic, payload):
         """Parsed JSON, or None (counted as dropped) when it is not JSON."""
@@ -421,18 +458,28 @@ class DeviceRuntime:
                 continue
             outbox = self.outbox
             item = outbox.peek() if outbox is not None else None
-            if outbox is None or item is None:
+            awaiting = self.awaiting
+            if outbox is None or item is None or (awaiting is not None and not awaiting.should_send(item[0])):
+                # Nothing to send, or the oldest is sent and waits for its acknowledgement (or its time-out).
                 self._outbox_event.clear()
                 await self._outbox_event.wait()
                 continue
             key, topic, data, qos, retain = item
+            named = None
+            if awaiting is not None:
+                named = self._named(data)
+                if named is not None:
+                    awaiting.sending(key, named[0], named[1], clock.ticks_ms())
             try:
                 await self.client.publish(topic, self._aged(key, data), qos, retain)
             except Exception as exc:
                 self._log("sender stopped: %s" % exc)
                 return
-            outbox.remove(key)  # PUBACKed: only now may it go
-            self._made_at.pop(key, None)
+            if awaiting is None or named is None:
+                outbox.remove(key)  # PUBACKed, and nobody acknowledges it further: only now may it go
+                self._made_at.pop(key, None)
+            else:
+                awaiting.delivered(key, clock.ticks_ms())  # kept until the edge's acknowledgement (_on_ack)
 
     async def _heartbeat(self):
         while True:
@@ -465,6 +512,15 @@ class DeviceRuntime:
     def uptime(self):
         """Milliseconds since the runtime was made. Never wraps: the ticker adds up short ticks_diff steps."""
         return self.uptime_ms + clock.ticks_diff(clock.ticks_ms(), self._last_tick)
+
+    def _named(self, data):
+        """(rating_id, reason) of a stored rating: what its acknowledgement will name; None if unreadable."""
+        try:
+            payload = messages.decode(topics.topic(self.app.EMITS).payload, data)
+        except ProtocolError as exc:
+            self._error("outbox message not valid, sent without waiting for its acknowledgement: %s" % exc)
+            return None
+        return payload["rating_id"], payload.get("reason")
 
     def _aged(self, key, data):
         """The outbox payload to publish: bytes, or for one stored since boot a callable adding its age_ms.
@@ -502,6 +558,8 @@ class DeviceRuntime:
         out = self.app.tick(now)
         if out is not None:
             self.submit(out)
+        if self.awaiting is not None and self.awaiting.tick(now):
+            self._outbox_event.set()  # not acknowledged in time: the sender sends it again
         self._note_errors()
         self.refresh(now)
 

@@ -82,6 +82,24 @@ class Recorder:
         self.client.loop_stop()
 
 
+class AcknowledgingEdge(Recorder):
+    """A Recorder that also plays the edge agent's part in a rating's journey: it answers every rating it
+    receives with a rating_ack (stored), as the edge does once the rating is in its database. Without one,
+    a pad keeps the rating and sends it again."""
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        from protocol import messages, topics
+
+        super()._on_message(client, userdata, message)
+        name, params = topics.parse(message.topic)
+        if name != topics.RATING_SUBMITTED:
+            return
+        rating = messages.decode("rating_submitted", message.payload)
+        ack = messages.make("rating_ack", rating_id=rating["rating_id"], reason=rating.get("reason"),
+                            status=messages.RATING_STORED)
+        client.publish(topics.build(topics.RATING_ACK, **params), messages.encode("rating_ack", ack), qos=1)
+
+
 # ------------------------------------------------- time and positive events
 
 

@@ -4,7 +4,9 @@ Usage: micropython micropython_scenario.py BROKER_PORT STATE_DIR UNUSED_PORT
 Exercises the firmware against a real broker exactly as a board would run
 it, and prints one 'ok NAME' line per check, then 'ALL OK': the MQTT client,
 a rating pad, a signed desired configuration, and a rating pressed while the
-broker is unreachable that survives a reboot on the (unix port's) flash.
+broker is unreachable that survives a reboot on the (unix port's) flash. The
+observer plays the edge agent: it acknowledges each rating (rating_ack), and
+only then may the pad forget it.
 """
 
 import asyncio
@@ -96,6 +98,16 @@ async def main(port, state_dir, dead_port):
     check("rating arrives", await until(lambda: any(t == rating_topic for t, p, r in received)))
     rating = [messages.decode("rating_submitted", p) for t, p, r in received if t == rating_topic][0]
     check("rating payload", rating["score"] == 5 and rating["ticket"] == "A001" and rating["window"] == 3)
+    check("rating kept after its PUBACK, until the edge acknowledges it", len(pad.outbox) == 1)
+    ack_topic = topics.build(topics.RATING_ACK, center=CENTER, device=device_id)
+
+    async def acknowledge(rating):  # the edge agent, once the rating is in its database
+        ack = messages.make("rating_ack", rating_id=rating["rating_id"], reason=rating.get("reason"),
+                            status=messages.RATING_STORED)
+        await observer.publish(ack_topic, messages.encode("rating_ack", ack), qos=1)
+
+    await acknowledge(rating)
+    check("outbox emptied once the edge acknowledged", await until(lambda: len(pad.outbox) == 0))
 
     pad.client.abort()
     check("pad reconnects after abort", await until(lambda: pad.client.up and pad.client.reconnects == 1))
@@ -145,8 +157,9 @@ async def main(port, state_dir, dead_port):
     check("session counts on across the reboot", pad.session == before + 1)
     check("stored rating delivered",
           await until(lambda: len([1 for t, p, r in received if t == rating_topic]) == 2))
-    check("outbox emptied after PUBACK", await until(lambda: len(pad.outbox) == 0))
     second = [messages.decode("rating_submitted", p) for t, p, r in received if t == rating_topic][1]
+    await acknowledge(second)
+    check("outbox emptied after the acknowledgement", await until(lambda: len(pad.outbox) == 0))
     check("stored rating payload", second["ticket"] == "A002" and second["score"] == 2)
     check("rated request not reopened", not pad.app.is_open)
 

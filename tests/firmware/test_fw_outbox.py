@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from fw_helpers import CENTER, Recorder, make_device, run, until
+from fw_helpers import CENTER, AcknowledgingEdge, make_device, run, until
 
 from protocol import identity, messages, topics
 from tools.mosquitto import free_port
@@ -26,7 +26,7 @@ def open_request(request_id: str, ticket: str) -> bytes:
 
 def test_offline_ratings_survive_a_reboot_and_are_sent_once(center_broker, tmp_path: Path) -> None:
     async def scenario() -> None:
-        edge = Recorder(center_broker.port, RATING)
+        edge = AcknowledgingEdge(center_broker.port, RATING)
         edge.publish(REQUEST, open_request("rq-1", "A001"), retain=True)
         pad = make_device(center_broker.port, tmp_path, mac=MAC)
         task = asyncio.create_task(pad.run())
@@ -47,7 +47,7 @@ def test_offline_ratings_survive_a_reboot_and_are_sent_once(center_broker, tmp_p
         task = asyncio.create_task(rebooted.run())
         await until(lambda: rebooted.client.up, what="up after reboot")
         await until(lambda: edge.payloads(RATING), what="the stored rating arrives")
-        await until(lambda: len(rebooted.outbox) == 0, what="deleted after PUBACK")
+        await until(lambda: len(rebooted.outbox) == 0, what="deleted once the edge acknowledged it")
         assert list((tmp_path / "outbox").iterdir()) == []
         assert not rebooted.app.is_open
         assert rebooted.press(4) is False

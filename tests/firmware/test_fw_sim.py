@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fw_helpers import CENTER, KEEPALIVE_S, Recorder, run, until
+from fw_helpers import CENTER, KEEPALIVE_S, AcknowledgingEdge, run, until
 
 from firmware.sim import SimulatedCenter, load_credentials, sim_devices, sim_key, sim_mac
 from firmware.sim.__main__ import parse_windows
@@ -86,8 +86,8 @@ def test_display_and_pad_end_to_end(center_broker, tmp_path: Path) -> None:
         center = make_center(center_broker.port, tmp_path)
         pad = center.pad(3)
         rating_topic = topics.build(topics.RATING_SUBMITTED, center=CENTER, device=pad.device_id)
-        observer = Recorder(center_broker.port, rating_topic,
-                            topics.subscription(topics.DEVICE_PRESENCE, center=CENTER))
+        observer = AcknowledgingEdge(center_broker.port, rating_topic,  # acknowledges ratings, as the edge does
+                                     topics.subscription(topics.DEVICE_PRESENCE, center=CENTER))
         await center.start()
         try:
             await center.wait_online()
@@ -115,6 +115,7 @@ def test_display_and_pad_end_to_end(center_broker, tmp_path: Path) -> None:
             assert (rating["request_id"], rating["ticket"], rating["window"]) == ("req-1", "A001", 3)
             assert rating["score"] == 5
             assert rating["rating_id"].startswith(pad.device_id)
+            await until(lambda: len(pad.runtime.outbox) == 0, what="the rating acknowledged")
 
             # Abrupt death of the pad: its will arrives, it comes back, the old request stays rated.
             presence_topic = topics.build(topics.DEVICE_PRESENCE, center=CENTER, device=pad.device_id)
