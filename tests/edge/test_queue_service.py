@@ -84,7 +84,7 @@ def test_call_sets_the_display_and_finish_opens_one_rating(queue):
     assert [c.kind for c in changes] == [ISSUED, CALLED, FINISHED, RATED]
 
     names = [name for name, _ in outbox_payloads(queue)]
-    assert names == [topics.TICKET_EVENT] * 3 + [topics.RATING_EVENT]
+    assert names == [topics.ATTENDANCE_EVENT] * 2 + [topics.TICKET_EVENT] * 3 + [topics.RATING_EVENT]  # 2 sign-ins
     rating_event = outbox_payloads(queue)[-1][1]
     assert (rating_event["ticket"], rating_event["score"], rating_event["staff_no"]) == ("A001", 5, "1003")
 
