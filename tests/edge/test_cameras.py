@@ -76,7 +76,10 @@ def test_a_camera_online_then_each_failure_mode_offline_then_back(loop, camera, 
     cameras = start(loop, CameraConfig(1, camera.url(), "admin", "Cam-12345", interval_s=0.1,
                                        audio_url=camera.url(TWO_WAY_AUDIO_PATH)))
     try:
-        health = wait_until(lambda: cameras.health()["ok"] and cameras.health(), what="online")
+        # The snapshot and the two-way audio are checked by separate requests: wait for both answers (reading
+        # the audio right after the first good snapshot failed now and then on a loaded machine).
+        health = wait_until(lambda: (cameras.health()["ok"] and cameras.health()["cameras"][0]["audio"]["ok"]
+                                     and cameras.health()), what="online with its audio checked")
         state = health["cameras"][0]
         assert state["online"] and state["last_good_at"] and state["audio"]["ok"]
         assert camera.authorized >= 1  # it really went through digest auth
