@@ -71,13 +71,21 @@ CHROMIUM_ARGS = [
 ]
 
 
+def chromium_env() -> dict[str, str]:
+    """The browser's environment: ours, except that under libfaketime (`make test-clock`) Chromium's monotonic
+    clock is faked too. Python needs it left real (tests/support/faketime/sitecustomize.py says why); Chromium
+    then hangs in its own timed waits."""
+    return {name: value for name, value in os.environ.items() if name != "FAKETIME_DONT_FAKE_MONOTONIC"}
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Real headless Chromium (Debian's), driven by Playwright; never a downloaded browser."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
+                                             env=chromium_env())
         yield browser
         browser.close()
 

@@ -4,7 +4,8 @@
 #   always: mosquitto (the brokers run as our own processes, never the system service),
 #           espeak-ng and alsa-utils (spoken calls), v4l-utils (document camera check),
 #           libusb-1.0-0 (USB ticket printers), unifont (the devices' subset fonts)
-#   --test: chromium and CJK fonts for the browser tests, PostgreSQL for the fleet's database tests
+#   --test: chromium and CJK fonts for the browser tests, PostgreSQL for the fleet's database tests,
+#           faketime for `make test-clock` (the suite with the clock at 16:30 UTC)
 set -euo pipefail
 
 need=()
@@ -22,6 +23,7 @@ if [ "${1:-}" = "--test" ]; then
   have_cmd chromium || need+=(chromium)
   [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  have_cmd faketime || need+=(faketime)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fleet_testkit import ADMIN, PASSWORD, add_user, log_in
@@ -35,17 +36,19 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "fleet" / "web" / "templates"
 # The layout and the pages of fleet/web; the alert, case and configuration pages bring their own English.
 OWN_TEMPLATES = ("base.html", "error.html", "login.html", "overview.html", "center.html", "device.html",
                  "audit.html", "users.html")
+# The app's clock and the time of every seeded message. The pages count today's tickets in Asia/Shanghai:
+# seeded an hour before the wall clock, they fell on yesterday from 16:00 to 17:00 UTC (just after
+# Beijing's midnight) and the test failed every day in that hour.
+NOW = datetime(2026, 12, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 def put(engine, name: str, payload: dict, at: float | None = None, **params) -> str:
-    from datetime import UTC, datetime
-
-    when = datetime.fromtimestamp(at, UTC) if at is not None else None
+    when = datetime.fromtimestamp(at, UTC) if at is not None else NOW
     return handle_message(engine, topics.build(name, **params), json.dumps({"v": 1, **payload}).encode(), when)
 
 
 def seed(engine) -> None:
-    now = time.time()
+    now = NOW.timestamp()
     birth = {"state": "online", "board": "esp32-s3", "fw": "1.4.2", "contract": 1, "session": 1}
     for center in (CENTER, OTHER_TOWN_CENTER):
         put(engine, topics.EDGE_PRESENCE, {**birth, "role": "edge_agent"}, center=center)
@@ -82,7 +85,7 @@ def seed(engine) -> None:
 
 @pytest.fixture
 def fleet(fleet_settings):
-    app = create_app(fleet_settings)
+    app = create_app(fleet_settings, clock=lambda: NOW)
     seed(app.state.engine)
     add_user(app.state.engine)
     add_user(app.state.engine, "town-b", "town_operator", OTHER_TOWN_CENTER[:9])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fleet_testkit import add_user, log_in
@@ -24,6 +24,9 @@ CENTER = TOWN + "001"
 OTHER_CENTER = "445202102003"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 TEMPLATES = Path(__file__).resolve().parents[2] / "fleet" / "web" / "templates"
+# The app's clock: the page lists the last days up to today in Asia/Shanghai, so the ratings are seeded
+# from this fixed moment, never from the wall clock (whose "today" changes at 16:00 UTC).
+NOW = datetime(2026, 12, 3, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 def put(engine, name: str, payload: dict, center: str) -> None:
@@ -42,7 +45,7 @@ def rated(engine, event_id: str, ticket: str, ts: float, center: str, score: int
 
 
 def seed(engine) -> None:
-    start = time.time() - 1800
+    start = NOW.timestamp() - 1800
     called(engine, "c1", "A001", start, CENTER)
     rated(engine, "r1", "A001", start + 3, CENTER)  # 3 s after the call: nobody was served
     called(engine, "c2", "A002", start, CENTER)
@@ -55,7 +58,7 @@ def seed(engine) -> None:
 
 @pytest.fixture
 def fleet(fleet_settings):
-    app = create_app(fleet_settings)
+    app = create_app(fleet_settings, clock=lambda: NOW)
     seed(app.state.engine)
     add_user(app.state.engine)
     add_user(app.state.engine, "town-a", "town_operator", TOWN)
