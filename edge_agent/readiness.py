@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from protocol.messages import VOICE_FAULTS
-
 DEVICE_LABELS = {"queue_display": "排队显示屏", "rating_pad": "评价器"}
 NO_SOUND_CARD = ("no soundcards", "cannot find card", "audio open error", "unknown pcm")
 
 
+# Why residents cannot hear the calls, as a code for the county (edge_health) and in Chinese for the screens.
+VOICE_FAULTS = {"no_synthesizer": "叫号语音无法播报：未安装语音合成程序",
+                "no_sound_card": "叫号喇叭无声：未找到声卡",
+                "play_failed": "叫号喇叭无声：播放失败"}
 
 
 def voice_fault(voice: dict | None) -> str:

@@ -55,11 +55,6 @@ RATING_TIMEOUT = "timeout"
 RATING_SKIPPED = "skipped"
 RATING_PAD_OFFLINE = "pad_offline"
 RATING_OUTCOMES = (RATING_RATED, RATING_TIMEOUT, RATING_SKIPPED, RATING_PAD_OFFLINE)
-# Why residents cannot hear the calls: the `voice` component's state in edge_health, and what the center's
-# screens and the county's alert say for it (one text for both).
-VOICE_FAULTS = {"no_synthesizer": "叫号语音无法播报：未安装语音合成程序",
-                "no_sound_card": "叫号喇叭无声：未找到声卡",
-                "play_failed": "叫号喇叭无声：播放失败"}
 # 考勤: staff sign in and out at a window's caller; the edge forwards each as an attendance_event.
 SIGNED_IN = "sign_in"
 SIGNED_OUT = "sign_out"

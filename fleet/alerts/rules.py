@@ -24,7 +24,6 @@ from protocol.messages import (
     TICKET_REQUEUED,
     TICKET_SKIPPED,
     TICKET_TRANSFERRED,
-    VOICE_FAULTS,
 )
 
 DEVICE_OFFLINE = "device_offline"
@@ -63,6 +62,9 @@ DROP_LABELS = {DROP_WILL: "连接断开", DROP_HEARTBEAT: "心跳超时", DROP_R
 ROLE_NAMES = {ROLE_QUEUE_DISPLAY: "排队显示屏", ROLE_RATING_PAD: "评价器"}
 COMPONENT_NAMES = {"center_broker": "中心消息服务", "county_uplink": "县平台上传", "printer": "打印机",
                    "id_card": "身份证读卡器", "scanner": "扫描仪", "document_camera": "高拍仪"}
+# The edge's spoken calls (edge_agent/readiness.py VOICE_FAULTS): residents who cannot hear walk past their number.
+VOICE_STATES = {"no_sound_card": "叫号喇叭无声：未找到声卡", "no_synthesizer": "叫号语音无法播报：未安装语音合成程序",
+                "play_failed": "叫号喇叭无声：播放失败"}
 PRINTER_STATES = {"paper_out": ("打印机缺纸", CRITICAL), "paper_near_end": ("打印机纸将用尽", WARNING),
                   "offline": ("打印机离线", CRITICAL)}
 # The edge's data disk (edge_agent/storage.py): state -> (message, what it means for the center, severity).
@@ -160,7 +162,7 @@ def health_conditions(center_code: str, summary: dict[str, Any]) -> list[Conditi
         elif name == STORAGE:
             found.append(_storage_condition(key, center_code, state, part))
         elif name == "voice":
-            found.append(Condition(key, COMPONENT, center_code, VOICE_FAULTS.get(state, "叫号喇叭无声"),
+            found.append(Condition(key, COMPONENT, center_code, VOICE_STATES.get(state, "叫号喇叭无声"),
                                    "群众听不到叫号：请检查喇叭、声卡和音量", WARNING,
                                    facts={"component": name, "state": state}))
         elif name.startswith("camera-") and name[7:].isdigit():
