@@ -20,6 +20,7 @@ from edge_agent.adapters.printer import TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
 from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
+from edge_agent.host_health import HostHealth
 from edge_agent.peripherals import build_peripherals
 from edge_agent.queue import service as queue_kinds
 from edge_agent.queue.kiosk import KioskDesk, PresentedCard
@@ -47,6 +48,8 @@ class EdgeAgent:
         self.awaiting = AwaitingAck(config.data_dir / "edge.sqlite3", self.store.writes)
         # The data disk: free space and failed writes, in health, readiness and the county's edge_health.
         self.storage = StorageHealth(config.data_dir, self.store.writes, self.store.probe_write, config.min_free_bytes)
+        # The Pi itself (version, disk, CPU temperature, clock sync, database size): edge_health's `host`.
+        self.host = HostHealth(config.data_dir, config.data_dir / "edge.sqlite3")
         self.uplink = Uplink(config, self.store, self.retained, self.awaiting)
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down
@@ -242,7 +245,7 @@ class EdgeAgent:
         staff = {member.staff_no: member.name for member in self.config.staff}
         return {"ready": ready, "reasons": reasons, "components": components, "windows": windows, "staff": staff,
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
-                "ts": time.time()}
+                "host": self.host.figures(), "ts": time.time()}
 
     async def take_ticket(self, service: str, with_card: bool = False, print_guide: bool = False,
                           kiosk_request: str = "") -> dict:

@@ -275,6 +275,9 @@ SCHEMAS = {
         _field("staff", OBJ, False),  # staff number -> name (the center's staff directory)
         _field("outbox", INT, False, low=0),
         _field("uptime_s", NUM, False, low=0),
+        # The Raspberry Pi itself, for county IT: agent version, data disk, CPU temperature, clock sync, database
+        # size (docs/protocol.md, edge_health). Optional: an agent older than the figures sends none.
+        _field("host", OBJ, False),
         _TS,
     ),
     # From the fleet to one center's edge, signed with the edge's key for the center's code
