@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from fleet.centers.models import CenterHours  # noqa: F401  (opening hours live in the center registry)
 from fleet.models import UTCDateTime, utcnow
 
 OPEN = "open"
@@ -60,18 +61,6 @@ class DeviceDrop(SQLModel, table=True):
     center_code: str = Field(max_length=12)
     at: datetime = Field(sa_type=UTCDateTime, index=True)
     reason: str = Field(max_length=32)
-
-
-class CenterHours(SQLModel, table=True):
-    """A center's own opening hours (else Settings.opening_hours on working days)."""
-
-    __tablename__ = "center_hours"
-
-    center_code: str = Field(primary_key=True, max_length=12)
-    hours: str = Field(max_length=200)  # 08:30-12:00,14:00-17:30
-    open_on_rest_days: bool = False
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_by: str | None = Field(default=None, max_length=64)
 
 
 class CenterHealthReport(SQLModel, table=True):
