@@ -23,7 +23,7 @@ many devices happened to finish first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -185,10 +185,12 @@ def step(status: str, targets: Sequence[TargetView], policy: Policy, now: dateti
     return result
 
 
-def rollback_step(targets: Sequence[TargetView]) -> tuple[list[str], bool]:
+def rollback_step(targets: Sequence[TargetView], can_go_back: Collection[str]) -> tuple[list[str], bool]:
     """Rolling back: the devices to send back to their previous version (those that took the new one or may
-    have: succeeded or still updating), and whether the roll-back is complete (no device left on its way)."""
-    to_send = [t.device_id for t in targets if t.state in (SUCCEEDED, UPDATING)]
+    have: succeeded or still updating, and that have a previous version the fleet holds a bundle of:
+    `can_go_back`), and whether the roll-back is complete (nothing left to send, no device on its way back).
+    A device that cannot go back stays where it is; it does not keep the roll-back open for ever."""
+    to_send = [t.device_id for t in targets if t.state in (SUCCEEDED, UPDATING) and t.device_id in can_go_back]
     done = not to_send and all(t.state != ROLLING_BACK for t in targets)
     return to_send, done
 
@@ -203,28 +205,38 @@ def check_action(action: str, status: str) -> None:
 
 @dataclass(frozen=True)
 class BoardReport:
-    """What a board says of its firmware: the version running, the one staged, the last one that failed."""
+    """What a board says of its firmware (firmware_status): where it is, the version running, the version it
+    is going to (target), the one staged, the last one that failed and why."""
 
+    state: str | None = None  # protocol.messages FW_*: idle, downloading, staged, trying, confirmed, failed, refused
     running: str | None = None
+    target: str | None = None
     staged: str | None = None
     failed: str | None = None
-    reason: str | None = None
+    error: str | None = None
+
+
+SETTLED = ("idle", "confirmed")  # FW_IDLE, FW_CONFIRMED: what runs is kept (a `trying` set may still go back)
+GAVE_UP = ("failed", "refused")  # FW_FAILED, FW_REFUSED: the previous files run, `error` says why
 
 
 def judge_report(state: str, target_version: str, previous_version: str | None,
                  report: BoardReport) -> tuple[str, str | None]:
     """A device's new state in its rollout after a report, with the reason of a failure.
 
-    Updating: the target version running is success; the target version failed (refused, bad signature, crashed
-    at boot and rolled back by the board) is failure. Rolling back: the previous version running is done.
+    Updating: the target version running and kept (idle or confirmed: a board still `trying` it may yet go
+    back) is success; the board giving up on the target version (refused, bad signature, failed download,
+    crashed at boot and went back by itself) is failure. Rolling back: the previous version running and kept.
     """
+    settled = report.state in SETTLED
     if state == UPDATING:
-        if report.failed == target_version and report.running != target_version:
-            return FAILED, report.reason or "failed"
-        if report.running == target_version:
+        names_target = target_version in (report.failed, report.target)
+        if report.state in GAVE_UP and names_target and report.running != target_version:
+            return FAILED, report.error or report.state
+        if settled and report.running == target_version:
             return SUCCEEDED, None
     elif state == ROLLING_BACK:
-        if previous_version is not None and report.running == previous_version:
+        if settled and previous_version is not None and report.running == previous_version:
             return ROLLED_BACK, None
     return state, None
 

@@ -127,29 +127,39 @@ def test_nothing_starts_unless_running() -> None:
 
 
 def test_reports_decide_success_failure_and_rollback() -> None:
-    assert plan.judge_report(plan.UPDATING, "1.1", "1.0", BoardReport(running="1.1")) == (plan.SUCCEEDED, None)
+    def judge(state: str, report: BoardReport) -> tuple[str, str | None]:
+        return plan.judge_report(state, "1.1", "1.0", report)
+
+    assert judge(plan.UPDATING, BoardReport("confirmed", running="1.1", target="1.1")) == (plan.SUCCEEDED, None)
+    assert judge(plan.UPDATING, BoardReport("idle", running="1.1")) == (plan.SUCCEEDED, None)
+    # Booted the new files but not yet kept: it may still go back.
+    assert judge(plan.UPDATING, BoardReport("trying", running="1.1", target="1.1")) == (plan.UPDATING, None)
     # Crashed at boot: the board went back to 1.0 and says why 1.1 failed.
-    crashed = BoardReport(running="1.0", failed="1.1", reason="boot_crash")
-    assert plan.judge_report(plan.UPDATING, "1.1", "1.0", crashed) == (plan.FAILED, "boot_crash")
-    # Staged, not yet swapped: no verdict.
-    assert plan.judge_report(plan.UPDATING, "1.1", "1.0", BoardReport(running="1.0", staged="1.1")) == \
+    crashed = BoardReport("failed", running="1.0", target="1.1", failed="1.1", error="boot_crash")
+    assert judge(plan.UPDATING, crashed) == (plan.FAILED, "boot_crash")
+    refused = BoardReport("refused", running="1.0", target="1.1", error="bad signature")
+    assert judge(plan.UPDATING, refused) == (plan.FAILED, "bad signature")
+    # Downloading or staged, not yet swapped: no verdict.
+    assert judge(plan.UPDATING, BoardReport("staged", running="1.0", target="1.1", staged="1.1")) == \
         (plan.UPDATING, None)
     # An old failure of another version is no verdict on this one.
-    assert plan.judge_report(plan.UPDATING, "1.1", "1.0", BoardReport(running="1.0", failed="0.9")) == \
+    assert judge(plan.UPDATING, BoardReport("failed", running="1.0", target="0.9", failed="0.9")) == \
         (plan.UPDATING, None)
-    assert plan.judge_report(plan.ROLLING_BACK, "1.1", "1.0", BoardReport(running="1.0")) == \
+    assert judge(plan.ROLLING_BACK, BoardReport("confirmed", running="1.0", target="1.0")) == \
         (plan.ROLLED_BACK, None)
-    assert plan.judge_report(plan.SUCCEEDED, "1.1", "1.0", BoardReport(running="1.0")) == (plan.SUCCEEDED, None)
+    assert judge(plan.SUCCEEDED, BoardReport("idle", running="1.0")) == (plan.SUCCEEDED, None)
 
 
 def test_rollback_sends_back_what_took_or_may_take_the_new_version() -> None:
     views = [TargetView("a", 0, plan.SUCCEEDED), TargetView("b", 1, plan.UPDATING), TargetView("c", 1, plan.FAILED),
              TargetView("d", 2, plan.PENDING)]
-    assert plan.rollback_step(views) == (["a", "b"], False)
+    assert plan.rollback_step(views, {"a", "b", "c", "d"}) == (["a", "b"], False)
+    # b's previous version has no bundle in the fleet: it stays, and does not hold the roll-back open.
+    assert plan.rollback_step(views, {"a"}) == (["a"], False)
     views = [TargetView("a", 0, plan.ROLLING_BACK), TargetView("c", 1, plan.FAILED)]
-    assert plan.rollback_step(views) == ([], False)
-    views = [TargetView("a", 0, plan.ROLLED_BACK), TargetView("c", 1, plan.FAILED)]
-    assert plan.rollback_step(views) == ([], True)
+    assert plan.rollback_step(views, {"a"}) == ([], False)
+    views = [TargetView("a", 0, plan.ROLLED_BACK), TargetView("b", 1, plan.SUCCEEDED)]
+    assert plan.rollback_step(views, set()) == ([], True)
 
 
 def test_actions_allowed_by_state() -> None:
