@@ -147,6 +147,21 @@ COMMAND_DONE = "done"
 COMMAND_REJECTED = "rejected"
 COMMAND_FAILED = "failed"
 
+# firmware_status: where a device is with its firmware (protocol/firmware.py, docs/protocol.md).
+FW_IDLE = "idle"  # runs what was last desired (or nothing was ever desired)
+FW_DOWNLOADING = "downloading"
+FW_STAGED = "staged"  # every file verified beside the running ones; the swap happens at the reboot
+FW_TRYING = "trying"  # booted the new files; kept only once healthy (birth in time, every loop alive)
+FW_CONFIRMED = "confirmed"  # the new files came back healthy and are kept
+FW_FAILED = "failed"  # download, verification or the trial boot failed: the previous files run; error says why
+FW_REFUSED = "refused"  # the firmware_desired (or the manifest it names) did not verify: nothing was fetched
+FW_STATES = (FW_IDLE, FW_DOWNLOADING, FW_STAGED, FW_TRYING, FW_CONFIRMED, FW_FAILED, FW_REFUSED)
+# The most a firmware_fetch may ask for in one chunk: its firmware_chunk (base64) stays well inside the
+# boards' 16 KB packet limit.
+FIRMWARE_CHUNK_MAX_BYTES = 4096
+# A firmware_bundle is the one message bigger than MAX_PAYLOAD_BYTES: read by the edge agent alone.
+FIRMWARE_BUNDLE_MAX_BYTES = 2097152
+
 # rating_ack: the edge has the rating in its database (also when it had it already: a re-send), or will never
 # take it (its request closed, another rating of the ticket first, ...). Either way the pad may forget it.
 RATING_STORED = "stored"
@@ -324,6 +339,59 @@ SCHEMAS = {
         _V,
         _field("command_id", STR),
         _field("status", STR, choices=(COMMAND_DONE, COMMAND_REJECTED, COMMAND_FAILED)),
+        _field("error", STR, False),
+    ),
+    # Fleet -> edge: one bundle (protocol/firmware.py), signed with the edge's key for the center's code
+    # (signing.sign_for_edge). `data` is base64 of zlib of every file of the manifest, in its order.
+    "firmware_bundle": (
+        _V,
+        _field("version", STR),
+        _field("manifest_sha256", STR),
+        _field("manifest", OBJ),
+        _field("data", STR),
+        _field("issued_at", INT, low=0),
+        _field("sig", STR),
+    ),
+    # Fleet -> device (relayed, retained): the bundle the device should run, signed with the device's key. The
+    # manifest_sha256 is what makes the bundle's files trusted: the manifest holds every file's sha256.
+    "firmware_desired": (
+        _V,
+        _field("version", STR),
+        _field("manifest_sha256", STR),
+        _field("issued_at", INT, low=0),  # also tells a retry (a new issued_at) from the same order again
+        _field("sig", STR),
+        _field("issued_by", STR, False),
+    ),
+    "firmware_status": (
+        _V,
+        _field("state", STR, choices=FW_STATES),
+        _field("running", STR),
+        _field("running_sha256", STR, False),  # absent: the files provisioning put on the board
+        _field("target", STR, False),
+        _field("target_sha256", STR, False),
+        _field("issued_at", INT, False, low=0),  # of the firmware_desired this answers
+        _field("staged", STR, False),
+        _field("done_bytes", INT, False, low=0),
+        _field("total_bytes", INT, False, low=0),
+        _field("failed", STR, False),
+        _field("failed_sha256", STR, False),
+        _field("error", STR, False),
+    ),
+    # Device <-> edge on the center broker: one chunk of one file of a cached bundle ("" names the manifest).
+    "firmware_fetch": (
+        _V,
+        _field("manifest_sha256", STR),
+        _field("path", STR),
+        _field("offset", INT, low=0),
+        _field("length", INT, low=1, high=FIRMWARE_CHUNK_MAX_BYTES),
+    ),
+    "firmware_chunk": (
+        _V,
+        _field("manifest_sha256", STR),
+        _field("path", STR),
+        _field("offset", INT, low=0),
+        _field("size", INT, False, low=0),  # of the whole file
+        _field("data", STR, False),  # base64; absent with an error
         _field("error", STR, False),
     ),
     # From the edge to the pad that sent a rating_submitted, once the rating is committed to its database (or

@@ -52,6 +52,11 @@ DEVICE_CONFIG_DESIRED = "device_config_desired"
 DEVICE_CONFIG_REPORTED = "device_config_reported"
 DEVICE_COMMAND = "device_command"
 DEVICE_COMMAND_ACK = "device_command_ack"
+FIRMWARE_BUNDLE = "firmware_bundle"
+FIRMWARE_DESIRED = "firmware_desired"
+FIRMWARE_STATUS = "firmware_status"
+FIRMWARE_FETCH = "firmware_fetch"
+FIRMWARE_CHUNK = "firmware_chunk"
 EVENT_ACK = "event_ack"
 BROKER_ACCOUNTS = "broker_accounts"
 TICKET_EVENT = "ticket_event"
@@ -89,6 +94,24 @@ TOPICS = (
     Topic(DEVICE_COMMAND_ACK, ROOT + "/{center}/device/{device}/command/ack",
           "device", "edge agent, fleet", 1, False, "command_ack", (CENTER_BROKER, COUNTY_BROKER),
           "The outcome of one command."),
+    # Over-the-air updates (protocol/firmware.py): the fleet sends a signed bundle to each center's edge, tells
+    # each board in a message signed with the board's own key which bundle to run, and the board fetches the
+    # bundle's files from its edge in chunks over the center broker (no HTTP client, no second port on the LAN).
+    Topic(FIRMWARE_BUNDLE, ROOT + "/{center}/edge/firmware/bundle",
+          "fleet", "edge agent", 1, True, "firmware_bundle", (COUNTY_BROKER,),
+          "A firmware bundle (manifest and files), signed with the edge's key; the edge caches it for its boards."),
+    Topic(FIRMWARE_DESIRED, ROOT + "/{center}/device/{device}/firmware/desired",
+          "fleet (relayed by the edge agent)", "device", 1, True, "firmware_desired", (COUNTY_BROKER, CENTER_BROKER),
+          "The firmware version the county wants the device to run, by its manifest's sha256, signed with its key."),
+    Topic(FIRMWARE_STATUS, ROOT + "/{center}/device/{device}/firmware/status",
+          "device", "edge agent, fleet", 1, True, "firmware_status", (CENTER_BROKER, COUNTY_BROKER),
+          "The firmware running, staged or failed on the device, and why an update failed or was refused."),
+    Topic(FIRMWARE_FETCH, ROOT + "/{center}/device/{device}/firmware/fetch",
+          "device", "edge agent", 0, False, "firmware_fetch", (CENTER_BROKER,),
+          "A device asks its edge for one chunk of a cached bundle's file (or manifest); asked again if unanswered."),
+    Topic(FIRMWARE_CHUNK, ROOT + "/{center}/device/{device}/firmware/chunk",
+          "edge agent", "device", 0, False, "firmware_chunk", (CENTER_BROKER,),
+          "The edge's answer to one firmware_fetch: the bytes asked for, or why it has none."),
     Topic(EDGE_PRESENCE, ROOT + "/{center}/edge/presence",
           "edge agent", "fleet", 1, True, "presence", (COUNTY_BROKER,),
           "The edge agent's birth and last will on the county broker."),
