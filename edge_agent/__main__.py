@@ -1,5 +1,8 @@
 """python -m edge_agent --config center.toml
 
+python -m edge_agent business-token: prints a new token for the window's business system and the
+[business_system] token_sha256 line for the center's config.
+
 python -m edge_agent hash-password: prints the [admin] password_hash for a password read from the terminal
 (or standard input), so the center administrator's password never stands in the file in clear.
 """
@@ -29,10 +32,24 @@ def hash_password() -> int:
     return 0
 
 
+def business_token() -> int:
+    """A new bearer token for the window's business system, and the line for the center's config."""
+    import secrets
+
+    from edge_agent.business import token_sha256
+
+    token = secrets.token_urlsafe(32)
+    print(f"token (give it to the business system): {token}")
+    print(f'[business_system]\ntoken_sha256 = "{token_sha256(token)}"')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hash-password"]:
         return hash_password()
+    if argv[:1] == ["business-token"]:
+        return business_token()
     parser = argparse.ArgumentParser(prog="edge_agent", description="The service center's edge agent")
     parser.add_argument("--config", type=Path, required=True, help="the center's TOML configuration")
     parser.add_argument("--log-level", default="INFO")

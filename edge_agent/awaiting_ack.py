@@ -33,6 +33,7 @@ class AwaitingAck:
         self._lock = threading.Lock()
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # an acknowledged callback phone is overwritten, not freed
         self._db.execute("CREATE TABLE IF NOT EXISTS awaiting_ack (event_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
                          "payload BLOB NOT NULL, sent_at REAL NOT NULL)")
 

@@ -6,6 +6,7 @@ file is fixed in one go instead of one restart per mistake.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import time
@@ -112,6 +113,9 @@ class CenterConfig:
     # [brokers.county] edge_key (hex): issued by the fleet with the edge's credentials; what the fleet signs for this
     # edge (broker_accounts, event_ack) is taken only when it verifies with it. None: nothing from the fleet is.
     edge_key: bytes | None = field(default=None, repr=False)
+    # [business_system] token_sha256: the window business system's bearer token, hashed (edge_agent.business).
+    # None: its evaluation interface refuses every call.
+    business_token_sha256: str | None = None
 
     def service(self, prefix: str) -> Service:
         for service in self.services:
@@ -272,6 +276,13 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
     if admin_hash is not None and (not isinstance(admin_hash, str) or not admin_hash.startswith("scrypt$")):
         problems.append("admin.password_hash: must be what `python -m edge_agent hash-password` prints")
         admin_hash = None
+    business = raw.get("business_system") or {}
+    business_hash = business.get("token_sha256") if isinstance(business, dict) else None
+    if business_hash is not None and (not isinstance(business_hash, str)
+                                      or re.fullmatch(r"[0-9a-f]{64}", business_hash) is None):
+        problems.append("business_system.token_sha256: must be the 64 hex digits "
+                        "`python -m edge_agent business-token` prints")
+        business_hash = None
     queue_settings = parse_queue_settings(raw.get("queue") or {}, known, problems)
     voice = parse_voice_settings(raw.get("voice") or {}, problems)
     appointments = parse_appointments(raw.get("appointments") or [], known, problems)
@@ -324,6 +335,7 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
         queue=queue_settings, voice=voice, staff=tuple(staff.values()), appointments=tuple(appointments),
         center_broker_files=center_broker_files, admin_password_hash=admin_hash, edge_key=edge_key,
+        business_token_sha256=business_hash,
     )
 
 

@@ -128,11 +128,17 @@ MIGRATIONS = (
     ("rating_requests", "outcome", "TEXT"),  # rated, timeout (未评价), skipped (staff moved on), pad_offline
     ("ratings", "reason", "TEXT"),  # a 差评's reason (protocol.messages.RATING_REASONS), sent after the score
     ("devices", "boot", "TEXT"),  # the boot id of `session` (protocol.presence); NULL: a sender without boot ids
+    # 办件编号 and 事项 of a rating the window's business system asked for (edge_agent.business)
+    ("rating_requests", "case_no", "TEXT"),
+    ("rating_requests", "matter", "TEXT"),
 )
 # Indexes on migrated columns: created after the columns exist.
 MIGRATED_INDEXES = (
     "CREATE UNIQUE INDEX IF NOT EXISTS tickets_kiosk_request ON tickets (kiosk_request) "
     "WHERE kiosk_request IS NOT NULL",
+    # The business system's call is idempotent on its case number: one rating request per 办件编号.
+    "CREATE UNIQUE INDEX IF NOT EXISTS rating_requests_case_no ON rating_requests (case_no) "
+    "WHERE case_no IS NOT NULL",
 )
 
 
@@ -188,6 +194,9 @@ class EdgeStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # A resident's callback phone passes through the outbox (edge_agent.callback): a deleted row is
+        # overwritten, not left readable in a free page of the file.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(SCHEMA)
         self._migrate()
 

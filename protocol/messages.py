@@ -278,6 +278,23 @@ SCHEMAS = {
         # Only on the edge's own score-0 events (skipped, pad_offline); absent on a pad's answer.
         _field("outcome", STR, False, choices=(RATING_SKIPPED, RATING_PAD_OFFLINE)),
         _REASON,
+        # The case number and the matter (service item) when the window's business system asked for the rating
+        # (edge_agent.business): the province's rating system knows a rating by its case number.
+        _field("case_no", STR, False),
+        _field("matter", STR, False),
+        _TS,
+    ),
+    # A phone number a resident left at the kiosk for the callback of their bad rating (rating_id names the rating).
+    # Personal data: the edge keeps it only until the fleet acknowledges it, the fleet only sealed in that
+    # rating's case. Checked by the edge (edge_agent.callback), not here: a refusal here would put the number
+    # in a log.
+    "callback_phone": (
+        _V,
+        _field("event_id", STR),
+        _field("rating_id", STR),
+        _TICKET,
+        _WINDOW,
+        _field("phone", STR),
         _TS,
     ),
 

@@ -62,6 +62,7 @@ BROKER_ACCOUNTS = "broker_accounts"
 TICKET_EVENT = "ticket_event"
 RATING_EVENT = "rating_event"
 ATTENDANCE_EVENT = "attendance_event"
+CALLBACK_PHONE = "callback_phone"
 
 TOPICS = (
     Topic(DEVICE_PRESENCE, ROOT + "/{center}/device/{device}/presence",
@@ -127,6 +128,9 @@ TOPICS = (
     Topic(ATTENDANCE_EVENT, ROOT + "/{center}/event/attendance",
           "edge agent", "fleet", 1, False, "attendance_event", (COUNTY_BROKER,),
           "A staff member signed in or out at a window (考勤), stored and forwarded like the queue's events."),
+    Topic(CALLBACK_PHONE, ROOT + "/{center}/event/callback_phone",
+          "edge agent", "fleet", 1, False, "callback_phone", (COUNTY_BROKER,),
+          "A resident who gave a bad rating left a phone number for its callback; kept only until acknowledged."),
     Topic(EVENT_ACK, ROOT + "/{center}/event/ack",
           "fleet", "edge agent", 1, False, "event_ack", (COUNTY_BROKER,),
           "The events the fleet has stored; the edge re-sends any event not acknowledged in time."),

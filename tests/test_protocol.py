@@ -234,6 +234,8 @@ VALID = {
                      "window": 3, "score": 1, "ts": 1767576000.25},
     "attendance_event": {"v": 1, "event_id": "e-3", "kind": "sign_out", "window": 3, "staff_no": "1003",
                          "staff_name": "王芳", "reason": "day_end", "ts": 1767604200},
+    "callback_phone": {"v": 1, "event_id": "e-4", "rating_id": "r-1", "ticket": "A001", "window": 3,
+                       "phone": "13800138000", "ts": 1767604200},
     "desired_config": {"v": 1, "version": 2, "config": {"brightness": 40}, "sig": "00" * 32},
     "reported_config": {"v": 1, "version": 2, "status": "applied", "in_force": 2},
     "command": {"v": 1, "command_id": "c-1", "command": "identify", "args": {"seconds": 5}, "sig": "00" * 32},

@@ -39,7 +39,7 @@ FORWARD_RETRY_MAX_S = 30.0
 # What the county sends down for this center's devices; the agent relays it to the center broker.
 DOWNLINK_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND)
 # Events the fleet must acknowledge (event_ack) before the agent forgets them.
-EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT)
+EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT, topics.CALLBACK_PHONE)
 
 
 class Uplink(MqttLink):

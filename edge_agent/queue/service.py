@@ -536,15 +536,41 @@ class QueueService:
         self._notify(change)
         return change
 
-    def _finish_and_ask(self, db, window: int, current: TicketRow, now: float) -> QueueChange:
-        """Every served ticket ends with a rating request; the window's earlier one, unanswered, is closed."""
+    def finish_for_case(self, window: int, case_no: str, matter: str) -> tuple[QueueChange, bool]:
+        """The window's business system finished case `case_no`: 办结 of the window's ticket, rated for that case.
+
+        Idempotent on the case number: a call repeated (a lost answer, a retry) changes nothing and answers
+        what the first did; returns (the change, whether it was a repeat).
+        """
+        self._window(window)
+        now = self.clock()
+        with self.store.transaction() as db:
+            earlier = db.execute("SELECT request_id, ticket_id, window FROM rating_requests WHERE case_no = ?",
+                                 (case_no,)).fetchone()
+            if earlier is not None:
+                request_id, ticket_id, at_window = earlier
+                if at_window != window:
+                    raise QueueError(f"办件编号 {case_no} 已在{at_window}号窗口请求过评价")
+                return QueueChange(FINISHED, self._load(db, ticket_id), window, request_id), True
+            change = self._finish_and_ask(db, window, self._serving(db, window), now, case_no, matter)
+        log.info("window %d finished %s for case %s, rating requested", window, change.ticket.number, case_no)
+        self._notify(change)
+        return change, False
+
+    def _finish_and_ask(self, db, window: int, current: TicketRow, now: float, case_no: str | None = None,
+                        matter: str | None = None) -> QueueChange:
+        """Every served ticket ends with a rating request; the window's earlier one, unanswered, is closed.
+
+        `case_no` and `matter`: the 办件编号 and 事项 the window's business system finished it with.
+        """
         request_id = uuid.uuid4().hex
+
         db.execute("UPDATE tickets SET status = ?, finished_at = ? WHERE id = ?", (rules.FINISHED, now, current.id))
         for (earlier,) in db.execute("SELECT request_id FROM rating_requests WHERE window = ? AND state = 'open'",
                                      (window,)).fetchall():
             self._close_unanswered(db, earlier, now)
-        db.execute("INSERT INTO rating_requests (request_id, ticket_id, window, state, opened_at) "
-                   "VALUES (?, ?, ?, 'open', ?)", (request_id, current.id, window, now))
+        db.execute("INSERT INTO rating_requests (request_id, ticket_id, window, state, opened_at, case_no, matter) "
+                   "VALUES (?, ?, ?, 'open', ?, ?, ?)", (request_id, current.id, window, now, case_no, matter))
         ticket = self._load(db, current.id)
         self._ticket_event(db, messages.TICKET_FINISHED, ticket, now, window)
         return QueueChange(FINISHED, ticket, window, request_id)
@@ -552,8 +578,9 @@ class QueueService:
     def _close_unanswered(self, db, request_id: str, now: float) -> QueueChange:
         """A request the pad never answered: staff moved on first (skipped), or the pad said nothing at all
         within its time-out (pad offline: an online pad answers a time-out with score 0, 未评价)."""
-        ticket_id, window, opened_at = db.execute(
-            "SELECT ticket_id, window, opened_at FROM rating_requests WHERE request_id = ?", (request_id,)).fetchone()
+        ticket_id, window, opened_at, case_no, matter = db.execute(
+            "SELECT ticket_id, window, opened_at, case_no, matter FROM rating_requests WHERE request_id = ?",
+            (request_id,)).fetchone()
         silent = now - opened_at > self.config.rating_timeout_s + PAD_ANSWER_GRACE_S
         outcome = messages.RATING_PAD_OFFLINE if silent else messages.RATING_SKIPPED
         db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ?, outcome = ? WHERE request_id = ?",
@@ -562,7 +589,8 @@ class QueueService:
         event = messages.make(
             "rating_event", event_id=uuid.uuid4().hex, rating_id=f"edge-{request_id}", ticket=ticket.number,
             service=ticket.queue_service or ticket.service, window=window,
-            staff_no=self._staff_no(db, window) or None, score=0, outcome=outcome, ts=now)
+            staff_no=self._staff_no(db, window) or None, score=0, outcome=outcome, case_no=case_no, matter=matter,
+            ts=now)
         self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                            messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s not rated (%s)", window, ticket.number, outcome)
@@ -713,11 +741,11 @@ class QueueService:
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM ratings WHERE rating_id = ?", (rating["rating_id"],)).fetchone():
                 return self._add_reason(db, rating, now)
-            row = db.execute("SELECT ticket_id, window, state, opened_at, outcome FROM rating_requests "
-                             "WHERE request_id = ?", (rating["request_id"],)).fetchone()
+            row = db.execute("SELECT ticket_id, window, state, opened_at, outcome, case_no, matter "
+                             "FROM rating_requests WHERE request_id = ?", (rating["request_id"],)).fetchone()
             if row is None:
                 return RatingOutcome(False, "no such rating request")
-            ticket_id, window, state, opened_at, outcome = row
+            ticket_id, window, state, opened_at, outcome, case_no, matter = row
             # Dated when the resident pressed: the pad says how long ago (a rating kept on its flash through
             # an outage), bounded by when the request was opened and by now.
             rated_at = now
@@ -742,7 +770,7 @@ class QueueService:
             event = messages.make(
                 "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
                 service=ticket.queue_service or ticket.service, window=window, staff_no=staff_no or None,
-                score=rating["score"], reason=rating.get("reason"), ts=rated_at)
+                score=rating["score"], reason=rating.get("reason"), case_no=case_no, matter=matter, ts=rated_at)
             self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                                messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s rated %s", window, ticket.number, messages.RATING_LABELS[rating["score"]])
@@ -758,8 +786,9 @@ class QueueService:
         reason = rating.get("reason")
         if reason is None:
             return RatingOutcome(False, "duplicate delivery of an accepted rating", already_stored=True)
-        request_id, ticket_id, window, score, known, rated_at = db.execute(
-            "SELECT r.request_id, r.ticket_id, r.window, r.score, r.reason, q.closed_at FROM ratings r "
+        request_id, ticket_id, window, score, known, rated_at, case_no, matter = db.execute(
+            "SELECT r.request_id, r.ticket_id, r.window, r.score, r.reason, q.closed_at, q.case_no, q.matter "
+            "FROM ratings r "
             "JOIN rating_requests q ON q.request_id = r.request_id WHERE r.rating_id = ?",
             (rating["rating_id"],)).fetchone()
         if known is not None:
@@ -771,7 +800,8 @@ class QueueService:
         event = messages.make(
             "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
             service=ticket.queue_service or ticket.service, window=window,
-            staff_no=self._staff_no(db, window) or None, score=score, reason=reason, ts=rated_at or now)
+            staff_no=self._staff_no(db, window) or None, score=score, reason=reason, case_no=case_no, matter=matter,
+            ts=rated_at or now)
         self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                            messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s 差评 reason %s", window, ticket.number, messages.RATING_REASON_LABELS[reason])

@@ -33,6 +33,7 @@ from edge_agent.queue.service import ActingOn, QueueChange, QueueError, StaleReq
 from edge_agent.sign_in import ADMIN, SignInRefused, StaffSession
 from edge_agent.storage import refusal_text
 from edge_agent.voice import kiosk_prompt_parts, wav_bytes
+from edge_agent.web.evaluation import add_evaluation_routes
 
 HERE = Path(__file__).parent
 STAFF_COOKIE = "edge_staff"
@@ -414,6 +415,8 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     @app.get("/api/attendance", dependencies=[Depends(staff_or_admin)])
     async def attendance() -> list[dict]:
         return agent.queue.attendance()
+
+    add_evaluation_routes(app, agent, page)
 
     @app.get("/api/events")
     async def events(request: Request) -> StreamingResponse:
