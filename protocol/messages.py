@@ -83,6 +83,14 @@ TICKET_KINDS = (TICKET_ISSUED, TICKET_CALLED, TICKET_FINISHED, TICKET_RECALLED, 
 
 # No message of the contract comes near this; anything bigger is dropped unread.
 MAX_PAYLOAD_BYTES = 16384
+# Except center_config, read by the edge agent alone (never a board): a center's item guides and the roster's
+# photos need more room. A board never subscribes to it, so its small buffers never meet it.
+CENTER_CONFIG_MAX_BYTES = 1048576
+# center_config: what a window is: general intake, a dedicated window, a flexible one (labels live in edge and fleet).
+WINDOW_GENERAL = "general"
+WINDOW_DEDICATED = "dedicated"
+WINDOW_FLEXIBLE = "flexible"
+WINDOW_KINDS = (WINDOW_GENERAL, WINDOW_DEDICATED, WINDOW_FLEXIBLE)
 # broker_accounts: a sanity limit on each of passwd and acl (characters), so a wrong text is refused
 # before it is written to disk. The whole message must still fit MAX_PAYLOAD_BYTES.
 BROKER_FILE_MAX_CHARS = 16000
@@ -436,6 +444,29 @@ SCHEMAS = {
         _field("devices", ARR),
         _field("sig", STR),
     ),
+    # A center's configuration from the county (fleet -> edge, retained), signed with the edge's key for the
+    # center's code like broker_accounts. Every section replaces the edge's whole section (see
+    # check_center_sections); what is local to the Pi (brokers, peripherals, paths) is never in it.
+    "center_config": (
+        _V,
+        _field("version", INT, low=1),
+        _field("issued_at", NUM, low=0),  # whole seconds (signed payloads carry no floats)
+        _field("profile", OBJ),
+        _field("items", ARR),
+        # The queue's services (prefix and name) at this center; every prefix an item uses is one too.
+        _field("services", ARR, False),
+        _field("windows", ARR),
+        _field("roster", ARR),
+        _field("sig", STR),
+    ),
+    # The edge's answer, retained: the version in force, or why a version was rejected (the one in force stays).
+    "center_config_reported": (
+        _V,
+        _field("version", INT, low=0),
+        _field("status", STR, choices=(CONFIG_APPLIED, CONFIG_REJECTED)),
+        _field("in_force", INT, low=0),
+        _field("error", STR, False),
+    ),
 }
 
 # What a desired configuration may hold, per device role. Every key is
@@ -540,6 +571,55 @@ def _check_field(kind_name, spec, payload):
         raise ProtocolError("%s: field %r must be <= %s, got %r" % (kind_name, name, high, value))
 
 
+def _check_text_list(where, value):
+    if not isinstance(value, list):
+        raise ProtocolError("%s: must be an array" % where)
+    for entry in value:
+        if not isinstance(entry, str):
+            raise ProtocolError("%s: must hold strings, got %r" % (where, entry))
+
+
+def check_center_sections(payload):
+    """The windows and roster of a center_config: each window once with a kind and the prefixes it serves,
+    each staff number once with a name; raises ProtocolError. Items and profile are checked by the edge."""
+    numbers = {}
+    for window in payload["windows"]:
+        if not isinstance(window, dict):
+            raise ProtocolError("center_config: each of 'windows' must be an object")
+        number = window.get("number")
+        check_window(number)
+        if number in numbers:
+            raise ProtocolError("center_config: window %d is listed twice" % number)
+        numbers[number] = True
+        if window.get("kind") not in WINDOW_KINDS:
+            raise ProtocolError("center_config: window %d: kind must be one of %s" % (number, ",".join(WINDOW_KINDS)))
+        _check_text_list("center_config: window %d: services" % number, window.get("services"))
+    staff = {}
+    for member in payload["roster"]:
+        if not isinstance(member, dict):
+            raise ProtocolError("center_config: each of 'roster' must be an object")
+        staff_no = member.get("staff_no")
+        if not isinstance(staff_no, str) or not staff_no or not isinstance(member.get("name"), str):
+            raise ProtocolError("center_config: each roster entry needs 'staff_no' and 'name' as text")
+        if staff_no in staff:
+            raise ProtocolError("center_config: staff number %s is listed twice" % staff_no)
+        staff[staff_no] = True
+        for name in ("title", "photo", "pin_hash"):
+            if not isinstance(member.get(name, ""), str):
+                raise ProtocolError("center_config: staff %s: %r must be text" % (staff_no, name))
+        _check_text_list("center_config: staff %s: stand_in_for" % staff_no, member.get("stand_in_for", []))
+        windows = member.get("windows", [])
+        if not isinstance(windows, list):
+            raise ProtocolError("center_config: staff %s: windows must be an array" % staff_no)
+        for number in windows:
+            check_window(number)
+
+
+def max_payload_bytes(kind_name):
+    """The largest payload of `kind_name` a receiver reads."""
+    return CENTER_CONFIG_MAX_BYTES if kind_name == "center_config" else MAX_PAYLOAD_BYTES
+
+
 def check_registered_devices(devices):
     """`devices` of broker_accounts: a list of [device id, role, window], each id once; raises ProtocolError."""
     seen = {}
@@ -578,6 +658,8 @@ def validate(kind_name, payload):
                 raise ProtocolError("broker_accounts: field %r is longer than %d characters"
                                     % (name, BROKER_FILE_MAX_CHARS))
         check_registered_devices(payload["devices"])
+    if kind_name == "center_config":
+        check_center_sections(payload)
     if kind_name in ("rating_submitted", "rating_event") and payload.get("reason") is not None \
             and payload["score"] not in BAD_SCORES:
         raise ProtocolError("%s: a reason is given only with a 差评 (score 1 or 2), got score %r"

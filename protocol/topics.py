@@ -59,6 +59,8 @@ FIRMWARE_FETCH = "firmware_fetch"
 FIRMWARE_CHUNK = "firmware_chunk"
 EVENT_ACK = "event_ack"
 BROKER_ACCOUNTS = "broker_accounts"
+CENTER_CONFIG = "center_config"
+CENTER_CONFIG_REPORTED = "center_config_reported"
 TICKET_EVENT = "ticket_event"
 RATING_EVENT = "rating_event"
 ATTENDANCE_EVENT = "attendance_event"
@@ -137,6 +139,12 @@ TOPICS = (
     Topic(BROKER_ACCOUNTS, ROOT + "/{center}/edge/broker_accounts",
           "fleet", "edge agent", 1, True, "broker_accounts", (COUNTY_BROKER,),
           "The center broker's passwd and acl; the edge installs them and reloads its Mosquitto."),
+    Topic(CENTER_CONFIG, ROOT + "/{center}/edge/center_config",
+          "fleet", "edge agent", 1, True, "center_config", (COUNTY_BROKER,),
+          "The center's configuration from the county (profile, items, windows, roster), signed and versioned."),
+    Topic(CENTER_CONFIG_REPORTED, ROOT + "/{center}/edge/center_config/reported",
+          "edge agent", "fleet", 1, True, "center_config_reported", (COUNTY_BROKER,),
+          "The center configuration version in force at the edge, or why one was rejected."),
 )
 
 _BY_NAME = {}
