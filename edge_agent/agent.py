@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 from edge_agent.adapters.base import cancel_and_wait, log_task_error, start_kept_running
 from edge_agent.adapters.broker_accounts import BrokerAccounts
 from edge_agent.adapters.center_link import CenterLink
-from edge_agent.adapters.printer import TicketPrinter, TicketSlip
+from edge_agent.adapters.printer import NoticeSlip, TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
 from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.config import CenterConfig
+from edge_agent.guide import GuideItem, notice_lines
 from edge_agent.host_health import HostHealth
 from edge_agent.peripherals import build_peripherals
 from edge_agent.queue import service as queue_kinds
@@ -152,9 +153,9 @@ class EdgeAgent:
         self._kiosk_changed()
         return result
 
-    async def _ticket_for_kiosk(self, service: str, with_card: bool = False, print_guide: bool = False) -> dict:
+    async def _ticket_for_kiosk(self, service: str, with_card: bool = False) -> dict:
         try:
-            result = {"kind": "ticket", **await self.take_ticket(service, with_card, print_guide)}
+            result = {"kind": "ticket", **await self.take_ticket(service, with_card)}
         except QueueError as exc:
             result = {"kind": "error", "message": str(exc)}
         self.kiosk.show(result)
@@ -247,11 +248,12 @@ class EdgeAgent:
                 "outbox": health["county_uplink"]["outbox"], "uptime_s": round(time.time() - self.started_at),
                 "host": self.host.figures(), "ts": time.time()}
 
-    async def take_ticket(self, service: str, with_card: bool = False, print_guide: bool = False,
+    async def take_ticket(self, service: str, with_card: bool = False, item: str = "",
                           kiosk_request: str = "") -> dict:
         """A resident takes a ticket: issued first, then printed; a printer failure never loses it.
 
         `with_card`: the ID card swiped at the kiosk just now goes with it (green channel by age).
+        `item`: the code of the item (事项) the resident chose in the guide: the ticket carries its materials.
         `kiosk_request` names the tap: the same tap sent again (a double tap, a retry) answers with the
         ticket it got, printed once.
         """
@@ -259,21 +261,39 @@ class EdgeAgent:
         if earlier is not None:
             return self._ticket_answer(earlier, note="绿色通道" if earlier.ticket.priority == GREEN else "",
                                        printed=None)
+        chosen = self._chosen_item(item, service) if item else None
         card = self.kiosk.take_card() if with_card else None
         if with_card and card is None:
             raise QueueError("身份证信息已过期，请重新刷卡")
         if card is not None:
             self._kiosk_changed()
         issued = self.queue.issue_ticket(service, GREEN if card and card.green else "", kiosk_request)
-        return await self._print(issued, note="绿色通道" if card and card.green else "", print_guide=print_guide)
+        return await self._print(issued, note="绿色通道" if card and card.green else "", item=chosen)
 
-    async def _print(self, issued: IssuedTicket, note: str = "", print_guide: bool = False) -> dict:
+    def _chosen_item(self, code: str, service: str) -> GuideItem:
+        try:
+            chosen = self.config.item(code)
+        except KeyError:
+            raise QueueError("该事项已不在本中心办理，请咨询工作人员") from None
+        if chosen.prefix != service:
+            raise QueueError(f"事项“{chosen.name}”不属于该业务")
+        return chosen
+
+    async def print_notice(self, code: str) -> bool:
+        """Print the 一次性告知书 of an item (materials, time limits, fees, where, whom to ask); KeyError if the
+        center does not handle it."""
+        chosen = self.config.item(code)
+        return await self.printer.print_notice(NoticeSlip(
+            self.config.name, chosen.name, tuple(notice_lines(chosen, self.config.name)), time.time(),
+            self.config.timezone, label=f"一次性告知书 {chosen.code}"))
+
+    async def _print(self, issued: IssuedTicket, note: str = "", item: GuideItem | None = None) -> dict:
         service = self.config.service(issued.ticket.service)
-        with_guide = print_guide or service.print_guide
         slip = TicketSlip(self.config.name, issued.service_name, issued.ticket.number, issued.people_ahead,
                           issued.ticket.issued_at, f"{self.config.code}/{issued.ticket.business_day}/"
                           f"{issued.ticket.number}", self.config.timezone, wait_text=issued.wait_text, note=note,
-                          guide=service.guide if with_guide else "", materials=service.materials if with_guide else (),
+                          guide=f"{item.name}（{item.kind_label}，承诺时限：{item.promised_text}）" if item else "",
+                          materials=tuple(m.text() for m in item.materials) if item else (),
                           windows=tuple(w.number for w in self.config.windows if service.prefix in w.services))
         printed = await self.printer.print_ticket(slip)
         return self._ticket_answer(issued, note, printed)

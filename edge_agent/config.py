@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_agent.adapters.printer_status import parse_printer_extras
 from edge_agent.appointments import Appointment, parse_appointments
+from edge_agent.guide import GuideItem, parse_items
 from edge_agent.peripherals import check_peripherals
 from edge_agent.queue.settings import QueueSettings, parse_queue_settings
 from edge_agent.voice import VoiceSettings, parse_voice_settings
@@ -32,9 +33,6 @@ class ConfigError(ValueError):
 class Service:
     prefix: str
     name: str
-    guide: str = ""  # 办事指南: conditions, time limit, fees, as the center publishes them
-    materials: tuple[str, ...] = ()  # 一次性告知: everything to bring, told at once
-    print_guide: bool = False  # print the guide and materials on every ticket of this service
 
 
 @dataclass(frozen=True)
@@ -113,9 +111,20 @@ class CenterConfig:
     # [brokers.county] edge_key (hex): issued by the fleet with the edge's credentials; what the fleet signs for this
     # edge (broker_accounts, event_ack) is taken only when it verifies with it. None: nothing from the fleet is.
     edge_key: bytes | None = field(default=None, repr=False)
+    # The items (事项) this center handles with their 办事指南 (edge_agent.guide): [[items]], or the county's.
+    items: tuple[GuideItem, ...] = ()
+    opening_hours: str = ""  # [center] hours, shown to residents, e.g. 08:30-12:00,14:00-17:30
+    consult_phone: str = ""  # [center] phone: 咨询电话
+    complaint_phone: str = ""  # [center] complaint_phone: 投诉电话
     # [business_system] token_sha256: the window business system's bearer token, hashed (edge_agent.business).
     # None: its evaluation interface refuses every call.
     business_token_sha256: str | None = None
+
+    def item(self, code: str) -> GuideItem:
+        for item in self.items:
+            if item.code == code:
+                return item
+        raise KeyError(code)
 
     def service(self, prefix: str) -> Service:
         for service in self.services:
@@ -224,16 +233,21 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
             problems.append(f"services[{i}].name: is required")
         if any(s.prefix == prefix for s in services):
             problems.append(f"services[{i}].prefix: {prefix!r} is used twice")
-        materials = item.get("materials") or []
-        if not isinstance(materials, list) or not all(isinstance(m, str) for m in materials):
-            problems.append(f"services[{i}].materials: must be a list of strings")
-            materials = []
-        services.append(Service(prefix, str(item.get("name", "")), str(item.get("guide", "")), tuple(materials),
-                                bool(item.get("print_guide", False))))
+        for legacy in ("guide", "materials", "print_guide"):
+            if legacy in item:
+                problems.append(f"services[{i}].{legacy}: the 办事指南 is structured now: write it as [[items]] "
+                                "with prefix = the service (see sample-center.toml)")
+        services.append(Service(prefix, str(item.get("name", ""))))
     if not services:
         problems.append("services: at least one service is required")
 
     known = {s.prefix for s in services}
+    items = parse_items(raw.get("items"), known, problems)
+    shown = {key: center.get(key, "") for key in ("hours", "phone", "complaint_phone")}
+    for key, value in shown.items():
+        if not isinstance(value, str):
+            problems.append(f"center.{key}: must be text, got {value!r}")
+            shown[key] = ""
     windows: list[Window] = []
     for i, item in enumerate(raw.get("windows") or []):
         number = item.get("number")
@@ -335,8 +349,23 @@ def parse_config(raw: dict, source: str = "config", base_dir: Path | None = None
         ack_timeout_s=float((raw.get("uplink") or {}).get("ack_timeout_s", 30.0)),
         queue=queue_settings, voice=voice, staff=tuple(staff.values()), appointments=tuple(appointments),
         center_broker_files=center_broker_files, admin_password_hash=admin_hash, edge_key=edge_key,
+        items=items, opening_hours=shown["hours"], consult_phone=shown["phone"],
+        complaint_phone=shown["complaint_phone"],
         business_token_sha256=business_hash,
     )
+
+
+def services_from_items(items: list[dict], services: list[dict] | None = None) -> tuple[Service, ...]:
+    """The queue services of a county configuration: one per prefix of `services` and of the items, named by
+    `services`, else by an item's `service_name`, else by the item's own name."""
+    names: dict[str, str] = {}
+    for entry in services or []:
+        names[str(entry["prefix"])] = str(entry["name"])
+    for item in items:
+        prefix = str(item.get("prefix", ""))
+        if prefix and prefix not in names:
+            names[prefix] = str(item.get("service_name") or item.get("name") or prefix)
+    return tuple(Service(prefix, names[prefix]) for prefix in sorted(names))
 
 
 def load_config(path: Path) -> CenterConfig:

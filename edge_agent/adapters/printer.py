@@ -36,8 +36,8 @@ class TicketSlip:
     timezone: str = "Asia/Shanghai"
     wait_text: str = ""  # e.g. 预计等候约 10 分钟
     note: str = ""  # e.g. 绿色通道 or 预约签到
-    guide: str = ""  # 办事指南, printed when the service or the resident asks for it
-    materials: tuple[str, ...] = ()  # 一次性告知: what to bring
+    guide: str = ""  # the item (事项) the ticket was taken for, with its type and promised time limit
+    materials: tuple[str, ...] = ()  # 一次性告知: what to bring for that item, one line each
     windows: tuple[int, ...] = ()  # the windows that serve this service
 
 
@@ -74,12 +74,12 @@ def render_ticket(printer: Escpos, slip: TicketSlip, encoding: str = "gb18030") 
 
 
 def render_guide(line, printer: Escpos, slip: TicketSlip) -> None:
-    """The optional guide block under the QR code: 办事指南 and the materials to bring (一次性告知)."""
+    """The block under the QR code of a ticket taken for an item: the item and the materials to bring."""
     printer.set(align="left", normal_textsize=True, bold=False)
     line("-" * 32)
     if slip.guide:
         printer.set(align="left", bold=True)
-        line("【办事指南】")
+        line("【办理事项】")
         printer.set(align="left", bold=False)
         line(slip.guide)
     if slip.materials:
@@ -89,6 +89,38 @@ def render_guide(line, printer: Escpos, slip: TicketSlip) -> None:
         for i, material in enumerate(slip.materials, 1):
             line(f"{i}. {material}")
     line("")
+
+
+@dataclass(frozen=True)
+class NoticeSlip:
+    """一次性告知书: everything a resident needs for an item, told at once, printed without a ticket."""
+
+    center_name: str
+    title: str  # the item's name
+    lines: tuple[str, ...]  # edge_agent.guide.notice_lines
+    printed_at: float
+    timezone: str = "Asia/Shanghai"
+    label: str = "一次性告知书"  # names it in the log and health
+
+
+def render_notice(printer: Escpos, slip: NoticeSlip, encoding: str = "gb18030") -> None:
+    def line(text: str) -> None:
+        printer._raw(text.encode(encoding, errors="replace") + b"\n")
+
+    printer._raw(CHINESE_MODE_ON)
+    printer.set(align="center", double_width=True, double_height=True, bold=True)
+    line("一次性告知书")
+    printer.set(align="center", normal_textsize=True, bold=True)
+    line(slip.title)
+    printer.set(align="left", normal_textsize=True, bold=False)
+    line("-" * 32)
+    for text in slip.lines:
+        line(text)
+    line("-" * 32)
+    printer.set(align="center", normal_textsize=True, bold=False)
+    line(slip.center_name)
+    line(datetime.fromtimestamp(slip.printed_at, ZoneInfo(slip.timezone)).strftime("%Y-%m-%d %H:%M"))
+    printer.cut(mode="PART", feed=True)
 
 
 def _open_printer(config: PrinterConfig) -> Escpos | None:
@@ -202,19 +234,26 @@ class TicketPrinter:
 
     async def print_ticket(self, slip: TicketSlip) -> bool:
         """Print one ticket; False (and a health error) when it could not be printed."""
+        return await self._print(render_ticket, slip, slip.number)
+
+    async def print_notice(self, slip: NoticeSlip) -> bool:
+        """Print a 一次性告知书; False (and a health error) when it could not be printed."""
+        return await self._print(render_notice, slip, slip.label)
+
+    async def _print(self, render, slip: TicketSlip | NoticeSlip, label: str) -> bool:
         if self._printer is None:
             if self.config.kind != "none":
                 await self.start()
             if self._printer is None:
                 return False
         if self.paper.state == PAPER_OUT and await self.check_paper() == PAPER_OUT:
-            log.warning("printer: ticket %s not printed: out of paper", slip.number)
+            log.warning("printer: %s not printed: out of paper", label)
             return False
         async with self._lock:  # one ticket at a time, never interleaved bytes
             try:
-                await asyncio.to_thread(render_ticket, self._printer, slip, self.config.encoding)
+                await asyncio.to_thread(render, self._printer, slip, self.config.encoding)
             except Exception as exc:
-                self.last_error = f"printing {slip.number} failed: {exc}"
+                self.last_error = f"printing {label} failed: {exc}"
                 log.error("printer: %s", self.last_error)
                 self._printer = None
                 return False

@@ -34,6 +34,7 @@ from edge_agent.sign_in import ADMIN, SignInRefused, StaffSession
 from edge_agent.storage import refusal_text
 from edge_agent.voice import kiosk_prompt_parts, wav_bytes
 from edge_agent.web.evaluation import add_evaluation_routes
+from edge_agent.web.guide_routes import add_guide_routes
 
 HERE = Path(__file__).parent
 STAFF_COOKIE = "edge_staff"
@@ -45,7 +46,7 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 class TicketRequest(BaseModel):
     service: str
     with_card: bool = False  # the ID card swiped at the kiosk just now goes with the ticket
-    print_guide: bool = False
+    item: str = Field("", max_length=32)  # the item (事项) chosen in the guide: the ticket carries its materials
     request_id: str = Field("", max_length=64)  # the tap's id: the same tap sent twice gets one ticket
 
 
@@ -209,7 +210,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     @app.post("/api/tickets")
     async def take_ticket(body: TicketRequest) -> dict:
         try:
-            return await agent.take_ticket(body.service, body.with_card, body.print_guide, body.request_id)
+            return await agent.take_ticket(body.service, body.with_card, body.item, body.request_id)
         except QueueError as exc:
             raise refused(exc) from None
 
@@ -417,6 +418,8 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         return agent.queue.attendance()
 
     add_evaluation_routes(app, agent, page)
+
+    add_guide_routes(app, agent)
 
     @app.get("/api/events")
     async def events(request: Request) -> StreamingResponse:

@@ -23,6 +23,7 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.config import parse_config
 from edge_agent.voice import CALL_FILE, PieceCache
 from tests.edge.test_voice import FAKE_PLAYER, needs_espeak, plays
+from tests.support.escpos_decoder import decode
 from tests.support.loop import LoopThread
 from tests.support.staff import ADMIN_HASH, ADMIN_PASSWORD, PINS, set_pins, signed_in
 from tests.support.waiting import wait_until
@@ -32,6 +33,18 @@ pytestmark = pytest.mark.broker
 
 CENTER = "445202101001"
 NOTICE = "今日社保窗口12:00-13:30午休，请合理安排时间。"
+ITEMS = [
+    {"code": "SB-001", "name": "城乡居民养老保险参保登记", "prefix": "A", "conditions": "年满16周岁的城乡居民",
+     "materials": [{"name": "居民身份证", "originals": 1, "copies": 1, "note": "本人"},
+                   {"name": "户口簿", "originals": 1, "copies": 1}],
+     "kind": "immediate", "location": "一楼社保窗口", "phone": "0663-8881001"},
+    {"code": "SB-002", "name": "城乡居民养老保险待遇领取", "prefix": "A",
+     "materials": [{"name": "近期一寸免冠照片", "originals": 2, "note": "白底"}],
+     "legal_days": 20, "promised_days": 10, "kind": "promised"},
+    {"code": "YB-001", "name": "异地就医备案", "prefix": "B", "basis": "《关于进一步做好异地就医直接结算工作的通知》",
+     "materials": [{"name": "异地居住证明或转诊证明", "originals": 1, "copies": 1, "note": "转诊就医须提供"}],
+     "legal_days": 5, "promised_days": 1, "kind": "promised", "fee": "不收费", "phone": "0663-8881002"},
+]
 
 
 @dataclass(frozen=True)
@@ -52,12 +65,10 @@ def center_config(tmp_path: Path, center_port: int, county_port: int, http_port:
                   **queue) -> dict:
     now = time.time()
     return {
-        "center": {"code": CENTER, "name": "示例镇便民服务中心"},
-        "services": [
-            {"prefix": "A", "name": "社保业务", "guide": "养老保险参保登记，即时办结，不收费。",
-             "materials": ["本人居民身份证原件", "户口簿"]},
-            {"prefix": "B", "name": "医保业务"},
-        ],
+        "center": {"code": CENTER, "name": "示例镇便民服务中心", "hours": "周一至周五 08:30-17:30",
+                   "phone": "0663-8881234", "complaint_phone": "0663-12345"},
+        "services": [{"prefix": "A", "name": "社保业务"}, {"prefix": "B", "name": "医保业务"}],
+        "items": ITEMS,
         "windows": [{"number": 1, "services": ["A", "B"], "staff_no": "1001", "staff_name": "张敏"},
                     {"number": 2, "services": ["B"], "staff_no": "1002", "staff_name": "李强"},
                     {"number": 3, "services": ["A"], "staff_no": "1003", "staff_name": "王芳"}],
@@ -125,7 +136,7 @@ def make_agent(tmp_path, center_broker, county_broker):
     loop.__exit__()
 
 
-def test_kiosk_takes_tickets_shows_the_guide_and_prints_it(make_agent, page, tmp_path):
+def test_kiosk_takes_tickets_and_the_guide_browses_searches_and_prints(make_agent, page, tmp_path):
     center = make_agent()
     signed_in(center.base, 3)  # an estimate counts staffed windows only
     page.goto(f"{center.base}/kiosk")
@@ -135,17 +146,66 @@ def test_kiosk_takes_tickets_shows_the_guide_and_prints_it(make_agent, page, tmp
     page.locator("#ticket-number").filter(has_text="A001").wait_for()
     assert "您前面还有 0 人在等待" in page.locator("#ticket").inner_text()
     page.get_by_role("button", name="好的").click()
+    printer = tmp_path / "data" / "printer.bin"
+    assert "【一次性告知】请携带以下材料：" not in decode(printer.read_bytes()).texts()  # no item, no materials
 
+    # Browse: the service's 办事指南 lists its items; one opens its whole guide.
     page.locator('button.guide-open[data-guide="A"]').click()
-    guide = page.locator('[data-guide-for="A"]')
-    assert "本人居民身份证原件" in guide.inner_text() and "养老保险参保登记" in guide.inner_text()
-    page.get_by_role("button", name="取号并打印材料清单").click()
-    page.locator("#ticket-number").filter(has_text="A002").wait_for()
-    assert "预计等候约" in page.locator("#ticket-wait").inner_text()
-    printed = (tmp_path / "data" / "printer.bin").read_bytes()
-    assert printed.count("本人居民身份证原件".encode("gb18030")) == 1  # only the ticket that asked for it
-    assert "一次性告知".encode("gb18030") in printed and "户口簿".encode("gb18030") in printed
-    page.locator('[data-waiting="A"]').filter(has_text="2").wait_for()
+    listed = page.locator("#guide-items button.guide-item")
+    listed.filter(has_text="城乡居民养老保险待遇领取").wait_for()
+    assert listed.count() == 2 and "承诺件 · 承诺时限：10个工作日" in listed.nth(1).inner_text()
+    listed.filter(has_text="城乡居民养老保险参保登记").click()
+    guide = page.locator("#guide-detail")
+    guide.locator("#guide-name").filter(has_text="城乡居民养老保险参保登记").wait_for()
+    text = guide.inner_text()
+    for expected in ("即办件", "年满16周岁的城乡居民", "居民身份证 原件1份、复印件1份（本人）", "即时办结", "不收费",
+                     "一楼社保窗口", "0663-8881001"):
+        assert expected in text
+    page.screenshot(path=tmp_path / "kiosk-guide.png")
+
+    # 一次性告知书: printed on its own, everything told at once.
+    page.get_by_role("button", name="打印一次性告知书").click()
+    page.locator("#guide-status").filter(has_text="已打印").wait_for()
+    notice = decode(printer.read_bytes()).texts()
+    assert "一次性告知书" in notice and "城乡居民养老保险参保登记" in notice
+    for expected in ("1. 居民身份证 原件1份、复印件1份（本人）", "2. 户口簿 原件1份、复印件1份", "办理时限：即时办结",
+                     "承诺时限：即时办结", "收费标准：不收费", "办理地点：一楼社保窗口", "咨询电话：0663-8881001"):
+        assert expected in notice
+
+    # Search by name across services; the ticket taken from a guide carries that item's materials.
+    page.get_by_role("button", name="返回").click()
+    page.locator("#guide-search").fill("就医")
+    page.get_by_role("button", name="搜索").click()
+    listed.filter(has_text="异地就医备案").wait_for()
+    assert listed.count() == 1
+    listed.first.click()
+    guide.locator("#guide-name").filter(has_text="异地就医备案").wait_for()
+    page.locator("#guide-take").click()
+    page.locator("#ticket-number").filter(has_text="B001").wait_for()
+    ticket = decode(printer.read_bytes()).texts()
+    at = ticket.index("B001")
+    assert "异地就医备案（承诺件，承诺时限：1个工作日）" in ticket[at:]
+    assert "1. 异地居住证明或转诊证明 原件1份、复印件1份（转诊就医须提供）" in ticket[at:]
+    assert ticket.count("2. 户口簿 原件1份、复印件1份") == 1  # the notice's only
+
+    page.locator("#ticket-close").click()
+    page.locator("#guide-browse").click()
+    page.locator("#guide-search").fill("没有这个事项")
+    page.get_by_role("button", name="搜索").click()
+    page.locator("#guide-empty").wait_for()
+
+
+def test_hall_display_rotates_items_opening_hours_and_phones(make_agent, page):
+    center = make_agent()
+    page.goto(f"{center.base}/hall?rotate_s=0.5")
+    panel = page.locator("#hall-info")
+    panel.filter(has_text="城乡居民养老保险待遇领取　承诺件　承诺时限：10个工作日").wait_for()
+    assert "异地就医备案" in panel.inner_text()
+    panel.filter(has_text="周一至周五 08:30-17:30").wait_for()
+    page.locator('#hall-info[data-page="phones"]').wait_for()
+    phones = panel.inner_text()
+    assert "咨询电话：0663-8881234" in phones and "投诉电话：0663-12345" in phones
+    assert "社保业务咨询：0663-8881001" in phones and "医保业务咨询：0663-8881002" in phones
 
 
 def test_kiosk_scanner_checks_in_an_appointment_and_refuses_an_unknown_code(make_agent, page):
