@@ -19,6 +19,7 @@ from fleet.db import create_db_engine, init_db
 from fleet.ingest import Ingest
 from fleet.models import utcnow
 from fleet.registration import routes as registration_routes
+from fleet.rollouts.routes import install_rollouts, start_rollouts, stop_rollouts
 from fleet.settings import Settings
 from fleet.web.setup import install_web
 
@@ -40,9 +41,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
             app.state.ingest = Ingest(settings, engine, clock, box=app.state.key_box)
             app.state.ingest.start()
         start_operations(app)
+        start_rollouts(app)
         try:
             yield
         finally:
+            stop_rollouts(app)
             stop_operations(app)
             if app.state.ingest is not None:
                 app.state.ingest.stop()
@@ -63,6 +66,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     app.include_router(metrics.router)
     install_web(app)
     install_operations(app)  # alerts, cases, configuration and commands
+    install_rollouts(app)  # firmware bundles and rollouts in waves
     app.include_router(registration_routes.api)  # device registration, credential packs, broker files
     return app
 

@@ -42,6 +42,7 @@ from fleet.registration.county_broker import INGEST_PROBE_ROOT
 from fleet.registration.delivery import note_edge_version
 from fleet.registration.models import DeviceRegistration
 from fleet.registration.service import note_birth
+from fleet.rollouts.service import record_status as record_firmware_status
 from fleet.settings import Settings
 from protocol import messages, topics
 from protocol import presence as presence_rule
@@ -57,7 +58,8 @@ log = logging.getLogger(__name__)
 # change. That is cheap (a message per connect/disconnect) and harmless when
 # several workers run, because applying presence is idempotent under the
 # session rules of fleet.presence.
-STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH, topics.DEVICE_CONFIG_REPORTED)
+STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH, topics.DEVICE_CONFIG_REPORTED,
+                topics.FIRMWARE_STATUS)
 # Streams, split between workers with a shared subscription.
 STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT,
                  topics.DEVICE_COMMAND_ACK)
@@ -65,7 +67,7 @@ STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT,
 ACKED_EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT)
 # Messages of one device, under the topic of its center: the center must be the one the device belongs to.
 DEVICE_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.DEVICE_CONFIG_REPORTED,
-                 topics.DEVICE_COMMAND_ACK)
+                 topics.DEVICE_COMMAND_ACK, topics.FIRMWARE_STATUS)
 
 _DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller gives no settings
 PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
@@ -250,6 +252,9 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         return APPLIED
     if name == topics.DEVICE_COMMAND_ACK:
         return APPLIED if record_ack(session, params["device"], payload, now) else IGNORED
+    if name == topics.FIRMWARE_STATUS:
+        record_firmware_status(session, center.code, params["device"], payload, now)  # and its rollout's verdict
+        return APPLIED
     log.warning("dropped message on %s: topic %s is not for the fleet", params, name)
     return DROPPED
 
