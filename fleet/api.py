@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from fleet import audit
 from fleet.auth.deps import CurrentUserDep, ensure_visible
+from fleet.centers.names import clean_query
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.health_history import device_history
 from fleet.models import Device
@@ -51,6 +52,8 @@ class DeviceOut(BaseModel):
 
 class CenterOut(BaseModel):
     code: str
+    name: str | None = None  # its profile's name (统一标识), None until someone writes it (fleet/centers)
+    town_name: str | None = None  # the town's name in the imported division list
     county_code: str
     town_code: str
     edge_online: bool
@@ -141,11 +144,14 @@ def get_me(user: CurrentUserDep) -> UserOut:
 def get_centers(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep, response: Response,
                 prefix: Prefix = None, offset: Offset = 0,
                 limit: Annotated[int, Query(ge=1, le=CENTERS_MAX, description="page size")] = CENTERS_LIMIT,
+                q: Annotated[str | None, Query(max_length=64, description="part of a code, a center's name or its "
+                                                                           "town's name")] = None,
                 ) -> list[dict]:
-    """Centers in the user's scope (under `prefix`) by division code, with their edge state, device counts and
-    today's counts: `limit` of them from `offset`; X-Total-Count says how many there are."""
-    response.headers[TOTAL_HEADER] = str(count_centers(session, user, prefix))
-    return center_summaries(session, now, settings.tz, user, prefix, limit=limit, offset=offset)
+    """Centers in the user's scope (under `prefix`, matching `q`) by division code, with their names, edge state,
+    device counts and today's counts: `limit` of them from `offset`; X-Total-Count says how many there are."""
+    q = clean_query(q)
+    response.headers[TOTAL_HEADER] = str(count_centers(session, user, prefix, q))
+    return center_summaries(session, now, settings.tz, user, prefix, limit=limit, offset=offset, q=q)
 
 
 @router.get("/centers/{code}", response_model=CenterDetail, tags=["centers"],

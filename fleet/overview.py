@@ -17,6 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from fleet.auth.principal import CurrentUser
+from fleet.centers.names import attach_names, center_names, name_or_code_clause, town_names
 from fleet.db import among
 from fleet.models import Center, Device, RatingEvent, TicketEvent
 from fleet.presence import STATUS_AWAITING, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN, device_status
@@ -24,6 +25,7 @@ from protocol.messages import BAD_SCORES, ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD, T
 
 SERVING_ROLES = (ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD)  # a window cannot call or rate without them
 CENTERS_PER_PAGE = 100  # rows of the overview's center table
+NOT_SERVING_NAMED = 500  # centers of the "cannot serve" box named (the page shows fewer; names are one query)
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> date:
@@ -121,26 +123,31 @@ def _summary(center: Center, devices: dict[str, int], day: dict[str, int], today
     }
 
 
-def center_filter(user: CurrentUser | None = None, prefix: str | None = None) -> list[Any]:
-    """Conditions on Center: in `user`'s scope, and (when given) under the division code `prefix`."""
+def center_filter(user: CurrentUser | None = None, prefix: str | None = None, q: str | None = None) -> list[Any]:
+    """Conditions on Center: in `user`'s scope, and (when given) under the division code `prefix` and matching
+    the search text `q` (part of its code, its name or its town's name)."""
     where = []
     if user is not None:
         where.append(user.scope_clause(Center.code))
     if prefix:
         where.append(col(Center.code).startswith(prefix, autoescape=True))
+    if q:
+        where.append(name_or_code_clause(q, Center.code))
     return where
 
 
-def count_centers(session: Session, user: CurrentUser | None = None, prefix: str | None = None) -> int:
-    return session.exec(select(func.count()).select_from(Center).where(*center_filter(user, prefix))).one()
+def count_centers(session: Session, user: CurrentUser | None = None, prefix: str | None = None,
+                  q: str | None = None) -> int:
+    return session.exec(select(func.count()).select_from(Center).where(*center_filter(user, prefix, q))).one()
 
 
 def center_summaries(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser | None = None,
-                     prefix: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-    """Centers (of `user`'s scope, under `prefix`) by division code, `limit` of them from `offset`:
-    each with its edge state, device counts and today's counts."""
+                     prefix: str | None = None, limit: int | None = None, offset: int = 0,
+                     q: str | None = None) -> list[dict[str, Any]]:
+    """Centers (of `user`'s scope, under `prefix`, matching `q`) by division code, `limit` of them from `offset`:
+    each with its name and its town's, its edge state, device counts and today's counts."""
     today = local_day(now, tz)
-    query = select(Center).where(*center_filter(user, prefix)).order_by(col(Center.code)).offset(offset)
+    query = select(Center).where(*center_filter(user, prefix, q)).order_by(col(Center.code)).offset(offset)
     if limit is not None:
         query = query.limit(limit)
     centers = session.exec(query).all()
@@ -150,7 +157,7 @@ def center_summaries(session: Session, now: datetime, tz: ZoneInfo, user: Curren
     listed = [col(Center.code).between(centers[0].code, centers[-1].code)]
     devices = device_counts(session, where=listed)
     days = day_counts(session, today, tz, where=listed)
-    return [_summary(c, devices.get(c.code, {}), days.get(c.code, {}), today) for c in centers]
+    return attach_names(session, [_summary(c, devices.get(c.code, {}), days.get(c.code, {}), today) for c in centers])
 
 
 def center_summary(session: Session, code: str, now: datetime, tz: ZoneInfo) -> dict[str, Any] | None:
@@ -161,7 +168,7 @@ def center_summary(session: Session, code: str, now: datetime, tz: ZoneInfo) -> 
     today = local_day(now, tz)
     devices = device_counts(session, where=[Center.code == code]).get(code, {})
     day = day_counts(session, today, tz, code).get(code, {})
-    return _summary(center, devices, day, today)
+    return attach_names(session, [_summary(center, devices, day, today)])[0]
 
 
 def list_devices(session: Session, center_code: str | None = None, user: CurrentUser | None = None,
@@ -320,9 +327,10 @@ def open_alerts(session: Session, group: Any = None, where: Sequence[Any] = ()) 
 
 
 def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser, prefix: str | None = None,
-                    page: int = 1, per_page: int = CENTERS_PER_PAGE) -> dict[str, Any]:
+                    page: int = 1, per_page: int = CENTERS_PER_PAGE, q: str | None = None) -> dict[str, Any]:
     """The overview page: totals, centers that cannot serve now, a roll-up by town (all in `user`'s scope),
-    and one page of the centers (those under the division code `prefix`, when given).
+    and one page of the centers (those under the division code `prefix` and matching `q`, when given).
+    Names stand beside codes: each center's (its profile's) and each town's (the imported division list's).
 
     Every figure is a GROUP BY in the database; only the listed page of centers is read row by row.
     """
@@ -353,10 +361,17 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
         town["online_pct"] = percent(town["devices_online"], town["devices_total"])
         towns.append(town)
 
-    listed = count_centers(session, user, prefix)
+    names_of_towns = town_names(session, (town["town_code"] for town in towns))
+    for town in towns:
+        town["town_name"] = names_of_towns.get(town["town_code"])
+    names = center_names(session, (center["code"] for center in not_serving[:NOT_SERVING_NAMED]))
+    for center in not_serving:
+        center["name"] = names.get(center["code"])
+
+    listed = count_centers(session, user, prefix, q)
     pages = max(1, -(-listed // per_page))
     page = min(max(page, 1), pages)
-    centers = center_summaries(session, now, tz, user, prefix, limit=per_page, offset=(page - 1) * per_page)
+    centers = center_summaries(session, now, tz, user, prefix, limit=per_page, offset=(page - 1) * per_page, q=q)
     problems = {center["code"]: center["problems"] for center in not_serving}
     center_alerts = None if alerts is None else open_alerts(session, where=[
         col(Center.code).in_([c["code"] for c in centers])])
@@ -371,6 +386,7 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
         "center_count": sum(t["center_count"] for t in towns),
         "listed_count": listed,
         "prefix": prefix,
+        "q": q,
         "page": page,
         "pages": pages,
         "towns": towns,

@@ -8,7 +8,7 @@
 - `divisions.py`: reading the statistics bureau's CSV and replacing a county's divisions with it;
 - `rollout.py`: which towns and villages have a center or station and which had one online today;
 - `names.py`: names beside codes, search by name or code;
-- `routes.py`: the JSON API and the pages (/registry, /registry/{code}, /rollout).
+- `routes.py`: the JSON API and the pages (/registry, /registry/{code}, /registry-coverage).
 
 The business rules are plain functions over a session; the routes only check scope, render and audit.
 """

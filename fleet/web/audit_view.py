@@ -29,6 +29,9 @@ ACTION_LABELS = {
     "token.revoke": "吊销 API 令牌",
     "alert.acknowledge": "确认告警",
     "center.hours": "修改开放时间",
+    "center.profile": "修改中心资料",
+    "divisions.import": "导入区划代码表",
+    "rollout.target": "修改目标覆盖率",
     "config.set": "修改配置",
     "config.rollback": "回滚配置",
     "device.config": "设备配置",
@@ -61,6 +64,10 @@ DETAIL_LABELS = {
     "assignee": "责任人", "note": "说明", "result": "结果", "kind": "方式", "uphold": "申诉成立", "reason": "原因",
     "score": "评分", "hours": "开放时间", "open_on_rest_days": "休息日开放", "version": "版本", "window": "窗口号",
     "center": "中心", "count": "数量", "pack_id": "凭据包", "registrations": "登记次数", "kept": "保留原凭据",
+    # the center registry (fleet/centers): a profile's fields, the division list import, the rollout target
+    "level": "层级", "address": "地址", "consult_phone": "咨询电话", "complaint_phone": "投诉电话",
+    "contact_name": "联系人", "contact_phone": "联系人电话", "opening_hours": "开放时间", "counties": "县（区）",
+    "count_county": "县级区划数", "count_town": "乡镇数", "count_village": "村（社区）数", "target_pct": "目标覆盖率",
 }
 
 ENGLISH = {

@@ -19,6 +19,7 @@ from fleet import audit
 from fleet.auth.deps import CurrentUserDep, ensure_visible
 from fleet.auth.principal import CurrentUser
 from fleet.center_view import center_today
+from fleet.centers.names import clean_query
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.health_history import device_history
 from fleet.models import Device
@@ -49,11 +50,13 @@ _render = render  # the name the alert, case and configuration pages import
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, user: CurrentUserDep, session: SessionDep, settings: SettingsDep,
              now: NowDep, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-             prefix: Annotated[str | None, Query(pattern=DIVISION_PREFIX)] = None) -> Response:
-    """Totals and the town roll-up of the user's scope; the center table a page at a time (of `prefix`)."""
+             prefix: Annotated[str | None, Query(pattern=DIVISION_PREFIX)] = None,
+             q: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    """Totals and the town roll-up of the user's scope; the center table a page at a time (of `prefix`, and
+    matching `q`: part of a code, a center's name or its town's)."""
     ingest = request.app.state.ingest
     return render(request, "overview.html", {
-        **county_overview(session, now, settings.tz, user, prefix, page),
+        **county_overview(session, now, settings.tz, user, prefix, page, q=clean_query(q)),
         "not_serving_shown": NOT_SERVING_SHOWN,
         "now": now,
         "refresh_s": settings.dashboard_refresh_s,
