@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
@@ -34,6 +34,9 @@ from provisioning.errors import ProvisionError
 
 ROLLOUT_INTERVAL_S = 5.0  # how often the job advances every rollout (starts, time-outs, halting)
 Action = Literal["pause", "resume", "abort", "rollback"]
+# A row id as SQLite holds one (64-bit); a larger one is 422, not a server error. PostgreSQL's 32-bit INTEGER
+# is refused when the query runs (fleet.app.refuse_unholdable_value).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 api = APIRouter(prefix="/api", tags=["rollouts"])
 pages = APIRouter(include_in_schema=False)
@@ -176,8 +179,7 @@ def get_bundles(user: CurrentUserDep, session: SessionDep) -> list[dict[str, Any
     return [_bundle_out(row) for row in rows]
 
 
-@api.post("/firmware/bundles", response_model=BundleOut, status_code=201,
-          responses={403: {}, 409: {}, 422: {}, 503: {}})
+@api.post("/firmware/bundles", response_model=BundleOut, responses={403: {}, 409: {}, 422: {}, 503: {}})
 def post_bundle(body: BundleIn, user: AdminDep, session: WriteSessionDep, now: NowDep) -> dict[str, Any]:
     """Build and keep a bundle of this fleet's own firmware tree under a new version label (county
     administrators); 409 when the label names another bundle already."""
@@ -205,7 +207,7 @@ def get_rollouts(user: CurrentUserDep, session: SessionDep) -> list[dict[str, An
     return [service.rollout_view(session, r, with_targets=False) for r in service.visible_rollouts(session, user)]
 
 
-@api.post("/rollouts", response_model=RolloutOut, status_code=201, responses={403: {}, 409: {}, 422: {}})
+@api.post("/rollouts", response_model=RolloutOut, responses={403: {}, 409: {}, 422: {}})
 def post_rollout(body: RolloutIn, request: Request, user: WriterDep, session: WriteSessionDep,
                  now: NowDep) -> dict[str, Any]:
     """Start a rollout of a bundle to every device of its roles under `scope`: the canary devices first, then
@@ -216,13 +218,13 @@ def post_rollout(body: RolloutIn, request: Request, user: WriterDep, session: Wr
 
 
 @api.get("/rollouts/{rollout_id}", response_model=RolloutOut, responses={404: {}})
-def get_rollout(rollout_id: int, user: CurrentUserDep, session: SessionDep) -> dict[str, Any]:
+def get_rollout(rollout_id: RowId, user: CurrentUserDep, session: SessionDep) -> dict[str, Any]:
     """One rollout with its waves and every device: its state here, and its firmware as the board reports it."""
     return service.rollout_view(session, _visible(session, user, rollout_id))
 
 
 @api.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut, responses={403: {}, 404: {}, 409: {}})
-def post_action(rollout_id: int, action: Action, request: Request, user: WriterDep, session: WriteSessionDep,
+def post_action(rollout_id: RowId, action: Action, request: Request, user: WriterDep, session: WriteSessionDep,
                 now: NowDep) -> dict[str, Any]:
     """pause (no device is started), resume, abort (for good), rollback (devices that took the version go back
     to the one they ran before); 409 when the rollout's state does not allow it."""
@@ -329,12 +331,12 @@ def _detail_page(request: Request, user: CurrentUser, session: Session, rollout_
 
 
 @pages.get("/rollouts/{rollout_id}", response_class=HTMLResponse)
-def rollout_page(rollout_id: int, request: Request, user: CurrentUserDep, session: SessionDep) -> Response:
+def rollout_page(rollout_id: RowId, request: Request, user: CurrentUserDep, session: SessionDep) -> Response:
     return _detail_page(request, user, session, rollout_id)
 
 
 @pages.post("/rollouts/{rollout_id}/{action}")
-def action_form(rollout_id: int, action: Action, request: Request, user: WriterDep, session: WriteSessionDep,
+def action_form(rollout_id: RowId, action: Action, request: Request, user: WriterDep, session: WriteSessionDep,
                 now: NowDep) -> Response:
     _ = translator(request_lang(request))
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,7 +67,7 @@ def test_api_rollout_canary_first_then_halt_and_roll_back(app) -> None:
         assert [b["version"] for b in bundles] == [CRASHING, NEW, OLD]
         made = client.post("/api/rollouts", headers=admin, json={"version": NEW, "scope": "445202",
                                                                  "canary": [CANARY], "max_in_flight": 5})
-        assert made.status_code == 201, made.text
+        assert made.status_code == 200, made.text
         rollout = made.json()
         assert rollout["status"] == "running" and rollout["devices"] == 5
         assert rollout["counts"]["updating"] == 1 and rollout["counts"]["pending"] == 4
@@ -127,7 +128,7 @@ def test_api_scope_roles_and_refusals(app) -> None:
                                                                 "canary": [CANARY]}).status_code == 403
         own = client.post("/api/rollouts", headers=town, json={"version": NEW, "scope": FAR_TOWN,
                                                                "canary": [DEVICES[3][0]]})
-        assert own.status_code == 201 and own.json()["devices"] == 2
+        assert own.status_code == 200 and own.json()["devices"] == 2
         # Read-only: reads, never writes.
         assert len(client.get("/api/rollouts", headers=reader).json()) == 2
         assert client.post(f"/api/rollouts/{county['id']}/pause", headers=reader).status_code == 403
@@ -226,3 +227,16 @@ def test_county_it_runs_rollouts_from_the_page(live, page) -> None:
     with Session(engine) as session:
         entries = session.exec(select(AuditEntry).where(AuditEntry.action == "rollout.abort")).all()
     assert [json.loads(e.detail)["from"] for e in entries] == [plan.HALTED]
+
+
+def test_every_message_of_the_rollout_pages_has_english() -> None:
+    from fleet.web.i18n import CATALOGUES
+
+    templates = Path(__file__).resolve().parents[2] / "fleet" / "web" / "templates"
+    used: set[str] = set()
+    for name in ("rollouts.html", "rollout.html"):
+        used |= set(re.findall(r'_\(\s*"([^"]+)"', (templates / name).read_text()))
+    for labels in (plan.ROLLOUT_LABELS, plan.TARGET_LABELS, plan.WAVE_LABELS, plan.ACTION_LABELS):
+        used |= set(labels.values())
+    missing = sorted(text for text in used if re.search(r"[\u4e00-\u9fff]", text) and text not in CATALOGUES["en"])
+    assert not missing
