@@ -21,7 +21,6 @@ from fleet.ingest import Ingest
 from fleet.models import utcnow
 from fleet.registration import routes as registration_routes
 from fleet.rollouts.routes import install_rollouts, start_rollouts, stop_rollouts
-from fleet.rollouts.routes import install_rollouts, start_rollouts, stop_rollouts
 from fleet.settings import Settings
 from fleet.web.setup import install_web
 
@@ -68,7 +67,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     app.include_router(metrics.router)
     install_web(app)
     install_operations(app)  # alerts, cases, configuration and commands
-    install_rollouts(app)  # firmware bundles and rollouts in waves
     install_rollouts(app)  # firmware bundles and rollouts in waves
     app.include_router(registration_routes.api)  # device registration, credential packs, broker files
     app.include_router(center_routes.api)  # the center registry: profiles, division list, rollout coverage

@@ -72,7 +72,6 @@ def init_db(engine: Engine) -> None:
     from fleet.devconfig import models as devconfig_models  # noqa: F401
     from fleet.registration import models as registration_models  # noqa: F401
     from fleet.rollouts import models as rollout_models  # noqa: F401
-    from fleet.rollouts import models as rollout_models  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
 

@@ -43,7 +43,6 @@ from fleet.registration.delivery import note_edge_version
 from fleet.registration.models import DeviceRegistration
 from fleet.registration.service import note_birth
 from fleet.rollouts.service import record_status as record_firmware_status
-from fleet.rollouts.service import record_status as record_firmware_status
 from fleet.settings import Settings
 from protocol import messages, topics
 from protocol import presence as presence_rule
@@ -253,9 +252,6 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         return APPLIED
     if name == topics.DEVICE_COMMAND_ACK:
         return APPLIED if record_ack(session, params["device"], payload, now) else IGNORED
-    if name == topics.FIRMWARE_STATUS:
-        record_firmware_status(session, center.code, params["device"], payload, now)  # and its rollout's verdict
-        return APPLIED
     if name == topics.FIRMWARE_STATUS:
         record_firmware_status(session, center.code, params["device"], payload, now)  # and its rollout's verdict
         return APPLIED
