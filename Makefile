@@ -68,6 +68,13 @@ test-clock: setup-test
 	PYTHONPATH=$(CURDIR)/tests/support/faketime$${PYTHONPATH:+:$$PYTHONPATH} \
 	faketime '$(CLOCK_AT)' $(PY) -m pytest -n $(TEST_WORKERS) $(CLOCK_TESTS)
 
+# The edge agent's Debian package for Raspberry Pi OS (packaging/pi/): build/deb/service-center-edge_<v>_all.deb.
+# WHEELS=1 puts the arm64 wheels into it, for a Pi without internet.
+WHEELS ?=
+.PHONY: deb
+deb:
+	python3 -m tools.build_deb $(if $(WHEELS),--wheels)
+
 bench: setup
 	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done
 
