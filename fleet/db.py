@@ -71,6 +71,7 @@ def init_db(engine: Engine) -> None:
     from fleet.centers import models as center_models  # noqa: F401
     from fleet.devconfig import models as devconfig_models  # noqa: F401
     from fleet.registration import models as registration_models  # noqa: F401
+    from fleet.reports import models as report_models  # noqa: F401
     from fleet.rollouts import models as rollout_models  # noqa: F401
 
     SQLModel.metadata.create_all(engine)

@@ -20,7 +20,6 @@ from fleet.alerts.evaluate import run_alert_sweep
 from fleet.alerts.notifications import notify_changes
 from fleet.alerts.sweep import Job, Sweeper
 from fleet.cases.service import open_missing_cases, overdue_cases
-from fleet.centerconfig.service import center_config_job
 from fleet.db import write_session
 from fleet.devconfig.commands import time_out_commands
 from fleet.devconfig.config import push_pending, recompute_all
@@ -29,6 +28,7 @@ from fleet.devconfig.publisher import Publisher
 from fleet.notify import Notification, Notifier
 from fleet.overview import local_day
 from fleet.registration.delivery import broker_accounts_job
+from fleet.reports.monthly import MONTHLY_INTERVAL_S, monthly_report_job
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,21 +85,19 @@ def install_operations(app: FastAPI) -> None:
     from fleet.alerts.messages_en import install_english
     from fleet.cases import routes as case_routes
     from fleet.devconfig import routes as config_routes
+    from fleet.reports import routes as report_routes
 
     settings: Settings = app.state.settings
     app.state.key_box = KeyBox.from_settings(settings)
     app.state.notifier = None
     app.state.operations = None
     for router in (alert_routes.api, alert_routes.pages, case_routes.api, case_routes.pages, config_routes.api,
-                   config_routes.pages):
+                   config_routes.pages, report_routes.api, report_routes.pages):
         app.include_router(router)
     sections = list(getattr(app.state, "device_sections", []))
     sections.append(("config_device_section.html", config_routes.device_section))
     app.state.device_sections = sections
     install_english()
-    from fleet.centerconfig import routes as center_config_routes
-    app.include_router(center_config_routes.api)
-    app.include_router(center_config_routes.pages)
 
 
 def start_operations(app: FastAPI) -> None:
@@ -119,10 +117,7 @@ def start_operations(app: FastAPI) -> None:
             lambda now: config_job(engine, settings, app.state.key_box, publisher(), now)),
         Job("broker_accounts", BROKER_ACCOUNTS_INTERVAL_S,
             lambda now: broker_accounts_job(engine, publisher(), app.state.key_box, now, settings.config_repush_s)),
-        # Centers' configurations: changes of profiles and items made elsewhere, retries, re-publishing.
-        Job("center_config", CONFIG_INTERVAL_S,
-            lambda now: center_config_job(engine, publisher(), app.state.key_box, now, settings.opening_hours,
-                                          settings.config_repush_s)),
+        Job("monthly_report", MONTHLY_INTERVAL_S, lambda now: monthly_report_job(engine, settings, now)),
     ]
     app.state.operations = Sweeper(jobs, app.state.clock).start()
 

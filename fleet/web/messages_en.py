@@ -21,6 +21,8 @@ MESSAGES_EN: dict[str, str] = {
     "告警": "Alerts",
     "回访工单": "Follow-up cases",
     "配置": "Configuration",
+    "报表": "Reports",
+    "考勤": "Attendance",
     "审计日志": "Audit log",
     "用户": "Users",
     "退出": "Log out",

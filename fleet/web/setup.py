@@ -30,7 +30,7 @@ STATIC_DIR = WEB_DIR / "static"
 # Front-end libraries come from the npm registry (package.json) and are served by the fleet
 # itself: a county's server room often has no Internet, so no CDN.
 NODE_MODULES = WEB_DIR.parents[1] / "node_modules"
-VENDOR = {"uplot": NODE_MODULES / "uplot" / "dist"}
+VENDOR = {"uplot": NODE_MODULES / "uplot" / "dist", "echarts": NODE_MODULES / "echarts" / "dist"}
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 
 

@@ -105,7 +105,8 @@ def test_overview_center_and_device_pages(fleet, page) -> None:
     assert town.locator(".online-pct").inner_text() == "66.7%"
     assert town.locator(".tickets").inner_text() == "3"
     assert page.locator("#nav a").all_inner_texts() == ["总览", "中心名录",
-                                                       "告警", "回访工单", "可疑评价", "配置", "固件升级", "审计日志",
+                                                       "告警", "回访工单", "可疑评价", "报表", "考勤",
+                                                       "配置", "固件升级", "审计日志",
                                                        "用户"]
 
     page.locator(f"#centers tr[data-center='{CENTER}'] .code a").click()
@@ -135,6 +136,7 @@ def test_english_switch_on_every_page(fleet, page) -> None:
     page.click("#lang-switch")
     assert page.locator("#nav a").all_inner_texts() == ["Overview", "Center registry",
                                                        "Alerts", "Follow-up cases", "Suspicious ratings",
+                                                       "Reports", "Attendance",
                                                        "Configuration", "Firmware updates",
                                                        "Audit log", "Users"]
     assert page.locator("html").get_attribute("lang") == "en"
