@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from fleet.acks import AckBatcher, EdgeKeys
 from fleet.alerts.evaluate import note_device_change, note_misplaced, store_health_report
 from fleet.cases.service import note_reason, open_case_for_event
+from fleet.centerconfig.service import record_reported as record_center_config
 from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
 from fleet.devconfig.config import record_reported
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 # several workers run, because applying presence is idempotent under the
 # session rules of fleet.presence.
 STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH, topics.DEVICE_CONFIG_REPORTED,
-                topics.FIRMWARE_STATUS)
+                topics.FIRMWARE_STATUS, topics.CENTER_CONFIG_REPORTED)
 # Streams, split between workers with a shared subscription.
 STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT,
                  topics.DEVICE_COMMAND_ACK)
@@ -249,6 +250,9 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         return APPLIED if store_health_report(session, center.code, payload, now) else IGNORED
     if name == topics.DEVICE_CONFIG_REPORTED:
         record_reported(session, center.code, params["device"], payload, now)
+        return APPLIED
+    if name == topics.CENTER_CONFIG_REPORTED:
+        record_center_config(session, center.code, payload, now)
         return APPLIED
     if name == topics.DEVICE_COMMAND_ACK:
         return APPLIED if record_ack(session, params["device"], payload, now) else IGNORED

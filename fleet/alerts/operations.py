@@ -20,6 +20,7 @@ from fleet.alerts.evaluate import run_alert_sweep
 from fleet.alerts.notifications import notify_changes
 from fleet.alerts.sweep import Job, Sweeper
 from fleet.cases.service import open_missing_cases, overdue_cases
+from fleet.centerconfig.service import center_config_job
 from fleet.db import write_session
 from fleet.devconfig.commands import time_out_commands
 from fleet.devconfig.config import push_pending, recompute_all
@@ -98,6 +99,9 @@ def install_operations(app: FastAPI) -> None:
     sections.append(("config_device_section.html", config_routes.device_section))
     app.state.device_sections = sections
     install_english()
+    from fleet.centerconfig import routes as center_config_routes
+    app.include_router(center_config_routes.api)
+    app.include_router(center_config_routes.pages)
 
 
 def start_operations(app: FastAPI) -> None:
@@ -117,6 +121,10 @@ def start_operations(app: FastAPI) -> None:
             lambda now: config_job(engine, settings, app.state.key_box, publisher(), now)),
         Job("broker_accounts", BROKER_ACCOUNTS_INTERVAL_S,
             lambda now: broker_accounts_job(engine, publisher(), app.state.key_box, now, settings.config_repush_s)),
+        # Centers' configurations: changes of profiles and items made elsewhere, retries, re-publishing.
+        Job("center_config", CONFIG_INTERVAL_S,
+            lambda now: center_config_job(engine, publisher(), app.state.key_box, now, settings.opening_hours,
+                                          settings.config_repush_s)),
         Job("monthly_report", MONTHLY_INTERVAL_S, lambda now: monthly_report_job(engine, settings, now)),
     ]
     app.state.operations = Sweeper(jobs, app.state.clock).start()
