@@ -15,6 +15,7 @@ from fleet import api, metrics
 from fleet.alerts.operations import install_operations, start_operations, stop_operations
 from fleet.auth.deps import check_csrf
 from fleet.auth.sessions import load_signing_key
+from fleet.catalogue import routes as catalogue_routes
 from fleet.centers import routes as center_routes
 from fleet.db import create_db_engine, init_db
 from fleet.ingest import Ingest
@@ -69,6 +70,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     install_operations(app)  # alerts, cases, configuration and commands
     install_rollouts(app)  # firmware bundles and rollouts in waves
     app.include_router(registration_routes.api)  # device registration, credential packs, broker files
+    app.include_router(catalogue_routes.api)  # the catalogue of items (事项清单) and who handles which
+    app.include_router(catalogue_routes.pages)
     app.include_router(center_routes.api)  # the center registry: profiles, division list, rollout coverage
     app.include_router(center_routes.pages)
     return app

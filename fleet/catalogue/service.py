@@ -318,9 +318,9 @@ def center_items(session: Session, center_code: str) -> list[dict]:
 
 
 def service_names(session: Session, center_code: str) -> dict[str, str]:
-    """prefix → name for a center: its town's names, its own over them."""
+    """prefix → name for a center (its town's names, its own over them), or for a town (its own)."""
     rows = session.exec(select(QueueServiceName).where(
-        col(QueueServiceName.scope_code).in_([center_code[:9], center_code]))).all()
+        col(QueueServiceName.scope_code).in_({center_code[:9], center_code}))).all()
     return {row.prefix: row.name for row in sorted(rows, key=lambda r: len(r.scope_code))}
 
 
@@ -354,6 +354,28 @@ def set_service_name(session: Session, user: CurrentUser, scope_code: str, prefi
     row.name, row.changed_at, row.changed_by = name, now or utcnow(), user.username
     session.add(row)
     return row
+
+
+def materials_from_text(text: str) -> list[dict]:
+    """The page's materials box: one material a line, `名称 | 原件份数 | 复印件份数 | 备注` (counts default 1 and 0);
+    the numbers are checked with the rest of the guide (check_guide)."""
+    materials: list[dict] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = [part.strip() for part in line.replace("｜", "|").split("|")]
+        entry: dict[str, Any] = {"name": parts[0]}
+        for key, index in (("originals", 1), ("copies", 2)):
+            if len(parts) > index and parts[index]:
+                entry[key] = int(parts[index]) if parts[index].isdigit() else parts[index]
+        entry["note"] = " | ".join(parts[3:])
+        materials.append(entry)
+    return materials
+
+
+def materials_to_text(materials: list[dict]) -> str:
+    return "\n".join(" | ".join([m["name"], str(m["originals"]), str(m["copies"]), m["note"]]).rstrip(" |")
+                     for m in materials)
 
 
 def days_text(days: int) -> str:

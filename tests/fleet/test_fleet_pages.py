@@ -106,6 +106,7 @@ def test_overview_center_and_device_pages(fleet, page) -> None:
     assert town.locator(".tickets").inner_text() == "3"
     assert page.locator("#nav a").all_inner_texts() == ["总览", "中心名录",
                                                        "告警", "回访工单", "可疑评价", "报表", "考勤",
+                                                       "事项清单",
                                                        "配置", "固件升级", "审计日志",
                                                        "用户"]
 
@@ -137,7 +138,7 @@ def test_english_switch_on_every_page(fleet, page) -> None:
     assert page.locator("#nav a").all_inner_texts() == ["Overview", "Center registry",
                                                        "Alerts", "Follow-up cases", "Suspicious ratings",
                                                        "Reports", "Attendance",
-                                                       "Configuration", "Firmware updates",
+                                                       "Service catalogue", "Configuration", "Firmware updates",
                                                        "Audit log", "Users"]
     assert page.locator("html").get_attribute("lang") == "en"
     for path in ("/", f"/centers/{CENTER}", f"/devices/{DISPLAY_3}", "/audit", "/users", "/ratings/suspicious",
