@@ -163,6 +163,7 @@ class HostHealth:
         self.monotonic = monotonic
         self._figures: dict | None = None
         self._read_at = 0.0
+        self._unsynced_since: float | None = None  # monotonic: a wrong wall clock cannot say how long it was wrong
 
     def figures(self) -> dict:
         if self._figures is None or self.monotonic() - self._read_at >= self.refresh_s:
@@ -177,6 +178,11 @@ class HostHealth:
         except OSError:
             total = free = None
         state, source = self.clock()
+        if state != CLOCK_UNSYNCED:
+            self._unsynced_since = None
+        elif self._unsynced_since is None:
+            self._unsynced_since = self.monotonic()
+        unsynced_s = 0 if self._unsynced_since is None else round(self.monotonic() - self._unsynced_since)
         return {"version": self.version, "disk_total_bytes": total, "disk_free_bytes": free,
                 "cpu_temp_c": cpu_temperature_c(self.thermal_dir), "clock": state, "clock_source": source,
-                "db_bytes": database_bytes(self.database)}
+                "clock_unsynced_s": unsynced_s, "db_bytes": database_bytes(self.database)}

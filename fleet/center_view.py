@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from fleet.alerts.models import CenterHealthReport
+from fleet.alerts.rules import DISK_NEARLY_FULL_PERCENT
 from fleet.coverage import rating_coverage
 from fleet.devconfig.models import DeviceConfigState, DeviceConfigVersion
 from fleet.models import Device, TicketEvent
@@ -178,6 +179,36 @@ def satisfaction(session: Session, code: str, day: date, tz: ZoneInfo) -> dict[s
     return center_satisfaction(session, code, *day_bounds(day, tz))
 
 
+CLOCK_LABELS = {"synced": "已同步", "unsynced": "未同步", "unknown": "未知"}
+
+
+def host_figures(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Pi under the edge, from an edge_health summary's `host`, as the center page shows it (None: not told).
+
+    `disk_warning` and `clock_warning` mark what the alerts judge (fleet.alerts.rules.host_conditions)."""
+    host = health.get("host") if isinstance(health, dict) else None
+    if not isinstance(host, dict):
+        return None
+    total, free = host.get("disk_total_bytes"), host.get("disk_free_bytes")
+    known = isinstance(total, int | float) and isinstance(free, int | float) and total > 0
+    used = round(100 * (total - free) / total) if known else None
+    temperature = host.get("cpu_temp_c")
+    database = host.get("db_bytes")
+    clock = host.get("clock") if host.get("clock") in CLOCK_LABELS else "unknown"
+    return {
+        "version": str(host.get("version") or "—"),
+        "disk_free_gb": round(free / 1024 ** 3, 1) if known else None,
+        "disk_total_gb": round(total / 1024 ** 3, 1) if known else None,
+        "disk_used_percent": used,
+        "disk_warning": used is not None and used >= DISK_NEARLY_FULL_PERCENT,
+        "cpu_temp_c": temperature if isinstance(temperature, int | float) else None,
+        "clock": clock,
+        "clock_label": CLOCK_LABELS[clock],
+        "clock_warning": clock == "unsynced",
+        "db_mb": round(database / 1024 ** 2, 1) if isinstance(database, int | float) else None,
+    }
+
+
 def center_today(session: Session, code: str, day: date, tz: ZoneInfo, windows: set[int]) -> dict[str, Any]:
     events = _today_events(session, code, day, tz)
     health, as_of = latest_health(session, code)
@@ -187,6 +218,7 @@ def center_today(session: Session, code: str, day: date, tz: ZoneInfo, windows: 
         "displays": window_displays(events, windows, told),
         "window_info": {int(n): info for n, info in window_info.items() if str(n).isdigit() and isinstance(info, dict)},
         "staff_names": staff_directory(health),
+        "host": host_figures(health),
         "queue": queue_figures(events),
         "satisfaction": satisfaction(session, code, day, tz),
         "coverage": rating_coverage(session, "window", *day_bounds(day, tz), tz, center_code=code),

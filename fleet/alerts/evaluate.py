@@ -30,6 +30,7 @@ from fleet.alerts.rules import (
     edge_condition,
     empty_window_conditions,
     health_conditions,
+    host_conditions,
     misplaced_conditions,
     paused_window_conditions,
     wait_condition,
@@ -99,6 +100,7 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
         except ValueError:
             continue
         conditions += health_conditions(report.center_code, summary)
+        conditions += host_conditions(report.center_code, summary, report.received_at)
         conditions += paused_window_conditions(report.center_code, summary, settings.window_paused_alert_min * 60)
         conditions += empty_window_conditions(report.center_code, summary, settings.window_empty_alert_min * 60)
 

@@ -38,6 +38,7 @@ DEVICE_MISPLACED = "device_misplaced"
 STORAGE = "storage"
 LOW_COVERAGE = "low_rating_coverage"
 EMPTY_WINDOW = "empty_window"
+CLOCK = "clock_unsynced"
 
 RULE_LABELS = {
     DEVICE_OFFLINE: "设备离线",
@@ -52,6 +53,7 @@ RULE_LABELS = {
     STORAGE: "存储故障",
     LOW_COVERAGE: "评价覆盖率低",
     EMPTY_WINDOW: "窗口空岗",
+    CLOCK: "边缘网关时钟不准",
 }
 
 DROP_WILL = REASON_WILL
@@ -71,6 +73,13 @@ PRINTER_STATES = {"paper_out": ("打印机缺纸", CRITICAL), "paper_near_end": 
 STORAGE_STATES = {"disk_full": ("边缘网关存储空间已满", "无法取号、叫号和保存评价", CRITICAL),
                   "write_failed": ("边缘网关数据库写入失败", "无法取号、叫号和保存评价", CRITICAL),
                   "low_space": ("边缘网关存储空间不足", "尚可服务，空间用尽后将无法取号", WARNING)}
+# The Pi under the edge (edge_health `host`, edge_agent/host_health.py): its data disk is nearly full from this
+# share used on, before the edge's own low_space (an absolute [storage] min_free_mb) says so; its clock is
+# wrong when it has been unsynced this long (a Pi just booted takes a minute or two to sync) or when the time
+# it stamps its summary with is this far from the county's.
+DISK_NEARLY_FULL_PERCENT = 90
+CLOCK_UNSYNCED_ALERT_S = 15 * 60
+CLOCK_OFFSET_ALERT_S = 120
 WAITING_KINDS = (TICKET_ISSUED, TICKET_REQUEUED, TICKET_TRANSFERRED)
 DONE_KINDS = (TICKET_CALLED, TICKET_FINISHED, TICKET_SKIPPED)
 
@@ -188,6 +197,51 @@ def _storage_condition(key: str, center_code: str, state: str, part: dict[str, A
     # At any hour: a card that fills up at night stops the center when it opens; it can be freed before.
     return Condition(key, STORAGE, center_code, message, "；".join(details), severity,
                      facts={"state": state, "free_bytes": free, "write_failures": failures}, any_hour=True)
+
+
+def host_conditions(center_code: str, summary: dict[str, Any], received_at: datetime) -> list[Condition]:
+    """The Pi under the edge (the summary's `host`): a data disk nearly full, a clock out of sync.
+
+    The disk nearly full is the storage alert (same key, same rule) raised earlier: while the edge's own
+    `storage` component is not ok, that one speaks for the disk (health_conditions). The clock is judged two
+    ways: the edge says it has been unsynced for CLOCK_UNSYNCED_ALERT_S (timedatectl, chrony or the kernel),
+    or the summary's `ts` is more than CLOCK_OFFSET_ALERT_S from when the county received it (a clock that
+    is wrong while its NTP daemon says nothing, or has none). Both at any hour: a clock wrong at night dates
+    the morning's first tickets wrongly.
+    """
+    host = summary.get("host") if isinstance(summary, dict) else None
+    if not isinstance(host, dict):
+        return []  # an edge older than the host figures
+    found = []
+    components = summary.get("components")
+    storage = components.get(STORAGE) if isinstance(components, dict) else None
+    storage_ok = not isinstance(storage, dict) or storage.get("ok", True)
+    total, free = host.get("disk_total_bytes"), host.get("disk_free_bytes")
+    if storage_ok and isinstance(total, int | float) and isinstance(free, int | float) and total > 0:
+        used = 100 * (total - free) / total
+        if used >= DISK_NEARLY_FULL_PERCENT:
+            found.append(Condition(f"component:{center_code}:{STORAGE}", STORAGE, center_code, "边缘网关存储空间将满",
+                                   f"已用 {used:.0f}%，剩余 {free / 1024 ** 3:.1f} GB；"
+                                   "用尽后将无法取号、叫号和保存评价",
+                                   WARNING, facts={"state": "nearly_full", "used_percent": round(used, 1),
+                                                   "free_bytes": free}, any_hour=True))
+    ts = summary.get("ts")
+    offset = ts - received_at.timestamp() if isinstance(ts, int | float) else 0.0
+    unsynced_s = host.get("clock_unsynced_s")
+    if abs(offset) > CLOCK_OFFSET_ALERT_S:
+        ahead = "快" if offset > 0 else "慢"
+        found.append(Condition(f"clock:{center_code}", CLOCK, center_code, "边缘网关时钟不准",
+                               f"比县平台{ahead} {abs(offset) / 60:.0f} 分钟：取号、评价时间和今日统计将出错；"
+                               "请检查网络时间同步（NTP）", WARNING, facts={"offset_s": round(offset)}, any_hour=True))
+    elif host.get("clock") == "unsynced" and isinstance(unsynced_s, int | float):
+        found.append(Condition(f"clock:{center_code}", CLOCK, center_code, "边缘网关时钟未同步",
+                               f"已 {unsynced_s / 60:.0f} 分钟未与网络时间同步"
+                               f"（{host.get('clock_source') or '未知'}）：时间可能逐渐不准；请检查网络时间同步（NTP）",
+                               WARNING,
+                               since=received_at - timedelta(seconds=unsynced_s),
+                               min_duration_s=CLOCK_UNSYNCED_ALERT_S, facts={"unsynced_s": unsynced_s},
+                               any_hour=True))
+    return found
 
 
 def paused_window_conditions(center_code: str, summary: dict[str, Any], paused_after_s: float) -> list[Condition]:

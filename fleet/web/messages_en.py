@@ -80,6 +80,15 @@ MESSAGES_EN: dict[str, str] = {
     # center page
     "便民服务中心": "Service center",
     "固件": "Firmware",
+    # the Pi under the edge (edge_health host)
+    "网关版本": "Edge version",
+    "磁盘剩余": "Disk free",
+    "已用": "used",
+    "CPU温度": "CPU temperature",
+    "时钟": "Clock",
+    "数据库": "Database",
+    "已同步": "synchronised",
+    "未同步": "not synchronised",
     "窗口": "Windows",
     "{n}号窗口": "Window {n}",
     "显示屏内容为边缘网关最近一次下发给该窗口显示屏的内容（含该屏生效配置中的空闲文字）。":

@@ -103,3 +103,16 @@ def test_the_county_gets_the_host_figures_in_edge_health(tmp_path):
         assert "cpu_temp_c" in host
     finally:
         agent.store.close()
+
+
+def test_how_long_the_clock_has_been_unsynced_is_counted_on_the_monotonic_clock(tmp_path: Path):
+    """The county alerts on a clock unsynced for a while; the wall clock is the one that may be wrong."""
+    now = [1000.0]
+    states = iter([CLOCK_UNSYNCED, CLOCK_UNSYNCED, CLOCK_UNSYNCED, CLOCK_SYNCED, CLOCK_UNSYNCED])
+    host = HostHealth(tmp_path, tmp_path / "edge.sqlite3", version="1", thermal_dir=tmp_path,
+                      clock=lambda: (next(states), "chrony"), refresh_s=60, monotonic=lambda: now[0])
+    readings = []
+    for _ in range(5):
+        readings.append(host.figures()["clock_unsynced_s"])
+        now[0] += 60
+    assert readings == [0, 60, 120, 0, 0]
