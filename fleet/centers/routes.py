@@ -104,6 +104,64 @@ class ImportOut(BaseModel):
     counts: dict[str, int]
 
 
+class CoverageFigures(BaseModel):
+    towns_total: int
+    towns_with_center: int
+    towns_online_today: int
+    villages_total: int
+    villages_with_station: int
+    villages_online_today: int
+    town_coverage_pct: float | None
+    village_coverage_pct: float | None
+    covered_pct: float | None  # (towns with a center + villages with a station) / (towns + villages)
+    online_pct: float | None  # the same with what was online today
+    meets_target: bool
+
+
+class CountyCoverageOut(CoverageFigures):
+    code: str | None  # the county's division code, when the scope holds one county
+    name: str | None
+
+
+class VillageCoverageOut(BaseModel):
+    code: str
+    name: str
+    station: str | None  # the code of its station, None: no station
+    station_name: str | None
+    online_today: bool
+
+
+class TownCenterOut(BaseModel):
+    code: str
+    name: str | None
+    online_today: bool
+
+
+class TownCoverageOut(CoverageFigures):
+    code: str  # the town's 12-digit division code
+    town_code: str  # its 9 digits, as Center.town_code
+    name: str
+    centers: list[TownCenterOut]
+    has_center: bool
+    center_online_today: bool
+    villages: list[VillageCoverageOut]
+
+
+class UnmatchedCenterOut(BaseModel):
+    code: str
+    name: str | None
+    level: str
+    online_today: bool
+
+
+class CoverageOut(BaseModel):
+    target_pct: float
+    county: CountyCoverageOut
+    towns: list[TownCoverageOut]
+    unmatched: list[UnmatchedCenterOut]  # centers that match no division of the list
+    divisions: int  # towns and villages listed in scope
+
+
 class TargetIn(BaseModel):
     target_pct: float = Field(ge=0, le=100)
 
@@ -191,7 +249,7 @@ async def post_divisions(request: Request, user: AdminDep, session: WriteSession
         return _refusal(exc)
 
 
-@api.get("/registry/coverage", responses={422: {}})
+@api.get("/registry/coverage", response_model=CoverageOut)
 def get_rollout(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict[str, Any]:
     """Rollout coverage of the towns and villages in scope: centers and stations, online today, against the target."""
     return rollout_coverage(session, now, settings.tz, user.division_prefix)
