@@ -5,7 +5,8 @@
 #           espeak-ng and alsa-utils (spoken calls), v4l-utils (document camera check),
 #           libusb-1.0-0 (USB ticket printers), unifont (the devices' subset fonts)
 #   --test: chromium and CJK fonts for the browser tests, PostgreSQL for the fleet's database tests,
-#           faketime for `make test-clock` (the suite with the clock at 16:30 UTC)
+#           faketime for `make test-clock` (the suite with the clock at 16:30 UTC),
+#           systemd for `systemd-analyze verify` of the Pi package's units (no systemd needs to run)
 set -euo pipefail
 
 need=()
@@ -24,6 +25,7 @@ if [ "${1:-}" = "--test" ]; then
   [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   have_cmd faketime || need+=(faketime)
+  have_cmd systemd-analyze || need+=(systemd)  # tests/edge/test_pi_package.py
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
