@@ -19,10 +19,12 @@ from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import NoticeSlip, TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
 from edge_agent.awaiting_ack import AwaitingAck
+from edge_agent.center_config import CenterConfiguration, keep_in_flight
 from edge_agent.config import CenterConfig
 from edge_agent.guide import GuideItem, notice_lines
 from edge_agent.host_health import HostHealth
 from edge_agent.peripherals import build_peripherals
+from edge_agent.queue import rules as queue_rules
 from edge_agent.queue import service as queue_kinds
 from edge_agent.queue.kiosk import KioskDesk, PresentedCard
 from edge_agent.queue.rules import GREEN
@@ -34,6 +36,7 @@ from edge_agent.sign_in import SignIn
 from edge_agent.storage import StorageHealth
 from edge_agent.store import EdgeStore
 from edge_agent.voice import VoiceAnnouncer
+from protocol import messages, topics
 
 log = logging.getLogger(__name__)
 SILENT_REQUEST_SWEEP_S = 5.0
@@ -41,7 +44,12 @@ SILENT_REQUEST_SWEEP_S = 5.0
 
 class EdgeAgent:
     def __init__(self, config: CenterConfig) -> None:
+        # The county's center configuration (profile, items, windows, roster) replaces the TOML's sections once
+        # one has arrived; the one kept from the last run is in force from the start, county link or not.
+        self.center_configuration = CenterConfiguration(config, self.apply_center_config, self._report_center_config)
+        config = self.center_configuration.load_saved() or config
         self.config = config
+        self.config_generation = 0  # counts the swaps of self.config: open pages redraw after one
         self.store = EdgeStore(config.data_dir / "edge.sqlite3")
         self.queue = QueueService(self.store, config)
         self.printer = TicketPrinter(config.printer)
@@ -55,6 +63,7 @@ class EdgeAgent:
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down
         self.uplink.health_summary = self.health_summary
+        self.uplink.center_config = self.center_configuration.receive
         self.voice = VoiceAnnouncer(config.voice, config.data_dir / "voice")
         self.kiosk = KioskDesk(config.queue.green_channel_age)
         self.sign_in = SignIn(self.store, config, self.queue)
@@ -73,6 +82,56 @@ class EdgeAgent:
         self.started_at = time.time()
         self.queue.listeners.append(self._on_change)
 
+    def apply_center_config(self, config: CenterConfig) -> None:
+        """A new center configuration from the county, live: every part reads its config from here on. What the
+        queue still needs of the old one stays (keep_in_flight); windows removed and idle close (考勤 ends)."""
+        old = self.config
+        serving = {number for number, state in self.queue.window_states().items()
+                   if state.current_ticket_id is not None
+                   and (ticket := self.store.ticket(state.current_ticket_id)) is not None
+                   and ticket.status == queue_rules.SERVING}
+        waiting = {row[0] for row in self.store.query(
+            "SELECT DISTINCT COALESCE(queue_service, service) FROM tickets WHERE business_day = ? "
+            "AND status IN (?, ?)", (self.queue.today(), queue_rules.WAITING, queue_rules.MISSED))}
+        config = keep_in_flight(config, old, serving, waiting)
+        kept = {window.number for window in config.windows}
+        for number, state in self.queue.window_states().items():
+            if number not in kept and state.staff_no and any(w.number == number for w in old.windows):
+                self.queue.logout(number)  # while the window still exists: its 考勤 ends
+        self._swap_config(config)
+        with self.store.transaction() as db:
+            for window in config.windows:
+                self.store.ensure_window(db, window.number)
+        self._set_county_pins(old, config)
+        for window in config.windows:
+            self.center_link.publish_window(window.number)
+        for listener in list(self.change_listeners):
+            listener(QueueChange("config", None))
+
+    def _swap_config(self, config: CenterConfig) -> None:
+        """Every part that reads the center's configuration reads `config` from now on."""
+        for part in (self, self.queue, self.sign_in, self.center_link, self.uplink):
+            part.config = config
+        self.config_generation += 1
+
+    def _set_county_pins(self, old: CenterConfig, new: CenterConfig) -> None:
+        """PIN hashes the county changed become the staff's PINs (a PIN set on /admin since stays until then)."""
+        before = {member.staff_no: member.pin_hash for member in old.staff}
+        changed = [m for m in new.staff if m.pin_hash and before.get(m.staff_no) != m.pin_hash]
+        if not changed:
+            return
+        with self.store.transaction() as db:
+            for member in changed:
+                db.execute("INSERT INTO staff_pins (staff_no, pin_hash, set_at) VALUES (?, ?, ?) ON CONFLICT "
+                           "(staff_no) DO UPDATE SET pin_hash = excluded.pin_hash, set_at = excluded.set_at",
+                           (member.staff_no, member.pin_hash, time.time()))
+
+    def _report_center_config(self, payload: dict) -> None:
+        """center_config_reported to the county, retained, through the outbox: an offline center reports later."""
+        spec = topics.topic(topics.CENTER_CONFIG_REPORTED)
+        self.uplink.relay(topics.build(topics.CENTER_CONFIG_REPORTED, center=self.config.code),
+                          messages.encode(spec.payload, payload), spec.qos, spec.retained, keep=True)
+
     def _on_change(self, change: QueueChange) -> None:
         self.uplink.wake()
         if change.window is not None:
@@ -87,7 +146,7 @@ class EdgeAgent:
     def snapshot(self) -> dict:
         """What the pages show: the queue, the kiosk's prompt or last scan, voice on or off and whether it is heard,
         a resident at the kiosk asking for help."""
-        return {**self.queue.snapshot(), "kiosk": self.kiosk.state(),
+        return {**self.queue.snapshot(), "kiosk": self.kiosk.state(), "config_generation": self.config_generation,
                 "voice": {"enabled": self.voice.enabled, "problem": voice_problem(self.voice.health())},
                 "help": self.kiosk.help_state()}
 

@@ -33,6 +33,9 @@ class ConfigError(ValueError):
 class Service:
     prefix: str
     name: str
+    # False: the county no longer offers it here (edge_agent.center_config): the kiosk issues no new ticket for
+    # it, and its tickets still waiting are called as before.
+    offered: bool = True
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Window:
     services: tuple[str, ...]
     staff_no: str = ""
     staff_name: str = ""
+    kind: str = ""  # from the county: protocol.messages.WINDOW_KINDS (综合受理 / 专窗 / 机动); "" in a TOML
+    # Removed by the county while it served a ticket: it calls no one new and goes once that ticket is done.
+    retiring: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,11 @@ class StaffMember:
     staff_no: str
     name: str
     windows: tuple[int, ...] = ()  # where they may sign in; () = at any window
+    # From the county's roster (edge_agent.center_config); a TOML has none of these.
+    title: str = ""  # 职务, shown with the name and 工号 (亮牌上岗)
+    photo: str = field(default="", repr=False)  # a data: URL, shown on the hall display
+    pin_hash: str = field(default="", repr=False)  # the sign-in PIN's scrypt hash, set by the county
+    stand_in_for: tuple[str, ...] = ()  # the 工号 this member stands in for (AB角)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Uplink(MqttLink):
         self.downlink = None  # set by the agent: CenterLink.relay_down
         self.health_summary = None  # set by the agent: () -> edge_health fields
         self.broker_accounts = None  # set by the agent: BrokerAccounts.receive, for the center broker's files
+        self.center_config = None  # set by the agent: CenterConfiguration.receive, the county's center configuration
         self.dropped_downlink = 0
         self.refused_acks = 0  # event_ack messages whose signature did not verify with the edge key: not applied
         self.board = board
@@ -100,6 +101,8 @@ class Uplink(MqttLink):
             await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
         if self.broker_accounts is not None:
             await client.subscribe(topics.build(topics.BROKER_ACCOUNTS, center=self.config.code), qos=1)
+        if self.center_config is not None:
+            await client.subscribe(topics.build(topics.CENTER_CONFIG, center=self.config.code), qos=1)
         self._last_health = None  # publish the current health again on every connection
         self._wake.set()
 
@@ -107,9 +110,9 @@ class Uplink(MqttLink):
         topic = str(message.topic)
         raw = bytes(message.payload)
         try:
-            if len(raw) > messages.MAX_PAYLOAD_BYTES:
-                raise ProtocolError(f"{len(raw)} bytes is more than any downlink message")
             name, params = topics.parse(topic)
+            if len(raw) > messages.max_payload_bytes(topics.topic(name).payload):
+                raise ProtocolError(f"{len(raw)} bytes is more than any downlink message")
             if name == topics.EVENT_ACK and params["center"] == self.config.code:
                 ack = messages.decode("event_ack", raw)
                 if self._ack_from_the_fleet(ack):
@@ -118,6 +121,10 @@ class Uplink(MqttLink):
             if name == topics.BROKER_ACCOUNTS and params["center"] == self.config.code:
                 if self.broker_accounts is not None:
                     self.broker_accounts(raw)  # checks the message itself, and keeps the old files if bad
+                return
+            if name == topics.CENTER_CONFIG and params["center"] == self.config.code:
+                if self.center_config is not None:
+                    self.center_config(raw)  # verifies it, and keeps the configuration in force if it is not good
                 return
             if name not in DOWNLINK_TOPICS or params["center"] != self.config.code:
                 raise ProtocolError("not a downlink message for this center")

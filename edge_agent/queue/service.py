@@ -157,6 +157,15 @@ class QueueService:
         self.store.enqueue(db, topics.build(topics.TICKET_EVENT, center=self.config.code),
                            messages.encode("ticket_event", payload), 1, False, now)
 
+    def _on_duty(self, staff_no: str | None) -> dict:
+        """亮牌上岗: the 工号 and 职务 of whoever is signed in at a window, shown with the name on the hall display
+        and the window's caller, and whether the roster has a photo of them (served at /staff-photo/<工号>)."""
+        try:
+            member = self.config.staff_member(staff_no or "")
+        except KeyError:
+            return {"staff_no": staff_no or "", "staff_title": "", "staff_photo": False}
+        return {"staff_no": member.staff_no, "staff_title": member.title, "staff_photo": bool(member.photo)}
+
     def _staff_no(self, db, window: int) -> str:
         """Who is accountable for the window now: the staff member logged in, else the configured one."""
         row = db.execute("SELECT staff_no FROM windows WHERE number = ?", (window,)).fetchone()
@@ -277,6 +286,8 @@ class QueueService:
     def issue_ticket(self, service: str, priority: str = "", kiosk_request: str = "") -> IssuedTicket:
         """A new ticket; `kiosk_request` names the resident's tap, so a repeated tap gets the same ticket back."""
         service_name = self._service_name(service)
+        if not self.config.service(service).offered:  # the county removed it here; its waiting tickets stay
+            raise QueueError(f"{service_name}已停止取号，请咨询工作人员")
         now = self.clock()
         with self.store.transaction() as db:
             earlier = self._earlier_ticket(db, kiosk_request, now) if kiosk_request else None
@@ -838,7 +849,8 @@ class QueueService:
             staff_name=staff_name or None, timeout_s=self.config.rating_timeout_s)
 
     def snapshot(self) -> dict:
-        """Everything the kiosk, staff and hall pages show, as plain JSON: public, so no staff numbers."""
+        """Everything the kiosk, staff and hall pages show, as plain JSON: public. The 工号 of staff on duty is
+        shown (亮牌上岗, as the rules ask), and is no secret: a PIN signs staff in."""
         now = self.clock()
         day = self.today(now)
         tickets = self.store.tickets_of_day(day)
@@ -852,6 +864,8 @@ class QueueService:
             display = self.display_payload(window.number)
             current = by_id.get(state.current_ticket_id) if state.current_ticket_id else None
             serving = current is not None and current.status == rules.SERVING
+            if window.retiring and not serving:
+                continue  # removed by the county, its last ticket done: gone with the next configuration
             if serving and display["state"] == messages.DISPLAY_SERVING:
                 current_calls.append(current)
             order = rules.call_order(waiting_views, window.services, window.number, now, self.fairness,
@@ -862,9 +876,10 @@ class QueueService:
                 "window_state": state.state, "available": self._is_available(state),
                 "ticket": display["ticket"] if display["state"] == messages.DISPLAY_SERVING else "",
                 "text": display["text"], "call_seq": state.call_seq,
-                # Names, as the hall shows them (公开); staff numbers are not public: they sign staff in.
+                # Names, as the hall shows them (公开).
                 "staff_name": state.staff_name or "", "attended": bool(state.staff_no),
                 "assigned_staff_name": window.staff_name,
+                **self._on_duty(state.staff_no),
                 "recall_count": current.recall_count if serving else 0,
                 "call_reason": current.call_reason if serving else "",
                 "waiting_count": waiting_count,

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.appointments import parse_appointments
+from edge_agent.center_config import photo_bytes
 from edge_agent.queue.service import ActingOn, QueueChange, QueueError, StaleRequest
 from edge_agent.sign_in import ADMIN, SignInRefused, StaffSession
 from edge_agent.storage import refusal_text
@@ -192,6 +193,17 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     @app.get("/hall", response_class=HTMLResponse)
     async def hall(request: Request) -> HTMLResponse:
         return page(request, "hall.html")
+
+    @app.get("/staff-photo/{staff_no}")
+    async def staff_photo(staff_no: str) -> Response:
+        """The roster's photo of a staff member, for the hall display (亮牌上岗)."""
+        try:
+            image = photo_bytes(agent.config.staff_member(staff_no).photo)
+        except KeyError:
+            image = None
+        if image is None:
+            raise HTTPException(404, "没有照片")
+        return Response(image[0], media_type=image[1], headers={"Cache-Control": "no-cache"})
 
     @app.get("/admin", response_class=HTMLResponse)
     async def admin_page(request: Request) -> HTMLResponse:

@@ -1,9 +1,15 @@
 // Shared by every page: live state over server-sent events, and JSON posts.
 function liveState(render) {
-  let source;
+  let source, generation;
   function connect() {
     source = new EventSource("/api/events");
-    source.onmessage = event => render(JSON.parse(event.data));
+    source.onmessage = event => {
+      const state = JSON.parse(event.data);
+      // The center's configuration changed (the county's windows, staff, services): the page is drawn anew.
+      if (generation !== undefined && state.config_generation !== generation) { location.reload(); return; }
+      generation = state.config_generation;
+      render(state);
+    };
     source.onerror = () => { source.close(); setTimeout(connect, 2000); };
   }
   connect();
