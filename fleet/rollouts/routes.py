@@ -26,7 +26,7 @@ from fleet.deps import NowDep, SessionDep
 from fleet.devconfig.publisher import Publisher
 from fleet.models import Device
 from fleet.rollouts import plan, service
-from fleet.rollouts.models import FirmwareBundle, FirmwareRollout
+from fleet.rollouts.models import FirmwareBundle, FirmwareRollout, RolloutDevice
 from fleet.web.i18n import EN, add_messages, request_lang, translator
 from fleet.web.pages import render
 from protocol import messages
@@ -255,7 +255,9 @@ add_messages(EN, {
     "批次": "Wave", "原版本": "Previous", "运行版本": "Running", "待切换版本": "Staged", "失败版本": "Failed",
     "设备固件": "Device firmware", "尚无升级任务。": "No rollouts yet.", "尚无固件包。": "No bundles yet.",
     "升级未开始：{detail}": "Rollout not started: {detail}", "操作未执行：{detail}": "Not done: {detail}",
-    "允许失败": "Failures allowed", "创建人": "Created by", "创建时间": "Created",
+    "允许失败": "Failures allowed", "创建人": "Created by", "创建时间": "Created", "固件": "Firmware",
+    "构建固件包": "Build a bundle", "固件包未构建：{detail}": "Bundle not built: {detail}",
+    "用本平台的固件源码构建，版本号不可重复。": "Built from this fleet's firmware tree; a version label is used once.",
     "每批失败超过阈值即自动停止；试点设备先升级，再到其所在中心、乡镇、全县。":
         "A wave over its failure threshold halts the rollout by itself; canary devices first, then their centers, "
         "towns, the county.",
@@ -349,6 +351,35 @@ def action_form(rollout_id: RowId, action: Action, request: Request, user: Write
     return RedirectResponse(f"/rollouts/{rollout_id}", status_code=303)
 
 
+@pages.post("/rollouts/bundles")
+async def bundle_form(request: Request, user: AdminDep, session: WriteSessionDep, now: NowDep) -> Response:
+    """构建固件包: a bundle of this fleet's firmware tree under the version label typed (county administrators)."""
+    form = await request.form()
+    _ = translator(request_lang(request))
+    try:
+        post_bundle(BundleIn(version=str(form.get("version") or "").strip()), user, session, now)
+    except HTTPException as exc:
+        session.rollback()
+        return _list_page(request, user, session, _("固件包未构建：{detail}", detail=str(exc.detail)), exc.status_code)
+    except ValueError as exc:  # pydantic's ValidationError: not a version label
+        session.rollback()
+        return _list_page(request, user, session, _("固件包未构建：{detail}", detail=str(exc).splitlines()[0]), 422)
+    return RedirectResponse("/rollouts#rollout-form", status_code=303)
+
+
+def device_section(session: Session, device: dict[str, Any], user: CurrentUser) -> dict[str, Any]:
+    """The device page's firmware block (registered in app.state.device_sections)."""
+    row = session.get(Device, device["device_id"])
+    assert row is not None  # the device page found it
+    targets = session.exec(select(RolloutDevice, FirmwareRollout)
+                           .join(FirmwareRollout, col(FirmwareRollout.id) == col(RolloutDevice.rollout_id))
+                           .where(RolloutDevice.device_id == row.device_id)
+                           .order_by(col(FirmwareRollout.id).desc()).limit(10)).all()
+    return {"firmware": service.device_firmware(session, row), "target_labels": plan.TARGET_LABELS,
+            "rollouts": [{"rollout_id": r.id, "version": r.version, "state": t.state, "reason": t.reason}
+                         for t, r in targets]}
+
+
 # Wiring ------------------------------------------------------------------------
 
 def rollout_job(app: FastAPI, now: datetime) -> None:
@@ -360,6 +391,8 @@ def install_rollouts(app: FastAPI) -> None:
     """In create_app, after install_operations (the key box): the routers."""
     for router in (api, pages):
         app.include_router(router)
+    app.state.device_sections = [*getattr(app.state, "device_sections", []),
+                                 ("rollout_device_section.html", device_section)]
     app.state.rollout_jobs = None
 
 

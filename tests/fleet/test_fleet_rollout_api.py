@@ -228,13 +228,19 @@ def test_county_it_runs_rollouts_from_the_page(live, page) -> None:
         entries = session.exec(select(AuditEntry).where(AuditEntry.action == "rollout.abort")).all()
     assert [json.loads(e.detail)["from"] for e in entries] == [plan.HALTED]
 
+    # The device page tells the canary's firmware and its rollouts.
+    page.goto(base + f"/devices/{CANARY}?lang=zh")
+    section = page.locator("#device-firmware-section")
+    assert (section.locator(".running").inner_text(), section.locator(".failed").inner_text()) == (NEW, CRASHING)
+    assert section.locator(".device-rollouts tr[data-rollout] .state").all_inner_texts() == ["失败", "成功"]
+
 
 def test_every_message_of_the_rollout_pages_has_english() -> None:
     from fleet.web.i18n import CATALOGUES
 
     templates = Path(__file__).resolve().parents[2] / "fleet" / "web" / "templates"
     used: set[str] = set()
-    for name in ("rollouts.html", "rollout.html"):
+    for name in ("rollouts.html", "rollout.html", "rollout_device_section.html"):
         used |= set(re.findall(r'_\(\s*"([^"]+)"', (templates / name).read_text()))
     for labels in (plan.ROLLOUT_LABELS, plan.TARGET_LABELS, plan.WAVE_LABELS, plan.ACTION_LABELS):
         used |= set(labels.values())
