@@ -63,6 +63,7 @@ def init_db(engine: Engine) -> None:
         audit,
         health_history,
         models,
+        province,
         satisfaction,  # noqa: F401  (alerts, cases, configuration: their own tables)
     )
     from fleet.alerts import models as alert_models  # noqa: F401

@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from fleet.acks import AckBatcher, EdgeKeys
 from fleet.alerts.evaluate import note_device_change, note_misplaced, store_health_report
+from fleet.cases.contact import DISCARDED, contact_box, record_callback_phone
 from fleet.cases.service import note_reason, open_case_for_event
 from fleet.centerconfig.service import record_reported as record_center_config
 from fleet.db import write_session
@@ -39,6 +40,7 @@ from fleet.health_history import Retention, SampleBatch, prune_all, record_sampl
 from fleet.metrics import MessageCounts
 from fleet.models import AttendanceEvent, Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
+from fleet.province import queue_rating, reason_arrived
 from fleet.registration.county_broker import INGEST_PROBE_ROOT
 from fleet.registration.delivery import note_edge_version
 from fleet.registration.models import DeviceRegistration
@@ -63,9 +65,11 @@ STATE_TOPICS = (topics.DEVICE_PRESENCE, topics.EDGE_PRESENCE, topics.EDGE_HEALTH
                 topics.FIRMWARE_STATUS, topics.CENTER_CONFIG_REPORTED)
 # Streams, split between workers with a shared subscription.
 STREAM_TOPICS = (topics.DEVICE_HEALTH, topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT,
-                 topics.DEVICE_COMMAND_ACK)
+                 topics.DEVICE_COMMAND_ACK, topics.CALLBACK_PHONE)
 # Events the edge keeps until the fleet acknowledges them (event_ack).
-ACKED_EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT)
+ACKED_EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT, topics.CALLBACK_PHONE)
+# Outcomes after which the edge may forget the event (DISCARDED: a callback phone the fleet does not keep).
+ACKED_OUTCOMES = ("stored", "duplicate", DISCARDED)
 # Messages of one device, under the topic of its center: the center must be the one the device belongs to.
 DEVICE_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.DEVICE_CONFIG_REPORTED,
                  topics.DEVICE_COMMAND_ACK, topics.FIRMWARE_STATUS)
@@ -191,6 +195,10 @@ def _store_rating(session: Session, center_code: str, payload: dict[str, Any], n
         if outcome == STORED and payload["score"] in messages.BAD_SCORES:
             open_case_for_event(session, center_code, payload["event_id"], now, settings.tz,
                                 settings.case_deadline_working_days)
+        if outcome == STORED and payload.get("case_no") and settings.province_endpoint is not None:
+            rating = session.exec(select(RatingEvent).where(RatingEvent.center_code == center_code,
+                                                            RatingEvent.event_id == payload["event_id"])).one()
+            queue_rating(session, rating, now, settings)  # same transaction: stored means queued
         return outcome
     reason = payload.get("reason")
     if stored.event_id == payload["event_id"] or reason is None or stored.reason is not None:
@@ -202,6 +210,7 @@ def _store_rating(session: Session, center_code: str, payload: dict[str, Any], n
     stored.reason = reason
     session.add(stored)
     note_reason(session, stored, now)
+    reason_arrived(session, stored, now)
     return STORED
 
 
@@ -244,6 +253,10 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
         return _store_event(session, AttendanceEvent, center.code, payload, now)
     if name == topics.RATING_EVENT:
         return _store_rating(session, center.code, payload, now, settings or _DEFAULTS)
+    if name == topics.CALLBACK_PHONE:
+        settings = settings or _DEFAULTS
+        return record_callback_phone(session, contact_box(settings), center.code, payload, now,
+                                     settings.callback_phone_keep_days)
     if name == topics.EDGE_HEALTH:
         # An edge that ignores the fleet's broker files because the fleet's counter went back: move it on.
         note_edge_version(session, center.code, payload["components"].get("broker_accounts"), now)
@@ -727,7 +740,7 @@ class Ingest:
                 self.message_counts.add("invalid", outcome)
                 continue
             self.message_counts.add(name, outcome)
-            if name in ACKED_EVENT_TOPICS and outcome in (STORED, DUPLICATE):
+            if name in ACKED_EVENT_TOPICS and outcome in ACKED_OUTCOMES:
                 # Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks).
                 self.acks.add(params["center"], json.loads(raw)["event_id"])
 

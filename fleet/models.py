@@ -94,6 +94,7 @@ added_columns("center", "edge_boot")
 added_columns("device", "boot")
 added_columns("ratingevent", "outcome")
 added_columns("ratingevent", "reason")
+added_columns("ratingevent", "case_no", "matter")
 added_indexes("ratingevent", "ix_rating_event_rating_id")
 
 
@@ -166,5 +167,9 @@ class RatingEvent(SQLModel, table=True):
     # A 差评's reason (protocol.messages.RATING_REASONS), picked on the pad after the score and brought by the
     # rating's second event (docs/protocol.md, rating_event); NULL when none was picked.
     reason: str | None = Field(default=None, max_length=32)
+    # 办件编号 and 事项 when the window's business system asked for the rating (docs/protocol.md, rating_event):
+    # the province's 好差评 system knows the rating by its case number (fleet.province).
+    case_no: str | None = Field(default=None, max_length=64)
+    matter: str | None = Field(default=None, max_length=200)
     ts: float
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -100,6 +100,8 @@ class Settings(BaseModel):
     notify_backoff_s: float = Field(default=2.0, gt=0)
     # 好差评 follow-up (fleet.cases) and suspicious ratings (fleet.satisfaction).
     case_deadline_working_days: int = Field(default=5, ge=1)
+    # A resident's callback phone (fleet.cases.contact) is erased this many days after its case closed.
+    callback_phone_keep_days: int = Field(default=30, ge=0)
     rating_quick_s: float = Field(default=15.0, ge=0)  # a rating sooner than this after the call is suspicious
     rating_burst_count: int = Field(default=5, ge=2)  # this many top marks at one window ...
     rating_burst_window_s: float = Field(default=120.0, gt=0)  # ... within this many seconds
@@ -108,6 +110,14 @@ class Settings(BaseModel):
     device_key_secret: SecretStr | None = None
     config_repush_s: float = Field(default=300.0, gt=0)  # drift: re-publish a desired config at most this often
     command_timeout_s: float = Field(default=60.0, gt=0)
+    # The province's unified 好差评 system (fleet.province): ratings bound to a 办件编号 are POSTed there as JSON,
+    # with `Authorization: Bearer <province_token>` when one is set. None: nothing is reported (or queued).
+    province_endpoint: str | None = None
+    province_token: SecretStr | None = None
+    province_timeout_s: float = Field(default=10.0, gt=0)
+    province_retry_min_s: float = Field(default=5.0, gt=0)  # the wait after a first failed attempt, doubled ...
+    province_retry_max_s: float = Field(default=1800.0, gt=0)  # ... up to this
+    province_interval_s: float = Field(default=5.0, gt=0)  # how often the reporter looks for due reports
 
     @field_validator("notify_webhooks", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from fleet.alerts.evaluate import run_alert_sweep
 from fleet.alerts.notifications import notify_changes
 from fleet.alerts.sweep import Job, Sweeper
+from fleet.cases.contact import erase_callback_phones
 from fleet.cases.service import open_missing_cases, overdue_cases
 from fleet.centerconfig.service import center_config_job
 from fleet.db import write_session
@@ -28,6 +29,7 @@ from fleet.devconfig.keys import KeyBox
 from fleet.devconfig.publisher import Publisher
 from fleet.notify import Notification, Notifier
 from fleet.overview import local_day
+from fleet.province import ProvinceReporter
 from fleet.registration.delivery import broker_accounts_job
 from fleet.reports.monthly import MONTHLY_INTERVAL_S, monthly_report_job
 from fleet.settings import Settings
@@ -66,6 +68,12 @@ def case_job(engine: Engine, settings: Settings, notifier: Notifier | None, now:
                 center_code=case.center_code, event="case.overdue",
                 data={"case_id": case.id, "due_on": str(case.due_on)}))
     return opened
+
+
+def callback_phone_job(engine: Engine, settings: Settings, now: datetime) -> int:
+    """Erase the callback phones of cases closed callback_phone_keep_days ago (fleet.cases.contact)."""
+    with write_session(engine) as session:
+        return erase_callback_phones(session, now, settings.callback_phone_keep_days)
 
 
 def config_job(engine: Engine, settings: Settings, box: KeyBox, publisher: Publisher | None,
@@ -116,6 +124,7 @@ def start_operations(app: FastAPI) -> None:
 
     jobs = [
         Job("alerts", settings.alert_sweep_interval_s, lambda now: alert_job(engine, settings, notifier, now)),
+        Job("callback_phones", CASE_INTERVAL_S, lambda now: callback_phone_job(engine, settings, now)),
         Job("cases", CASE_INTERVAL_S, lambda now: case_job(engine, settings, notifier, now)),
         Job("config", min(CONFIG_INTERVAL_S, settings.command_timeout_s / 3),
             lambda now: config_job(engine, settings, app.state.key_box, publisher(), now)),
@@ -128,9 +137,15 @@ def start_operations(app: FastAPI) -> None:
         Job("monthly_report", MONTHLY_INTERVAL_S, lambda now: monthly_report_job(engine, settings, now)),
     ]
     app.state.operations = Sweeper(jobs, app.state.clock).start()
+    # Ratings with a 办件编号 to the province's 好差评 system, on a thread of its own: its HTTP calls wait.
+    app.state.province = ProvinceReporter(engine, settings, app.state.clock).start() \
+        if settings.province_endpoint else None
 
 
 def stop_operations(app: FastAPI) -> None:
+    if getattr(app.state, "province", None) is not None:
+        app.state.province.stop()
+        app.state.province = None
     if getattr(app.state, "operations", None) is not None:
         app.state.operations.stop()
         app.state.operations = None

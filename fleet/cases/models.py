@@ -72,9 +72,18 @@ class FollowUpCase(SQLModel, table=True):
     reviewed_by: str | None = Field(default=None, max_length=64)
     reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     overdue_notified: bool = False
+    # The phone number the resident left at the kiosk for this callback (fleet.cases.contact): sealed with
+    # AES-GCM, bound to this case's id; shown only to the assignee, erased a set number of days after closing.
+    callback_phone_sealed: str | None = Field(default=None, max_length=256)
+    callback_phone_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    callback_phone_erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
+
+# Never in an answer or a page's data but through fleet.cases.contact.visible_phone.
+SEALED_FIELDS = frozenset({"callback_phone_sealed"})
 
 added_columns("followup_case", "assignee_user_id", "reason")
+added_columns("followup_case", "callback_phone_sealed", "callback_phone_at", "callback_phone_erased_at")
 
 
 class CaseAction(SQLModel, table=True):

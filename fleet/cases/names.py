@@ -27,11 +27,16 @@ ACTION_LABELS = {
     "close": "办结工单",
     "appeal": "提出申诉",
     "review": "复核申诉",
+    "callback_phone": "留下回访电话",
+    "callback_phone_erased": "删除回访电话",
 }
 
 add_messages(EN, {"工单生成": "Case opened", "分派责任人": "Assigned", "回访记录": "Callback recorded",
                   "整改记录": "Rectification or explanation recorded", "办结工单": "Case closed",
-                  "提出申诉": "Appeal filed", "复核申诉": "Appeal reviewed"})
+                  "提出申诉": "Appeal filed", "复核申诉": "Appeal reviewed",
+                  "留下回访电话": "Callback phone left", "删除回访电话": "Callback phone erased",
+                  "回访电话": "Callback phone", "群众已留电话（仅责任人可见）": "Left by the resident (shown to the "
+                  "assignee only)", "已按期删除": "Erased as scheduled"})
 
 
 def staff_names(session: Session, centers: Iterable[str]) -> dict[str, dict[str, str]]:

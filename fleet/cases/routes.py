@@ -23,11 +23,13 @@ from fleet.auth.models import User
 from fleet.auth.principal import CurrentUser
 from fleet.cases import service, suspicious_page
 from fleet.cases.assignees import AssigneeError, assignable_users, assignee_name, assignee_names, find_assignee
+from fleet.cases.contact import PhoneView, contact_box, visible_phone
 from fleet.cases.models import (
     APPEAL_LABELS,
     CALLBACK_RESULTS,
     CLOSED,
     RESOLUTION_KINDS,
+    SEALED_FIELDS,
     STATE_LABELS,
     CaseAction,
     FollowUpCase,
@@ -163,7 +165,7 @@ def _today(now: datetime, settings: Settings) -> date:
 
 def case_dict(case: FollowUpCase, today: date, names: dict[int, str]) -> dict[str, Any]:
     """A case for the API and the pages; `names`: assignee_names() of the cases shown."""
-    return {**case.model_dump(), "overdue": service.is_overdue(case, today),
+    return {**case.model_dump(exclude=set(SEALED_FIELDS)), "overdue": service.is_overdue(case, today),
             "assignee_name": assignee_name(case, names)}
 
 
@@ -414,8 +416,10 @@ def cases_page(request: Request, user: CurrentUserDep, session: SessionDep, sett
 
 
 def _case_page(request: Request, session: Session, case: FollowUpCase, today: date, error: str | None = None,
-               status_code: int = 200) -> Response:
-    response = _render(request, "case.html", {"case": _detail(session, case, today), "error": error,
+               status_code: int = 200, user: CurrentUser | None = None) -> Response:
+    # The callback phone is opened for the case's assignee alone (fleet.cases.contact).
+    phone = visible_phone(contact_box(request.app.state.settings), case, user) if user else PhoneView("hidden")
+    response = _render(request, "case.html", {"case": _detail(session, case, today), "error": error, "phone": phone,
                                              "assignable": assignable_users(session, case.center_code),
                                              "action_labels": ACTION_LABELS,
                                              **_labels()})
@@ -426,7 +430,7 @@ def _case_page(request: Request, session: Session, case: FollowUpCase, today: da
 @pages.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(case_id: RowId, request: Request, user: CurrentUserDep, session: SessionDep, settings: SettingsDep,
               now: NowDep) -> Response:
-    return _case_page(request, session, _case(session, case_id, user), _today(now, settings))
+    return _case_page(request, session, _case(session, case_id, user), _today(now, settings), user=user)
 
 
 FORM_FIELDS = {"assign": ("assignee",), "callback": ("result", "note"), "rectification": ("kind", "note"),
@@ -449,5 +453,5 @@ async def case_form(case_id: RowId, action: str, request: Request, user: WriterD
             raise
         detail = exc.detail[0]["msg"] if isinstance(exc.detail, list) else str(exc.detail)
         return _case_page(request, session, _case(session, case_id, user), _today(now, settings), detail,
-                          exc.status_code)
+                          exc.status_code, user)
     return RedirectResponse(f"/cases/{case_id}", status_code=303)
