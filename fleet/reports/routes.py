@@ -41,6 +41,11 @@ UntilQuery = Annotated[date | None, Query(description="last day (Asia/Shanghai),
 CenterQuery = Annotated[str | None, Query(pattern=r"^[0-9]{12}$", description="one center only")]
 
 api = APIRouter(prefix="/api", tags=["reports"])
+FILE = {"schema": {"type": "string", "format": "binary"}}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file (Content-Disposition: attachment)",
+          "content": {export.CSV_MEDIA_TYPE: FILE, export.XLSX_MEDIA_TYPE: FILE}},
+    422: {"description": "the period cannot be reported (backwards, too long, outside 2000-2100)"}}
 pages = APIRouter(include_in_schema=False)
 
 
@@ -119,7 +124,7 @@ def get_report(user: CurrentUserDep, session: SessionDep, settings: SettingsDep,
 
 
 @api.get("/reports/export", response_class=Response,
-         responses={200: {"content": {export.CSV_MEDIA_TYPE: {}, export.XLSX_MEDIA_TYPE: {}}}})
+         responses=FILE_RESPONSES)
 def get_report_export(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep,
                       format: Literal["csv", "xlsx"] = "xlsx", by: GroupBy = "center", period: PeriodQuery = None,
                       since: SinceQuery = None, until: UntilQuery = None) -> Response:
@@ -150,7 +155,7 @@ def get_rating_records(user: CurrentUserDep, session: SessionDep, settings: Sett
 
 
 @api.get("/ratings/records/export", response_class=Response,
-         responses={200: {"content": {export.CSV_MEDIA_TYPE: {}, export.XLSX_MEDIA_TYPE: {}}}})
+         responses=FILE_RESPONSES)
 def get_rating_records_export(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep,
                               format: Literal["csv", "xlsx"] = "xlsx", period: PeriodQuery = None,
                               since: SinceQuery = None, until: UntilQuery = None) -> Response:
