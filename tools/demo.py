@@ -28,14 +28,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 
+from edge_agent.config import load_config
 from edge_agent.sign_in import hash_secret
 from firmware.sim import sim_devices
 from fleet.auth.bootstrap import ensure_user, issue_token
 from fleet.auth.principal import CLI_USER
+from fleet.catalogue.service import seed_center
 from fleet.db import create_db_engine, init_db, write_session
 from fleet.models import utcnow
 from fleet.registration.broker_files import CENTER_BROKER_SETTINGS, write_passwd_and_acl
@@ -69,6 +73,15 @@ def firmware_image_sha256() -> str:
     for path in sorted([*ROOT.glob("firmware/**/*.py"), *ROOT.glob("protocol/**/*.py")]):
         digest.update(f"{path.relative_to(ROOT)}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()
+
+
+def seed_catalogue(engine: Engine) -> None:
+    """The sample center's items go into the county's catalogue (kept by its town, enabled at the center), as
+    a county starts its 事项清单 from the centers it runs: the fleet then has the guides it sends the center."""
+    sample = load_config(SAMPLE_CONFIG)
+    with write_session(engine) as session:
+        seed_center(session, CLI_USER, sample.code, [asdict(item) for item in sample.items],
+                    [{"prefix": s.prefix, "name": s.name} for s in sample.services], utcnow())
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -205,6 +218,7 @@ class Demo:
             init_db(engine)
             with write_session(engine) as session:
                 password = issue_fleet_account(session, CLI_USER, FLEET_ACCOUNT, utcnow())
+            seed_catalogue(engine)
             write_county_files(engine, self.county_files_dir)
         finally:
             engine.dispose()

@@ -51,7 +51,7 @@ def _count(value: Any, field: str, problems: list[str]) -> int:
 
 def check_materials(raw: Any, problems: list[str]) -> list[dict]:
     """申请材料 as stored and sent: name, originals (原件份数), copies (复印件份数), note."""
-    if not isinstance(raw, list):
+    if not isinstance(raw, (list, tuple)):
         problems.append("materials: 申请材料须为列表")
         return []
     if len(raw) > MAX_MATERIALS:
@@ -381,3 +381,29 @@ def materials_to_text(materials: list[dict]) -> str:
 def days_text(days: int) -> str:
     """办理时限 / 承诺时限 as a guide says it."""
     return "即时办结" if days == 0 else f"{days}个工作日"
+
+
+def seed_center(session: Session, user: CurrentUser, center_code: str, items: list[dict], services: list[dict],
+                now: datetime | None = None) -> list[str]:
+    """Put the items a running center already has (its TOML's [[items]]) into the catalogue, kept by its town,
+    enabled at the center under their prefixes, with its services' names: how a county starts its catalogue
+    from the centers it runs (and what `make demo` does). Run again, an unchanged item adds no version; an item
+    code the catalogue already keeps elsewhere is left as it is. Returns the codes created."""
+    created = []
+    town = center_code[:9]
+    for entry in services:
+        if service_names(session, center_code).get(entry["prefix"]) != entry["name"]:
+            set_service_name(session, user, town, entry["prefix"], entry["name"], now)
+    for item in items:
+        current = latest(session, item["code"])
+        if current is None:
+            create_item(session, user, item["code"], item, town, now)
+            created.append(item["code"])
+        elif current.owner_prefix == town:
+            revise_item(session, user, item["code"], item, now)
+        else:
+            continue
+        decided = session.get(ItemEnablement, (center_code, item["code"]))
+        if decided is None or decided.prefix != item["prefix"] or not decided.enabled:
+            set_enablement(session, user, center_code, item["code"], item["prefix"], True, now)
+    return created

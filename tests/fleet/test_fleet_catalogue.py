@@ -105,3 +105,24 @@ def test_a_center_handles_its_towns_items_and_its_own_choices(engine) -> None:
         assert service.center_items(session, CENTER)[0]["promised_days"] == 3
         assert service.center_items(session, CENTER)[0]["version"] == 2
         json.dumps(service.center_items(session, CENTER))  # JSON-safe, for the signed configuration
+
+
+def test_a_running_center_seeds_the_catalogue_once(engine) -> None:
+    from dataclasses import asdict
+
+    from edge_agent.config import load_config
+    from tests.edge.test_guide import SAMPLE
+
+    config = load_config(SAMPLE)
+    items = [asdict(item) for item in config.items]
+    services = [{"prefix": s.prefix, "name": s.name} for s in config.services]
+    with Session(engine) as session:
+        assert service.seed_center(session, COUNTY, CENTER, items, services) == ["SB-001", "SB-002", "YB-001"]
+        session.commit()
+        assert service.seed_center(session, COUNTY, CENTER, items, services) == []
+        session.commit()
+        handled = service.center_items(session, CENTER)
+        assert [(i["code"], i["version"], i["service_name"]) for i in handled] == [
+            ("SB-001", 1, "社保业务"), ("SB-002", 1, "社保业务"), ("YB-001", 1, "医保业务")]
+        assert handled[1]["materials"][2] == {"name": "近期一寸免冠照片", "originals": 2, "copies": 0, "note": "白底"}
+        assert service.latest(session, "SB-001").owner_prefix == "445202101"  # the town's: its operator edits it
