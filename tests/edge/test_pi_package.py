@@ -285,3 +285,18 @@ def test_backup_while_serving_then_restore_gives_back_the_same_queue(pi):
     assert queue_of(pi) == before
     assert take_ticket(pi, "B") == later  # the numbers go on from the restored queue
     assert pi.stop(agent) == 0
+
+
+def test_rollback_takes_the_newest_kept_package_below_the_running_version(installed, tmp_path_factory):
+    """`service-center rollback --dry-run`: what it would install, in dpkg's order of versions (r1000 > r999)."""
+    kept = installed / "var/lib/service-center-edge/packages"
+    for version in ("0.1.0+r990", "0.1.0+r998", "0.1.0+r1000"):
+        deb = build(tmp_path_factory.mktemp("kept"), version)
+        deb.rename(kept / deb.name)
+    command = str(installed / "usr/sbin/service-center")
+    answer = subprocess.run([command, "rollback", "--dry-run"], capture_output=True, text=True, check=True)
+    assert answer.stdout.splitlines() == [f"rolling back from {VERSION} to 0.1.0+r998",
+                                          f"would install {kept / 'service-center-edge_0.1.0+r998_all.deb'}"]
+    # With the database: only when a backup from before the upgrade is there to restore.
+    refused = subprocess.run([command, "rollback", "--with-database", "--dry-run"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "no backup from before the upgrade" in refused.stderr
