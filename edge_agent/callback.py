@@ -3,8 +3,9 @@
 The number is personal data, kept only as long as it takes to deliver it: it goes into the outbox as one
 callback_phone message (docs/protocol.md) in the same transaction as the check that the ticket has a 差评
 today, and nowhere else on the edge. The uplink keeps it until the fleet acknowledges it and then deletes it;
-the store and the awaiting-ack table run with SQLite's secure_delete, so a deleted row is overwritten. No log
-line names the number, and a refusal never repeats it.
+the store and the awaiting-ack table run with SQLite's secure_delete, so a deleted row is overwritten. An edge
+without its edge key takes no number: it could never take the fleet's acknowledgement, and would keep it. No
+log line names the number, and a refusal never repeats it.
 """
 
 from __future__ import annotations
@@ -42,11 +43,17 @@ class CallbackPhones:
 
     def leave(self, ticket_number: str, phone_text: str) -> str:
         """Queue `phone_text` for the callback of ticket `ticket_number`'s 差评 today; returns the ticket number."""
+        queue = self.queue
+        if queue.config.edge_key is None:
+            # Without the edge key no acknowledgement from the fleet is taken (event_ack is signed with it), so
+            # the number would be kept, and sent again, for ever.
+            log.warning("a callback phone was refused: brokers.county.edge_key is not configured, so the fleet's "
+                        "acknowledgement could never delete it here")
+            raise QueueError("本中心暂不能登记回访电话，请联系工作人员")
         phone = checked_phone(phone_text)
         number = (ticket_number or "").strip().upper()
         if not number:
             raise QueueError("请输入您的排队号码")
-        queue = self.queue
         now = queue.clock()
         with queue.store.transaction() as db:
             row = db.execute(

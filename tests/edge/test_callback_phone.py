@@ -15,6 +15,7 @@ from protocol import topics
 from tests.edge.test_rating_reason import FINISHED, PAD, RAW, Clock, rating
 
 MOBILE = "13912345678"
+WITH_KEY = {**RAW, "brokers": {"county": {"edge_key": "ab" * 32}}}  # the fleet's acknowledgements are taken
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def center(tmp_path):
     """Window 3 has finished A001 and asks for its rating."""
     store = EdgeStore(tmp_path / "edge.sqlite3")
     clock = Clock(FINISHED - 60)
-    service = QueueService(store, parse_config(RAW), clock)
+    service = QueueService(store, parse_config(WITH_KEY), clock)
     service.login(3, "1003")
     service.issue_ticket("A")
     service.call_next(3)
@@ -77,6 +78,16 @@ def test_no_phone_is_taken_for_a_good_rating_an_unrated_or_an_unknown_ticket(cen
     with pytest.raises(QueueError, match="请输入您的排队号码"):
         phones.leave("", MOBILE)
     assert phone_messages(service) == []
+
+
+def test_an_edge_without_its_edge_key_takes_no_phone_it_could_never_forget(tmp_path) -> None:
+    store = EdgeStore(tmp_path / "edge.sqlite3")
+    try:
+        service = QueueService(store, parse_config(RAW), Clock(FINISHED))
+        with pytest.raises(QueueError, match="本中心暂不能登记回访电话"):
+            CallbackPhones(service).leave("A001", MOBILE)
+    finally:
+        store.close()
 
 
 def test_the_store_overwrites_what_it_deletes(center) -> None:

