@@ -300,3 +300,44 @@ def test_rollback_takes_the_newest_kept_package_below_the_running_version(instal
     # With the database: only when a backup from before the upgrade is there to restore.
     refused = subprocess.run([command, "rollback", "--with-database", "--dry-run"], capture_output=True, text=True)
     assert refused.returncode == 1 and "no backup from before the upgrade" in refused.stderr
+
+
+def test_every_package_the_agent_imports_is_installed_on_the_pi():
+    """The Pi's virtual environment has EDGE_REQUIREMENTS and what they require: a new import in the agent
+    of anything else would run here and fail on every Pi."""
+    import ast
+    import re
+    from importlib import metadata
+
+    from tools.build_deb import APP_PACKAGES, EDGE_REQUIREMENTS, REPO
+
+    def name(distribution: str) -> str:
+        return re.sub(r"[-_.]+", "-", distribution).lower()
+
+    installed, pending = set(), [name(requirement) for requirement in EDGE_REQUIREMENTS]
+    while pending:  # what the requirements pull in, as pip would install it here (no extras)
+        current = pending.pop()
+        if current in installed:
+            continue
+        try:
+            requires = metadata.requires(current) or []
+        except metadata.PackageNotFoundError:
+            continue  # required only under a marker that does not hold here (e.g. an older Python)
+        installed.add(current)
+        for line in requires:
+            if "extra ==" not in line:
+                pending.append(name(re.split(r"[ ;<>=!~\[(]", line, maxsplit=1)[0]))
+    providers = metadata.packages_distributions()
+    imported = set()
+    for package in APP_PACKAGES:
+        for source in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    imported |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    third_party = {module for module in imported
+                   if module not in sys.stdlib_module_names and module not in (*APP_PACKAGES, "__future__")}
+    missing = {module: providers.get(module) for module in third_party
+               if not any(name(dist) in installed for dist in providers.get(module, []))}
+    assert missing == {}
