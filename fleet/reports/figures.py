@@ -40,6 +40,8 @@ from fleet.auth.principal import CurrentUser
 from fleet.calendar import OpeningHours, is_working_day
 from fleet.cases.models import FollowUpCase
 from fleet.cases.names import staff_names
+from fleet.centers.divisions import county_division
+from fleet.centers.names import center_names, division_names, town_names
 from fleet.coverage import rating_coverage
 from fleet.models import AttendanceEvent, Device, TicketEvent
 from fleet.overview import day_bounds
@@ -296,14 +298,26 @@ def known_staff_names(session: Session, centers: set[str], until_ts: float) -> d
     return names
 
 
-def row_label(by: str, key: tuple[str, ...], staff: dict[tuple[str, str], str]) -> str:
-    """What the page shows in a row's first cell."""
+def group_names(session: Session, by: str, keys: list[tuple[str, ...]]) -> dict[str, str]:
+    """Names of the counties, towns or centers of the rows (fleet.centers.names: the center's profile, the
+    division list); the codes without one are left out."""
+    if by == "county":
+        found = division_names(session, [county_division(key[0]) for key in keys])
+        return {code[:6]: name for code, name in found.items()}
+    if by == "town":
+        return town_names(session, [key[0] for key in keys])
+    return center_names(session, {key[0] for key in keys})
+
+
+def row_label(by: str, key: tuple[str, ...], names: dict[str, str], staff: dict[tuple[str, str], str]) -> str:
+    """What a row is called on the page and in the exports: the code, and its name when the county gave one."""
+    place = f"{key[0]} {names[key[0]]}" if key[0] in names else key[0]
     if by in ("county", "town", "center"):
-        return key[0]
+        return place
     if by == "window":
-        return f"{key[0]} · {key[1]}号窗口"
+        return f"{place} · {key[1]}号窗口"
     name = staff.get((key[0], key[1]), "")
-    return f"{key[0]} · {key[1] or '未登录'}{' ' + name if name else ''}"
+    return f"{place} · {key[1] or '未登录'}{' ' + name if name else ''}"
 
 
 def build_report(session: Session, by: str, first: date, last: date, tz: ZoneInfo, now: datetime,
@@ -326,6 +340,7 @@ def build_report(session: Session, by: str, first: date, last: date, tz: ZoneInf
     for key, figures in attendance_figures(session, by, period, hours_of, user).items():
         parts[key].update(figures)
     staff = known_staff_names(session, {key[0] for key in parts}, period.end_ts) if by == "staff" else {}
+    names = group_names(session, by, list(parts))
     defaults = {"issued": 0 if by in ("county", "town", "center") else None, "served": 0, "rated": 0, "bad": 0,
                 "bad_cases": 0, "closed_on_time": 0, "attendance_hours": 0.0}
     rows = []
@@ -333,5 +348,5 @@ def build_report(session: Session, by: str, first: date, last: date, tz: ZoneInf
         figures = {name: parts[key].get(name, defaults.get(name)) for name, _ in FIGURES}
         if by == "staff":
             figures["empty_min"] = None
-        rows.append({"key": list(key), "label": row_label(by, key, staff), **figures})
+        rows.append({"key": list(key), "label": row_label(by, key, names, staff), **figures})
     return {"by": by, "first": first.isoformat(), "last": last.isoformat(), "rows": rows}

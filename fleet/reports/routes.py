@@ -170,10 +170,11 @@ def get_rating_records_export(user: CurrentUserDep, session: SessionDep, setting
 
 def shown_label(by: str, row: dict[str, Any], translate: Translator) -> str:
     """A row's name on the page, in the page's language (the exports keep the Chinese `label`)."""
+    place = row["label"].split(" · ")[0]  # the code and the center's name
     if by == "window":
-        return f"{row['key'][0]} · {translate('{n}号窗口', n=row['key'][1])}"
+        return f"{place} · {translate('{n}号窗口', n=row['key'][1])}"
     if by == "staff" and not row["key"][1]:
-        return f"{row['key'][0]} · {translate('未登录')}"
+        return f"{place} · {translate('未登录')}"
     return row["label"]
 
 

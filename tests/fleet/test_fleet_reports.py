@@ -18,6 +18,8 @@ from test_fleet_notify import Receiver
 
 from fleet.alerts.evaluate import hours_lookup
 from fleet.app import create_app
+from fleet.centers.models import DIVISION_COUNTY, DIVISION_TOWN, LEVEL_TOWN, CenterProfile, Division
+from fleet.db import write_session
 from fleet.notify import WebhookTarget
 from fleet.reports.figures import build_report, percentile
 from fleet.reports.models import MonthlyReportDelivery
@@ -70,6 +72,18 @@ def test_county_and_town_rows_add_their_centers_up(seeded, fleet_settings) -> No
     towns = report(seeded, fleet_settings, "town")
     assert set(towns) == {CENTER[:9], OTHER_CENTER[:9]}
     assert (towns[OTHER_CENTER[:9]]["served"], towns[OTHER_CENTER[:9]]["attendance_hours"]) == (1, 9.0)
+
+
+def test_rows_name_their_county_town_and_center_when_the_county_has_named_them(seeded, fleet_settings) -> None:
+    with write_session(seeded) as session:
+        session.add(CenterProfile(center_code=CENTER, name="示例镇便民服务中心", level=LEVEL_TOWN))
+        session.add(Division(code=CENTER[:9] + "000", name="示例镇", level=DIVISION_TOWN))
+        session.add(Division(code=CENTER[:6] + "000000", name="示例县", level=DIVISION_COUNTY))
+    assert report(seeded, fleet_settings, "center")[CENTER]["label"] == f"{CENTER} 示例镇便民服务中心"
+    assert report(seeded, fleet_settings, "center")[OTHER_CENTER]["label"] == OTHER_CENTER  # not described yet
+    assert report(seeded, fleet_settings, "window")[f"{CENTER}/3"]["label"] == f"{CENTER} 示例镇便民服务中心 · 3号窗口"
+    assert report(seeded, fleet_settings, "town")[CENTER[:9]]["label"] == f"{CENTER[:9]} 示例镇"
+    assert report(seeded, fleet_settings, "county")[CENTER[:6]]["label"] == f"{CENTER[:6]} 示例县"
 
 
 def test_no_minute_after_now_is_counted(seeded, fleet_settings) -> None:
