@@ -215,10 +215,13 @@ class Installed:
 
 @pytest.fixture
 def pi(installed, county_broker):
+    config = installed / "etc/service-center/center.toml"
+    example = config.read_text()
     center = Installed(installed, free_port(), free_port())
     write_center_config(installed, center.center_port, center.http_port, county_broker.port)
     yield center
     center.close()
+    config.write_text(example)  # the module's other tests see the root as installed
 
 
 def test_the_installed_agent_starts_against_the_generated_broker_config(pi):
