@@ -58,7 +58,7 @@ class EdgeAgent:
         # The data disk: free space and failed writes, in health, readiness and the county's edge_health.
         self.storage = StorageHealth(config.data_dir, self.store.writes, self.store.probe_write, config.min_free_bytes)
         # The Pi itself (version, disk, CPU temperature, clock sync, database size): edge_health's `host`.
-        self.host = HostHealth(config.data_dir, config.data_dir / "edge.sqlite3")
+        self.host = HostHealth(config.data_dir, config.data_dir / "edge.sqlite3", in_background=True)
         self.uplink = Uplink(config, self.store, self.retained, self.awaiting)
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down

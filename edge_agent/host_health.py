@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,11 +150,17 @@ def database_bytes(database: Path) -> int:
 
 
 class HostHealth:
-    """The `host` figures of edge_health, read again at most every `refresh_s`."""
+    """The `host` figures of edge_health, read again at most every `refresh_s`.
+
+    `in_background`: a refresh after the first runs in a thread and the figures before it are answered
+    meanwhile. The agent asks from its event loop, and `timedatectl` goes through D-Bus to a daemon that may
+    first have to be started: the kiosk and the callers must not wait for that once a minute.
+    """
 
     def __init__(self, data_dir: Path, database: Path, version: str | None = None,
                  thermal_dir: Path = THERMAL_DIR, clock: Callable[[], tuple[str, str]] = clock_sync,
-                 refresh_s: float = REFRESH_S, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 refresh_s: float = REFRESH_S, monotonic: Callable[[], float] = time.monotonic,
+                 in_background: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.database = Path(database)
         self.version = version or agent_version()
@@ -161,15 +168,29 @@ class HostHealth:
         self.clock = clock
         self.refresh_s = refresh_s
         self.monotonic = monotonic
+        self.in_background = in_background
         self._figures: dict | None = None
         self._read_at = 0.0
         self._unsynced_since: float | None = None  # monotonic: a wrong wall clock cannot say how long it was wrong
+        self._lock = threading.Lock()
 
     def figures(self) -> dict:
-        if self._figures is None or self.monotonic() - self._read_at >= self.refresh_s:
-            self._figures = self.read()
-            self._read_at = self.monotonic()
-        return dict(self._figures)
+        with self._lock:
+            due = self._figures is None or self.monotonic() - self._read_at >= self.refresh_s
+            if due:
+                self._read_at = self.monotonic()  # one refresh at a time
+            first = self._figures is None
+        if due and self.in_background and not first:
+            threading.Thread(target=self._refresh, name="host figures", daemon=True).start()
+        elif due:
+            self._refresh()
+        with self._lock:
+            return dict(self._figures or {})
+
+    def _refresh(self) -> None:
+        figures = self.read()
+        with self._lock:
+            self._figures = figures
 
     def read(self) -> dict:
         try:

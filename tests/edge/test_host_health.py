@@ -10,6 +10,7 @@ from edge_agent.config import parse_config
 from edge_agent.host_health import CLOCK_SYNCED, CLOCK_UNKNOWN, CLOCK_UNSYNCED, HostHealth
 from protocol import messages
 from tests.edge.test_staff_sign_in import raw_config
+from tests.support.waiting import wait_until
 
 # What these commands print on Raspberry Pi OS (Debian 12): timedatectl of systemd 252, chronyc of chrony 4.3.
 CHRONY_SYNCED = """Reference ID    : C0A80101 (192.168.1.1)
@@ -116,3 +117,26 @@ def test_how_long_the_clock_has_been_unsynced_is_counted_on_the_monotonic_clock(
         readings.append(host.figures()["clock_unsynced_s"])
         now[0] += 60
     assert readings == [0, 60, 120, 0, 0]
+
+
+def test_in_the_background_a_slow_clock_source_never_holds_up_the_caller(tmp_path: Path):
+    """The agent asks from its event loop: after the first reading, a refresh runs in a thread."""
+    import threading
+
+    now = [0.0]
+    release = threading.Event()
+    answers = iter([(CLOCK_SYNCED, "timedatectl"), (CLOCK_UNSYNCED, "timedatectl")])
+
+    def slow_clock() -> tuple[str, str]:
+        answer = next(answers)
+        if answer[0] == CLOCK_UNSYNCED:
+            release.wait(timeout=30)  # timedatectl waiting for its daemon
+        return answer
+
+    host = HostHealth(tmp_path, tmp_path / "edge.sqlite3", version="1", thermal_dir=tmp_path, clock=slow_clock,
+                      refresh_s=60, monotonic=lambda: now[0], in_background=True)
+    assert host.figures()["clock"] == CLOCK_SYNCED  # the first reading is made at once
+    now[0] = 60
+    assert host.figures()["clock"] == CLOCK_SYNCED  # answered while the refresh waits
+    release.set()
+    wait_until(lambda: host.figures()["clock"] == CLOCK_UNSYNCED, what="the refreshed figures")
