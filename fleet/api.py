@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from fleet import audit
 from fleet.auth.deps import CurrentUserDep, ensure_visible
-from fleet.centers.names import clean_query
+from fleet.centers.names import center_names, clean_query
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.health_history import device_history
 from fleet.models import Device
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class DeviceOut(BaseModel):
     device_id: str
     center_code: str
+    center_name: str | None = None  # the center's profile name (fleet/centers), None until it has one
     role: str | None
     window: int | None
     board: str | None
@@ -178,7 +179,9 @@ def get_devices(user: CurrentUserDep, session: SessionDep, response: Response, c
     """Devices in the user's scope, optionally of one center or under a division `prefix`, by center, window,
     role and id: `limit` of them from `offset`; X-Total-Count says how many there are."""
     response.headers[TOTAL_HEADER] = str(count_devices(session, center, user, prefix))
-    return list_devices(session, center, user, prefix, limit=limit, offset=offset)
+    devices = list_devices(session, center, user, prefix, limit=limit, offset=offset)
+    names = center_names(session, {device["center_code"] for device in devices})
+    return [{**device, "center_name": names.get(device["center_code"])} for device in devices]
 
 
 @router.get("/devices/{device_id}/health", response_model=list[HealthSampleOut], tags=["devices"],

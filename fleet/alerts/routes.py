@@ -18,6 +18,7 @@ from fleet.alerts.writes import WriteSessionDep
 from fleet.auth.deps import CurrentUserDep, WriterDep, ensure_changeable, ensure_visible
 from fleet.auth.principal import CurrentUser
 from fleet.calendar import OpeningHours
+from fleet.centers.names import center_names
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.web.pages import _render
 from protocol.errors import ProtocolError
@@ -32,6 +33,7 @@ class AlertOut(BaseModel):
     rule: str
     severity: str
     center_code: str
+    center_name: str | None = None  # the center's profile name (fleet/centers), None until it has one
     device_id: str | None
     window: int | None
     state: str
@@ -76,10 +78,12 @@ def _check_state(state: str | None) -> None:
 
 @api.get("/alerts", response_model=list[AlertOut])
 def get_alerts(user: CurrentUserDep, session: SessionDep, state: str | None = None,
-               limit: int = Query(500, ge=1, le=5000)) -> list[Alert]:
+               limit: int = Query(500, ge=1, le=5000)) -> list[dict[str, Any]]:
     """Alerts in the user's scope: active (open + acknowledged) by default, or ?state=open/acknowledged/resolved/all."""
     _check_state(state)
-    return visible_alerts(session, user, state, limit)
+    alerts = visible_alerts(session, user, state, limit)
+    names = center_names(session, {alert.center_code for alert in alerts})
+    return [{**alert.model_dump(), "center_name": names.get(alert.center_code)} for alert in alerts]
 
 
 def _ack(session: Session, alert_id: RowId, user: CurrentUser, now: datetime) -> Alert:

@@ -6,10 +6,10 @@ A center's name is its profile's (统一标识); a town's or village's is the di
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import Engine, func, or_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -57,6 +57,21 @@ def attach_names(session: Session, rows: list[dict[str, Any]], code_key: str = "
         if town_key:
             row["town_name"] = towns.get(row[town_key])
     return rows
+
+
+def name_lookup(engine: Engine) -> Callable[[str | None], str]:
+    """code -> the center's name ("" when it has none), for a page that shows codes: every name is read once, at
+    the first call (a county has a few thousand centers at most), so a list of 500 alerts costs one query."""
+    names: dict[str, str] | None = None
+
+    def name_of(code: str | None) -> str:
+        nonlocal names
+        if names is None:
+            with Session(engine) as session:
+                names = dict(session.exec(select(CenterProfile.center_code, CenterProfile.name)).all())
+        return names.get(code or "", "")
+
+    return name_of
 
 
 def clean_query(q: str | None) -> str | None:

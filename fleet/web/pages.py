@@ -19,7 +19,7 @@ from fleet import audit
 from fleet.auth.deps import CurrentUserDep, ensure_visible
 from fleet.auth.principal import CurrentUser
 from fleet.center_view import center_today
-from fleet.centers.names import clean_query
+from fleet.centers.names import clean_query, name_lookup
 from fleet.deps import NowDep, SessionDep, SettingsDep
 from fleet.health_history import device_history
 from fleet.models import Device
@@ -40,7 +40,8 @@ def render(request: Request, name: str, context: dict[str, Any]) -> Response:
     """A page of the dashboard: the template with the shared context plus `local_time` and `tz`."""
     templates: Jinja2Templates = request.app.state.templates
     settings = request.app.state.settings
-    base = {"local_time": lambda value: labels.local_time(value, settings.tz), "tz": settings.tz}
+    base = {"local_time": lambda value: labels.local_time(value, settings.tz), "tz": settings.tz,
+            "center_name": name_lookup(request.app.state.engine)}  # names beside codes on every page
     return templates.TemplateResponse(request, name, {**base, **context})
 
 

@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_testkit import add_user
+from fleet_testkit import DISPLAY, add_user
 from test_fleet_centers import DIVISIONS_CSV, NEWHENG_STATION, TOWN_CENTER, profile
 
+from fleet.alerts.models import Alert
 from fleet.app import create_app
+from fleet.db import write_session
 from fleet.ingest import handle_message
 from protocol import topics
 
@@ -45,6 +47,25 @@ def edge_online(app, center: str) -> None:
     raw = json.dumps({"v": 1, "state": "online", "session": 1, "role": "edge_agent", "board": "rpi4",
                       "fw": "edge-0.1", "contract": 1}).encode()
     handle_message(app.state.engine, topics.build(topics.EDGE_PRESENCE, center=center), raw, NOW)
+
+
+def open_alert(app, center: str) -> None:
+    with write_session(app.state.engine) as session:
+        session.add(Alert(key=f"edge:{center}", rule="edge_offline", center_code=center, message="边缘网关离线",
+                          opened_at=NOW, last_active_at=NOW))
+
+
+def test_names_stand_beside_codes_in_the_device_and_alert_lists(app, admin) -> None:
+    edge_online(app, TOWN_CENTER)
+    raw = json.dumps({"v": 1, "state": "online", "session": 1, "role": "queue_display", "window": 1,
+                      "board": "esp32-s3", "fw": "1.0", "contract": 1}).encode()
+    handle_message(app.state.engine, topics.build(topics.DEVICE_PRESENCE, center=TOWN_CENTER, device=DISPLAY), raw,
+                   NOW)
+    open_alert(app, TOWN_CENTER)
+    assert [d["center_name"] for d in admin.get("/api/devices").json()] == [None]
+    admin.put(f"/api/centers/{TOWN_CENTER}/profile", json=profile("示例镇便民服务中心", "town"))
+    assert [d["center_name"] for d in admin.get("/api/devices").json()] == ["示例镇便民服务中心"]
+    assert [a["center_name"] for a in admin.get("/api/alerts?state=all").json()] == ["示例镇便民服务中心"]
 
 
 def test_a_profile_is_written_read_and_audited(admin) -> None:

@@ -13,7 +13,9 @@ from fleet_testkit import add_user, log_in
 from live_fleet import serve
 from test_fleet_centers import DIVISIONS_CSV, NEWHENG_STATION, TOWN_CENTER
 
+from fleet.alerts.models import Alert
 from fleet.app import create_app
+from fleet.db import write_session
 from fleet.ingest import handle_message
 from protocol import topics
 
@@ -30,6 +32,9 @@ def fleet(fleet_settings):
                         "fw": "edge-0.1", "contract": 1}).encode()
     for center in (TOWN_CENTER, NEWHENG_STATION):
         handle_message(app.state.engine, topics.build(topics.EDGE_PRESENCE, center=center), birth, NOW)
+    with write_session(app.state.engine) as session:  # an alert of the town's center, named on the alerts page
+        session.add(Alert(key=f"edge:{TOWN_CENTER}", rule="edge_offline", center_code=TOWN_CENTER,
+                          message="边缘网关离线", opened_at=NOW, last_active_at=NOW))
     add_user(app.state.engine)
     add_user(app.state.engine, "town-b", "town_operator", NEWHENG_STATION[:9])
     with serve(app) as base:
@@ -100,6 +105,9 @@ def test_county_it_imports_the_list_edits_a_center_and_sees_the_rollout(fleet, p
         [TOWN_CENTER]
     page.goto(f"{fleet}/centers/{TOWN_CENTER}")
     assert page.locator("#center-name").inner_text() == "示例镇便民服务中心"
+    page.goto(fleet + "/alerts?state=all")  # the sweep may have resolved it by now: its edge is online
+    assert page.locator(f"#alerts tr[data-key='edge:{TOWN_CENTER}'] .center").inner_text() == \
+        f"示例镇便民服务中心 {TOWN_CENTER}"
 
     page.goto(fleet + "/audit")
     assert "修改中心资料" in page.locator("#audit").inner_text()
