@@ -52,6 +52,12 @@ ACTION_LABELS = {
     "case.close": "工单办结",
     "case.appeal": "工单申诉",
     "case.review": "申诉复核",
+    "catalogue.item.create": "新建事项",
+    "catalogue.item.revise": "修改办事指南",
+    "catalogue.enable": "启用办理事项",
+    "catalogue.disable": "停用办理事项",
+    "catalogue.clear": "恢复沿用上级事项设置",
+    "catalogue.service_name": "命名排队业务",
 }
 
 VIA_LABELS = {"session": "网页登录", "token": "API 令牌调用", "cli": "命令行"}
@@ -82,6 +88,9 @@ ENGLISH = {
     "签发边缘网关凭据": "Issue edge credentials", "签发平台代理账号": "Issue fleet broker account",
     "剔除评价": "Exclude rating", "工单分派": "Assign case", "工单回访": "Case callback",
     "工单整改": "Case rectification", "工单办结": "Close case", "工单申诉": "Appeal case", "申诉复核": "Review appeal",
+    "新建事项": "New item", "修改办事指南": "Edit service guide", "启用办理事项": "Enable item",
+    "停用办理事项": "Disable item", "恢复沿用上级事项设置": "Follow the town's item setting",
+    "命名排队业务": "Name queue service",
     "来源地址": "Source address", "角色": "Role", "管辖范围": "Scope", "姓名": "Name", "令牌": "Token",
     "回滚自版本": "Rolled back from", "设备数": "Devices",
     "参数": "Arguments", "命令编号": "Command id", "密钥指纹": "Key fingerprint",

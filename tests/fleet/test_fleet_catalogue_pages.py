@@ -110,6 +110,10 @@ def test_a_town_operator_edits_materials_as_a_new_version_and_enables_the_item(a
         assert page.locator('#catalogue tr[data-code="T101-001"] td.version').inner_text() == "2"
         assert "Service catalogue" in page.locator("h1").inner_text()
 
+        page.goto(f"{base}/audit?lang=zh")
+        assert page.locator('tr[data-action="catalogue.item.revise"] .action').inner_text() == "修改办事指南"
+        assert page.locator('tr[data-action="catalogue.enable"] .target').inner_text() == "T101-001"
+
         page.click("#logout")
         log_in(page, base, "town102")
         page.goto(f"{base}/catalogue")
