@@ -21,6 +21,7 @@ from edge_agent.adapters.uplink import Uplink
 from edge_agent.awaiting_ack import AwaitingAck
 from edge_agent.center_config import CenterConfiguration, keep_in_flight
 from edge_agent.config import CenterConfig
+from edge_agent.firmware_cache import FirmwareCache
 from edge_agent.guide import GuideItem, notice_lines
 from edge_agent.host_health import HostHealth
 from edge_agent.peripherals import build_peripherals
@@ -62,6 +63,10 @@ class EdgeAgent:
         self.uplink = Uplink(config, self.store, self.retained, self.awaiting)
         self.center_link = CenterLink(config, self.queue, self.store, self.uplink, self.retained)
         self.uplink.downlink = self.center_link.relay_down
+        # Firmware bundles from the fleet: received once for the center, served to its boards in chunks.
+        self.firmware = FirmwareCache(config.data_dir / "firmware", config.code, config.edge_key)
+        self.uplink.firmware_bundle = self.firmware.receive
+        self.center_link.firmware = self.firmware
         self.uplink.health_summary = self.health_summary
         self.uplink.center_config = self.center_configuration.receive
         self.voice = VoiceAnnouncer(config.voice, config.data_dir / "voice")

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # What devices publish that the agent takes from the center broker.
 DEVICE_UPLINK_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.RATING_SUBMITTED,
-                        topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK)
+                        topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK, topics.FIRMWARE_STATUS,
+                        topics.FIRMWARE_FETCH)
 
 
 REFUSED_KEPT = 20  # devices whose refusal health shows
@@ -78,6 +79,7 @@ class CenterLink(MqttLink):
         # window -> the window_display payload last published for it (retained): what its display was told. The
         # county sees it in edge_health (windows.<n>.display), so its mirror is the display's, not a guess.
         self.displays_told: dict[int, dict] = {}
+        self.firmware = None  # set by the agent: the FirmwareCache that answers the boards' firmware_fetch
         queue.listeners.append(self._on_queue_change)
 
     async def start(self) -> None:
@@ -161,6 +163,17 @@ class CenterLink(MqttLink):
         self._outgoing.put_nowait((topics.build(topics.RATING_ACK, center=self.config.code, device=device_id),
                                    messages.encode(spec.payload, ack), spec.qos, spec.retained))
 
+    def _answer_fetch(self, device_id: str, fetch: dict) -> None:
+        """One chunk of a cached firmware bundle to the board that asked (firmware_chunk, QoS 0: it asks again)."""
+        if self.firmware is None:
+            answer = messages.make("firmware_chunk", manifest_sha256=fetch["manifest_sha256"], path=fetch["path"],
+                                   offset=fetch["offset"], error="this edge serves no firmware")
+        else:
+            answer = self.firmware.chunk(fetch)
+        spec = topics.topic(topics.FIRMWARE_CHUNK)
+        self._outgoing.put_nowait((topics.build(topics.FIRMWARE_CHUNK, center=self.config.code, device=device_id),
+                                   messages.encode(spec.payload, answer), spec.qos, spec.retained))
+
     def _refuse_device(self, device_id: str, why: str) -> None:
         """Remember why a device was refused, for health; only the latest REFUSED_KEPT devices."""
         self.refused_devices.pop(device_id, None)
@@ -221,7 +234,9 @@ class CenterLink(MqttLink):
                          payload["session"], payload.get("boot"))
         elif name == topics.DEVICE_HEALTH:
             self.relay.relay(topic, raw, qos=0, retain=False, keep=False)
-        elif name in (topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK):
+        elif name == topics.FIRMWARE_FETCH:
+            self._answer_fetch(device_id, payload)
+        elif name in (topics.DEVICE_CONFIG_REPORTED, topics.DEVICE_COMMAND_ACK, topics.FIRMWARE_STATUS):
             spec = topics.topic(name)
             self.relay.relay(topic, raw, qos=spec.qos, retain=spec.retained, keep=True)
         elif name == topics.RATING_SUBMITTED:

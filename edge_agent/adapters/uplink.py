@@ -37,7 +37,9 @@ FORWARD_RETRY_MIN_S = 0.5
 FORWARD_RETRY_MAX_S = 30.0
 
 # What the county sends down for this center's devices; the agent relays it to the center broker.
-DOWNLINK_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND)
+DOWNLINK_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND, topics.FIRMWARE_DESIRED)
+# Retained desired states: an empty payload clears one, and is relayed as such.
+CLEARABLE_TOPICS = (topics.DEVICE_CONFIG_DESIRED, topics.FIRMWARE_DESIRED)
 # Events the fleet must acknowledge (event_ack) before the agent forgets them.
 EVENT_TOPICS = (topics.TICKET_EVENT, topics.RATING_EVENT, topics.ATTENDANCE_EVENT, topics.CALLBACK_PHONE)
 
@@ -56,6 +58,7 @@ class Uplink(MqttLink):
         self.downlink = None  # set by the agent: CenterLink.relay_down
         self.health_summary = None  # set by the agent: () -> edge_health fields
         self.broker_accounts = None  # set by the agent: BrokerAccounts.receive, for the center broker's files
+        self.firmware_bundle = None  # set by the agent: FirmwareCache.receive, the fleet's firmware bundles
         self.center_config = None  # set by the agent: CenterConfiguration.receive, the county's center configuration
         self.dropped_downlink = 0
         self.refused_acks = 0  # event_ack messages whose signature did not verify with the edge key: not applied
@@ -101,6 +104,8 @@ class Uplink(MqttLink):
             await client.subscribe(topics.subscription(name, center=self.config.code), qos=1)
         if self.broker_accounts is not None:
             await client.subscribe(topics.build(topics.BROKER_ACCOUNTS, center=self.config.code), qos=1)
+        if self.firmware_bundle is not None:
+            await client.subscribe(topics.build(topics.FIRMWARE_BUNDLE, center=self.config.code), qos=1)
         if self.center_config is not None:
             await client.subscribe(topics.build(topics.CENTER_CONFIG, center=self.config.code), qos=1)
         self._last_health = None  # publish the current health again on every connection
@@ -109,6 +114,10 @@ class Uplink(MqttLink):
     async def on_message(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
         raw = bytes(message.payload)
+        if self.firmware_bundle is not None and topic == topics.build(topics.FIRMWARE_BUNDLE, center=self.config.code):
+            # The one message bigger than MAX_PAYLOAD_BYTES: the cache checks its size, signature and files itself.
+            self.firmware_bundle(raw)
+            return
         try:
             name, params = topics.parse(topic)
             if len(raw) > messages.max_payload_bytes(topics.topic(name).payload):
@@ -128,7 +137,7 @@ class Uplink(MqttLink):
                 return
             if name not in DOWNLINK_TOPICS or params["center"] != self.config.code:
                 raise ProtocolError("not a downlink message for this center")
-            if raw or name != topics.DEVICE_CONFIG_DESIRED:  # an empty retained payload clears the desired config
+            if raw or name not in CLEARABLE_TOPICS:  # an empty retained payload clears a desired state
                 messages.decode(topics.topic(name).payload, raw)
         except ProtocolError as exc:
             self.dropped_downlink += 1

@@ -15,6 +15,7 @@ What it keeps in the state folder (flash on a board):
     commands.json        ids of the commands already run (each runs once)
     rated.json           rating requests already answered (rating pad)
     outbox/<n>.msg       ratings the edge has not yet acknowledged (rating pad)
+    ota/                 over-the-air updates: boot.json, the staging slots (firmware/lib/ota.py, otaboot.py)
 
 Malformed messages are printed and dropped; nothing a broker sends can
 stop the device.
@@ -24,7 +25,7 @@ import asyncio
 import gc
 import json
 
-from firmware.lib import clock, flashfs, presence
+from firmware.lib import clock, flashfs, ota, presence
 from firmware.lib.awaiting_ack import AwaitingAck
 from firmware.lib.commands import ButtonCheck, CommandGate, Overlay
 from firmware.lib.commands import ack as command_ack
@@ -48,6 +49,7 @@ COMMAND_IDS_KEPT = 32
 RATED_IDS_KEPT = 32
 
 DESIRED_FILE = "desired.json"
+OTA_DIR = "ota"  # main.py boots what firmware/lib/otaboot.py chooses in <state dir>/ota
 COMMANDS_FILE = "commands.json"
 RATED_FILE = "rated.json"
 OUTBOX_DIR = "outbox"
@@ -73,6 +75,9 @@ class DeviceRuntime:
     """How long a rating sent (PUBACKed) waits for the edge's acknowledgement before it goes again: the edge
     answers in milliseconds; a re-send it did not need costs it one duplicate, dropped (and acknowledged)."""
 
+    OTA_RETRY_S = 30
+    """How long a download waits after its edge did not answer (or had no such bundle yet) before it goes on."""
+
     def __init__(self, config, app, state_dir="", panel=None, fw=FW_VERSION, backoff_min_s=0.5,
                  backoff_max_s=30, tick_ms=TICK_MS, rssi=None, log=print, network=None, watchdog=None,
                  reset=None, free_heap=None):
@@ -97,8 +102,15 @@ class DeviceRuntime:
         self.center = config.center
         self.window = config.window
         self.health_interval_s = config.health_interval_s
+        # What runs: the factory set (fw) or a bundle installed over the air (its manifest's version).
+        self.updater = ota.Updater(flashfs.join(state_dir, OTA_DIR), self.device_id, config.device_key, fw,
+                                   log=self._log)
+        self._ota_task = None
+        self.chunk_wanted = None  # (manifest sha256, path, offset) of the firmware_fetch awaiting its chunk
+        self.chunk = None
+        self.chunk_event = asyncio.Event()
         self.presence = presence.Presence(
-            config.center, self.device_id, app.role, config.window, config.board, fw,
+            config.center, self.device_id, app.role, config.window, config.board, self.updater.running_version(),
             identity.normalise_mac(config.mac), state_dir,
         )
         self.client = MQTTClient(
@@ -161,8 +173,10 @@ class DeviceRuntime:
     async def run(self):
         """Run until stop(): the link, the heartbeat, the ticker, the sender and the watchdog."""
         await self.client.subscribe(self.presence.topic, self.presence.qos)
-        for name in self.app.SUBSCRIBES + (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND):
+        for name in self.app.SUBSCRIBES + (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND,
+                                           topics.FIRMWARE_DESIRED, topics.FIRMWARE_CHUNK):
             await self.client.subscribe(self._topic(name), topics.topic(name).qos)
+        self.publish_firmware_status()  # retained: what runs, and why
         if self._ack_name is not None:
             await self.client.subscribe(self._topic(self._ack_name), topics.topic(self._ack_name).qos)
         if self.outbox is not None and len(self.outbox):
@@ -265,6 +279,7 @@ class DeviceRuntime:
         await self.client.publish(self.presence.topic, self.presence.birth(), self.presence.qos,
                                   self.presence.retain)
         self.presence.birth_sent = True
+        self.updater.birth_sent(self.uptime())
         if self.awaiting is not None and self.awaiting.link_up():
             self._outbox_event.set()  # its acknowledgement may have come while the link was down: lost
 
@@ -277,7 +292,7 @@ class DeviceRuntime:
             return
         if not payload:
             return  # a retained message being cleared
-        if name in (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND):
+        if name in (topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND, topics.FIRMWARE_DESIRED):
             if params.get("device") != self.device_id or params.get("center") != self.center:
                 return
             data = self._json(topic, payload)
@@ -285,6 +300,8 @@ class DeviceRuntime:
                 return  # not JSON: nothing to say which version or command it was
             if name == topics.DEVICE_CONFIG_DESIRED:
                 self._on_desired(data)
+            elif name == topics.FIRMWARE_DESIRED:
+                self._on_firmware_desired(data)
             else:
                 self._on_command(data)
             return
@@ -303,6 +320,12 @@ class DeviceRuntime:
         if name == self._ack_name:
             if params.get("device") == self.device_id and params.get("center") == self.center:
                 self._on_ack(data)
+            return
+        if name == topics.FIRMWARE_CHUNK:
+            wanted = self.chunk_wanted
+            if wanted is not None and (data["manifest_sha256"], data["path"], data["offset"]) == wanted:
+                self.chunk = data
+                self.chunk_event.set()
             return
         if params.get("center") != self.center or params.get("window", self.window) != self.window:
             return
@@ -348,6 +371,65 @@ class DeviceRuntime:
         elif report["status"] == messages.CONFIG_REJECTED:
             self._error("config version %s rejected: %s" % (report["version"], report.get("error")))
         self._publish_control(topics.DEVICE_CONFIG_REPORTED, report)
+
+    # ------------------------------------------------------------ firmware (OTA)
+
+    def _on_firmware_desired(self, data):
+        task = self._ota_task
+        running = task is not None and not task.done()
+        target = self.updater.target
+        if running and target is not None and data.get("manifest_sha256") == target["manifest_sha256"] \
+                and data.get("issued_at") == target["issued_at"]:
+            return  # the retained order again (a reconnect): its download goes on
+        start = self.updater.consider(data)
+        if task is not None and running and (start or self.updater.target is None):
+            task.cancel()  # replaced by a newer order
+        if start:
+            from firmware.lib import ota_download  # only now: a board not updating keeps it off its heap
+
+            self._ota_task = asyncio.create_task(ota_download.run_update(self))
+        self.publish_firmware_status()
+
+    def publish_firmware_status(self):
+        self._publish_control(topics.FIRMWARE_STATUS, self.updater.status())
+
+    def note_error(self, text):
+        self._error(text)
+
+    def topic_of(self, name):
+        return self._topic(name)
+
+    async def reset_into(self, what):
+        """Stop cleanly, then reset the board (otaboot picks what boots): a staged set, or the previous one."""
+        if self.reset is None:
+            self._log("this device cannot reboot itself: %s boots at its next start" % what)
+            return
+        try:
+            await asyncio.wait_for(self.stop(), REBOOT_ACK_TIMEOUT_S)
+        except Exception as exc:
+            self._log("clean stop before the reboot failed: %s" % exc)
+        self._log("rebooting into %s" % what)
+        self.reset()
+
+    def _judge_trial(self, now):
+        stalled = self.watchdog.monitor.stalled(now) if self.watchdog is not None else []
+        verdict = self.updater.judge_trial(self.uptime(), stalled)
+        if verdict is None:
+            return
+        if verdict == "confirm":
+            try:
+                deferred = self.updater.confirm()
+            except OSError as exc:
+                self._error("firmware confirmation not written: %s" % exc)
+                return
+            self.publish_firmware_status()
+            if deferred is not None:
+                self._on_firmware_desired(deferred)
+            return
+        self.updater.fail_trial(verdict)
+        self._error("firmware on trial failed: %s" % verdict)
+        if self._reboot_task is None:
+            self._reboot_task = asyncio.create_task(self.reset_into("the previous firmware"))
 
     def _apply(self, config):
         """Put a (merged, validated) configuration in force: the app, the panel, the heartbeat."""
@@ -560,6 +642,8 @@ class DeviceRuntime:
             self.submit(out)
         if self.awaiting is not None and self.awaiting.tick(now):
             self._outbox_event.set()  # not acknowledged in time: the sender sends it again
+        if self.updater.trial is not None:
+            self._judge_trial(now)
         self._note_errors()
         self.refresh(now)
 

@@ -20,6 +20,7 @@ import machine
 
 CONFIG_PATH = "/config.json"
 STATE_DIR = "/state"
+OTA_DIR = STATE_DIR + "/ota"  # firmware/lib/otaboot.py: a bundle on trial, the one kept, or the factory set
 RESET_PAUSE_S = 10  # well inside the watchdog's 30 s, which keeps running meanwhile
 
 
@@ -54,12 +55,27 @@ def main(watchdog):
     board.run_forever(runtime.run())
 
 
+_otaboot = None  # firmware/lib/otaboot.py as imported from the factory set, before any slot's files
+
+
+def enter_slot():
+    """Make the application files otaboot chooses the ones imported. The slot folder, or None (factory)."""
+    global _otaboot
+    from firmware.lib import otaboot
+
+    _otaboot = otaboot
+    return otaboot.enter(OTA_DIR)
+
+
 def crashed(exc, pause):
     """Print what happened, pause, reset. Never returns (machine.reset)."""
     try:
         sys.print_exception(exc)  # type: ignore[attr-defined]  # MicroPython
     except Exception:
         print("main: crashed:", repr(exc))
+    # A bundle on trial that crashes is not kept: the next boot runs the previous files and reports this.
+    if _otaboot is not None and _otaboot.note_failure(OTA_DIR, "crashed: %s: %s" % (type(exc).__name__, exc)):
+        print("main: the firmware on trial crashed; the previous firmware boots next")
     print("main: resetting in %d s (Ctrl-C for the REPL)" % RESET_PAUSE_S)
     pause(RESET_PAUSE_S)
     machine.reset()
@@ -85,7 +101,12 @@ def boot(pause=time.sleep):
         watchdog = start()
         if watchdog is None:
             return
-        main(watchdog)
+        if enter_slot() is None:
+            main(watchdog)
+        else:  # a bundle installed over the air: its own wiring, with its own files
+            from firmware.queue_display import main as bundled
+
+            bundled.main(watchdog)
         raise RuntimeError("the runtime stopped")
     except KeyboardInterrupt:  # Ctrl-C on the serial console: a technician wants the REPL
         raise
