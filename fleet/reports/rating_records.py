@@ -2,7 +2,7 @@
 rating of a period: for a county that uploads them, or checks what its province received.
 
 The fields, in order (fleet/README.md, "Rating records", says each one's meaning and source):
-评价编号, 中心编码, 评价渠道, 等级, 等级名称, 事项, 窗口, 工作人员, 工号, 评价时间, 差评原因, 整改情况.
+评价编号, 办件编号, 中心编码, 评价渠道, 等级, 等级名称, 事项, 窗口, 工作人员, 工号, 评价时间, 差评原因, 整改情况.
 Only ratings a resident gave (1-5) are records; 未评价 and requests that ended otherwise are not. A rating
 excluded after appeal and review (申诉成立) stays a record, and its 整改情况 says so.
 """
@@ -25,7 +25,8 @@ from protocol.messages import RATING_LABELS, RATING_REASON_LABELS, UNRATED
 
 CHANNEL_ON_SITE = "现场评价器"  # 评价渠道: the window's rating pad (the national system's 现场 channel)
 RECORD_FIELDS = (
-    ("rating_id", "评价编号"), ("center_code", "中心编码"), ("channel", "评价渠道"), ("score", "等级"),
+    ("rating_id", "评价编号"), ("case_no", "办件编号"), ("center_code", "中心编码"), ("channel", "评价渠道"),
+    ("score", "等级"),
     ("score_label", "等级名称"), ("service", "事项"), ("window", "窗口"), ("staff", "工作人员"),
     ("staff_no", "工号"), ("rated_at", "评价时间"), ("reason", "差评原因"), ("rectification", "整改情况"),
 )
@@ -71,9 +72,11 @@ def rating_records(session: Session, since_ts: float, until_ts: float, tz: ZoneI
     records = []
     for rating in ratings:
         records.append({
-            "rating_id": rating.rating_id, "center_code": rating.center_code, "channel": CHANNEL_ON_SITE,
+            "rating_id": rating.rating_id, "case_no": rating.case_no or "", "center_code": rating.center_code,
+            "channel": CHANNEL_ON_SITE,
             "score": rating.score, "score_label": RATING_LABELS.get(rating.score, ""),
-            "service": services.get((rating.center_code, rating.service), rating.service),
+            # The business system's 事项 when it asked for the rating, else the queue's service by name.
+            "service": rating.matter or services.get((rating.center_code, rating.service), rating.service),
             "window": f"{rating.window}号窗口",
             "staff": staff.get((rating.center_code, rating.staff_no or ""), ""),
             "staff_no": rating.staff_no or "",

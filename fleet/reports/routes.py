@@ -76,6 +76,7 @@ class ReportOut(BaseModel):
 
 class RatingRecordOut(BaseModel):
     rating_id: str
+    case_no: str  # 办件编号 from the window's business system, '' when the rating was not asked for by one
     center_code: str
     channel: str  # 评价渠道: 现场评价器
     score: int  # 等级 1-5

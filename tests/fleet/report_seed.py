@@ -21,6 +21,8 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 2)  # a Monday, a working day; opening hours 08:30-12:00, 14:00-17:30 (the default)
 CENTER = "445202101001"  # town 445202101
 OTHER_CENTER = "445202102003"  # town 445202102
+# OTHER_CENTER's window business system asked for its rating (edge_agent.business): 办件编号 and 事项.
+OTHER_CASE_NO, OTHER_MATTER = "11441302MB2C12345X2026110200001", "城乡居民基本养老保险参保登记"
 WINDOW_2_DISPLAY = device_id_from_mac("a4:cf:12:00:01:02")  # window 2 has a display and nobody signs in there
 
 
@@ -44,9 +46,9 @@ def ticket(engine, center: str, kind: str, number: str, when: datetime, window: 
 
 
 def rating(engine, center: str, number: str, window: int, staff_no: str, score: int, when: datetime,
-           reason: str | None = None) -> None:
+           reason: str | None = None, **business: str) -> None:
     payload = {"event_id": f"r-{number}", "rating_id": f"rid-{center}-{number}", "ticket": number, "service": "A",
-               "window": window, "staff_no": staff_no, "score": score, "ts": when.timestamp()}
+               "window": window, "staff_no": staff_no, "score": score, "ts": when.timestamp(), **business}
     if reason:
         payload["reason"] = reason
     put(engine, topics.RATING_EVENT, payload, when, center=center)
@@ -71,7 +73,8 @@ def seed(engine) -> None:
     - 考勤: 张敏 1001 at window 1 08:30-12:00 and 14:00-17:30 (7 h); 王芳 1003 at window 3 from 09:20 (late 50 min),
       out 10:00-11:00 (window 3 empty an hour), back until 17:30: 40 + 390 = 430 min.
       空岗: window 1 none, window 3 50 + 60 = 110 min, window 2 (a display, nobody ever) 7 h = 420 min.
-    OTHER_CENTER (another town): A001 issued, called, finished (w1, 2001), rated 5; 刘洋 2001 signed in all day.
+    OTHER_CENTER (another town): A001 issued, called, finished (w1, 2001), rated 5 through its business system's
+    evaluation interface (办件编号, 事项); 刘洋 2001 signed in all day.
     """
     edge = {"state": "online", "session": 1, "role": "edge_agent", "board": "pi", "fw": "1", "contract": 1}
     for center in (CENTER, OTHER_CENTER):
@@ -103,7 +106,7 @@ def seed(engine) -> None:
     ticket(engine, OTHER_CENTER, "issued", "A001", at(9, 0))
     ticket(engine, OTHER_CENTER, "called", "A001", at(9, 30), 1, "2001")
     ticket(engine, OTHER_CENTER, "finished", "A001", at(9, 45), 1, "2001")
-    rating(engine, OTHER_CENTER, "A001", 1, "2001", 5, at(9, 46))
+    rating(engine, OTHER_CENTER, "A001", 1, "2001", 5, at(9, 46), case_no=OTHER_CASE_NO, matter=OTHER_MATTER)
 
     with write_session(engine) as session:
         case = session.exec(select(FollowUpCase)).one()

@@ -12,7 +12,18 @@ import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 from fleet_testkit import add_user
-from report_seed import BEIJING, CENTER, DAY, END_OF_DAY, NEXT_MONTH_FIRST, OTHER_CENTER, at, seed
+from report_seed import (
+    BEIJING,
+    CENTER,
+    DAY,
+    END_OF_DAY,
+    NEXT_MONTH_FIRST,
+    OTHER_CASE_NO,
+    OTHER_CENTER,
+    OTHER_MATTER,
+    at,
+    seed,
+)
 from sqlmodel import Session, select
 from test_fleet_notify import Receiver
 
@@ -169,11 +180,13 @@ def test_rating_records_carry_the_national_fields(seeded, fleet_settings) -> Non
         records = rating_records(session, start, start + 86400, BEIJING)
     assert [(r["center_code"], r["score"]) for r in records] == [(CENTER, 5), (CENTER, 1), (OTHER_CENTER, 5)]
     bad = records[1]
-    assert bad == {"rating_id": f"rid-{CENTER}-A002", "center_code": CENTER, "channel": "现场评价器", "score": 1,
+    assert bad == {"rating_id": f"rid-{CENTER}-A002", "case_no": "", "center_code": CENTER, "channel": "现场评价器",
+                   "score": 1,
                    "score_label": "非常不满意", "service": "社保业务", "window": "1号窗口", "staff": "张敏",
                    "staff_no": "1001", "rated_at": "2026-11-02 09:26:00", "reason": "服务效率",
                    "rectification": "已办结；回访：已联系到群众；整改（窗口增派人手）；按期办结"}
     assert (records[0]["reason"], records[0]["rectification"]) == ("", "")
+    assert (records[2]["case_no"], records[2]["service"]) == (OTHER_CASE_NO, OTHER_MATTER)  # the business system's
 
 
 def test_monthly_report_goes_out_once_on_the_first_across_restarts(fleet_settings) -> None:
