@@ -25,6 +25,7 @@ from fleet.catalogue.models import (
     ItemEnablement,
     QueueServiceName,
 )
+from fleet.centerconfig.glyphs import glyph_problem
 from fleet.models import utcnow
 
 MAX_MATERIALS = 40
@@ -343,6 +344,9 @@ def set_service_name(session: Session, user: CurrentUser, scope_code: str, prefi
     name = name.strip()
     if len(name) > 32:
         raise CatalogueError(["name: 业务名称最多 32 字"])
+    unshowable = glyph_problem("业务名称", name)  # the rating pads and displays show it
+    if unshowable:
+        raise CatalogueError([f"name: {unshowable}"])
     row = session.get(QueueServiceName, (scope_code, prefix))
     audit.record(session, user, "catalogue.service_name", target=prefix, detail={"scope": scope_code, "name": name},
                  center_code=scope_code)

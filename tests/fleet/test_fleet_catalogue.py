@@ -84,6 +84,9 @@ def test_a_center_handles_its_towns_items_and_its_own_choices(engine) -> None:
         service.create_item(session, COUNTY, "MZ-001", {**PENSION, "name": "低保申请"})
         service.create_item(session, OTHER_TOWN, "T102-001", PENSION)
         service.set_service_name(session, TOWN, "445202101", "A", "社保业务")
+        with pytest.raises(CatalogueError) as unshowable:  # the boards' font has no 龘: the pads would show boxes
+            service.set_service_name(session, TOWN, "445202101", "B", "龘业务")
+        assert "含设备字库没有的字：龘" in str(unshowable.value)
         service.set_enablement(session, TOWN, "445202101", "SB-001", "A")
         service.set_enablement(session, TOWN, "445202101", "YB-001", "B")
         service.set_enablement(session, TOWN, CENTER, "YB-001", "", enabled=False)  # this center does not
