@@ -166,7 +166,7 @@ def test_county_it_changes_a_display_text_from_the_fleet_and_sees_it_on_the_simu
         row = page.locator(f'#config-devices tr[data-device="{device_id}"]')
         assert row.locator(".key").inner_text() == "有"  # the fleet holds the key registration issued
         row.locator("a.set-config").click()  # 设置: the form opens for this display
-        page.get_by_label("空闲时显示文字").fill("欢迎来到示例镇")
+        page.get_by_label("空闲时显示文字").fill("示例镇欢迎您")
         page.click("#cf-submit")
 
         def in_force() -> bool:
@@ -178,7 +178,7 @@ def test_county_it_changes_a_display_text_from_the_fleet_and_sees_it_on_the_simu
 
         devices = page.context.new_page()
         devices.goto(urls["simulated devices"])
-        devices.locator("#display-3").filter(has_text="欢迎来到示例镇").wait_for()
+        devices.locator("#display-3").filter(has_text="示例镇欢迎您").wait_for()
 
         # A signed command reaches the device too: 识别 is sent and carried out, not "未发送 · no device key".
         page.goto(f"{fleet_url}/devices/{device_id}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from fleet.centerconfig.glyphs import glyph_problem
 from fleet.db import among
 from fleet.devconfig.keys import DeviceKeyError, KeyBox, get_key
 from fleet.devconfig.models import (
@@ -50,6 +51,9 @@ REJECTED = "rejected"
 UNCONFIGURED = "unconfigured"
 STATUS_LABELS = {APPLIED: "已生效", PENDING: "待生效", REJECTED: "被拒绝", UNCONFIGURED: "未配置"}
 SCOPE_LENGTHS = {COUNTY: 6, TOWN: 9, CENTER: 12}
+
+
+DEVICE_TEXTS = ("idle_text", "prompt_text", "thanks_text")  # the configuration's texts a board shows
 
 
 class ConfigError(ValueError):
@@ -107,6 +111,10 @@ def set_scope_config(session: Session, scope: str, scope_id: str, role: str, con
         messages.validate_config(role, config)
     except ProtocolError as exc:
         raise ConfigError(str(exc)) from exc
+    for key in DEVICE_TEXTS:  # drawn by the boards from their font: a character it lacks would show as a box
+        problem = glyph_problem(key, config[key]) if isinstance(config.get(key), str) else None
+        if problem:
+            raise ConfigError(problem)
     if scope == DEVICE:
         device = session.get(Device, scope_id)
         if device is None:

@@ -185,4 +185,5 @@ MESSAGES_EN: dict[str, str] = {
     "无法创建用户：{reason}": "Cannot create the user: {reason}",
     "无法创建令牌：{reason}": "Cannot create the token: {reason}",
     "无法修改密码：{reason}": "Cannot set the password: {reason}",
+    "窗口与人员": "Windows and staff",  # the center page's link to fleet.centerconfig's page
 }

@@ -19,9 +19,9 @@ from protocol.identity import device_id_from_mac
 
 WINDOW_1_DISPLAY = device_id_from_mac("a4:cf:12:00:00:11")
 CASES = [  # (window_display state, ticket, text, idle_text of the configuration in force)
-    ("idle", "", "欢迎光临", None), ("idle", "", "欢迎光临", "欢迎来到示例镇"), ("idle", "A001", "欢迎光临", None),
-    ("idle", "", "", None), ("paused", "", "暂停服务", None), ("paused", "", "", "欢迎来到示例镇"),
-    ("serving", "A001", "请A001号到3号窗口", None), ("serving", "A001", "", "欢迎来到示例镇"),
+    ("idle", "", "欢迎光临", None), ("idle", "", "欢迎光临", "示例镇欢迎您"), ("idle", "A001", "欢迎光临", None),
+    ("idle", "", "", None), ("paused", "", "暂停服务", None), ("paused", "", "", "示例镇欢迎您"),
+    ("serving", "A001", "请A001号到3号窗口", None), ("serving", "A001", "", "示例镇欢迎您"),
     ("serving", "", "请A001号到3号窗口", None),
 ]
 
@@ -60,7 +60,7 @@ def fleet(fleet_settings):
     }, MONDAY_10.timestamp() + 120), MONDAY_10 + timedelta(minutes=2), center=CENTER)
     # Window 1's display runs a configuration with its own greeting.
     with write_session(engine) as session:
-        cfg.set_scope_config(session, "device", WINDOW_1_DISPLAY, "queue_display", {"idle_text": "欢迎来到示例镇"},
+        cfg.set_scope_config(session, "device", WINDOW_1_DISPLAY, "queue_display", {"idle_text": "示例镇欢迎您"},
                              "admin", now)
     send(engine, topics.DEVICE_CONFIG_REPORTED, {"version": 1, "status": "applied"}, now, center=CENTER,
          device=WINDOW_1_DISPLAY)
@@ -82,7 +82,7 @@ def test_the_center_page_shows_what_the_displays_show(fleet, chromium, width, tm
         assert window_3.locator(".window-state").inner_text() == "暂停服务"
         assert window_3.locator(".staff").inner_text() == "王芳 工号 1003"
         window_1 = page.locator("#windows tr[data-window='1']")
-        assert window_1.locator(".display-mirror .line").all_inner_texts() == ["1号窗口", "欢迎来到示例镇"]
+        assert window_1.locator(".display-mirror .line").all_inner_texts() == ["1号窗口", "示例镇欢迎您"]
         assert window_1.locator(".window-state").inner_text() == "空闲"
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.screenshot(path=str(tmp_path / f"center-{width}.png"), full_page=True)

@@ -144,7 +144,7 @@ def header_lines(page, table: str) -> dict[str, int]:
 def test_config_tables_keep_every_header_on_one_line(fleet_and_token, chromium, width, tmp_path) -> None:
     fleet, token = fleet_and_token
     httpx.put(f"{fleet}/api/config/device/{DISPLAY}/queue_display", headers={"Authorization": f"Bearer {token}"},
-              json={"config": {"idle_text": "欢迎光临示例镇，请取号后等候叫号", "brightness": 60, "blink_s": 5,
+              json={"config": {"idle_text": "欢迎光临示例镇便民服务中心请您评价", "brightness": 60, "blink_s": 5,
                                "health_interval_s": 30}}).raise_for_status()
     context = chromium.new_context(locale="zh-CN", viewport={"width": width, "height": 768})
     page = context.new_page()
