@@ -19,6 +19,10 @@ class BrokerError(RuntimeError):
     pass
 
 
+class BrokerPortTaken(BrokerError):
+    """The port was taken by another program before the broker could listen on it."""
+
+
 def find_mosquitto() -> str:
     for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
         if candidate and os.access(candidate, os.X_OK):
@@ -38,6 +42,32 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def listening_inodes(port: int) -> set[str] | None:
+    """The socket inodes listening on TCP `port` (IPv4), from /proc/net/tcp; None where there is no /proc."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    inodes = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds the socket listening on `port` (None: this system cannot tell)."""
+    inodes = listening_inodes(port)
+    if inodes is None:
+        return None
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return None if not os.path.isdir("/proc/self/fd") else False
+    return any(link == f"socket:[{inode}]" for inode in inodes for link in links)
+
+
 class MosquittoBroker:
     """One Mosquitto process listening on 127.0.0.1:port.
 
@@ -50,6 +80,9 @@ class MosquittoBroker:
         self.run_dir = Path(run_dir)
         self.name = name
         self.port = port or free_port()
+        # A port we picked ourselves may be taken by another program before the broker binds it (tests run side
+        # by side): then the first start picks another. A port given by the caller, or kept for a restart, stays.
+        self._port_chosen_here = port is None
         self.password_file = password_file
         self.acl_file = acl_file
         self.persistent = persistent  # keep sessions and retained messages across restarts
@@ -104,8 +137,18 @@ class MosquittoBroker:
         return self.config_path
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
+        for _attempt in range(5 if self._port_chosen_here else 1):
+            try:
+                return self._start_on_port(timeout)
+            except BrokerPortTaken:
+                if not self._port_chosen_here:
+                    raise
+                self.port = free_port()
+        raise BrokerError(f"{self.name} broker: every port tried was taken by another program")
+
+    def _start_on_port(self, timeout: float) -> MosquittoBroker:
         if port_is_open(self.port):
-            raise BrokerError(f"{self.name} broker: port {self.port} is already in use")
+            raise BrokerPortTaken(f"{self.name} broker: port {self.port} is already in use")
         self.write_config()
         self.process = subprocess.Popen(
             [find_mosquitto(), "-c", str(self.config_path)],
@@ -115,8 +158,16 @@ class MosquittoBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                self.process = None
+                # Mosquitto says why in its log file (appended to by every start: the text after the last one's).
+                logged = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+                if "Address already in use" in err + logged.rsplit(" starting", 1)[-1]:
+                    raise BrokerPortTaken(f"{self.name} broker: port {self.port} is already in use")
                 raise BrokerError(f"{self.name} broker exited: {err.strip()} (see {self.log_path})")
-            if port_is_open(self.port):
+            # Open is not enough: another program that took the port in the meantime answers too, and a test
+            # would then talk to somebody else's broker. Ours is up when our process holds the listening socket.
+            if port_is_open(self.port) and listens_on(self.process.pid, self.port) is not False:
+                self._port_chosen_here = False  # from now on the port is the broker's address: kept on restart
                 return self
             time.sleep(0.05)
         self.stop()

@@ -24,7 +24,7 @@ class Program:
         self.env = env or {}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> Program:
+    def start(self, timeout: float = 120) -> Program:  # a hang guard: a loaded machine starts programs slowly
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, *self.args], cwd=ROOT, stdout=log, stderr=log,
