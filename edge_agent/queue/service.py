@@ -551,7 +551,8 @@ class QueueService:
         """The window's business system finished case `case_no`: 办结 of the window's ticket, rated for that case.
 
         Idempotent on the case number: a call repeated (a lost answer, a retry) changes nothing and answers
-        what the first did; returns (the change, whether it was a repeat).
+        what the first did; returns (the change, whether it was a repeat). Staff may have pressed 办结 first: the
+        window's rating request still open, and bound to no case, is then bound to this one (the pad asks already).
         """
         self._window(window)
         now = self.clock()
@@ -563,7 +564,19 @@ class QueueService:
                 if at_window != window:
                     raise QueueError(f"办件编号 {case_no} 已在{at_window}号窗口请求过评价")
                 return QueueChange(FINISHED, self._load(db, ticket_id), window, request_id), True
-            change = self._finish_and_ask(db, window, self._serving(db, window), now, case_no, matter)
+            state = self._window_state(db, window)
+            current = self._load(db, state.current_ticket_id) if state.current_ticket_id is not None else None
+            if current is None or current.status != rules.SERVING:
+                asking = db.execute("SELECT request_id, ticket_id FROM rating_requests WHERE window = ? "
+                                    "AND state = 'open' AND case_no IS NULL", (window,)).fetchone()
+                if asking is None:
+                    raise QueueError("当前没有正在办理的号码")
+                db.execute("UPDATE rating_requests SET case_no = ?, matter = ? WHERE request_id = ?",
+                           (case_no, matter, asking[0]))
+                ticket = self._load(db, asking[1])
+                log.info("window %d: the rating %s asks for is bound to case %s", window, ticket.number, case_no)
+                return QueueChange(FINISHED, ticket, window, asking[0]), False
+            change = self._finish_and_ask(db, window, current, now, case_no, matter)
         log.info("window %d finished %s for case %s, rating requested", window, change.ticket.number, case_no)
         self._notify(change)
         return change, False

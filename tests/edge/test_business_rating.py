@@ -72,11 +72,18 @@ def test_the_case_number_is_bound_to_the_rating_and_a_repeated_call_changes_noth
         [(1, None, CASE, MATTER), (1, "efficiency", CASE, MATTER)]
 
 
-def test_without_a_ticket_being_served_nothing_is_finished(serving) -> None:
+def test_after_staff_pressed_finish_the_open_request_is_bound_to_the_case(serving) -> None:
     service, _clock = serving
-    service.finish(3)
+    finished = service.finish(3)  # 办结 on the caller first, then the business system calls
+    change, repeated = service.finish_for_case(3, CASE, MATTER)
+    assert (change.ticket.number, change.request_id, repeated) == ("A001", finished.request_id, False)
+    assert service.finish_for_case(3, CASE, MATTER)[1] is True
+    assert service.record_rating(PAD, rating(service, 4)).accepted
+    [event] = rating_events(service)
+    assert (event["score"], event["case_no"], event["matter"]) == (4, CASE, MATTER)
+    # Rated already: nothing is open and nothing is served, so another case finds nothing to bind.
     with pytest.raises(QueueError, match="当前没有正在办理的号码"):
-        service.finish_for_case(3, CASE, MATTER)
+        service.finish_for_case(3, CASE + "9", MATTER)
 
 
 def test_a_request_closed_unanswered_still_names_its_case(serving) -> None:
