@@ -77,6 +77,11 @@ def test_setup_makes_the_layout_the_config_and_the_venv(installed):
     version = subprocess.run([str(installed / "usr/sbin/service-center"), "version"], check=True,
                              capture_output=True, text=True).stdout
     assert version.strip() == VERSION
+    # Until the technician has set the center's code, the broker does not start (its ExecStartPre fails).
+    unconfigured = subprocess.run([str(installed / "usr/sbin/service-center"), "configure"], capture_output=True,
+                                  text=True)
+    assert unconfigured.returncode == 1 and unconfigured.stderr.startswith("service-center: ")
+    assert "center.code" in unconfigured.stderr
     # The installed agent's code, run by the virtual environment the setup made.
     python = installed / "var/lib/service-center-edge/venv/bin/python"
     where = subprocess.run([str(python), "-c", "import edge_agent, fastapi; print(edge_agent.__file__)"], check=True,
