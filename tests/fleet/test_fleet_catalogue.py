@@ -129,3 +129,19 @@ def test_a_running_center_seeds_the_catalogue_once(engine) -> None:
             ("SB-001", 1, "社保业务"), ("SB-002", 1, "社保业务"), ("YB-001", 1, "医保业务")]
         assert handled[1]["materials"][2] == {"name": "近期一寸免冠照片", "originals": 2, "copies": 0, "note": "白底"}
         assert service.latest(session, "SB-001").owner_prefix == "445202101"  # the town's: its operator edits it
+
+
+def test_what_the_fleet_sends_is_what_the_edge_reads(engine) -> None:
+    from edge_agent.guide import notice_lines, parse_items
+
+    with Session(engine) as session:
+        service.create_item(session, COUNTY, "SB-001", PENSION)
+        service.set_service_name(session, TOWN, "445202101", "A", "社保业务")
+        service.set_enablement(session, TOWN, "445202101", "SB-001", "A")
+        session.commit()
+        sent = json.loads(json.dumps(service.center_items(session, CENTER)))  # as the signed message carries it
+    problems: list[str] = []
+    (item,) = parse_items(sent, {"A"}, problems)
+    assert problems == []
+    assert (item.code, item.version, item.kind_label, item.promised_text) == ("SB-001", 1, "承诺件", "5个工作日")
+    assert "1. 居民身份证 原件1份、复印件1份（本人）" in notice_lines(item, "示例镇便民服务中心")
