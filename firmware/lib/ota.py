@@ -67,6 +67,7 @@ class Updater:
         self.trial = trying if isinstance(trying, dict) else None
         self.phase = self.state.get("last") if self.state.get("last") in messages.FW_STATES else messages.FW_IDLE
         self._birth_at = None
+        self.booted_at = 0  # uptime (ms) of the boot this state was read at: the trial's clock starts there
         self.trial_failed = None  # why the trial failed, once it has: judged once, the reset follows
 
     # ------------------------------------------------------------------ what runs
@@ -211,7 +212,7 @@ class Updater:
         if stalled:
             return "no progress from %s during the trial" % ", ".join(stalled)
         if self._birth_at is None:
-            if uptime_ms > self.TRIAL_BIRTH_S * 1000:
+            if uptime_ms - self.booted_at > self.TRIAL_BIRTH_S * 1000:
                 return "no birth within %d s of the boot (the broker was never reached)" % self.TRIAL_BIRTH_S
             return None
         if uptime_ms - self._birth_at >= self.TRIAL_HEALTHY_S * 1000:

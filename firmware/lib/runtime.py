@@ -80,12 +80,14 @@ class DeviceRuntime:
 
     def __init__(self, config, app, state_dir="", panel=None, fw=FW_VERSION, backoff_min_s=0.5,
                  backoff_max_s=30, tick_ms=TICK_MS, rssi=None, log=print, network=None, watchdog=None,
-                 reset=None, free_heap=None):
+                 reset=None, free_heap=None, trial_healthy_s=None):
         """network: a link driver (firmware/lib/netlink.py) kept up by the runtime, or None.
         watchdog: anything with feed() (drivers/wdt.py HardwareWatchdog, sim SimWatchdog), or None.
         reset: a callable that restarts the board (machine.reset), for the reboot command.
         free_heap: a callable giving the free heap in bytes for heartbeats; default gc.mem_free (None where the
         runtime has none, e.g. CPython: the simulator passes its board's).
+        trial_healthy_s: how long a firmware on trial must stay healthy to be kept (default
+        ota.Updater.TRIAL_HEALTHY_S; the simulator's demo shortens it).
         """
         self.config = config
         self.app = app
@@ -103,8 +105,9 @@ class DeviceRuntime:
         self.window = config.window
         self.health_interval_s = config.health_interval_s
         # What runs: the factory set (fw) or a bundle installed over the air (its manifest's version).
-        self.updater = ota.Updater(flashfs.join(state_dir, OTA_DIR), self.device_id, config.device_key, fw,
-                                   log=self._log)
+        self._factory_fw = fw
+        self._trial_healthy_s = trial_healthy_s
+        self.updater = self._read_firmware_state()
         self._ota_task = None
         self.chunk_wanted = None  # (manifest sha256, path, offset) of the firmware_fetch awaiting its chunk
         self.chunk = None
@@ -389,6 +392,22 @@ class DeviceRuntime:
 
             self._ota_task = asyncio.create_task(ota_download.run_update(self))
         self.publish_firmware_status()
+
+    def _read_firmware_state(self):
+        updater = ota.Updater(flashfs.join(self.state_dir, OTA_DIR), self.device_id, self.config.device_key,
+                              self._factory_fw, log=self._log)
+        if self._trial_healthy_s is not None:
+            updater.TRIAL_HEALTHY_S = self._trial_healthy_s
+        return updater
+
+    def rebooted(self):
+        """A reset that keeps this process (the simulator's board): read what the flash says runs now, as a
+        fresh boot does, before run() starts again. otaboot.choose() has made its decision already."""
+        self.updater = self._read_firmware_state()
+        self.updater.booted_at = self.uptime()
+        self.presence.fw = self.updater.running_version()
+        self._reboot_task = None
+        self._ota_task = None
 
     def publish_firmware_status(self):
         self._publish_control(topics.FIRMWARE_STATUS, self.updater.status())

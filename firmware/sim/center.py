@@ -3,6 +3,15 @@
 Every simulated device runs the real firmware (DeviceRuntime with the real
 app) with a SimPanel and SimButtons, its own MQTT connection and its own
 state directory (config.json and the session file), exactly as a board.
+
+Over-the-air updates run as on a board up to the reset: the real runtime fetches the bundle from the edge,
+stages it in its state folder and resets. The twin's reset then does what a board's main.py does
+(firmware/lib/otaboot.py chooses the set to boot) and boots the chosen bundle's files once in a fresh
+interpreter (boot_check: the real MicroPython unix port when installed, else CPython): a bundle that
+crashes at boot crashes there, is noted as the board's crash is, and the twin resets again into the
+previous set. A bundle that boots is then run as the twin's own code (one process cannot hold two
+versions of the firmware) but reported as what runs: its version in the birth and firmware_status, and
+kept only once its trial passes, as on a board.
 """
 
 from __future__ import annotations
@@ -10,21 +19,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import json
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.lib import boards, font
+from firmware.lib import boards, font, otaboot
 from firmware.lib import config as config_file
-from firmware.lib.runtime import DeviceRuntime, rated_store
+from firmware.lib.runtime import OTA_DIR, DeviceRuntime, rated_store
 from firmware.queue_display.app import QueueDisplayApp
 from firmware.rating_pad.app import RatingPadApp
 from firmware.sim.hardware import SimButtons, SimNetwork, SimPanel, SimWatchdog, sim_free_heap, sim_screen
 from protocol import identity, messages
 
 SIM_BOARD = "sim"
+BOOT_CHECK_TIMEOUT_S = 60  # a hang guard; the import takes well under a second
+# What the boot check imports from a slot, as main.py does at a board's boot (with a stand-in `machine`).
+_BOOT_CHECK = """
+import sys
+slot, role = sys.argv[-2], sys.argv[-1]
+sys.path.insert(0, slot)
+try:
+    import machine
+except ImportError:
+    sys.modules["machine"] = type(sys)("machine")
+__import__("firmware.%s.main" % role)
+__import__("firmware.%s.app" % role)
+__import__("firmware.lib.runtime")
+print("BOOTED")
+"""
 SCREEN_PNG = "screen.png"  # in each device's state folder: its panel as a resident sees it
 
 
@@ -63,6 +90,33 @@ def load_credentials(path: Path) -> dict[str, SimCredentials]:
         return {device_id: SimCredentials.from_answer(answer) for device_id, answer in data.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"credentials file {path}: {exc}") from None
+
+
+async def boot_check(slot: str, role: str) -> str | None:
+    """Import a slot's application as a board's boot does, in a fresh interpreter: None, or why it crashed.
+
+    The real MicroPython (unix port) when installed, with only the slot on its path (bundles are .mpy as
+    provisioning compiles them); else CPython, which can check a source (.py) bundle only."""
+    if importlib.util.find_spec("micropython_unix") is not None:
+        args = [sys.executable, "-c", "import micropython_unix; micropython_unix.main()", "-c", _BOOT_CHECK,
+                slot, role]
+        env = {**os.environ, "MICROPYPATH": slot + ":.frozen"}
+    else:
+        if not Path(slot, "firmware", "lib", "runtime.py").exists():
+            return None  # compiled for MicroPython, which is not installed here: boot it unchecked
+        args = [sys.executable, "-I", "-c", _BOOT_CHECK, slot, role]
+        env = dict(os.environ)
+    process = await asyncio.create_subprocess_exec(*args, cwd=slot, env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), BOOT_CHECK_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        process.kill()
+        return "hung at boot"
+    text = output.decode(errors="replace").strip()
+    if process.returncode == 0 and text.endswith("BOOTED"):
+        return None
+    return text.splitlines()[-1] if text else "exited with %s" % process.returncode
 
 
 def sim_devices(center: str, windows: list[int]) -> list[tuple[str, str, int, str]]:
@@ -127,7 +181,8 @@ class SimulatedDevice:
         return self.buttons.press(score)
 
     def reboot(self) -> None:
-        """The board's reset (the reboot command, after its ack): run the firmware again, state kept."""
+        """The board's reset (the reboot command, after its ack; an update staged or failed on trial): boot
+        again, state kept."""
         self.reboots += 1
         previous = self.task
 
@@ -135,9 +190,25 @@ class SimulatedDevice:
             if previous is not None:
                 with contextlib.suppress(Exception):
                     await previous
+            await self.boot()
+            self.runtime.rebooted()
             await self.runtime.run()
 
         self.task = asyncio.get_running_loop().create_task(again(), name=self.device_id)
+
+    async def boot(self) -> None:
+        """What main.py does before the firmware runs: otaboot chooses the set, and a bundle that crashes at
+        its boot is noted as crashed; the board resets into the choice otaboot makes next."""
+        ota_dir = str(self.state_dir / OTA_DIR)
+        for _ in range(3):  # a crash is noted once, and the next choice is the previous set
+            slot = otaboot.choose(ota_dir)
+            if slot is None:
+                return
+            crash = await boot_check(slot, self.role)
+            if crash is None:
+                return
+            otaboot.note_failure(ota_dir, "crashed: " + crash)
+            self.reboots += 1
 
     def abort(self, stop: bool = False) -> None:
         """Drop the connection without DISCONNECT (the broker publishes the will)."""
@@ -176,10 +247,12 @@ class SimulatedCenter:
                  health_interval_s: float = 30, *, keepalive_s: int = 30, backoff_min_s: float = 0.5,
                  backoff_max_s: float = 30, username: str | None = None, password: str | None = None,
                  log: Callable[[str], None] | None = print,
-                 credentials: dict[str, SimCredentials] | None = None) -> None:
+                 credentials: dict[str, SimCredentials] | None = None,
+                 trial_healthy_s: float | None = None) -> None:
         """`credentials`: per device id, what registration with the fleet issued (broker account and device key),
         written into that device's config.json as provisioning writes it on a board; a device without any
-        uses `username`/`password` and its derived sim_key."""
+        uses `username`/`password` and its derived sim_key. `trial_healthy_s`: how long an updated firmware
+        must stay healthy before it is kept (firmware.lib.ota.Updater.TRIAL_HEALTHY_S when None)."""
         self.center = identity.check_center_code(center)
         self.host = host
         self.port = port
@@ -193,6 +266,7 @@ class SimulatedCenter:
         self.password = password
         self.log = log
         self.credentials = dict(credentials or {})
+        self.trial_healthy_s = trial_healthy_s
         self.devices: list[SimulatedDevice] = []
         self._board = boards.load(SIM_BOARD)
         self._font = font.from_bytes(Path(font.default_path()).read_bytes())  # shared: one asyncio thread
@@ -208,7 +282,7 @@ class SimulatedCenter:
         """Start every device; each connects (and keeps retrying) on its own."""
         for device in self.devices:
             if device.task is None or device.task.done():
-                device.task = asyncio.create_task(device.runtime.run(), name=device.device_id)
+                device.task = asyncio.create_task(self._power_on(device), name=device.device_id)
 
     async def stop(self) -> None:
         """Graceful: every device says offline and disconnects cleanly."""
@@ -285,11 +359,17 @@ class SimulatedCenter:
         device: SimulatedDevice
         runtime = DeviceRuntime(cfg, app, str(device_dir), panel=panel, backoff_min_s=self.backoff_min_s,
                                 backoff_max_s=self.backoff_max_s, log=self.log, network=SimNetwork(mac),
-                                watchdog=SimWatchdog(), reset=lambda: device.reboot(), free_heap=sim_free_heap(role))
+                                watchdog=SimWatchdog(), reset=lambda: device.reboot(), free_heap=sim_free_heap(role),
+                                trial_healthy_s=self.trial_healthy_s)
         buttons = SimButtons(runtime.press) if role == messages.ROLE_RATING_PAD else None
         device = SimulatedDevice(runtime, panel, device_dir, buttons)
         self.devices.append(device)
         return device
+
+    async def _power_on(self, device: SimulatedDevice) -> None:
+        await device.boot()
+        device.runtime.rebooted()
+        await device.runtime.run()
 
     async def _stop_device(self, device: SimulatedDevice) -> None:
         task = device.task

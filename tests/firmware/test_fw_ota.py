@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from firmware.sim import SimulatedCenter, sim_key
 from protocol import identity, messages, topics
 from provisioning.ota_bundle import build_bundle, bundle_message, desired_message
 from tests.support.centers import CENTER_CODE, write_edge_config
+from tests.support.loop import LoopThread
 from tests.support.mqtt import Recorder
 from tests.support.processes import Program
 from tests.support.waiting import wait_until
@@ -127,25 +129,27 @@ class Fleet:
         self.recorder.publish(topics.build(topics.FIRMWARE_BUNDLE, center=CENTER_CODE),
                               messages.encode("firmware_bundle", payload), retain=True)
 
-    def order(self, bundle, issued_at: int = 1795400000, key: bytes = DEVICE_KEY) -> None:
-        payload = desired_message(key, DEVICE, bundle.version, bundle.digest, issued_at, "admin")
-        self.recorder.publish(topics.build(topics.FIRMWARE_DESIRED, center=CENTER_CODE, device=DEVICE),
+    def order(self, bundle, issued_at: int = 1795400000, key: bytes = DEVICE_KEY, device: str = DEVICE) -> None:
+        payload = desired_message(key, device, bundle.version, bundle.digest, issued_at, "admin")
+        self.recorder.publish(topics.build(topics.FIRMWARE_DESIRED, center=CENTER_CODE, device=device),
                               messages.encode("firmware_desired", payload), retain=True)
 
-    def statuses(self) -> list[dict]:
-        return [json.loads(raw) for raw in self.recorder.on(self.status_topic) if raw]
+    def statuses(self, device: str = DEVICE) -> list[dict]:
+        topic = topics.build(topics.FIRMWARE_STATUS, center=CENTER_CODE, device=device)
+        return [json.loads(raw) for raw in self.recorder.on(topic) if raw]
 
-    def wait_status(self, state: str, **fields: object) -> dict:
+    def wait_status(self, state: str, device: str = DEVICE, **fields: object) -> dict:
         def match() -> dict | None:
-            for status in reversed(self.statuses()):
+            for status in reversed(self.statuses(device)):
                 if status["state"] == state and all(status.get(k) == v for k, v in fields.items()):
                     return status
             return None
         wait_until(lambda: match() is not None, 60, f"firmware_status {state} {fields}: {self.statuses()[-3:]}")
         return match()
 
-    def births(self) -> list[dict]:
-        return [json.loads(raw) for raw in self.recorder.on(self.presence_topic)
+    def births(self, device: str = DEVICE) -> list[dict]:
+        topic = topics.build(topics.DEVICE_PRESENCE, center=CENTER_CODE, device=device)
+        return [json.loads(raw) for raw in self.recorder.on(topic)
                 if raw and json.loads(raw)["state"] == messages.ONLINE]
 
     def close(self) -> None:
@@ -175,7 +179,7 @@ def good_bundle():
     return build_bundle("0.2.0", compiled=False, created_at=1795400000)
 
 
-def crashing_bundle(tmp_path: Path):
+def crashing_bundle(tmp_path: Path, compiled: bool = False):
     """A bundle whose runtime module raises as it is imported: the board crashes at every boot of it."""
     tree = tmp_path / "broken-tree"
     for folder in ("protocol", "firmware"):
@@ -183,7 +187,7 @@ def crashing_bundle(tmp_path: Path):
     runtime = tree / "firmware" / "lib" / "runtime.py"
     runtime.write_text('raise RuntimeError("this build is broken")\n' + runtime.read_text(encoding="utf-8"),
                        encoding="utf-8")
-    return build_bundle("0.3.0-broken", repo=tree, compiled=False, created_at=1795400000)
+    return build_bundle("0.3.0-broken", repo=tree, compiled=compiled, created_at=1795400000)
 
 
 def cached(edge_dir: Path, bundle) -> bool:
@@ -349,3 +353,35 @@ def test_the_board_boots_after_a_power_cut_at_every_step_of_an_update(
                 assert boot > 1, (boot, number, name, state)
         finally:
             board.power_off()
+
+
+def test_the_simulators_twin_takes_an_update_and_rolls_back_one_that_crashes_at_boot(
+        center_broker, fleet: Fleet, edge: Path, tmp_path: Path) -> None:
+    """The demo's simulated devices (firmware/sim) update as boards do, with bundles compiled as the fleet builds
+    them (.mpy): the twin boots a bundle in the MicroPython unix port first, and a crash there rolls it back."""
+    good = build_bundle("0.2.0", created_at=1795400000)
+    broken = crashing_bundle(tmp_path, compiled=True)
+    display_key = sim_key(CENTER_CODE, messages.ROLE_QUEUE_DISPLAY, 3)
+    with LoopThread() as loop:
+        center = SimulatedCenter(CENTER_CODE, "127.0.0.1", center_broker.port, [3], tmp_path / "sim",
+                                 backoff_min_s=0.05, backoff_max_s=0.5, log=None, trial_healthy_s=1)
+        display = center.display(3)
+        try:
+            loop.run(center.start())
+            fleet.publish_bundle(good)
+            wait_until(lambda: cached(edge, good), 30, "the edge to cache the bundle")
+            fleet.order(good, key=display_key, device=display.device_id)
+            kept = fleet.wait_status(messages.FW_CONFIRMED, device=display.device_id, running="0.2.0")
+            assert kept["running_sha256"] == good.digest
+            wait_until(lambda: fleet.births(display.device_id)[-1]["fw"] == "0.2.0", 30, "a birth saying 0.2.0")
+
+            fleet.publish_bundle(broken)
+            wait_until(lambda: cached(edge, broken), 30, "the edge to cache the broken bundle")
+            fleet.order(broken, issued_at=1795400100, key=display_key, device=display.device_id)
+            failed = fleet.wait_status(messages.FW_FAILED, device=display.device_id, failed="0.3.0-broken")
+            assert failed["running"] == "0.2.0" and "this build is broken" in failed["error"], failed
+            wait_until(lambda: display.online, 30, "the display back online")
+            assert fleet.births(display.device_id)[-1]["fw"] == "0.2.0"
+            assert fleet.statuses(center.pad(3).device_id)[-1]["state"] == messages.FW_IDLE  # never ordered
+        finally:
+            loop.run(center.stop())
