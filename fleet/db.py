@@ -69,6 +69,7 @@ def init_db(engine: Engine) -> None:
     from fleet.alerts import models as alert_models  # noqa: F401
     from fleet.auth import models as auth_models  # noqa: F401
     from fleet.cases import models as case_models  # noqa: F401
+    from fleet.catalogue import models as catalogue_models  # noqa: F401
     from fleet.centers import models as center_models  # noqa: F401
     from fleet.devconfig import models as devconfig_models  # noqa: F401
     from fleet.registration import models as registration_models  # noqa: F401
