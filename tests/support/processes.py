@@ -35,7 +35,12 @@ class Program:
                     raise RuntimeError(f"{self.args} exited early; see {self.log_path}:\n{self.log()}")
                 return httpx.get(self.ready_url, timeout=1).status_code < 500
 
-            wait_until(ready, timeout, f"{self.args[1] if len(self.args) > 1 else self.args} to serve")
+            try:
+                wait_until(ready, timeout, f"{self.args[1] if len(self.args) > 1 else self.args} to serve")
+            except BaseException:
+                # The caller gets no Program to stop (its fixture never yields): stop it here, or it outlives the run.
+                self.stop(signal.SIGKILL)
+                raise
         return self
 
     def log(self) -> str:
