@@ -6,7 +6,10 @@ Plain functions first, then the agent itself (real SQLite, no brokers: what it r
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+import zlib
 
 import pytest
 
@@ -16,7 +19,9 @@ from edge_agent.config import parse_config
 from edge_agent.queue.service import QueueError
 from edge_agent.sign_in import hash_secret
 from protocol import messages, signing, topics
+from tests.edge.test_pages import make_agent  # noqa: F401  (the fixture: an agent behind uvicorn)
 from tests.edge.test_staff_sign_in import raw_config
+from tests.support.waiting import wait_until
 
 CENTER = "445202101001"
 EDGE_KEY = bytes(range(32))
@@ -172,3 +177,39 @@ def test_kept_for_the_next_start_and_older_or_forged_versions_are_refused(agent,
         again.store.close()
         again.retained.close()
         again.awaiting.close()
+
+
+def tiny_png() -> str:
+    """A 1x1 PNG as a data: URL, as the fleet's roster carries a photo."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00\xc0\x30\x30")) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+@pytest.mark.browser
+def test_the_hall_shows_the_staff_on_duty_with_title_number_and_photo_after_a_live_change(make_agent, page):  # noqa: F811
+    center = make_agent()
+    agent = center.agent
+
+    async def sign_in() -> None:
+        agent.queue.login(3, "1003")
+
+    center.loop.run(sign_in())
+    page.goto(f"{center.base}/hall")
+    row = page.locator('tr[data-window="3"]')
+    row.locator(".staff").filter(has_text="王芳 · 工号1003").wait_for()
+
+    roster = sections()["roster"]
+    roster[2] = {**roster[2], "title": "首席代办员", "photo": tiny_png()}
+    payload = messages.decode("center_config", signed(2, roster=roster))
+
+    async def apply() -> None:  # what CenterConfiguration.receive does once the message verified
+        agent.apply_center_config(county_config(agent.center_configuration.local, payload))
+
+    center.loop.run(apply())
+    row.locator(".staff").filter(has_text="王芳 · 首席代办员 · 工号1003").wait_for()  # the page redrew by itself
+    photo = row.locator("img.staff-photo")
+    wait_until(lambda: photo.evaluate("img => img.complete && img.naturalWidth") == 1, what="the photo shown")
