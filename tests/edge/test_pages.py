@@ -11,7 +11,7 @@ import re
 import sys
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import uvicorn
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import parse_config
+from edge_agent.guide import parse_items
 from edge_agent.voice import CALL_FILE, PieceCache
 from tests.edge.test_voice import FAKE_PLAYER, needs_espeak, plays
 from tests.support.escpos_decoder import decode
@@ -193,6 +194,30 @@ def test_kiosk_takes_tickets_and_the_guide_browses_searches_and_prints(make_agen
     page.locator("#guide-search").fill("没有这个事项")
     page.get_by_role("button", name="搜索").click()
     page.locator("#guide-empty").wait_for()
+
+
+def test_the_kiosk_guide_shows_a_changed_item_without_a_reload(make_agent, page, tmp_path):
+    """The county's configuration replaces agent.config while the kiosk page stays open: the next look at the
+    guide, and the next 一次性告知书, carry the new materials."""
+    center = make_agent()
+    page.goto(f"{center.base}/kiosk")
+    page.locator('button.guide-open[data-guide="B"]').click()
+    page.locator("#guide-items button.guide-item").filter(has_text="异地就医备案").click()
+    page.locator("#guide-fields").filter(has_text="异地居住证明或转诊证明").wait_for()
+    page.get_by_role("button", name="返回").click()
+
+    changed = dict(ITEMS[2], materials=[{"name": "参保人员异地就医备案表", "originals": 1, "copies": 0}])
+    problems: list[str] = []
+    items = parse_items([*ITEMS[:2], changed], {"A", "B"}, problems)
+    assert problems == []
+    center.agent.config = replace(center.agent.config, items=items)
+
+    page.locator("#guide-items button.guide-item").filter(has_text="异地就医备案").click()
+    page.locator("#guide-fields").filter(has_text="参保人员异地就医备案表 原件1份").wait_for()
+    assert "异地居住证明" not in page.locator("#guide-fields").inner_text()
+    page.get_by_role("button", name="打印一次性告知书").click()
+    page.locator("#guide-status").filter(has_text="已打印").wait_for()
+    assert "1. 参保人员异地就医备案表 原件1份" in decode((tmp_path / "data" / "printer.bin").read_bytes()).texts()
 
 
 def test_hall_display_rotates_items_opening_hours_and_phones(make_agent, page):
