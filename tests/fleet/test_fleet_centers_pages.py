@@ -112,6 +112,8 @@ def test_county_it_imports_the_list_edits_a_center_and_sees_the_rollout(fleet, p
     page.goto(fleet + "/audit")
     assert "修改中心资料" in page.locator("#audit").inner_text()
     assert "导入区划代码表" in page.locator("#audit").inner_text()
+    assert page.locator("#audit tr[data-action='center.profile'] .target").first.inner_text() == \
+        f"{TOWN_CENTER} 示例镇便民服务中心"
 
     page.goto(fleet + "/registry-coverage?lang=en")  # English, names of places aside
     for path in ("/registry-coverage", "/registry", f"/registry/{TOWN_CENTER}"):
