@@ -205,7 +205,8 @@ def test_the_acl_comes_from_the_topic_registry(engine) -> None:
     lines = files.acl.splitlines()
     written, read = edge_topic_names()
     assert set(read) == {topics.DEVICE_CONFIG_DESIRED, topics.DEVICE_COMMAND, topics.EVENT_ACK,
-                         topics.BROKER_ACCOUNTS}
+                         topics.BROKER_ACCOUNTS, topics.CENTER_CONFIG, topics.FIRMWARE_DESIRED, topics.FIRMWARE_BUNDLE}
+    assert topics.CENTER_CONFIG_REPORTED in written
     assert {topics.TICKET_EVENT, topics.RATING_EVENT, topics.EDGE_PRESENCE, topics.EDGE_HEALTH,
             topics.DEVICE_PRESENCE} <= set(written)
     edge_section = lines[lines.index(f"user edge-{CENTER}"):]
