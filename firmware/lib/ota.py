@@ -161,14 +161,14 @@ class Updater:
         self.phase = messages.FW_DOWNLOADING
         self.done_bytes = 0
         self.total_bytes = 0
-        self._log("firmware %s (%s) wanted: downloading" % (version, sha[:12]))
+        self.note("firmware %s (%s) wanted: downloading" % (version, sha[:12]))
         return True
 
     def _refuse(self, payload, why):
         self.target = None
         self.phase = messages.FW_REFUSED
         self.error = why
-        self._log("firmware_desired refused: %s" % why)
+        self.note("firmware_desired refused: %s" % why)
         return False
 
     # ------------------------------------------------------------------ the download
@@ -196,7 +196,7 @@ class Updater:
             self._save("failed")
             self.target = None
         self.phase = messages.FW_FAILED
-        self._log("firmware download stopped: %s" % exc)
+        self.note("firmware download stopped: %s" % exc)
 
     # ------------------------------------------------------------------ the trial
 
@@ -233,22 +233,26 @@ class Updater:
         self.trial = None
         self.phase = messages.FW_CONFIRMED
         self.target = None
-        self._log("firmware %s confirmed healthy and kept" % trial.get("version"))
+        self.note("firmware %s confirmed healthy and kept" % trial.get("version"))
         deferred, self.deferred = self.deferred, None
         return deferred
 
     def fail_trial(self, reason):
         """Write down why the set on trial failed; the caller resets the board, which boots the previous set."""
         self.trial_failed = reason
-        self._log("firmware on trial failed: %s" % reason)
+        self.note("firmware on trial failed: %s" % reason)
         otaboot.note_failure(self.ota_dir, reason)
 
     # ------------------------------------------------------------------ helpers
+
+    def note(self, text):
+        if self._log is not None:
+            self._log(text)
 
     def _save(self, what):
         try:
             otaboot.write_state(self.ota_dir, self.state)
         except OSError as exc:
-            self._log("boot.json not written (%s): %s" % (what, exc))
+            self.note("boot.json not written (%s): %s" % (what, exc))
             raise
 

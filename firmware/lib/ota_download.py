@@ -88,7 +88,7 @@ async def run_update(runtime):
         await asyncio.wait_for(runtime.client.publish(runtime.topic_of(topics.FIRMWARE_STATUS), status, spec.qos,
                                                       spec.retained), STAGED_STATUS_TIMEOUT_S)
     except Exception as exc:
-        updater._log("staged status not confirmed: %s" % exc)
+        updater.note("staged status not confirmed: %s" % exc)
     await runtime.reset_into("the staged firmware")
 
 
@@ -141,9 +141,13 @@ async def download(updater, fetch):
     record_path = flashfs.join(updater.ota_dir, DOWNLOAD_FILE)
     record, _ = flashfs.read_json(record_path)
     if not isinstance(record, dict) or record.get("sha") != sha or record.get("slot") != slot:
-        ota.step("slot wipe")
-        _remove_tree(folder)
-        flashfs.remove(folder + MANIFEST_SUFFIX)
+        kept, _ = flashfs.read_json(folder + MANIFEST_SUFFIX)
+        if not isinstance(kept, dict) or firmware.manifest_digest(kept) != sha:
+            ota.step("slot wipe")
+            _remove_tree(folder)
+            flashfs.remove(folder + MANIFEST_SUFFIX)
+        # else: the slot holds this very bundle (a roll back to the set that ran before): its files are
+        # checked against the manifest below, and only what does not match is fetched.
         ota.step("download record")
         flashfs.write_json(record_path, {"sha": sha, "slot": slot})
     flashfs.ensure_dir(folder)
@@ -159,7 +163,8 @@ async def download(updater, fetch):
     updater._save("staged")
     flashfs.remove(record_path)
     updater.phase = messages.FW_STAGED
-    updater._log("firmware %s staged in slot %s; the reboot swaps it in" % (manifest["version"], slot))
+    updater.note("firmware %s staged in slot %s; the reboot swaps it in" % (manifest["version"], slot))
+
 
 async def _manifest(updater, fetch, sha, path):
     manifest, _ = flashfs.read_json(path)
@@ -184,6 +189,7 @@ async def _manifest(updater, fetch, sha, path):
     except ProtocolError as exc:
         raise BundleError("bad manifest: %s" % exc)
     return manifest
+
 
 async def _file(updater, fetch, sha, folder, entry):
     path = flashfs.join(folder, entry["path"])
@@ -214,10 +220,11 @@ async def _file(updater, fetch, sha, folder, entry):
         if binascii.hexlify(hasher.digest()).decode() == entry["sha256"]:
             return
         # Bytes on flash that are not the file's (a write torn by a power cut): fetch it once more.
-        updater._log("%s does not match its sha256 (attempt %d)" % (entry["path"], attempt))
+        updater.note("%s does not match its sha256 (attempt %d)" % (entry["path"], attempt))
         flashfs.remove(path)
         updater.done_bytes -= have
     raise BundleError("%s does not match the manifest's sha256" % entry["path"])
+
 
 def _hash_existing(path, length):
     hasher = hashlib.sha256()
