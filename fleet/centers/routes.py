@@ -36,6 +36,8 @@ from fleet.web.pages import render
 from protocol.errors import ProtocolError
 from protocol.identity import check_center_code
 
+REGISTRY_LIMIT, REGISTRY_MAX = 1000, 10_000  # rows of GET /api/registry a page
+REGISTRY_SHOWN = 1000  # rows of the /registry page: a county has a few hundred; more is a search to narrow
 MAX_LIST_BYTES = 20 * 1024 * 1024  # a province's full list is about 10 MB; a county's a few hundred KB
 
 api = APIRouter(prefix="/api", tags=["centers"])
@@ -203,10 +205,14 @@ def put_profile(code: str, body: ProfileIn, user: WriterDep, session: WriteSessi
 
 
 @api.get("/registry", response_model=list[RegistryRowOut], responses={422: {}})
-def get_registry(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep,
-                 q: SearchText = None, level: Level = None) -> list[dict[str, Any]]:
-    """Every center in scope, described or only seen, with names beside codes; `q` searches codes and names."""
-    return list_registry(session, now, settings.tz, user.division_prefix, clean_query(q), level or None)
+def get_registry(user: CurrentUserDep, session: SessionDep, settings: SettingsDep, now: NowDep, response: Response,
+                 q: SearchText = None, level: Level = None, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=REGISTRY_MAX)] = REGISTRY_LIMIT) -> list[dict[str, Any]]:
+    """Every center in scope, described or only seen, with names beside codes, by code; `q` searches codes and
+    names. `limit` of them from `offset`; X-Total-Count says how many there are."""
+    rows = list_registry(session, now, settings.tz, user.division_prefix, clean_query(q), level or None)
+    response.headers["X-Total-Count"] = str(len(rows))
+    return rows[offset:offset + limit]
 
 
 @api.get("/divisions", response_model=list[DivisionOut], responses={422: {}})
@@ -272,7 +278,8 @@ def registry_page(request: Request, user: CurrentUserDep, session: SessionDep, s
         return RedirectResponse(f"/registry/{_code(code.strip())}", status_code=303)
     q = clean_query(q)
     rows = list_registry(session, now, settings.tz, user.division_prefix, q, level or None)
-    return render(request, "registry.html", {"rows": rows, "q": q or "", "level": level or "",
+    return render(request, "registry.html", {"rows": rows[:REGISTRY_SHOWN], "total": len(rows), "q": q or "",
+                                             "level": level or "",
                                              "level_labels": LEVEL_LABELS, "levels": CENTER_LEVELS})
 
 

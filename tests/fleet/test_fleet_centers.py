@@ -191,3 +191,20 @@ def test_names_beside_codes_and_search_by_name_or_code(engine) -> None:
         assert found("新亨镇") == [NEWHENG_STATION]  # the town's name finds its centers
         assert found("2199") == [UNMATCHED]
         assert found("%") == []
+
+
+def test_every_message_of_the_registry_pages_has_english() -> None:
+    import re
+    from pathlib import Path
+
+    import fleet.centers.routes  # noqa: F401  (adds the registry's English)
+    from fleet.centers.profile import FIELD_LABELS, LEVEL_LABELS
+    from fleet.web.i18n import CATALOGUES, EN
+
+    templates = Path(__file__).resolve().parents[2] / "fleet" / "web" / "templates"
+    used = {*FIELD_LABELS.values(), *LEVEL_LABELS.values(), "留空则使用全县默认开放时间",
+            "统一标识，如 某某镇便民服务中心 / 某某村便民服务站"}
+    for name in ("registry.html", "registry_profile.html", "coverage_rollout.html"):
+        used |= set(re.findall(r'_\(\s*"([^"]+)"', (templates / name).read_text()))
+        used |= set(re.findall(r"_\(\s*'([^']+)'", (templates / name).read_text()))
+    assert sorted(text for text in used if re.search(r"[\u4e00-\u9fff]", text) and text not in CATALOGUES[EN]) == []

@@ -120,5 +120,7 @@ def test_import_then_rollout_and_names_beside_codes(app, admin, town_b) -> None:
     assert [c["code"] for c in admin.get("/api/centers", params={"q": "示例镇便民"}).json()] == [TOWN_CENTER]
     assert [c["code"] for c in admin.get("/api/centers", params={"q": "新亨"}).json()] == [NEWHENG_STATION]
     assert [r["code"] for r in admin.get("/api/registry", params={"q": "102001"}).json()] == [NEWHENG_STATION]
+    first = admin.get("/api/registry", params={"limit": 1})
+    assert [r["code"] for r in first.json()] == [TOWN_CENTER] and first.headers["X-Total-Count"] == "2"
     assert [d["name"] for d in admin.get("/api/divisions", params={"level": "town"}).json()] == ["示例镇", "新亨镇"]
     assert admin.get(f"/api/centers/{TOWN_CENTER}").json()["name"] == "示例镇便民服务中心"
