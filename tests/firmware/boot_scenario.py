@@ -1,12 +1,13 @@
 """Boots a role's main.py on fake hardware and reports what happened. Runs under MicroPython (unix port)
 and CPython.
 
-Usage: <python> boot_scenario.py ROLE CASE [HOLD_FILE]
+Usage: <python> boot_scenario.py ROLE CASE [HOLD_FILE | OTA_DIR]
 ROLE: queue_display or rating_pad. CASE:
   import  a module main.py imports runs out of memory (MemoryError) while being imported
   wlan    wlan.active(True) raises OSError (the ESP32's Wi-Fi driver failing to start)
   ctrl_c  Ctrl-C on the console during the boot
   hold    provisioning's hold file is present (HOLD_FILE, an existing file, stands in for /provisioning.hold)
+  ota     main.py's OTA_DIR is OTA_DIR (prepared by the test: a bundle staged there), Wi-Fi as in `wlan`
 The fake `machine` and `network` (in sys.modules before main.py runs) record what the firmware does to
 them; the pause before the reset is recorded instead of slept. Prints the log of main.py, then one JSON
 line: {"events": [...], "ended": "reset" | "KeyboardInterrupt" | "returned" | <exception>}.
@@ -59,7 +60,7 @@ class FakeWLAN:
 
     def active(self, on=None):
         events.append(["wlan.active", on])
-        if CASE == "wlan":
+        if CASE in ("wlan", "ota"):
             raise OSError(-1, "ESP_ERR_WIFI_NOT_INIT")
         if CASE == "ctrl_c":
             raise KeyboardInterrupt()
@@ -106,6 +107,8 @@ with open("firmware/%s/main.py" % ROLE) as f:
     source = f.read()
 main_globals = {"__name__": "boot_scenario"}
 exec(source, main_globals)
+if CASE == "ota":
+    main_globals["OTA_DIR"] = sys.argv[3]
 
 ended = "returned"
 try:

@@ -75,3 +75,36 @@ def test_the_provisioning_hold_starts_neither_the_firmware_nor_the_watchdog(runt
     outcome, output = boot(runtime, role, "hold", str(hold_file))
     assert outcome == {"events": [], "ended": "returned"}, output
     assert "held for provisioning" in output
+
+
+def stage(ota_dir: Path, role: str, main_source: str) -> None:
+    """A bundle staged in slot a of `ota_dir` whose role main.py is `main_source` (firmware/lib/ota.py's layout)."""
+    slot = ota_dir / "a" / "firmware" / role
+    slot.mkdir(parents=True)
+    (ota_dir / "a" / "firmware" / "__init__.py").write_text("")
+    (slot / "__init__.py").write_text("")
+    (slot / "main.py").write_text(main_source)
+    (ota_dir / "boot.json").write_text(json.dumps(
+        {"pending": {"slot": "a", "version": "0.3.0", "sha": "ab" * 32, "issued_at": 7}}))
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("role", ROLES)
+def test_a_bundle_crashing_at_boot_is_noted_and_the_next_boot_runs_the_previous_firmware(
+        runtime: str, role: str, tmp_path: Path) -> None:
+    ota_dir = tmp_path / "ota"
+    stage(ota_dir, role, 'raise ImportError("no module named firmware.lib.gone")\n')
+    outcome, output = boot(runtime, role, "ota", str(ota_dir))
+    # The staged bundle's own main.py runs (it crashes here), after the watchdog started; the board resets.
+    assert outcome["ended"] == "reset", output
+    assert outcome["events"] == [["wdt", 30000], ["pause", 10], ["reset"]], output
+    assert "the firmware on trial crashed" in output
+    trying = json.loads((ota_dir / "boot.json").read_text())["trying"]
+    assert trying["slot"] == "a" and trying["reason"] == "crashed: ImportError: no module named firmware.lib.gone"
+
+    outcome, output = boot(runtime, role, "ota", str(ota_dir))
+    # The next boot runs the factory files (its Wi-Fi fails as in the wlan case: proof that it got that far).
+    assert ["wlan.active", True] in outcome["events"], output
+    state = json.loads((ota_dir / "boot.json").read_text())
+    assert state["trying"] is None and state["failed"]["version"] == "0.3.0"
+    assert state["failed"]["reason"] == "crashed: ImportError: no module named firmware.lib.gone"
