@@ -1,6 +1,6 @@
 // The hall display's rotating panel: items (a few per page), opening hours, phone numbers.
 (function () {
-  const ITEMS_PER_PAGE = 6;
+  const ITEMS_PER_PAGE = 4;  // what the side column holds on a 1366x768 screen
   // ?rotate_s=N turns pages faster (a test, a technician checking the screen); 10 s reads comfortably.
   const ROTATE_S = Number(new URLSearchParams(location.search).get("rotate_s")) || 10;
   const panel = document.getElementById("hall-info");
@@ -14,7 +14,7 @@
       built.push({kind: "items", title: items.length > ITEMS_PER_PAGE ?
                     `办理事项（${i / ITEMS_PER_PAGE + 1}/${Math.ceil(items.length / ITEMS_PER_PAGE)}）` : "办理事项",
                   lines: items.slice(i, i + ITEMS_PER_PAGE).map(item =>
-                    `${item.name}　${item.kind_label}　承诺时限：${item.promised_text}`)});
+                    `${item.name}（${item.kind_label}，${item.promised_days ? "承诺" : ""}${item.promised_text}）`)});
     }
     const center = answer.center;
     if (center.opening_hours) built.push({kind: "hours", title: "办公时间", lines: [center.opening_hours]});
