@@ -19,13 +19,12 @@ from edge_agent.adapters.center_link import CenterLink
 from edge_agent.adapters.printer import NoticeSlip, TicketPrinter, TicketSlip
 from edge_agent.adapters.uplink import Uplink
 from edge_agent.awaiting_ack import AwaitingAck
-from edge_agent.center_config import CenterConfiguration, keep_in_flight
+from edge_agent.center_config import CenterConfiguration, in_flight, keep_in_flight, keep_in_flight_after_restart
 from edge_agent.config import CenterConfig
 from edge_agent.firmware_cache import FirmwareCache
 from edge_agent.guide import GuideItem, notice_lines
 from edge_agent.host_health import HostHealth
 from edge_agent.peripherals import build_peripherals
-from edge_agent.queue import rules as queue_rules
 from edge_agent.queue import service as queue_kinds
 from edge_agent.queue.kiosk import KioskDesk, PresentedCard
 from edge_agent.queue.rules import GREEN
@@ -48,10 +47,12 @@ class EdgeAgent:
         # The county's center configuration (profile, items, windows, roster) replaces the TOML's sections once
         # one has arrived; the one kept from the last run is in force from the start, county link or not.
         self.center_configuration = CenterConfiguration(config, self.apply_center_config, self._report_center_config)
-        config = self.center_configuration.load_saved() or config
+        self.store = EdgeStore(config.data_dir / "edge.sqlite3")
+        saved = self.center_configuration.load_saved()
+        if saved is not None:  # and what the queue of before the restart still needs: a ticket in flight
+            config = keep_in_flight_after_restart(saved, config, *in_flight(self.store, saved))
         self.config = config
         self.config_generation = 0  # counts the swaps of self.config: open pages redraw after one
-        self.store = EdgeStore(config.data_dir / "edge.sqlite3")
         self.queue = QueueService(self.store, config)
         self.printer = TicketPrinter(config.printer)
         self.retained = RetainedCopies(config.data_dir / "edge.sqlite3", self.store.writes)
@@ -91,14 +92,7 @@ class EdgeAgent:
         """A new center configuration from the county, live: every part reads its config from here on. What the
         queue still needs of the old one stays (keep_in_flight); windows removed and idle close (考勤 ends)."""
         old = self.config
-        serving = {number for number, state in self.queue.window_states().items()
-                   if state.current_ticket_id is not None
-                   and (ticket := self.store.ticket(state.current_ticket_id)) is not None
-                   and ticket.status == queue_rules.SERVING}
-        waiting = {row[0] for row in self.store.query(
-            "SELECT DISTINCT COALESCE(queue_service, service) FROM tickets WHERE business_day = ? "
-            "AND status IN (?, ?)", (self.queue.today(), queue_rules.WAITING, queue_rules.MISSED))}
-        config = keep_in_flight(config, old, serving, waiting)
+        config = keep_in_flight(config, old, *in_flight(self.store, old))
         kept = {window.number for window in config.windows}
         for number, state in self.queue.window_states().items():
             if number not in kept and state.staff_no and any(w.number == number for w in old.windows):

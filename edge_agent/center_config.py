@@ -31,8 +31,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from edge_agent.config import CenterConfig, StaffMember, Window, services_from_items
+from edge_agent.config import CenterConfig, Service, StaffMember, Window, services_from_items
 from edge_agent.guide import parse_items
+from edge_agent.queue import rules
+from edge_agent.store import EdgeStore
 from protocol import messages, signing
 from protocol.errors import ProtocolError
 
@@ -134,6 +136,32 @@ def keep_in_flight(new: CenterConfig, old: CenterConfig, serving: set[int], wait
         windows = [replace(w, services=(*w.services, service.prefix)) if w.number in takers else w for w in windows]
     windows.sort(key=lambda window: window.number)
     return replace(new, windows=tuple(windows), services=tuple(services))
+
+
+def in_flight(store: EdgeStore, config: CenterConfig) -> tuple[set[int], set[str]]:
+    """(windows serving a ticket now, prefixes with tickets of today still to call: waiting or missed)."""
+    serving = {row[0] for row in store.query(
+        "SELECT w.number FROM windows w JOIN tickets t ON t.id = w.current_ticket_id WHERE t.status = ?",
+        (rules.SERVING,))}
+    today = rules.business_day(time.time(), config.opening_time, config.timezone)
+    waiting = {row[0] for row in store.query(
+        "SELECT DISTINCT COALESCE(queue_service, service) FROM tickets WHERE business_day = ? AND status IN (?, ?)",
+        (today, rules.WAITING, rules.MISSED))}
+    return serving, waiting
+
+
+def keep_in_flight_after_restart(saved: CenterConfig, local: CenterConfig, serving: set[int],
+                                 waiting: set[str]) -> CenterConfig:
+    """keep_in_flight at a start of the agent, when the configuration before the kept one is gone: a window
+    serving but in neither is kept as a window with no services, a service waiting but in neither by its prefix."""
+    local_windows = {w.number: w for w in local.windows}
+    local_services = {s.prefix: s for s in local.services}
+    kept_windows = {w.number for w in saved.windows}
+    kept_services = {s.prefix for s in saved.services}
+    windows = [local_windows.get(n) or Window(n, ()) for n in sorted(serving) if n not in kept_windows]
+    services = [local_services.get(p) or Service(p, p) for p in sorted(waiting) if p not in kept_services]
+    old = replace(saved, windows=(*saved.windows, *windows), services=(*saved.services, *services))
+    return keep_in_flight(saved, old, serving, waiting)
 
 
 def photo_bytes(photo: str) -> tuple[bytes, str] | None:

@@ -213,3 +213,27 @@ def test_the_hall_shows_the_staff_on_duty_with_title_number_and_photo_after_a_li
     row.locator(".staff").filter(has_text="王芳 · 首席代办员 · 工号1003").wait_for()  # the page redrew by itself
     photo = row.locator("img.staff-photo")
     wait_until(lambda: photo.evaluate("img => img.complete && img.naturalWidth") == 1, what="the photo shown")
+
+
+def test_a_restart_keeps_what_the_queue_still_needs_of_the_configuration_before(agent, tmp_path):
+    queue = agent.queue
+    queue.login(3, "1003")
+    serving = queue.issue_ticket("A").ticket.number
+    queue.call_next(3)
+    waiting_b = queue.issue_ticket("B").ticket.number
+    assert agent.center_configuration.receive(signed(4, **without_window_3()))  # window 3 and item B removed
+
+    # The agent restarts (a power cut) before window 3 finished A001 and before anyone called B001.
+    again = EdgeAgent(local(tmp_path))
+    try:
+        assert again.center_configuration.version == 4
+        assert again.config.window(3).retiring and again.config.service("B").offered is False
+        again.queue.finish(3)
+        assert again.store.query("SELECT status FROM tickets WHERE number = ?", (serving,)) == [("finished",)]
+        # The configuration before is gone: a general window (综合受理) calls what no window serves any more.
+        again.queue.login(1, "1001")
+        assert again.queue.call_next(1).number == waiting_b
+    finally:
+        again.store.close()
+        again.retained.close()
+        again.awaiting.close()
