@@ -124,6 +124,7 @@ def test_make_demo_runs_the_slice_and_stops_cleanly(tmp_path, page):
                     and fleet.locator("#devices td.status.online").count() == 6)
 
         wait_until(dashboard_counts, 30, "the fleet dashboard to show the center's counts and 6 online devices")
+        assert fleet.locator("#center-name").inner_text() == "示例镇便民服务中心"  # named from the county's register
         fleet.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
     finally:
         code = demo.interrupt()

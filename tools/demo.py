@@ -40,6 +40,8 @@ from firmware.sim import sim_devices
 from fleet.auth.bootstrap import ensure_user, issue_token
 from fleet.auth.principal import CLI_USER
 from fleet.catalogue.service import seed_center
+from fleet.centers.models import LEVEL_TOWN
+from fleet.centers.profile import center_profile, save_profile
 from fleet.db import create_db_engine, init_db, write_session
 from fleet.models import utcnow
 from fleet.registration.broker_files import CENTER_BROKER_SETTINGS, write_passwd_and_acl
@@ -82,6 +84,17 @@ def seed_catalogue(engine: Engine) -> None:
     with write_session(engine) as session:
         seed_center(session, CLI_USER, sample.code, [asdict(item) for item in sample.items],
                     [{"prefix": s.prefix, "name": s.name} for s in sample.services], utcnow())
+
+
+def seed_registry(engine: Engine) -> None:
+    """The sample center is in the county's register under its name (统一标识) and phones from its TOML, so the
+    dashboard names it beside its code; once written, county IT's own edits are left alone."""
+    sample = load_config(SAMPLE_CONFIG)
+    with write_session(engine) as session:
+        if not center_profile(session, sample.code)["registered"]:
+            save_profile(session, CLI_USER, sample.code, {
+                "name": sample.name, "level": LEVEL_TOWN, "consult_phone": sample.consult_phone,
+                "complaint_phone": sample.complaint_phone}, utcnow())
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -219,6 +232,7 @@ class Demo:
             with write_session(engine) as session:
                 password = issue_fleet_account(session, CLI_USER, FLEET_ACCOUNT, utcnow())
             seed_catalogue(engine)
+            seed_registry(engine)
             write_county_files(engine, self.county_files_dir)
         finally:
             engine.dispose()
