@@ -8,6 +8,7 @@ audited (fleet/rollouts/service.py).
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,7 @@ from fleet.devconfig.publisher import Publisher
 from fleet.models import Device
 from fleet.rollouts import plan, service
 from fleet.rollouts.models import FirmwareBundle, FirmwareRollout, RolloutDevice
-from fleet.web.i18n import EN, add_messages, request_lang, translator
+from fleet.web.i18n import EN, Translator, add_messages, request_lang, translator
 from fleet.web.pages import render
 from protocol import messages
 from provisioning.errors import ProvisionError
@@ -256,7 +257,15 @@ add_messages(EN, {
     "设备固件": "Device firmware", "尚无升级任务。": "No rollouts yet.", "尚无固件包。": "No bundles yet.",
     "升级未开始：{detail}": "Rollout not started: {detail}", "操作未执行：{detail}": "Not done: {detail}",
     "允许失败": "Failures allowed", "创建人": "Created by", "创建时间": "Created", "固件": "Firmware",
-    "构建固件包": "Build a bundle", "固件包未构建：{detail}": "Bundle not built: {detail}",
+    "构建固件包": "Build a bundle", "超时：{s} 秒内未回报结果": "Timed out: no verdict within {s} s",
+    "已是此版本": "Already on this version",
+    "未连接县级消息服务器，稍后重发": "Not connected to the county broker; sent later",
+    "县级消息服务器未接收，稍后重发": "The county broker did not take it; sent later",
+    "缺少设备密钥，稍后重发": "No device key; sent later",
+    "中心尚未签发边缘网关密钥，稍后重发": "The center's edge has no key yet; sent later",
+    "平台没有原版本 {v} 的固件包，无法回滚": "No bundle of its previous version {v}: cannot roll back",
+    "{wave}失败 {failed} 台，超过允许的 {allowed} 台": "{wave}: {failed} failed, more than the {allowed} allowed",
+    "{user}：{action}": "{user}: {action}", "固件包未构建：{detail}": "Bundle not built: {detail}",
     "用本平台的固件源码构建，版本号不可重复。": "Built from this fleet's firmware tree; a version label is used once.",
     "每批失败超过阈值即自动停止；试点设备先升级，再到其所在中心、乡镇、全县。":
         "A wave over its failure threshold halts the rollout by itself; canary devices first, then their centers, "
@@ -266,6 +275,49 @@ add_messages(EN, {
 
 def _status_labels() -> dict[str, str]:
     return {**plan.ROLLOUT_LABELS}
+
+
+# The fleet's own reasons (fleet/rollouts/service.py words them in English for the API and the log), as the
+# pages say them; a board's own `error` is shown as the board worded it.
+TARGET_REASONS = (
+    (re.compile(r"^timeout: no verdict within (?P<s>\d+) s"), "超时：{s} 秒内未回报结果"),
+    (re.compile(r"^already running$"), "已是此版本"),
+    (re.compile(r"^not connected to the county broker$"), "未连接县级消息服务器，稍后重发"),
+    (re.compile(r"^the county broker did not take"), "县级消息服务器未接收，稍后重发"),
+    (re.compile(r"^no device key$"), "缺少设备密钥，稍后重发"),
+    (re.compile(r"^center \d+ has no edge key"), "中心尚未签发边缘网关密钥，稍后重发"),
+    (re.compile(r"^no bundle of its previous version (?P<v>.+)$"), "平台没有原版本 {v} 的固件包，无法回滚"),
+)
+ROLLOUT_REASON = re.compile(r"^(?P<action>pause|resume|abort|rollback) by (?P<user>.+)$")
+
+
+def reason_message(reason: str | None) -> tuple[str, dict[str, str]]:
+    """Why a device of a rollout is where it is: (message id, fields) for `_`; a reason the fleet does not
+    word itself (the board's) comes back as it is, without fields."""
+    for pattern, message in TARGET_REASONS:
+        found = pattern.match(reason or "")
+        if found:
+            return message, found.groupdict()
+    return reason or "", {}
+
+
+def target_reason(reason: str | None, _: Translator) -> str:
+    """reason_message in the page's language."""
+    message, fields = reason_message(reason)
+    return _(message, **fields)
+
+
+def rollout_reason(view: dict[str, Any], _: Translator) -> str:
+    """Why a rollout is in its state: the wave over its threshold, or who acted."""
+    if view["status"] == plan.HALTED:
+        for wave in view["waves"]:
+            if wave["counts"][plan.FAILED] > wave["failures_allowed"]:
+                return _("{wave}失败 {failed} 台，超过允许的 {allowed} 台", wave=_(plan.WAVE_LABELS[wave["wave"]]),
+                         failed=wave["counts"][plan.FAILED], allowed=wave["failures_allowed"])
+    found = ROLLOUT_REASON.match(view.get("reason") or "")
+    if found:
+        return _("{user}：{action}", user=found["user"], action=_(plan.ACTION_LABELS[found["action"]]))
+    return ""
 
 
 def _list_page(request: Request, user: CurrentUser, session: Session, error: str | None = None,
@@ -324,6 +376,8 @@ def _detail_page(request: Request, user: CurrentUser, session: Session, rollout_
     response = render(request, "rollout.html", {
         "r": view, "status_labels": _status_labels(), "target_labels": plan.TARGET_LABELS,
         "wave_labels": plan.WAVE_LABELS, "action_labels": plan.ACTION_LABELS, "error": error,
+        "reason_text": rollout_reason(view, translator(request_lang(request))),
+        "target_reason": lambda reason: target_reason(reason, translator(request_lang(request))),
         "actions": [a for a in (plan.PAUSE, plan.RESUME, plan.ABORT, plan.ROLL_BACK)
                     if rollout.status in plan.ALLOWED[a]] if user.can_change(rollout.scope_prefix) else [],
         "active": rollout.status in (*plan.ACTIVE, plan.ABORTED),
@@ -376,6 +430,7 @@ def device_section(session: Session, device: dict[str, Any], user: CurrentUser) 
                            .where(RolloutDevice.device_id == row.device_id)
                            .order_by(col(FirmwareRollout.id).desc()).limit(10)).all()
     return {"firmware": service.device_firmware(session, row), "target_labels": plan.TARGET_LABELS,
+            "reason_message": reason_message,
             "rollouts": [{"rollout_id": r.id, "version": r.version, "state": t.state, "reason": t.reason}
                          for t, r in targets]}
 

@@ -206,6 +206,7 @@ def test_county_it_runs_rollouts_from_the_page(live, page) -> None:
     rollout_job(app, T0)
     page.reload()
     assert page.locator("#rollout-status strong").inner_text() == "已自动停止"
+    assert page.locator("#rollout-status .reason").inner_text() == "（试点设备失败 1 台，超过允许的 0 台）"
     canary = page.locator(f"#rollout-devices tr[data-device='{CANARY}']")
     assert canary.locator(".state").inner_text() == "失败"
     assert (canary.locator(".running").inner_text(), canary.locator(".failed").inner_text()) == (NEW, CRASHING)
@@ -218,6 +219,7 @@ def test_county_it_runs_rollouts_from_the_page(live, page) -> None:
     page.locator("#rollout-actions button[data-action='abort']").click()
     page.wait_for_url(re.compile(r".*/rollouts/\d+$"))
     assert page.locator("#rollout-status strong").inner_text() == "已中止"
+    assert page.locator("#rollout-status .reason").inner_text() == "（admin：中止）"
     page.goto(base + "/rollouts")
     assert page.locator("#rollouts tr[data-rollout]").count() == 2
     assert page.locator("#rollouts tr[data-status='aborted'] [data-count='failed']").inner_text() == "1"
@@ -244,5 +246,21 @@ def test_every_message_of_the_rollout_pages_has_english() -> None:
         used |= set(re.findall(r'_\(\s*"([^"]+)"', (templates / name).read_text()))
     for labels in (plan.ROLLOUT_LABELS, plan.TARGET_LABELS, plan.WAVE_LABELS, plan.ACTION_LABELS):
         used |= set(labels.values())
+    from fleet.rollouts.routes import TARGET_REASONS
+    used |= {message for _pattern, message in TARGET_REASONS} | {"{wave}失败 {failed} 台，超过允许的 {allowed} 台"}
     missing = sorted(text for text in used if re.search(r"[\u4e00-\u9fff]", text) and text not in CATALOGUES["en"])
     assert not missing
+
+
+def test_the_fleets_own_reasons_are_said_in_the_pages_language() -> None:
+    from fleet.rollouts.routes import target_reason
+    from fleet.web.i18n import translator
+
+    zh, en = translator("zh"), translator("en")
+    assert target_reason("timeout: no verdict within 900 s (no device key)", zh) == "超时：900 秒内未回报结果"
+    assert target_reason("no bundle of its previous version 0.1.0", zh) == "平台没有原版本 0.1.0 的固件包，无法回滚"
+    assert target_reason("center 445202101001 has no edge key (edge credentials not issued)", en) == \
+        "The center's edge has no key yet; sent later"
+    assert target_reason("already running", zh) == "已是此版本"
+    assert target_reason("crashed at boot: this build is broken", zh) == "crashed at boot: this build is broken"
+    assert target_reason(None, zh) == ""
