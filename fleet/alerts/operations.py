@@ -90,6 +90,7 @@ def config_job(engine: Engine, settings: Settings, box: KeyBox, publisher: Publi
 
 
 def install_operations(app: FastAPI) -> None:
+    from fleet import province_routes
     from fleet.alerts import routes as alert_routes
     from fleet.alerts.messages_en import install_english
     from fleet.cases import routes as case_routes
@@ -101,7 +102,7 @@ def install_operations(app: FastAPI) -> None:
     app.state.notifier = None
     app.state.operations = None
     for router in (alert_routes.api, alert_routes.pages, case_routes.api, case_routes.pages, config_routes.api,
-                   config_routes.pages, report_routes.api, report_routes.pages):
+                   config_routes.pages, report_routes.api, report_routes.pages, province_routes.api):
         app.include_router(router)
     sections = list(getattr(app.state, "device_sections", []))
     sections.append(("config_device_section.html", config_routes.device_section))

@@ -118,3 +118,31 @@ def test_a_bad_rating_waits_for_its_reason_and_goes_with_it(engine, fleet_settin
 def test_without_a_province_endpoint_nothing_is_queued(engine, fleet_settings) -> None:
     assert rating(engine, fleet_settings, "e1", 5, "CASE-001") == "stored"
     assert reports(engine) == []
+
+
+def test_county_it_sees_each_report_and_its_attempts_within_its_scope(fleet_settings) -> None:
+    from fastapi.testclient import TestClient
+    from fleet_testkit import OTHER_CENTER, add_user
+
+    from fleet.app import create_app
+
+    server = ProvinceServer(free_port())  # down
+    settings = fleet_settings.model_copy(update={"province_endpoint": server.url})
+    app = create_app(settings, clock=lambda: T0)
+    engine = app.state.engine
+    rating(engine, settings, "e1", 5, "CASE-001")
+    payload = {"v": 1, "event_id": "e2", "rating_id": "r-e2", "ticket": "A001", "service": "A", "window": 1,
+               "score": 4, "case_no": "CASE-002", "ts": T0.timestamp()}
+    handle_message(engine, topics.build(topics.RATING_EVENT, center=OTHER_CENTER), json.dumps(payload).encode(), T0,
+                   settings=settings)
+    assert deliver_due(engine, settings, T0, http_post(5.0)) == 0
+    town = {"Authorization": f"Bearer {add_user(engine, 'town-a', 'town_operator', CENTER[:9])}"}
+    with TestClient(app) as client:
+        [report] = client.get("/api/province/reports", headers=town).json()
+        assert (report["case_no"], report["state"], report["attempts"]) == ("CASE-001", "pending", 1)
+        assert "ConnectError" in report["last_error"]
+        [attempt] = client.get(f"/api/province/reports/{report['id']}/attempts", headers=town).json()
+        assert attempt["status_code"] is None and "ConnectError" in attempt["error"]
+        other = next(r for r in reports(engine) if r.center_code == OTHER_CENTER)
+        assert client.get(f"/api/province/reports/{other.id}/attempts", headers=town).status_code == 404
+        assert client.get("/api/province/reports", params={"state": "delivered"}, headers=town).json() == []
