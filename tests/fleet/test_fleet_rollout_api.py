@@ -238,7 +238,10 @@ def test_county_it_runs_rollouts_from_the_page(live, page) -> None:
 
 
 def test_every_message_of_the_rollout_pages_has_english() -> None:
+    from fleet.alerts.messages_en import install_english
     from fleet.web.i18n import CATALOGUES
+
+    install_english()  # the dashboard's shared words, as create_app installs them
 
     templates = Path(__file__).resolve().parents[2] / "fleet" / "web" / "templates"
     used: set[str] = set()
