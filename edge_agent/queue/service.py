@@ -588,7 +588,6 @@ class QueueService:
         `case_no` and `matter`: the 办件编号 and 事项 the window's business system finished it with.
         """
         request_id = uuid.uuid4().hex
-
         db.execute("UPDATE tickets SET status = ?, finished_at = ? WHERE id = ?", (rules.FINISHED, now, current.id))
         for (earlier,) in db.execute("SELECT request_id FROM rating_requests WHERE window = ? AND state = 'open'",
                                      (window,)).fetchall():
