@@ -36,6 +36,7 @@ ENGLISH = {
     "修改中心资料": "Change center profile", "导入区划代码表": "Import division list",
     "共 {total} 个中心，仅显示前 {n} 个；请按名称或代码搜索。":
     "{total} centers, the first {n} shown; search by name or code.",
+    "今日未在线的服务站": "Stations not online today",
     "修改目标覆盖率": "Change target coverage", "县（区）": "Counties", "县级区划数": "County divisions",
     "乡镇数": "Towns", "村（社区）数": "Villages (communities)",
 }

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from fleet_testkit import add_user, log_in
 from live_fleet import serve
-from test_fleet_centers import DIVISIONS_CSV, NEWHENG_STATION, TOWN_CENTER
+from test_fleet_centers import DIVISIONS_CSV, NEWHENG_STATION, SILENT_STATION, TOWN_CENTER
 
 from fleet.alerts.models import Alert
 from fleet.app import create_app
 from fleet.db import write_session
 from fleet.ingest import handle_message
+from fleet.models import Center
 from protocol import topics
 
 pytestmark = pytest.mark.browser
@@ -32,6 +33,10 @@ def fleet(fleet_settings):
                         "fw": "edge-0.1", "contract": 1}).encode()
     for center in (TOWN_CENTER, NEWHENG_STATION):
         handle_message(app.state.engine, topics.build(topics.EDGE_PRESENCE, center=center), birth, NOW)
+    with write_session(app.state.engine) as session:
+        silent = Center.new(SILENT_STATION, NOW - timedelta(days=30))  # 南街's station, last heard from yesterday
+        silent.edge_last_seen = NOW - timedelta(days=1)
+        session.add(silent)
     with write_session(app.state.engine) as session:  # an alert of the town's center, named on the alerts page
         session.add(Alert(key=f"edge:{TOWN_CENTER}", rule="edge_offline", center_code=TOWN_CENTER,
                           message="边缘网关离线", opened_at=NOW, last_active_at=NOW))
@@ -51,8 +56,9 @@ def test_county_it_imports_the_list_edits_a_center_and_sees_the_rollout(fleet, p
     page.click("#import-submit")
     assert page.locator("#import-done").inner_text() == "已导入 8 个区划。"
     assert page.locator("#county-name").inner_text() == "示例区"
-    # Both edges are online; with no profile 445202101001 counts as 东村's station (a code's default level).
-    assert page.locator("#card-covered .value").inner_text() == "28.6%"
+    # With no profile 445202101001 counts as 东村's station (a code's default level): 东村, 南街 and 新亨村 of
+    # 2 towns and 5 villages.
+    assert page.locator("#card-covered .value").inner_text() == "42.9%"
 
     page.goto(fleet + "/registry")
     page.fill("#registry-code", TOWN_CENTER)
@@ -87,8 +93,11 @@ def test_county_it_imports_the_list_edits_a_center_and_sees_the_rollout(fleet, p
     page.click("#to-coverage")
     town = page.locator("#coverage-towns tr[data-town='445202101']")
     assert town.locator(".town-center").inner_text() == "示例镇便民服务中心"
-    assert town.locator(".missing").inner_text() == "东村村委会、西村村委会、南街社区居委会"
-    assert page.locator("#card-covered .value").inner_text() == "28.6%"  # the town's center now, no 东村 station
+    assert town.locator(".missing").inner_text() == "东村村委会、西村村委会"
+    assert town.locator(".not-online").inner_text() == "南街社区居委会"  # its station was last online yesterday
+    assert page.locator("#coverage-towns tr[data-town='445202102'] .not-online").inner_text() == "无"
+    assert page.locator("#card-covered .value").inner_text() == "42.9%"  # the town's center now, no 东村 station
+    assert page.locator("#card-online-today .value").inner_text() == "28.6%"  # 示例镇's center, 新亨村's station
     page.fill("#target-pct", "25")
     page.click("#target-submit")
     assert page.locator("#card-target .value").inner_text() == "25.0%"
