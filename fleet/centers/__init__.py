@@ -7,7 +7,8 @@
   needs a center's profile, e.g. the configuration pushed to its edge);
 - `divisions.py`: reading the statistics bureau's CSV and replacing a county's divisions with it;
 - `rollout.py`: which towns and villages have a center or station and which had one online today;
-- `names.py`: names beside codes, search by name or code;
+- `names.py`: names beside codes (`center_name(code)` in every page's template), search by name or code;
+- `listing.py`: the register as a list (described centers and those only seen), for /registry and its API;
 - `routes.py`: the JSON API and the pages (/registry, /registry/{code}, /registry-coverage).
 
 The business rules are plain functions over a session; the routes only check scope, render and audit.
