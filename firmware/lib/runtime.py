@@ -419,16 +419,19 @@ class DeviceRuntime:
         return self._topic(name)
 
     async def reset_into(self, what):
-        """Stop cleanly, then reset the board (otaboot picks what boots): a staged set, or the previous one."""
+        """Reset the board (otaboot picks what boots): a staged set, or the previous one. At once: stopping the
+        runtime first would end the board's event loop (asyncio.run returns with run()) before the reset, and
+        main.py's guard would reset only after its pause; the broker publishes the will instead of a goodbye."""
         if self.reset is None:
             self._log("this device cannot reboot itself: %s boots at its next start" % what)
             return
+        self._log("rebooting into %s" % what)
+        self.reset()  # a board does not come back from this
+        # The simulator's reset does return: its reboot waits for this run() to end.
         try:
             await asyncio.wait_for(self.stop(), REBOOT_ACK_TIMEOUT_S)
         except Exception as exc:
-            self._log("clean stop before the reboot failed: %s" % exc)
-        self._log("rebooting into %s" % what)
-        self.reset()
+            self._log("clean stop after the reset failed: %s" % exc)
 
     def _judge_trial(self, now):
         stalled = self.watchdog.monitor.stalled(now) if self.watchdog is not None else []
