@@ -29,6 +29,7 @@ from fleet.auth.principal import VIA_CLI, CurrentUser
 from fleet.auth.roles import READ_ONLY
 from fleet.db import write_session
 from fleet.notify import Notification, WebhookTarget, deliver, render
+from fleet.notify.targets import DINGTALK, WECOM
 from fleet.overview import local_day
 from fleet.reports.figures import build_report
 from fleet.reports.models import MonthlyReportDelivery
@@ -41,6 +42,9 @@ CATCH_UP_DAYS = 7  # the report of a month goes out from the 1st of the next unt
 CLAIM_S = 3600.0  # a claim not marked sent after this long is tried again
 MONTHLY_INTERVAL_S = 600.0
 CENTERS_LISTED = 30  # centers named in the message body (the JSON kind's data holds them all)
+# What a group robot takes in one markdown message (WeCom: 4096 bytes of content; DingTalk: 20000), with room
+# for the closing line: a longer report would be refused, and tried again every hour in vain.
+ROBOT_MARKDOWN_BYTES = {WECOM: 3800, DINGTALK: 18000}
 EVENT = "report.monthly"
 
 
@@ -62,8 +66,9 @@ def _row_line(row: dict[str, Any]) -> str:
 
 
 def monthly_notification(session: Session, settings: Settings, first: date, last: date, now: datetime,
-                         prefix: str | None) -> Notification:
-    """The report of days first..last for the part of the county under `prefix` (None: all of it)."""
+                         prefix: str | None, max_bytes: int | None = None) -> Notification:
+    """The report of days first..last for the part of the county under `prefix` (None: all of it); its
+    markdown kept within `max_bytes` (UTF-8) by naming fewer centers."""
     scope = CurrentUser(id=None, username="monthly-report", role=READ_ONLY, division_prefix=prefix, via=VIA_CLI)
     hours_of = hours_lookup(session, settings)
     counties = build_report(session, "county", first, last, settings.tz, now, hours_of, scope)["rows"]
@@ -72,13 +77,19 @@ def monthly_notification(session: Session, settings: Settings, first: date, last
     if prefix:
         lines.append(f"范围：{prefix}")
     lines += [f"全县 {row['label']}：{_row_line(row)}" for row in counties]
-    lines += [f"{row['label']}：{_row_line(row)}" for row in centers[:CENTERS_LISTED]]
-    if len(centers) > CENTERS_LISTED:
-        lines.append(f"另有 {len(centers) - CENTERS_LISTED} 个中心，详见报表页面")
+    title = f"【月报】{first.year}年{first.month}月 好差评与考勤"
+    listed = 0
+    for row in centers[:CENTERS_LISTED]:
+        line = f"{row['label']}：{_row_line(row)}"
+        if max_bytes is not None and len(Notification(title, [*lines, line]).markdown().encode()) > max_bytes:
+            break
+        lines.append(line)
+        listed += 1
+    if len(centers) > listed:
+        lines.append(f"另有 {len(centers) - listed} 个中心，详见报表页面")
     if not counties and not centers:
         lines.append("本月无数据")
-    return Notification(title=f"【月报】{first.year}年{first.month}月 好差评与考勤", lines=lines,
-                        center_code=None, event=EVENT,
+    return Notification(title=title, lines=lines, center_code=None, event=EVENT,
                         data={"month": f"{first:%Y-%m}", "first": first.isoformat(), "last": last.isoformat(),
                               "prefix": prefix, "counties": counties, "centers": centers})
 
@@ -122,7 +133,8 @@ def monthly_report_job(engine: Engine, settings: Settings, now: datetime,
         if not claim(engine, month, key, now):
             continue
         with Session(engine) as session:
-            notification = monthly_notification(session, settings, first, last, now, target.prefix)
+            notification = monthly_notification(session, settings, first, last, now, target.prefix,
+                                                ROBOT_MARKDOWN_BYTES.get(target.kind))
         if deliver(target, render(target, notification), settings.notify_attempts, settings.notify_backoff_s,
                    wait=wait, client=client):
             mark_sent(engine, month, key, now)

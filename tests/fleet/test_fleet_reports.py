@@ -31,10 +31,10 @@ from fleet.alerts.evaluate import hours_lookup
 from fleet.app import create_app
 from fleet.centers.models import DIVISION_COUNTY, DIVISION_TOWN, LEVEL_TOWN, CenterProfile, Division
 from fleet.db import write_session
-from fleet.notify import WebhookTarget
+from fleet.notify import Notification, WebhookTarget
 from fleet.reports.figures import build_report, percentile
 from fleet.reports.models import MonthlyReportDelivery
-from fleet.reports.monthly import CLAIM_S, monthly_report_job
+from fleet.reports.monthly import CLAIM_S, monthly_notification, monthly_report_job
 from fleet.reports.periods import shortcut_dates
 from fleet.reports.rating_records import rating_records
 
@@ -224,6 +224,18 @@ def test_monthly_report_goes_out_once_on_the_first_across_restarts(fleet_setting
     finally:
         receiver.close()
         town_receiver.close()
+
+
+def test_a_monthly_report_to_a_wecom_robot_fits_its_message_limit(seeded, fleet_settings) -> None:
+    with Session(seeded) as session:
+        whole = monthly_notification(session, fleet_settings, date(2026, 11, 1), date(2026, 11, 30),
+                                     NEXT_MONTH_FIRST, None)
+        budget = len(Notification(whole.title, whole.lines[:-1]).markdown().encode())  # room for one center less
+        cut = monthly_notification(session, fleet_settings, date(2026, 11, 1), date(2026, 11, 30),
+                                   NEXT_MONTH_FIRST, None, max_bytes=budget)
+    assert [line.split("：")[0] for line in whole.lines[-2:]] == [CENTER, OTHER_CENTER]
+    assert cut.lines[-2].startswith(f"{CENTER}：") and cut.lines[-1] == "另有 1 个中心，详见报表页面"
+    assert len(cut.data["centers"]) == 2  # the JSON kind's data holds them all
 
 
 def test_a_monthly_report_the_webhook_refused_is_tried_again_later(fleet_settings) -> None:
