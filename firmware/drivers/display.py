@@ -5,12 +5,12 @@ board definition, an unknown type, no font file, a bus error) prints why and
 falls back to the console panel: the device keeps running and reporting.
 """
 
-from firmware.drivers import hub12, ssd1306
+from firmware.drivers import max7219, ssd1306
 from firmware.drivers.panel import ConsolePanel
 from firmware.lib import font
 from firmware.lib.screen import PixelScreen
 
-DRIVERS = {"hub12": hub12.from_board, "ssd1306": ssd1306.from_board}
+DRIVERS = {"max7219": max7219.from_board, "ssd1306": ssd1306.from_board}
 
 
 def open_screen(app, section, renderer_class, leds=None):

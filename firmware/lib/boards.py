@@ -21,10 +21,22 @@ hardware side (strapping pins, inputs without an internal pull-up).
 import json
 
 DEVICE_FILE = "/board.json"
-DISPLAY_TYPES = ("hub12", "ssd1306")
+DISPLAY_TYPES = ("max7219", "ssd1306")  # both keep their frame and refresh it themselves (hardware/display.md)
+# HUB12 modules have no frame memory: the ESP32 would refresh them from Python, and every pause of the interpreter
+# (garbage collection, flash erase, a blocking DNS lookup) would freeze one row group lit at 4x brightness.
+REFUSED_DISPLAY_TYPES = {
+    "hub12": "HUB12 modules keep no frame: the ESP32 would have to refresh them from Python, and every pause of "
+             "the interpreter (garbage collection, flash write, DNS lookup) freezes one row group lit at 4x or "
+             "makes it flicker; use max7219 modules, which refresh themselves (hardware/display.md)",
+}
+MAX7219_MAX_BAUDRATE = 10000000  # the MAX7219's serial clock limit (datasheet)
+# A frame must reach the chain in half the screen's frame period (firmware/lib/screen.py FRAME_MS = 40), or a
+# scrolling text tears and the frame loop falls behind.
+MAX7219_MAX_FRAME_MS = 20
+MAX7219_FRAME_WORDS = 13  # 4 control registers, 8 digits, shutdown: words per chip and frame (drivers/max7219.py)
 SCORES = (5, 4, 3, 2, 1)  # buttons and LEDs left to right, as firmware.rating_pad.app.BUTTON_SCORES
 # The board each role runs on when config.json names none that can be found.
-DEFAULT_BOARDS = {"queue_display": "esp32-devkitc-hub12", "rating_pad": "esp32-devkitc-ssd1306"}
+DEFAULT_BOARDS = {"queue_display": "esp32-devkitc-max7219", "rating_pad": "esp32-devkitc-ssd1306"}
 
 # What the ESP32 (ESP32-D0WD-V3 in the WROVER-E module) has: GPIO20, 24 and 28-31 do not exist, 34-39 are
 # inputs without pull-ups, and the strapping pins are read at reset (ESP32 datasheet, "Strapping Pins").
@@ -69,7 +81,9 @@ def _check_display(problems, path, display):
         problems.append("%s: must be an object" % path)
         return
     kind = display.get("type")
-    if kind not in DISPLAY_TYPES:
+    if kind in REFUSED_DISPLAY_TYPES:
+        problems.append("%s.type: %s" % (path, REFUSED_DISPLAY_TYPES[kind]))
+    elif kind not in DISPLAY_TYPES:
         problems.append("%s.type: must be one of %s, got %r" % (path, ", ".join(DISPLAY_TYPES), kind))
     for key in ("width", "height"):
         if not _is_int(display.get(key), 8, 1024):
@@ -90,10 +104,40 @@ def _check_display(problems, path, display):
         else:
             for name in sorted(display_pins):
                 _check_gpio(problems, "%s.pins.%s" % (path, name), display_pins[name])
-    if kind == "hub12" and isinstance(display.get("height"), int):
-        scan = display.get("scan", 4)
-        if not _is_int(scan, 1, 32) or display["height"] % scan:
-            problems.append("%s.scan: must divide the height, got %r" % (path, scan))
+    if kind == "max7219":
+        _check_max7219(problems, path, display)
+
+
+def _check_max7219(problems, path, display):
+    # What a chain of MAX7219 8x8 modules cannot show: a size that is not whole modules, no OE to hold it dark
+    # while the board boots, a serial clock the chips cannot take, or one too slow to write a frame in time.
+    width, height = display.get("width"), display.get("height")
+    if _is_int(width, 8, 1024) and _is_int(height, 8, 1024) and (width % 8 or height % 8):
+        problems.append("%s: a MAX7219 panel is made of 8x8 modules: %dx%d is not whole modules" % (
+            path, width, height))
+    if not isinstance(display.get("msb_left", True), bool):
+        problems.append("%s.msb_left: must be true or false, got %r" % (path, display.get("msb_left")))
+    pins = display.get("pins")
+    for name in ("cs", "oe"):
+        if not isinstance(pins, dict) or name not in pins:
+            why = {"cs": "the chain's LOAD line", "oe": "the level shifter's OE#, held off from boot until the "
+                   "chain is blanked (hardware/display.md)"}[name]
+            problems.append("%s.pins.%s: missing: %s" % (path, name, why))
+    bus = display.get("spi")
+    if not isinstance(bus, dict):
+        problems.append("%s.spi: missing: the chain's clock (sck) and data (mosi)" % path)
+        return
+    baudrate = bus.get("baudrate", 1000000)
+    if not _is_int(baudrate, 1, MAX7219_MAX_BAUDRATE):
+        problems.append("%s.spi.baudrate: must be 1..%d (the MAX7219's limit), got %r" % (
+            path, MAX7219_MAX_BAUDRATE, baudrate))
+    elif _is_int(width, 8, 1024) and _is_int(height, 8, 1024):
+        chips = (width // 8) * (height // 8)
+        frame_ms = MAX7219_FRAME_WORDS * chips * 16 * 1000 // baudrate
+        if frame_ms > MAX7219_MAX_FRAME_MS:
+            problems.append("%s.spi.baudrate: %d Hz takes %d ms to write a frame to %d chips, more than %d ms: "
+                            "scrolling would tear; raise it" % (path, baudrate, frame_ms, chips,
+                                                               MAX7219_MAX_FRAME_MS))
 
 
 def _check_scored(problems, path, items):

@@ -2,11 +2,12 @@
 
 Loads /config.json, brings up Wi-Fi, and runs the device runtime with the
 queue display app on the panel of the board named in config.json
-(hardware/boards/<board>.json: a HUB12 LED strip or an SSD1306 OLED). All
+(hardware/boards/<board>.json: a MAX7219 LED panel or an SSD1306 OLED). All
 logic lives elsewhere (app.py, render.py, firmware/lib); keep this file small.
 
-Everything but the three imports below runs inside boot()'s guard, the
-hardware watchdog first (unless provisioning holds the firmware, see
+Everything but the three imports below runs inside boot()'s guard: the LED
+panel's OE held off first (firmware/drivers/panel_off.py), then the
+hardware watchdog (unless provisioning holds the firmware, see
 firmware/lib/hold.py): a MemoryError while importing, an OSError from
 wlan.active(), any crash is printed and, after RESET_PAUSE_S (time to read
 it, or to press Ctrl-C for the REPL), resets the board instead of leaving
@@ -98,6 +99,9 @@ def start():
 
 def boot(pause=time.sleep):
     try:
+        from firmware.drivers import panel_off
+
+        panel_off.hold()  # the LED panel dark before anything that takes time (hardware/display.md)
         watchdog = start()
         if watchdog is None:
             return

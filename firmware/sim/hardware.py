@@ -67,10 +67,14 @@ class SimPanel:
 
 
 class SimDisplay:
-    """Twin of firmware.drivers.hub12.Hub12Panel and ssd1306.SSD1306: keeps the last frame, draws PNGs."""
+    """Twin of firmware.drivers.max7219.Max7219Panel and ssd1306.SSD1306: keeps the last frame, draws PNGs.
 
-    FORMATS = {"hub12": framebuf.MONO_HLSB, "ssd1306": framebuf.MONO_VLSB}
-    LOOKS = {"hub12": png.LOOK_LED, "ssd1306": png.LOOK_OLED}
+    Both chips keep the frame they were sent and refresh it themselves, so the last frame is what the panel
+    shows (tests/firmware/test_fw_panel.py checks it against the MAX7219 driver on an emulated chain).
+    """
+
+    FORMATS = {"max7219": framebuf.MONO_HLSB, "ssd1306": framebuf.MONO_VLSB}
+    LOOKS = {"max7219": png.LOOK_LED, "ssd1306": png.LOOK_OLED}
 
     def __init__(self, kind: str, width: int, height: int) -> None:
         if kind not in self.FORMATS:

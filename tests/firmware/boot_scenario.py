@@ -10,7 +10,8 @@ ROLE: queue_display or rating_pad. CASE:
   ota     main.py's OTA_DIR is OTA_DIR (prepared by the test: a bundle staged there), Wi-Fi as in `wlan`
 The fake `machine` and `network` (in sys.modules before main.py runs) record what the firmware does to
 them; the pause before the reset is recorded instead of slept. Prints the log of main.py, then one JSON
-line: {"events": [...], "ended": "reset" | "KeyboardInterrupt" | "returned" | <exception>}.
+line: {"events": [...], "ended": "reset" | "KeyboardInterrupt" | "returned" | <exception>, "order": [...]},
+"order" holding every pin set up with a value (["pin", gpio, value]) and the watchdog's start (["wdt"]).
 """
 
 import json
@@ -19,6 +20,7 @@ import sys
 ROLE = sys.argv[1]
 CASE = sys.argv[2]
 events = []
+order = []  # the pins driven with a value and the watchdog's start, in the order they happened
 
 
 class Reset(BaseException):
@@ -28,6 +30,7 @@ class Reset(BaseException):
 class FakeWDT:
     def __init__(self, id=0, timeout=5000):
         events.append(["wdt", timeout])
+        order.append(["wdt"])
 
     def feed(self):
         pass
@@ -39,7 +42,8 @@ class FakePin:
     PULL_UP = 3
 
     def __init__(self, *args, **kwargs):
-        pass
+        if "value" in kwargs:
+            order.append(["pin", args[0], kwargs["value"]])
 
     def value(self, *args):
         return 1
@@ -119,4 +123,4 @@ except KeyboardInterrupt:
     ended = "KeyboardInterrupt"
 except BaseException as exc:
     ended = repr(exc)
-print(json.dumps({"events": events, "ended": ended}))
+print(json.dumps({"events": events, "ended": ended, "order": order}))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from firmware.drivers.hub12 import Hub12Panel
 from firmware.drivers.leds import Leds
 from firmware.drivers.ssd1306 import SSD1306
 from firmware.lib import boards
@@ -78,10 +77,10 @@ def test_an_output_on_an_input_only_pin_is_refused_and_a_button_there_is_warned(
     assert not any("buttons[0]" in p for p in problems)
     assert ("roles.rating_pad.buttons[0].gpio: GPIO35 has no internal pull-up: the button needs the external "
             "pull-up of its input filter (hardware/wiring.md)") in boards.warnings(board)
-    hub12 = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-hub12.json").read_text(encoding="utf-8"))
-    hub12["roles"]["queue_display"]["display"]["pins"]["oe"] = 36
+    led = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-max7219.json").read_text(encoding="utf-8"))
+    led["roles"]["queue_display"]["display"]["pins"]["oe"] = 36
     assert any(p.startswith("roles.queue_display.display.pins.oe: GPIO36 is input-only")
-               for p in boards.validate(hub12))
+               for p in boards.validate(led))
 
 
 @pytest.mark.parametrize("gpio", [0, 2, 5, 12, 15])
@@ -97,14 +96,13 @@ def test_a_strapping_pin_is_warned_about_with_what_it_straps(gpio: int) -> None:
 
 def test_the_shipped_boards_warn_only_where_the_wiring_says_why() -> None:
     warned = {path.stem: boards.warnings(json.loads(path.read_text(encoding="utf-8"))) for path in BOARD_FILES}
-    assert warned["esp32-devkitc-ssd1306"] == [] and warned["esp32-devkitc-hub12"] == []
-    kit = warned["esp32-ethernet-kit-hub12"]
-    # the PHY's clock into GPIO0 and its enable on GPIO5 are the kit's own design; row B on GPIO15
+    assert warned["esp32-devkitc-ssd1306"] == [] and warned["esp32-devkitc-max7219"] == []
+    kit = warned["esp32-ethernet-kit-max7219"]
+    # the PHY's clock into GPIO0 and its enable on GPIO5 are the kit's own design
     assert [w.split(":")[0] for w in kit] == ["roles.queue_display.ethernet.power",
-                                              "roles.queue_display.ethernet.ref_clk",
-                                              "roles.queue_display.display.pins.b"]
+                                              "roles.queue_display.ethernet.ref_clk"]
     wiring = (ROOT / "hardware" / "wiring.md").read_text(encoding="utf-8")
-    for gpio in ("GPIO0", "GPIO5", "GPIO15"):
+    for gpio in ("GPIO0", "GPIO5"):
         assert f"{gpio} (strapping)" in wiring
 
 
@@ -120,15 +118,15 @@ def test_the_old_ethernet_defaults_collide_with_both_pin_maps_and_are_refused() 
     assert "roles.rating_pad.display.i2c.sda: GPIO21 is already used by ethernet.rmii.tx_en" in problems
     assert "roles.rating_pad.buttons[2].gpio: GPIO25 is already used by ethernet.rmii.rxd0" in problems
     assert "roles.rating_pad.leds[4].gpio: GPIO23 is already used by ethernet.mdc" in problems
-    display = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-hub12.json").read_text(encoding="utf-8"))
+    display = json.loads((ROOT / "hardware" / "boards" / "esp32-devkitc-max7219.json").read_text(encoding="utf-8"))
     display["ethernet"] = old_defaults
     problems = boards.validate(display)
     assert "roles.queue_display.display.spi.sck: GPIO18 is already used by ethernet.mdio" in problems
-    assert "roles.queue_display.display.pins.a: GPIO25 is already used by ethernet.rmii.rxd0" in problems
+    assert "roles.queue_display.display.pins.oe: GPIO22 is already used by ethernet.rmii.txd1" in problems
 
 
 def test_the_ethernet_reference_clock_goes_where_the_esp32_can_take_it() -> None:
-    kit = json.loads((ROOT / "hardware" / "boards" / "esp32-ethernet-kit-hub12.json").read_text(encoding="utf-8"))
+    kit = json.loads((ROOT / "hardware" / "boards" / "esp32-ethernet-kit-max7219.json").read_text(encoding="utf-8"))
     assert boards.validate(kit) == []
     kit["ethernet"]["ref_clk"] = 4
     assert any(p.startswith("ethernet.ref_clk: the RMII clock input is on GPIO0 only") for p in boards.validate(kit))
@@ -163,17 +161,18 @@ def test_every_problem_of_a_definition_is_reported_with_its_path() -> None:
             "buttons": [{"score": 5, "gpio": 32}, {"score": 5, "gpio": 99}, {"score": 7, "gpio": 1}],
             "leds": "none",
         },
-        "queue_display": {"display": {"type": "hub12", "width": 128, "height": 16, "scan": 3}},
+        "queue_display": {"display": {"type": "max7219", "width": 128, "height": 12, "pins": {"cs": 4}}},
     }}
     problems = boards.validate(board)
-    assert "roles.rating_pad.display.type: must be one of hub12, ssd1306, got 'lcd'" in problems
+    assert "roles.rating_pad.display.type: must be one of max7219, ssd1306, got 'lcd'" in problems
+    assert any(p.startswith("roles.queue_display.display: a MAX7219 panel is made of 8x8 modules") for p in problems)
+    assert any(p.startswith("roles.queue_display.display.pins.oe: missing") for p in problems)
     assert any(p.startswith("roles.rating_pad.display.i2c.sda:") for p in problems)
     assert "roles.rating_pad.buttons[1].score: 5 appears twice" in problems
     assert any(p.startswith("roles.rating_pad.buttons[1].gpio:") for p in problems)
     assert any(p.startswith("roles.rating_pad.buttons[2].score:") for p in problems)
     assert "roles.rating_pad.leds: must be a list" in problems
     assert any(p.startswith("roles.rating_pad.buttons: a rating pad needs exactly 5") for p in problems)
-    assert any(p.startswith("roles.queue_display.display.scan:") for p in problems)
 
 
 def test_load_prefers_the_provisioned_board_file_and_refuses_odd_names(tmp_path: Path) -> None:
@@ -221,67 +220,6 @@ class FakeSpi:
 
     def write(self, data) -> None:
         self.log.append(("spi", bytes(data)))
-
-
-class FakePwm:
-    def __init__(self, log: list) -> None:
-        self.log = log
-
-    def duty_u16(self, duty: int) -> None:
-        self.log.append(("pwm", duty))
-
-
-def hub12(width: int = 128, pwm: bool = False) -> tuple[Hub12Panel, list]:
-    log: list = []
-    panel = Hub12Panel(FakeSpi(log), FakePin(log, "lat"), FakePin(log, "oe"), [FakePin(log, "a"), FakePin(log, "b")],
-                       width=width, height=16, scan=4, data_lit=0, oe_on=1, oe_pwm=FakePwm(log) if pwm else None)
-    return panel, log
-
-
-def test_hub12_shifts_each_scan_row_as_the_dmd_order_with_lit_as_zero() -> None:
-    panel, log = hub12()
-    buf = bytearray(16 * 16)
-    fb = framebuf.FrameBuffer(buf, 128, 16, framebuf.MONO_HLSB)
-    fb.pixel(0, 0, 1)  # scan row 0, row group k=0, byte column 0, top bit
-    fb.pixel(9, 13, 1)  # scan row 1 (13 % 4), group 3, byte column 1, second bit
-    panel.show(buf)
-    log.clear()
-    panel.scan_next()
-    sent = [entry[1] for entry in log if entry[0] == "spi"]
-    assert len(sent) == 1 and len(sent[0]) == 16 * 4
-    row0 = sent[0]
-    # byte column 0: rows 12, 8, 4, 0 -> the last of the four holds row 0 with pixel 0 lit (bit cleared)
-    assert row0[0:4] == bytes([0xFF, 0xFF, 0xFF, 0x7F])
-    assert set(row0[4:]) == {0xFF}
-    assert log[0] == ("oe", 0) and ("lat", 1) in log and log[-1] == ("oe", 1)
-    assert [e for e in log if e[0] in ("a", "b")] == [("a", 0), ("b", 0)]
-    log.clear()
-    panel.scan_next()
-    row1 = [entry[1] for entry in log if entry[0] == "spi"][0]
-    assert row1[4:8] == bytes([0xBF, 0xFF, 0xFF, 0xFF])  # column 1, row 13 (group 3 goes first)
-    assert [e for e in log if e[0] in ("a", "b")] == [("a", 1), ("b", 0)]
-
-
-def test_hub12_cycles_through_the_scan_rows_and_dims_with_oe_pwm() -> None:
-    panel, log = hub12(pwm=True)
-    panel.brightness(25)
-    log.clear()
-    for _ in range(5):
-        panel.scan_next()
-    rows = [(e[1]) for e in log if e[0] == "a"]
-    assert rows == [0, 1, 0, 1, 0]
-    duties = [e[1] for e in log if e[0] == "pwm"]
-    assert duties[:2] == [0, 65535 * 25 // 100]
-    panel.brightness(0)
-    log.clear()
-    panel.scan_next()
-    assert [e[1] for e in log if e[0] == "pwm"] == [0]  # off, and not switched back on
-
-
-def test_hub12_refuses_a_scan_that_does_not_fit() -> None:
-    log: list = []
-    with pytest.raises(ValueError):
-        Hub12Panel(FakeSpi(log), FakePin(log, "l"), FakePin(log, "o"), [FakePin(log, "a")], scan=4)
 
 
 # --- SSD1306 OLED --------------------------------------------------------------------------------------------
@@ -376,7 +314,8 @@ def test_bill_of_materials_has_both_devices_with_their_boards_and_panels() -> No
         assert any(r["part_number"] == "ESP32-DevKitC-VE" for r in by_device[device])  # WROVER-E: see hardware/README
     # every ESP32 board of the bill has PSRAM (the Ethernet one too: not a WROOM board like the WT32-ETH01)
     assert all("WROVER" in r["part"] for r in rows if r["ref"] == "U1")
-    assert any("HUB12" in r["part"] and int(r["qty"]) == 2 for r in by_device["queue_display"])
+    assert any("MAX7219" in r["part"] and int(r["qty"]) == 8 for r in by_device["queue_display"])  # 32 chips
+    assert not any("HUB12" in r["part"] for r in rows)  # no frame memory: hardware/display.md
     assert any("SSD1306" in r["part"] for r in by_device["rating_pad"])
     assert sum(int(r["qty"]) for r in by_device["rating_pad"] if "Push button" in r["part"]) == 5
 

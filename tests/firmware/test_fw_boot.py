@@ -73,7 +73,7 @@ def test_the_provisioning_hold_starts_neither_the_firmware_nor_the_watchdog(runt
     hold_file = tmp_path / "provisioning.hold"
     hold_file.write_text("provisioning\n")
     outcome, output = boot(runtime, role, "hold", str(hold_file))
-    assert outcome == {"events": [], "ended": "returned"}, output
+    assert (outcome["events"], outcome["ended"]) == ([], "returned"), output
     assert "held for provisioning" in output
 
 
@@ -108,3 +108,22 @@ def test_a_bundle_crashing_at_boot_is_noted_and_the_next_boot_runs_the_previous_
     state = json.loads((ota_dir / "boot.json").read_text())
     assert state["trying"] is None and state["failed"]["version"] == "0.3.0"
     assert state["failed"]["reason"] == "crashed: ImportError: no module named firmware.lib.gone"
+
+
+# The queue display board's LED panel: OE# of its level shifter (hardware/boards/esp32-devkitc-max7219.json).
+PANEL_OE_GPIO = 22
+PANEL_OE_OFF = 1
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("case", ["wlan", "import", "hold"])
+def test_the_queue_display_drives_its_panels_oe_off_before_anything_else(runtime: str, case: str,
+                                                                         tmp_path: Path) -> None:
+    # OE and LAT used to float until Wi-Fi had waited up to 20 s: random bright rows at every boot. The pull-up
+    # holds OE# off from power-on (hardware/display.md); main.py drives it off first, before the watchdog,
+    # the firmware's imports and Wi-Fi, whatever happens after (a crash, a hold for provisioning).
+    hold_file = tmp_path / "provisioning.hold"
+    hold_file.write_text("provisioning\n")
+    outcome, output = boot(runtime, "queue_display", case, *([str(hold_file)] if case == "hold" else []))
+    assert outcome["order"][0] == ["pin", PANEL_OE_GPIO, PANEL_OE_OFF], output
+    assert outcome["order"].count(["pin", PANEL_OE_GPIO, PANEL_OE_OFF]) == 1

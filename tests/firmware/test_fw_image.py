@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "firmware" / "image"
 SPEC = json.loads((IMAGE / "image.json").read_text(encoding="utf-8"))
 BOARD_DIR = IMAGE / SPEC["board"]
-BOARDS = {"queue_display": "esp32-devkitc-hub12", "rating_pad": "esp32-devkitc-ssd1306"}
+BOARDS = {"queue_display": "esp32-devkitc-max7219", "rating_pad": "esp32-devkitc-ssd1306"}
 
 
 def run_manifest(path: Path) -> tuple[set[str], list[str]]:

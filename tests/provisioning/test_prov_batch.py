@@ -22,7 +22,7 @@ def test_a_batch_sets_up_every_board_and_reports_the_bad_port(board_factory, pro
     boards.write_text("port,role,center,window,board\n"
                       f"{pad.port},rating_pad,{CENTER},3,\n"
                       f"/dev/ttyUSB-nothing-here,rating_pad,{CENTER},4,\n"
-                      f"{display.port},queue_display,{CENTER},5,esp32-devkitc-hub12\n")
+                      f"{display.port},queue_display,{CENTER},5,esp32-devkitc-max7219\n")
     result = provision("batch", str(boards), *SHARED, "--records", str(provision.records))
     assert result.status == 1
     assert json.loads(pad.files()["/config.json"])["window"] == 3

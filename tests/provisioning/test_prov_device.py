@@ -114,7 +114,7 @@ def test_changing_the_role_replaces_the_role_package(board, provision, device_ar
     assert provision(*device_args(board.port)).status == 0
     result = provision(*device_args(board.port, role="queue_display", window=2))
     assert result.status == 0, result.err
-    assert_board_holds_image(board, "queue_display", "esp32-devkitc-hub12")
+    assert_board_holds_image(board, "queue_display", "esp32-devkitc-max7219")
     files = board.files()
     assert not [path for path in files if path.startswith("/lib/firmware/rating_pad/")]
     assert json.loads(files["/config.json"])["role"] == "queue_display"
@@ -148,7 +148,7 @@ def test_wrong_port(provision, device_args):
     ({"--window": "three"}, "argument --window: invalid int value: 'three'"),
     ({"--role": "kiosk"}, "--role must be one of queue_display, rating_pad, got 'kiosk'"),
     ({"--board": "sim"}, "--board sim is the simulator's board"),
-    ({"--board": "esp32-devkitc-hub12"}, "board esp32-devkitc-hub12 has no rating_pad"),
+    ({"--board": "esp32-devkitc-max7219"}, "board esp32-devkitc-max7219 has no rating_pad"),
     ({"--board": "no-such-board"}, "--board no-such-board: board 'no-such-board' not found"),
     ({"--broker": "tech:pw@192.168.10.2:1883"}, "--broker must not carry a user name or password"),
     ({"--broker": "192.168.10.2:99999"}, "--broker: bad broker URL"),

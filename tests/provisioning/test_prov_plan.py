@@ -71,5 +71,5 @@ def test_the_image_hash_is_stable_and_covers_every_file():
             "/lib/firmware/rating_pad/app.mpy", "/lib/firmware/drivers/ssd1306.mpy"} <= paths
     assert not [path for path in paths if "queue_display" in path or "framebuf_compat" in path or "/sim/" in path]
     assert all(item.data.startswith(b"M") for item in first.files if item.device_path.endswith(".mpy"))
-    other = build_image("queue_display", "esp32-devkitc-hub12")
+    other = build_image("queue_display", "esp32-devkitc-max7219")
     assert other.sha256 != first.sha256

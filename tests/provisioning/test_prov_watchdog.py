@@ -73,7 +73,7 @@ def test_reprovisioning_a_running_board_is_not_reset_by_its_watchdog_mid_copy(bo
     assert board.watchdog_resets == 0
     assert f"✓ stop firmware: {HOLD_FILE} written and the board reset" in second.out
     files = board.files()
-    for item in build_image("queue_display", "esp32-devkitc-hub12").files:
+    for item in build_image("queue_display", "esp32-devkitc-max7219").files:
         assert files.get(item.device_path) == item.data, item.device_path
     assert HOLD_FILE not in files
     wait_until(lambda: board.firmware_running, what="the new firmware started by the restart")

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("heap_after_boot.mjs")
 WASM_PACKAGE = ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript" / "micropython.mjs"
 HEAP_BYTES = 4 * 1024 * 1024  # room enough to measure; what a board has is the budget's business
-BOARDS = {"queue_display": "esp32-devkitc-hub12", "rating_pad": "esp32-devkitc-ssd1306"}
+BOARDS = {"queue_display": "esp32-devkitc-max7219", "rating_pad": "esp32-devkitc-ssd1306"}
 
 
 @dataclass(frozen=True)
