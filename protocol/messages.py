@@ -223,6 +223,9 @@ SCHEMAS = {
         _field("ticket", STR),
         _field("text", STR),
         _field("call_seq", INT, low=0),
+        # Who serves at the window now, name and staff number, shown with the idle text: absent when nobody is
+        # signed in, and from an older edge (a board shows the idle text alone then).
+        _field("staff", STR, False),
     ),
     "rating_request": (
         _V,

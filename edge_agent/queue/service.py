@@ -840,8 +840,11 @@ class QueueService:
             return messages.make("window_display", window=window, state=messages.DISPLAY_PAUSED,
                                  ticket="", text="暂停服务", call_seq=state.call_seq)
         if ticket is None or ticket.status != rules.SERVING:
+            # 亮牌上岗: the board shows who serves here with its idle text (no 职务: its font may lack the glyphs).
+            staff = f"{state.staff_name} 工号{state.staff_no}" if state.staff_no and state.staff_name else None
             return messages.make("window_display", window=window, state=messages.DISPLAY_IDLE,
-                                 ticket=ticket.number if ticket else "", text="欢迎光临", call_seq=state.call_seq)
+                                 ticket=ticket.number if ticket else "", text="欢迎光临", call_seq=state.call_seq,
+                                 staff=staff)
         return messages.make("window_display", window=window, state=messages.DISPLAY_SERVING, ticket=ticket.number,
                              text=rules.display_call_text(ticket.number, window), call_seq=state.call_seq)
 

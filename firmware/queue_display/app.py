@@ -39,6 +39,7 @@ class QueueDisplayApp:
         self.state = messages.DISPLAY_IDLE
         self.ticket = ""
         self.text = ""
+        self.staff = ""
         self.call_seq = None
         self.blinking = False
         self._blink_since = 0
@@ -67,6 +68,7 @@ class QueueDisplayApp:
         self.state = state
         self.ticket = payload["ticket"]
         self.text = payload["text"]
+        self.staff = payload.get("staff") or ""  # 亮牌上岗: who serves here, shown with the idle text
         self.call_seq = seq
         self.changes += 1
         if new_call and self.blink_ms > 0:
@@ -130,7 +132,8 @@ class QueueDisplayApp:
         elif self.state == messages.DISPLAY_PAUSED:
             shown = [window_title(self.window), self.text or PAUSED_TEXT]
         else:
-            shown = [window_title(self.window), self.idle_text or self.text or IDLE_TEXT]
+            idle = self.idle_text or self.text or IDLE_TEXT
+            shown = [window_title(self.window), idle + " " + self.staff if self.staff else idle]
         if self.offline:
             shown.append(OFFLINE_TEXT)
         return shown

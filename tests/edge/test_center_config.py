@@ -167,6 +167,8 @@ def test_kept_for_the_next_start_and_older_or_forged_versions_are_refused(agent,
     agent.sign_in.sign_in(3, "1003", "246810", "127.0.0.1")
     on_duty = next(w for w in agent.snapshot()["windows"] if w["number"] == 3)
     assert (on_duty["staff_name"], on_duty["staff_title"], on_duty["staff_no"]) == ("王芳", "首席代办员", "1003")
+    # The window's board shows her name and 工号 with its idle text (亮牌上岗; its font may lack the 职务).
+    assert agent.queue.display_payload(3)["staff"] == "王芳 工号1003"
 
     # With no county link: the next start runs the kept version.
     again = EdgeAgent(local(tmp_path))

@@ -18,6 +18,20 @@ def test_idle_then_a_call():
     assert app.blinking
 
 
+def test_the_staff_on_duty_shows_with_the_idle_text():
+    app = QueueDisplayApp(3)
+    idle = display(state="idle", ticket="", text="欢迎光临", call_seq=0)
+    idle["staff"] = "王芳 工号1003"  # 亮牌上岗: the edge says who is signed in at the window
+    assert app.on_display(idle, 0)
+    assert app.lines() == ["3号窗口", "欢迎光临 王芳 工号1003"]
+    app.apply_config({"idle_text": "示例镇欢迎您"})
+    assert app.lines() == ["3号窗口", "示例镇欢迎您 王芳 工号1003"]
+    assert app.on_display(display(call_seq=1), 10)  # a call: the number and its call text, as before
+    assert app.lines() == ["A001", "请A001号到3号窗口"]
+    assert app.on_display(display(state="idle", ticket="A001", text="欢迎光临", call_seq=1), 20)  # signed out
+    assert app.lines() == ["3号窗口", "示例镇欢迎您"]
+
+
 def test_other_windows_are_ignored():
     app = QueueDisplayApp(3)
     assert not app.on_display(display(window=4), 0)
