@@ -92,6 +92,13 @@ def county_config(local: CenterConfig, payload: dict) -> CenterConfig:
         problems.append("windows: the center has no window")
     if problems:
         raise CenterConfigRefused("; ".join(problems))
+    # AB角: a stand-in listing no windows of their own signs in where those they stand in for work.
+    for staff_no, member in list(members.items()):
+        if member.windows or not member.stand_in_for:
+            continue
+        places = {n for other in member.stand_in_for for n in members[other].windows}
+        places |= {w.number for w in windows if w.staff_no in member.stand_in_for}
+        members[staff_no] = replace(member, windows=tuple(sorted(places)))
     shown = {key: profile.get(key) if isinstance(profile.get(key), str) else getattr(local, key)
              for key in ("opening_hours", "consult_phone", "complaint_phone")}
     return replace(local, name=name, services=services, items=items, windows=tuple(windows),

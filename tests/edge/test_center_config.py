@@ -75,7 +75,8 @@ def test_county_sections_replace_the_tomls_and_keep_what_is_local(tmp_path):
     assert config.item("SB-001").materials[0].name == "居民身份证"
     assert config.staff_member("1009").title == "机动岗"
     assert config.staff_member("1009").stand_in_for == ("1003",)
-    assert config.staff_member("1009").windows == ()  # any window
+    assert config.staff_member("1009").windows == (3,)  # AB角: where 1003, whom she stands in for, works
+    assert config.staff_member("1001").windows == (1,)
     assert (config.data_dir, config.edge_key, config.county_broker) == (toml.data_dir, toml.edge_key,
                                                                         toml.county_broker)
 
