@@ -250,7 +250,8 @@ class EdgeAgent:
         health = {**{adapter.name: adapter.health() for adapter in self.adapters},
                   self.storage.name: self.storage.health(),
                   # Informational: a window nobody logged in to is not a fault of the agent.
-                  "attendance": {"ok": True, "unattended_windows": unattended}}
+                  "attendance": {"ok": True, "unattended_windows": unattended},
+                  "firmware": self.firmware.health()}
         ready, reasons = center_readiness(health, self.store.devices(), [w.number for w in self.config.windows])
         health["readiness"] = {"ok": ready, "reasons": reasons}  # can this center serve residents right now
         return health
@@ -279,6 +280,10 @@ class EdgeAgent:
                 component.update({key: part[key] for key in ("free_bytes", "write_failures", "last_write_failure_at")})
             if name == self.broker_accounts.name:  # the fleet moves its counter past a version installed here
                 component.update({key: part[key] for key in ("version", "stale", "refused")})
+            if name == "firmware":  # which bundles the center's boards can fetch here (a rollout waits for it)
+                component.update({key: part[key] for key in ("bundles", "refused")})
+                if part["last_error"]:
+                    component["problem"] = part["last_error"]
             components[name] = component
         # One component per window camera, named as docs/protocol.md says (camera-<window>).
         for camera in health.get("cameras", {}).get("cameras", []):

@@ -128,8 +128,9 @@ class FirmwareCache:
         return out
 
     def health(self) -> dict:
-        return {"ok": not self.last_error, "bundles": self.versions(), "received": self.received,
-                "refused": self.refused, "last_error": self.last_error, "served_chunks": self.served_chunks}
+        return {"ok": not self.last_error, "state": "ok" if not self.last_error else "refused",
+                "bundles": self.versions(), "received": self.received, "refused": self.refused,
+                "last_error": self.last_error, "served_chunks": self.served_chunks}
 
     # -- to the boards ---------------------------------------------------------------------------------
 

@@ -174,6 +174,10 @@ def health_conditions(center_code: str, summary: dict[str, Any]) -> list[Conditi
             found.append(Condition(key, COMPONENT, center_code, VOICE_STATES.get(state, "叫号喇叭无声"),
                                    "群众听不到叫号：请检查喇叭、声卡和音量", WARNING,
                                    facts={"component": name, "state": state}))
+        elif name == "firmware":  # the edge did not keep a bundle the fleet sent (edge_agent/firmware_cache.py)
+            found.append(Condition(key, COMPONENT, center_code, "边缘网关拒收固件升级包",
+                                   "本中心设备无法获取该升级包：请核对边缘网关密钥后重新发布", WARNING,
+                                   facts={"component": name, "state": state, "problem": part.get("problem")}))
         elif name.startswith("camera-") and name[7:].isdigit():
             window = int(name[7:])
             found.append(Condition(key, CAMERA_OFFLINE, center_code, f"{window}号窗口摄像头离线",

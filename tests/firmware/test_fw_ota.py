@@ -120,12 +120,13 @@ class Fleet:
 
     def __init__(self, county_port: int) -> None:
         self.recorder = Recorder(county_port, topics.subscription(topics.FIRMWARE_STATUS, center=CENTER_CODE),
-                                 topics.subscription(topics.DEVICE_PRESENCE, center=CENTER_CODE))
+                                 topics.subscription(topics.DEVICE_PRESENCE, center=CENTER_CODE),
+                                 topics.build(topics.EDGE_HEALTH, center=CENTER_CODE))
         self.status_topic = topics.build(topics.FIRMWARE_STATUS, center=CENTER_CODE, device=DEVICE)
         self.presence_topic = topics.build(topics.DEVICE_PRESENCE, center=CENTER_CODE, device=DEVICE)
 
-    def publish_bundle(self, bundle, issued_at: int = 1795400000) -> None:
-        payload = bundle_message(bundle, EDGE_KEY, CENTER_CODE, issued_at)
+    def publish_bundle(self, bundle, issued_at: int = 1795400000, edge_key: bytes = EDGE_KEY) -> None:
+        payload = bundle_message(bundle, edge_key, CENTER_CODE, issued_at)
         self.recorder.publish(topics.build(topics.FIRMWARE_BUNDLE, center=CENTER_CODE),
                               messages.encode("firmware_bundle", payload), retain=True)
 
@@ -146,6 +147,11 @@ class Fleet:
             return None
         wait_until(lambda: match() is not None, 60, f"firmware_status {state} {fields}: {self.statuses()[-3:]}")
         return match()
+
+    def edge_firmware(self) -> dict:
+        """The `firmware` component of the edge's latest edge_health."""
+        summaries = self.recorder.on(topics.build(topics.EDGE_HEALTH, center=CENTER_CODE))
+        return json.loads(summaries[-1])["components"].get("firmware", {}) if summaries else {}
 
     def births(self, device: str = DEVICE) -> list[dict]:
         topic = topics.build(topics.DEVICE_PRESENCE, center=CENTER_CODE, device=device)
@@ -273,7 +279,14 @@ def test_a_bad_signature_is_refused_and_reported_and_nothing_is_fetched(
     fetches = Recorder(center_broker.port, topics.build(topics.FIRMWARE_FETCH, center=CENTER_CODE, device=DEVICE))
     board = Board(tmp_path / "board", center_broker.port)
     try:
+        # The edge keeps only what the fleet signed with its key, and tells the county (edge_health).
+        fleet.publish_bundle(good_bundle, edge_key=bytes(32))
+        wait_until(lambda: fleet.edge_firmware().get("state") == "refused", 30, "the edge's refusal in its health")
+        assert fleet.edge_firmware()["bundles"] == {} and "signature" in fleet.edge_firmware()["problem"]
         fleet.publish_bundle(good_bundle)
+        wait_until(lambda: fleet.edge_firmware().get("bundles") == {good_bundle.digest: "0.2.0"}, 30,
+                   "the cached bundle in the edge's health")
+        assert fleet.edge_firmware()["ok"] is True
         fleet.order(good_bundle, key=bytes(32))  # not the board's key
         board.power_on()
         board.wait_for("BOOTED")

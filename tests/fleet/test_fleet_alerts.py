@@ -124,6 +124,16 @@ def test_edge_offline_alert_and_the_centers_other_alerts_are_frozen(engine, flee
     assert [a.state for a in alerts(engine)] == ["open", "open"]  # the device alert is not resolved blind
 
 
+def test_a_firmware_bundle_the_edge_refused_is_told_in_chinese() -> None:
+    summary = {"components": {"firmware": {"ok": False, "state": "refused", "bundles": {}, "refused": 1,
+                                           "problem": "its signature does not verify with the edge key"}}}
+    [found] = health_conditions(CENTER, summary)
+    assert (found.rule, found.message, found.severity) == ("component", "边缘网关拒收固件升级包", "warning")
+    assert found.facts["problem"] == "its signature does not verify with the edge key"
+    kept = {"components": {"firmware": {"ok": True, "state": "ok", "bundles": {"ab" * 32: "0.2.0"}, "refused": 0}}}
+    assert health_conditions(CENTER, kept) == []
+
+
 def test_peripherals_from_the_health_summary() -> None:
     summary = {"ready": False, "reasons": [], "ts": 1, "components": {
         "printer": {"ok": False, "state": "paper_out"}, "camera-3": {"ok": False, "state": "offline"},
