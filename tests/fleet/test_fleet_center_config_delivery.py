@@ -21,13 +21,16 @@ from sqlmodel import Session
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import CenterConfig, load_config
 from fleet.auth.principal import CLI_USER
+from fleet.catalogue.service import revise_item
 from fleet.centerconfig import service
+from fleet.centerconfig.service import center_config_job
 from fleet.db import write_session
 from fleet.devconfig.keys import KeyBox
 from fleet.ingest import Ingest
 from fleet.registration.service import issue_edge_credentials
 from tests.fleet.test_fleet_center_config import CENTER, seed_center
 from tests.support.centers import write_edge_config
+from tests.support.escpos_decoder import decode
 from tests.support.waiting import wait_until
 from tools.mosquitto import free_port
 
@@ -60,7 +63,7 @@ class RunningAgent:
 
 
 def edge_config(tmp_path: Path, center_port: int, county_port: int, edge_key_hex: str) -> CenterConfig:
-    path = write_edge_config(tmp_path / "edge", center_port, county_port, free_port(), printer="none")
+    path = write_edge_config(tmp_path / "edge", center_port, county_port, free_port())  # printing to a file
     path.write_text(path.read_text(encoding="utf-8").replace(
         f"[brokers.county]\nport = {county_port}\n",
         f'[brokers.county]\nport = {county_port}\nedge_key = "{edge_key_hex}"\n'), encoding="utf-8")
@@ -169,3 +172,31 @@ def test_an_edge_that_was_offline_catches_up_and_runs_from_its_last_configuratio
         assert again.agent.config.staff_member("1003").title == "首席代办员"
     finally:
         again.stop()
+
+
+def test_an_items_materials_edited_in_the_fleet_reach_the_kiosk_and_its_printed_notice(county, engine):
+    ingest, config = county
+    running = RunningAgent(config)
+    agent = running.agent
+    try:
+        wait_until(agent.uplink.connected.is_set, what="the edge connected to the county broker")
+        first = deliver(engine, ingest)
+        wait_until(lambda: applied(engine, first), what="the edge applied v1")
+
+        # The county revises the item's 申请材料 in its catalogue; the periodic job makes and sends the version.
+        with write_session(engine) as session:
+            revise_item(session, CLI_USER, "SB-001", {"name": "城乡居民养老保险参保登记", "materials": [
+                {"name": "居民身份证", "originals": 1, "copies": 1}, {"name": "户口簿", "originals": 1, "copies": 0}]},
+                now=NOW)
+        center_config_job(engine, ingest, BOX, NOW)
+        with Session(engine) as session:
+            second = service.config_view(session, CENTER)["version"]
+        assert second > first
+        wait_until(lambda: applied(engine, second), what="the edge applied the catalogue's change")
+        assert [m.name for m in agent.config.item("SB-001").materials] == ["居民身份证", "户口簿"]
+
+        assert asyncio.run_coroutine_threadsafe(agent.print_notice("SB-001"), running.loop).result(10)
+        printed = "\n".join(decode((config.data_dir / "printer.bin").read_bytes()).texts())
+        assert "户口簿" in printed and "一次性告知书" in printed
+    finally:
+        running.stop()
