@@ -182,7 +182,7 @@ def fleet(county_broker, edge):
 
 @pytest.fixture(scope="module")
 def good_bundle():
-    return build_bundle("0.2.0", compiled=False, created_at=1795400000)
+    return build_bundle("0.2.0", created_at=1795400000)  # .mpy, as the fleet builds it
 
 
 def crashing_bundle(tmp_path: Path, compiled: bool = False):
