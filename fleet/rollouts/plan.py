@@ -64,7 +64,7 @@ PAUSE, RESUME, ABORT, ROLL_BACK = "pause", "resume", "abort", "rollback"
 ALLOWED = {
     PAUSE: (RUNNING,),
     RESUME: (PAUSED, HALTED),
-    ABORT: (RUNNING, PAUSED, HALTED),
+    ABORT: (RUNNING, PAUSED, HALTED, ROLLOUT_ROLLING_BACK),  # also a roll-back some device never finishes
     ROLL_BACK: (RUNNING, PAUSED, HALTED, ABORTED, COMPLETED),
 }
 ACTION_LABELS = {PAUSE: "暂停", RESUME: "继续", ABORT: "中止", ROLL_BACK: "回滚"}
@@ -232,6 +232,10 @@ def judge_report(state: str, target_version: str, previous_version: str | None,
     if state == UPDATING:
         names_target = target_version in (report.failed, report.target)
         if report.state in GAVE_UP and names_target and report.running != target_version:
+            return FAILED, report.error or report.state
+        if report.state == "refused" and report.target is None and report.running != target_version:
+            # A refused order names nothing (nothing in it was trusted): it is the order the device was told
+            # last. The caller passes only a refusal that is news, not the retained one delivered again.
             return FAILED, report.error or report.state
         if settled and report.running == target_version:
             return SUCCEEDED, None

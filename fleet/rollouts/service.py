@@ -341,6 +341,10 @@ def record_status(session: Session, center: str, device_id: str, payload: dict[s
     """A board's firmware_status: kept per device, and judged for the rollout it is in."""
     row = session.get(DeviceFirmware, device_id) or DeviceFirmware(device_id=device_id, center_code=center,
                                                                   reported_at=now)
+    # The retained report comes again whenever the fleet subscribes: a refusal judges the order last sent only
+    # when it is news (a refusal names no order).
+    repeated_refusal = payload.get("state") == "refused" and (row.state, row.error) == ("refused",
+                                                                                          payload.get("error"))
     row.center_code, row.reported_at = center, now
     for name in ("state", "running", "running_sha256", "target", "staged", "failed", "error", "done_bytes",
                  "total_bytes", "issued_at"):
@@ -354,6 +358,8 @@ def record_status(session: Session, center: str, device_id: str, payload: dict[s
                            .where(RolloutDevice.device_id == device_id,
                                   col(RolloutDevice.state).in_((plan.UPDATING, plan.ROLLING_BACK)))).all()
     for target, rollout in waiting:
+        if repeated_refusal or (report.state == "refused" and not target.sent):
+            continue
         state, reason = plan.judge_report(target.state, rollout.version, target.previous_version, report)
         if state != target.state:
             target.state, target.finished_at = state, now

@@ -139,6 +139,10 @@ def test_reports_decide_success_failure_and_rollback() -> None:
     assert judge(plan.UPDATING, crashed) == (plan.FAILED, "boot_crash")
     refused = BoardReport("refused", running="1.0", target="1.1", error="bad signature")
     assert judge(plan.UPDATING, refused) == (plan.FAILED, "bad signature")
+    # A refused order names nothing (nothing in it was trusted): it is the one the device was told last.
+    unnamed = BoardReport("refused", running="1.0", error="signature does not verify")
+    assert judge(plan.UPDATING, unnamed) == (plan.FAILED, "signature does not verify")
+    assert judge(plan.ROLLING_BACK, unnamed) == (plan.ROLLING_BACK, None)
     # Downloading or staged, not yet swapped: no verdict.
     assert judge(plan.UPDATING, BoardReport("staged", running="1.0", target="1.1", staged="1.1")) == \
         (plan.UPDATING, None)
@@ -166,6 +170,7 @@ def test_actions_allowed_by_state() -> None:
     plan.check_action(plan.PAUSE, plan.RUNNING)
     plan.check_action(plan.RESUME, plan.HALTED)
     plan.check_action(plan.ROLL_BACK, plan.COMPLETED)
+    plan.check_action(plan.ABORT, plan.ROLLOUT_ROLLING_BACK)  # a roll-back some device never finishes
     for action, status in ((plan.PAUSE, plan.PAUSED), (plan.RESUME, plan.RUNNING), (plan.ABORT, plan.COMPLETED),
                            (plan.ROLL_BACK, plan.ROLLOUT_ROLLED_BACK), ("explode", plan.RUNNING)):
         with pytest.raises(plan.RolloutRuleError):

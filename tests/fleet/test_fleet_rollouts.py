@@ -295,3 +295,22 @@ def test_nothing_sent_without_a_broker_is_sent_once_it_is_back(engine, fleet) ->
     tick(engine, recorder, T0 + timedelta(seconds=5))
     assert set(recorder.desired()) == {CANARY}
     assert next(t for t in rollout(engine, rid)["targets"] if t["device_id"] == CANARY)["sent"]
+
+
+def test_a_refused_order_fails_the_device_at_once_but_the_same_refusal_again_is_no_news(engine, fleet) -> None:
+    recorder = Recorder()
+    rid = create(engine, NEW, [CANARY])
+    tick(engine, recorder, T0)
+    status(engine, CANARY, "refused", OLD, T0, error="signature does not verify")  # names no order
+    tick(engine, recorder, T0)
+    view = rollout(engine, rid)
+    assert view["status"] == plan.HALTED
+    assert next(t for t in view["targets"] if t["device_id"] == CANARY)["reason"] == "signature does not verify"
+    with write_session(engine) as session:
+        service.act(session, CLI_USER, session.get(FirmwareRollout, rid), plan.ABORT, T0)
+    # The next rollout tells the canary again; the retained refusal delivered again (a fleet restart) is no
+    # verdict on the new order.
+    second = create(engine, CRASHING, [CANARY])
+    tick(engine, recorder, T0)
+    status(engine, CANARY, "refused", OLD, T0, error="signature does not verify")
+    assert states(engine, second)[CANARY] == plan.UPDATING
