@@ -400,3 +400,17 @@ def test_the_simulators_twin_takes_an_update_and_rolls_back_one_that_crashes_at_
             assert fleet.statuses(center.pad(3).device_id)[-1]["state"] == messages.FW_IDLE  # never ordered
         finally:
             loop.run(center.stop())
+
+
+def test_a_download_holds_a_chunk_on_the_heap_never_a_file_under_the_unix_port(tmp_path: Path) -> None:
+    """cases/test_case_ota.py measures the heap through a download of a 138 KB file; the WebAssembly port keeps
+    written files on its heap, so the unix port (files on disk, as a board's are on flash) is where it counts."""
+    cases = Path(__file__).with_name("cases")
+    code = (f"import sys; sys.path.insert(0, {str(cases)!r}); import case_support; "
+            f"case_support._root[0] = {str(tmp_path)!r}; import test_case_ota as T; "
+            "assert not T._files_live_on_the_heap(); T.test_a_download_holds_a_chunk_on_the_heap_never_a_file(); "
+            "print('MEASURED')")
+    result = subprocess.run([sys.executable, "-c", "import micropython_unix; micropython_unix.main()", "-c", code],
+                            cwd=tmp_path, env={**os.environ, "MICROPYPATH": f"{ROOT}:.frozen"}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "MEASURED" in result.stdout, result.stdout + result.stderr
