@@ -28,6 +28,7 @@ from fleet.devconfig.publisher import Publisher
 from fleet.models import Device
 from fleet.rollouts import plan, service
 from fleet.rollouts.models import FirmwareBundle, FirmwareRollout, RolloutDevice
+from fleet.web import audit_view
 from fleet.web.i18n import EN, Translator, add_messages, request_lang, translator
 from fleet.web.pages import render
 from protocol import messages
@@ -270,6 +271,26 @@ add_messages(EN, {
     "每批失败超过阈值即自动停止；试点设备先升级，再到其所在中心、乡镇、全县。":
         "A wave over its failure threshold halts the rollout by itself; canary devices first, then their centers, "
         "towns, the county.",
+})
+
+
+# The audit page names these actions and detail keys (fleet/web/audit_view.py shows unknown ones as stored).
+audit_view.ACTION_LABELS.update({
+    "rollout.create": "新建固件升级", "rollout.pause": "暂停固件升级", "rollout.resume": "继续固件升级",
+    "rollout.abort": "中止固件升级", "rollout.rollback": "回滚固件升级", "rollout.halted": "固件升级自动停止",
+    "rollout.completed": "固件升级完成", "rollout.rolled_back": "固件升级回滚完成", "firmware.bundle": "构建固件包",
+})
+audit_view.DETAIL_LABELS.update({
+    "scope": "升级范围", "canary": "试点设备", "failure_threshold_pct": "失败阈值（%）",
+    "max_in_flight": "同时升级台数", "device_timeout_s": "单台超时（秒）", "from": "原状态", "to": "新状态",
+    "digest": "SHA-256", "size": "大小（字节）",
+})
+add_messages(EN, {
+    "新建固件升级": "Start firmware rollout", "暂停固件升级": "Pause firmware rollout",
+    "继续固件升级": "Resume firmware rollout", "中止固件升级": "Abort firmware rollout",
+    "回滚固件升级": "Roll back firmware rollout", "固件升级自动停止": "Firmware rollout halted",
+    "固件升级完成": "Firmware rollout completed", "固件升级回滚完成": "Firmware rollout rolled back",
+    "原状态": "From", "新状态": "To", "大小（字节）": "Size (bytes)",
 })
 
 

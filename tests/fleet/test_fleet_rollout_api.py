@@ -229,6 +229,9 @@ def test_county_it_runs_rollouts_from_the_page(live, page) -> None:
     with Session(engine) as session:
         entries = session.exec(select(AuditEntry).where(AuditEntry.action == "rollout.abort")).all()
     assert [json.loads(e.detail)["from"] for e in entries] == [plan.HALTED]
+    page.goto(base + "/audit?lang=zh")
+    assert "中止固件升级" in page.locator("main").inner_text()
+    assert "固件升级自动停止" in page.locator("main").inner_text()
 
     # The device page tells the canary's firmware and its rollouts.
     page.goto(base + f"/devices/{CANARY}?lang=zh")
@@ -250,6 +253,11 @@ def test_every_message_of_the_rollout_pages_has_english() -> None:
     for labels in (plan.ROLLOUT_LABELS, plan.TARGET_LABELS, plan.WAVE_LABELS, plan.ACTION_LABELS):
         used |= set(labels.values())
     from fleet.rollouts.routes import TARGET_REASONS
+    from fleet.web.audit_view import ACTION_LABELS, DETAIL_LABELS
+
+    used |= {label for action, label in ACTION_LABELS.items() if action.startswith(("rollout.", "firmware."))}
+    used |= {DETAIL_LABELS[key] for key in ("scope", "canary", "failure_threshold_pct", "max_in_flight",
+                                            "device_timeout_s", "from", "to", "size")}
     used |= {message for _pattern, message in TARGET_REASONS} | {"{wave}失败 {failed} 台，超过允许的 {allowed} 台"}
     missing = sorted(text for text in used if re.search(r"[\u4e00-\u9fff]", text) and text not in CATALOGUES["en"])
     assert not missing
