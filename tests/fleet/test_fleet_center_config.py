@@ -16,6 +16,7 @@ from sqlmodel import Session
 from fleet import audit
 from fleet.app import create_app
 from fleet.auth.principal import CLI_USER
+from fleet.catalogue.models import QueueServiceName
 from fleet.catalogue.service import create_item, set_enablement, set_service_name
 from fleet.centerconfig import service
 from fleet.centerconfig.glyphs import missing_glyphs
@@ -43,12 +44,13 @@ def seed_center(session: Session, center: str = CENTER) -> None:
 
 
 def test_a_name_the_boards_cannot_show_is_refused_naming_its_characters(engine):
-    assert missing_glyphs("王芳") == "" and missing_glyphs("窗口负责人 负责") == "负责人"
+    # 喆 and 堃 are in no font of the boards (not even GB2312): names with them are real, and refused.
+    assert missing_glyphs("王芳") == "" and missing_glyphs("王喆 喆堃") == "喆堃"
     with write_session(engine) as session:
         seed_catalogue(session)
         with pytest.raises(service.ConfigRefused) as refused:
-            service.save_member(session, CLI_USER, CENTER, "1001", "负责人", "", [], [], NOW)
-    assert "负责人" in refused.value.errors["name"] and "字库" in refused.value.errors["name"]
+            service.save_member(session, CLI_USER, CENTER, "1001", "王喆", "", [], [], NOW)
+    assert "王喆" in refused.value.errors["name"] and "字库没有的字：喆" in refused.value.errors["name"]
 
 
 def test_windows_and_staff_are_checked_all_at_once(engine):
@@ -77,10 +79,13 @@ def test_versions_follow_the_tables_and_the_device_texts(engine):
         assert content["items"][0]["materials"][0]["name"] == "居民身份证"
         assert content["services"] == [{"prefix": "A", "name": "社保业务"}]
         assert content["profile"]["code"] == CENTER and "opening_hours" in content["profile"]
-        # An edit elsewhere (the item's queue service renamed) is a new version, unless the boards cannot show it.
-        set_service_name(session, CLI_USER, CENTER, "A", "不动产登记", now=NOW)
+        # An edit elsewhere (the item's queue service renamed) is a new version, unless the boards cannot show it
+        # (a name stored before the catalogue checked it, here written straight into its table).
+        stored = session.get(QueueServiceName, (CENTER, "A"))
+        stored.name = "堃业务"
+        session.add(stored)
         state = service.note_config(session, CENTER, NOW + timedelta(seconds=1))
-        assert state.version == 1 and "不动产登记" in state.problem and "登记" in state.problem
+        assert state.version == 1 and "堃业务" in state.problem and "字：堃" in state.problem
         set_service_name(session, CLI_USER, CENTER, "A", "社保服务", now=NOW)
         assert service.note_config(session, CENTER, NOW + timedelta(seconds=2)).version == 2
         # What the fleet publishes verifies with the edge's key for this center, and is a valid message.
@@ -137,8 +142,8 @@ def test_a_town_operator_cannot_see_or_edit_another_towns_staff(fleet_settings, 
         # A version was made with the edit (the app's job may have made the first one already) and is waiting for
         # the center's edge credentials: nothing to sign it with yet.
         assert answer.json()["version"] >= 1 and answer.json()["problem"].startswith("no edge credentials")
-        refused = client.put(f"/api/centers/{CENTER}/roster/1004", json={"name": "负责人"}, headers=own)
-        assert refused.status_code == 422 and "负责人" in refused.json()["detail"]["name"]
+        refused = client.put(f"/api/centers/{CENTER}/roster/1004", json={"name": "王喆"}, headers=own)
+        assert refused.status_code == 422 and "喆" in refused.json()["detail"]["name"]
         assert client.post(f"/api/centers/{CENTER}/center-config/rollback", json={"version": 1},
                            headers=other).status_code == 404
     with Session(engine) as session:
@@ -151,8 +156,8 @@ def test_a_device_text_the_boards_cannot_show_is_refused_naming_its_characters(e
     from fleet.devconfig import config as devconfig
 
     with write_session(engine) as session:
-        with pytest.raises(devconfig.ConfigError, match="含设备字库没有的字：来（"):
-            devconfig.set_scope_config(session, "county", "445202", "queue_display", {"idle_text": "欢迎来到示例镇"},
+        with pytest.raises(devconfig.ConfigError, match="含设备字库没有的字：堃（"):
+            devconfig.set_scope_config(session, "county", "445202", "queue_display", {"idle_text": "欢迎光临堃"},
                                        "admin", NOW)
         revision, _ = devconfig.set_scope_config(session, "county", "445202", "queue_display",
                                                  {"idle_text": "示例镇欢迎您"}, "admin", NOW)
@@ -183,9 +188,9 @@ def test_the_staffing_page_edits_a_title_shows_the_version_and_rolls_back(fleet_
 
         # A name the boards cannot show is refused, naming the characters.
         form.locator("input[name=staff_no]").fill("1004")
-        form.locator("input[name=name]").fill("负责人")
+        form.locator("input[name=name]").fill("王喆")
         page.click("#staff-submit")
-        assert "负责人" in page.locator("#staffing-error [data-field=name]").inner_text()
+        assert "喆" in page.locator("#staffing-error [data-field=name]").inner_text()
 
         page.goto(f"{fleet}/centers/{CENTER}/staffing")
         page.locator("#versions tr[data-version='1'] button.rollback").click()
