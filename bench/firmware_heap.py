@@ -30,7 +30,11 @@ def main() -> None:
         print(f"heap after boot skipped: {missing}")
         return
     font = ROOT / "firmware" / "lib" / "default_font.bin"
-    print(f"font on flash: {font.stat().st_size} bytes (default_font.bin; bench/firmware_render.py has its glyphs)")
+    board_font = ROOT / "firmware" / "fonts" / "board_font.bin"
+    glyphs = int.from_bytes(board_font.read_bytes()[4:6], "little")
+    print(f"fonts on flash: the board font (/font.bin, all of GB2312) {board_font.stat().st_size:,} bytes, "
+          f"{glyphs:,} glyphs, searched on flash (no heap); the fallback default_font.bin {font.stat().st_size:,} "
+          "bytes")
     for role in ("queue_display", "rating_pad"):
         figures = heap_after_boot.measure(role)
         print(f"heap after boot, {role}, MicroPython WebAssembly port (32-bit), modules loaded from .mpy:")

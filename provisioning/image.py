@@ -9,6 +9,9 @@ Layout on the board (firmware/README.md, "On the device"):
     /lib/firmware/lib/*.mpy        firmware/lib/*.py, and its data files (default_font.bin)
     /lib/firmware/drivers/*.mpy    firmware/drivers/*.py
     /lib/firmware/<role>/*.mpy     the role's package (but main.py)
+    /font.bin                      firmware/fonts/board_font.bin: all of GB2312 and the firmware's texts, read
+                                   before the small default font (firmware/lib/font.py); with --center-config
+                                   the same plus the center's own names (tools/make_font.py --board)
 
 On a board running the production image (firmware/image/: protocol/ and firmware/ frozen into flash,
 provisioning/supported_images.py) only what is not frozen goes on the board: /main.py, /board.json and
@@ -32,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware.fonts import BOARD_FONT as BOARD_FONT_PATH
 from provisioning.errors import ProvisionError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +134,8 @@ def _package_files(repo: Path, folder: str, skip: set[str] = frozenset()) -> lis
 
 
 DEFAULT_FONT = "firmware/lib/default_font.bin"
+# Every board gets it: a new staff name or service shows without a visit (tools/make_font.py, --board).
+BOARD_FONT = BOARD_FONT_PATH.relative_to(REPO).as_posix()
 
 
 def plan_sources(role: str, board: str | None, repo: Path = REPO,
@@ -140,8 +146,8 @@ def plan_sources(role: str, board: str | None, repo: Path = REPO,
     entries = [("/main.py", main, False)]
     if board is not None:
         entries.append(("/board.json", f"hardware/boards/{board}.json", False))
+    entries.append((FONT_PATH, BOARD_FONT, False))
     if frozen:
-        entries.append((FONT_PATH, DEFAULT_FONT, False))
         return entries
     entries.append(("/lib/firmware/__init__.mpy", "firmware/__init__.py", True))
     for folder in ("protocol", "firmware/lib", "firmware/drivers", f"firmware/{role}"):
@@ -177,19 +183,17 @@ def build_image(role: str, board: str | None, repo: Path = REPO, cache_dir: Path
 
 
 def with_center_font(image: Image, center_config: Path) -> Image:
-    """The image plus /font.bin: the glyphs of the firmware's texts and of this center's own names.
-
-    The default font covers the sample center only; a center whose services or staff have other
-    characters needs its own, or the displays draw boxes for them (tools/make_font.py).
+    """The image with its /font.bin made for this center: the board font (all of GB2312 and the firmware's texts)
+    plus the center's own names, for a name with a character beyond GB2312 (tools/make_font.py).
     """
     from tools import make_font
 
     try:
-        data, missing = make_font.make_font(make_font.default_texts(center_config))
+        data, missing = make_font.make_font(make_font.default_texts(center_config, board=True))
     except (make_font.FontBuildError, OSError, tomllib.TOMLDecodeError, ValueError) as exc:
         raise ProvisionError(f"--center-config {center_config}: cannot build the center's font: {exc}") from None
     if missing:
         raise ProvisionError(f"--center-config {center_config}: the font has no glyph for "
                              + " ".join(f"{chr(code)} (U+{code:04X})" for code in missing))
-    others = tuple(item for item in image.files if item.device_path != FONT_PATH)  # a frozen image's default font
+    others = tuple(item for item in image.files if item.device_path != FONT_PATH)  # the board font it replaces
     return Image(image.role, image.board, others + (ImageFile(FONT_PATH, str(center_config), data),))

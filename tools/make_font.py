@@ -19,6 +19,13 @@ top to bottom, leftmost pixel in the top bit: framebuf.MONO_HLSB as it is.
 
     python -m tools.make_font                       # firmware/lib/default_font.bin from the sample center
     python -m tools.make_font --center /etc/service-center/center.toml --out /tmp/font.bin --text 午休中
+    python -m tools.make_font --board               # firmware/fonts/board_font.bin: all of GB2312 as well
+
+The board font (--board) is what provisioning writes to every board as /font.bin: every character of GB2312
+(the 7,445 of the national standard: 6,763 hanzi and 682 symbols) besides the texts above, so a new staff
+member's name, a new service or a county-set idle text shows without a visit with a USB cable. The fleet
+refuses text with a character outside it (fleet/centerconfig/glyphs.py). About 270 KB on flash; the board
+reads it glyph by glyph and searches its index on flash (firmware/lib/font.py), so it costs no heap.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 UNIFONT_HEX = Path("/usr/share/unifont/unifont.hex")
 SAMPLE_CENTER = REPO / "edge_agent" / "sample-center.toml"
 DEFAULT_OUT = REPO / "firmware" / "lib" / "default_font.bin"
+BOARD_FONT = REPO / "firmware" / "fonts" / "board_font.bin"  # firmware.fonts.BOARD_FONT (not imported: a tool)
 
 MAGIC = b"SCF1"
 HEIGHT = 16
@@ -170,10 +178,25 @@ def make_font(texts: Iterable[str], unifont: Path = UNIFONT_HEX) -> tuple[bytes,
     return build_font(glyphs), missing
 
 
-def default_texts(center: Path | None = SAMPLE_CENTER, extra: Iterable[str] = ()) -> list[str]:
+def gb2312_characters() -> str:
+    """Every character GB2312 encodes (rows 0xA1-0xF7, cells 0xA1-0xFE), in the standard's order."""
+    found = []
+    for row in range(0xA1, 0xF8):
+        for cell in range(0xA1, 0xFF):
+            try:
+                found.append(bytes((row, cell)).decode("gb2312"))
+            except UnicodeDecodeError:
+                continue  # an unassigned cell
+    return "".join(found)
+
+
+def default_texts(center: Path | None = SAMPLE_CENTER, extra: Iterable[str] = (), board: bool = False) -> list[str]:
+    """The texts a font must cover: the firmware's, the center's (if any), `extra`, and with `board` all GB2312."""
     texts = source_texts()
     if center is not None:
         texts += center_texts(center)
+    if board:
+        texts.append(gb2312_characters())
     return texts + list(extra)
 
 
@@ -186,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the center's edge config (TOML) whose names go in (default: the sample center)")
     parser.add_argument("--text", action="append", default=[], help="more text to cover (repeatable)")
     parser.add_argument("--unifont", type=Path, default=UNIFONT_HEX, help="Unifont .hex file")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="font file to write")
+    parser.add_argument("--board", action="store_true",
+                        help="the board font: all of GB2312 as well (default --out firmware/fonts/board_font.bin)")
+    parser.add_argument("--out", type=Path, help="font file to write (default firmware/lib/default_font.bin)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = BOARD_FONT if args.board else DEFAULT_OUT
     try:
-        texts = default_texts(args.center, args.text)
+        texts = default_texts(args.center, args.text, board=args.board)
         data, missing = make_font(texts, args.unifont)
     except (FontBuildError, OSError, tomllib.TOMLDecodeError) as exc:
         print("make_font: %s" % exc, file=sys.stderr)

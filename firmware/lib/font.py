@@ -15,9 +15,11 @@ File layout (all integers little-endian):
     bitmaps            rows top to bottom, 1 or 2 bytes a row, bit 7 on the
                        left: exactly framebuf.MONO_HLSB
 
-Only the index is held in RAM (4 bytes a glyph); bitmaps are read from the
-file when a text is laid out, which happens when the text changes, never
-per frame. Lookups are a binary search over the index: no dict of glyphs.
+Nothing of the file is held in RAM: a lookup is a binary search over the
+index on flash (about 13 reads of 4 bytes for the ~7,500 glyphs of a GB2312
+font, whose index alone would take 30 KB of a board's ~100 KB heap), and a
+bitmap is read when a text is laid out, which happens when the text
+changes, never per frame. No dict of glyphs.
 """
 
 try:
@@ -77,11 +79,11 @@ class Font:
         self.height = header[6]
         if self.height != HEIGHT:
             raise FontError("glyph height %d not supported" % self.height)
-        self._index = stream.read(self.count * ENTRY_SIZE)
-        if len(self._index) != self.count * ENTRY_SIZE:
-            raise FontError("font file truncated in its index")
         self._data_start = HEADER_SIZE + self.count * ENTRY_SIZE
         self._stream = stream
+        self._probe = bytearray(ENTRY_SIZE)  # one index entry, read from the file at each step of a search
+        if self.count:
+            self._read_entry(self.count - 1)  # a file cut short in its index is refused now, not mid-text
         self._glyph = bytearray(32)
         self._glyph_narrow = memoryview(self._glyph)[:16]
         self._glyph_wide = memoryview(self._glyph)
@@ -90,19 +92,22 @@ class Font:
 
     # ------------------------------------------------------------ lookup
 
-    def _entry(self, i):
-        index = self._index
-        at = i * ENTRY_SIZE
-        return index[at] | (index[at + 1] << 8), index[at + 2] | (index[at + 3] << 8)
+    def _read_entry(self, i):
+        """Index entry i into self._probe (code point in bytes 0-1, ref in bytes 2-3)."""
+        self._stream.seek(HEADER_SIZE + i * ENTRY_SIZE)
+        if self._stream.readinto(self._probe) != ENTRY_SIZE:
+            raise FontError("font file truncated in its index")
+        return self._probe
 
     def _find(self, code):
-        """The ref of a code point, or -1. Binary search over the sorted index."""
+        """The ref of a code point, or -1. Binary search over the sorted index, on flash."""
         low, high = 0, self.count - 1
         while low <= high:
             mid = (low + high) >> 1
-            cp, ref = self._entry(mid)
+            entry = self._read_entry(mid)
+            cp = entry[0] | (entry[1] << 8)
             if cp == code:
-                return ref
+                return entry[2] | (entry[3] << 8)
             if cp < code:
                 low = mid + 1
             else:
@@ -114,7 +119,11 @@ class Font:
 
     def code_points(self):
         """Every code point in the font, ascending (for tools and tests)."""
-        return [self._entry(i)[0] for i in range(self.count)]
+        points = []
+        for i in range(self.count):
+            entry = self._read_entry(i)
+            points.append(entry[0] | (entry[1] << 8))
+        return points
 
     def _ref(self, code):
         ref = self._find(code)

