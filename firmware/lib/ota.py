@@ -107,7 +107,8 @@ class Updater:
         if isinstance(pending, dict):
             fields["staged"] = pending.get("version")
         failed = self.state.get("failed")
-        if self.phase == messages.FW_FAILED and isinstance(failed, dict):
+        if self.phase == messages.FW_FAILED and isinstance(failed, dict) and (
+                target is None or target["manifest_sha256"] == failed.get("sha")):
             fields["failed"] = failed.get("version")
             fields["failed_sha256"] = failed.get("sha")
             if target is None:
@@ -117,8 +118,8 @@ class Updater:
         error = self.error
         if error is None and self.phase == messages.FW_FAILED and isinstance(failed, dict):
             error = failed.get("reason")
-        if error and self.phase in (messages.FW_FAILED, messages.FW_REFUSED):
-            fields["error"] = error[:200]
+        if error and self.phase in (messages.FW_FAILED, messages.FW_REFUSED, messages.FW_DOWNLOADING):
+            fields["error"] = error[:200]  # downloading: why it waits (the edge has no such bundle yet, ...)
         return messages.make("firmware_status", **fields)
 
     # ------------------------------------------------------------------ orders
@@ -186,17 +187,21 @@ class Updater:
         return otaboot.SLOTS[1] if running == otaboot.SLOTS[0] else otaboot.SLOTS[0]
 
     def download_failed(self, exc, for_good):
-        """The download stopped: tried again later, or (`for_good`: the bundle is bad) failed for this order."""
+        """The download stopped. `for_good` (the bundle is bad, or the flash): this order failed. Otherwise (the
+        edge did not answer, has no such bundle yet) it is still downloading, tried again later, and says why."""
         self.error = str(exc)
+        self.note("firmware download stopped: %s" % exc)
         target = self.target
-        if for_good and target is not None:
+        if not for_good:
+            self.phase = messages.FW_DOWNLOADING
+            return
+        if target is not None:
             self.state["failed"] = {"version": target["version"], "sha": target["manifest_sha256"],
                                     "issued_at": target["issued_at"], "reason": str(exc)}
             self.state["last"] = messages.FW_FAILED
             self._save("failed")
             self.target = None
         self.phase = messages.FW_FAILED
-        self.note("firmware download stopped: %s" % exc)
 
     # ------------------------------------------------------------------ the trial
 

@@ -75,7 +75,7 @@ async def run_update(runtime):
             updater.download_failed(exc, False)
             runtime.publish_firmware_status()
             await asyncio.sleep(runtime.OTA_RETRY_S)  # the edge may get the bundle later: try again
-            updater.phase = messages.FW_DOWNLOADING
+            updater.error = None
         except (BundleError, OSError) as exc:  # a bad bundle, or a full or broken flash
             updater.download_failed(exc, True)
             flashfs.remove(flashfs.join(updater.ota_dir, DOWNLOAD_FILE))

@@ -116,6 +116,21 @@ def test_a_download_cut_anywhere_resumes_from_the_bytes_on_flash():
     assert rebooted.status()["state"] == messages.FW_STAGED
 
 
+def test_an_edge_without_the_bundle_is_asked_again_later_and_the_order_has_not_failed():
+    folder = scratch_dir("ota")
+    manifest, files = bundle()
+    up = updater(folder)
+    up.consider(order(manifest))
+    other, _ = bundle("9.9.9")
+    error = raises(ota_download.FetchError, run, up.download(Edge(other, files).fetch))
+    up.download_failed(error, False)
+    status = up.status()
+    assert status["state"] == messages.FW_DOWNLOADING and "no such bundle" in status["error"]
+    assert "failed" not in status and otaboot.read_state(folder + "/ota").get("failed") is None
+    run(up.download(Edge(manifest, files).fetch))  # the edge has it now
+    assert up.status()["state"] == messages.FW_STAGED and "error" not in up.status()
+
+
 def test_a_file_not_matching_the_manifest_fails_the_order_and_it_is_not_tried_again():
     folder = scratch_dir("ota")
     manifest, files = bundle()
