@@ -1,7 +1,8 @@
 """A center's windows and staff roster, and its configuration's delivery: the JSON API and the page.
 
-API (tag center-config): GET /api/centers/{code}/center-config (status applied/pending/rejected, windows, roster,
-versions), PUT/DELETE /api/centers/{code}/windows/{number}, PUT/DELETE /api/centers/{code}/roster/{staff_no},
+API (tag center-config): GET /api/center-config (every center's status within scope),
+GET /api/centers/{code}/center-config (status applied/pending/rejected, windows, roster, versions),
+PUT/DELETE /api/centers/{code}/windows/{number}, PUT/DELETE /api/centers/{code}/roster/{staff_no},
 POST /api/centers/{code}/center-config/rollback. Page: /centers/{code}/staffing (窗口与人员), with forms.
 
 Every route keeps to the user's scope: a center outside it is 404, a read-only user may look but not change.
@@ -71,6 +72,12 @@ def _deliver(request: Request, session: Session, code: str, now: datetime, by: s
 
 def _refused(exc: service.ConfigRefused) -> HTTPException:
     return HTTPException(status_code=422, detail=exc.errors)
+
+
+@api.get("/center-config")
+def list_center_configs(user: CurrentUserDep, session: SessionDep) -> list[dict[str, Any]]:
+    """Per center run from the county (within the user's scope): applied / pending / rejected / none, versions."""
+    return service.statuses(session, user)
 
 
 @api.get("/centers/{code}/center-config")

@@ -440,6 +440,18 @@ def rollback(session: Session, user: CurrentUser | None, code: str, version: int
     return made
 
 
+def statuses(session: Session, user: CurrentUser) -> list[dict[str, Any]]:
+    """Every center run from the county within the user's scope: its status, latest version and the one in force."""
+    codes = [code for code in managed_centers(session) if user.can_see(code)]
+    states = {row.center_code: row for row in session.exec(select(CenterConfigState).where(
+        user.scope_clause(CenterConfigState.center_code))).all()}
+    return [{"center_code": code, "status": status_of(states.get(code)),
+             "version": states[code].version if code in states else 0,
+             "in_force": states[code].in_force if code in states else None,
+             "reported_error": states[code].reported_error if code in states else None,
+             "problem": states[code].problem if code in states else None} for code in codes]
+
+
 def config_view(session: Session, code: str, limit: int = 20) -> dict[str, Any]:
     """What the page and the API show: status, windows, roster (no PIN hash, no photo bytes), versions."""
     state = session.get(CenterConfigState, code)

@@ -146,6 +146,9 @@ def test_a_town_operator_cannot_see_or_edit_another_towns_staff(fleet_settings, 
         assert refused.status_code == 422 and "喆" in refused.json()["detail"]["name"]
         assert client.post(f"/api/centers/{CENTER}/center-config/rollback", json={"version": 1},
                            headers=other).status_code == 404
+        assert [row["center_code"] for row in client.get("/api/center-config", headers=own).json()] == [CENTER]
+        assert client.get("/api/center-config", headers=other).json() == []  # not another town's
+        assert client.get("/api/center-config", headers=reader).json()[0]["status"] == service.PENDING
     with Session(engine) as session:
         entries = [e for e in audit.visible_entries(session, CLI_USER) if e.action == "center.staff"]
     assert entries[0].username == "town-a" and entries[0].center_code == CENTER
