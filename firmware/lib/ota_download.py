@@ -22,6 +22,7 @@ from protocol.errors import ProtocolError
 
 DOWNLOAD_FILE = "download.json"
 MANIFEST_SUFFIX = ".manifest.json"
+PROGRESS_STEPS = 5  # firmware_status goes out about every fifth of the bundle while it downloads
 STAGED_STATUS_TIMEOUT_S = 5  # the staged status is PUBACKed before the reset, unless the link is gone
 _BUFFER = bytearray(512)  # hashing the bytes of a resumed file
 
@@ -69,7 +70,8 @@ async def run_update(runtime):
     updater = runtime.updater
     while True:
         try:
-            await download(updater, lambda sha, path, offset, length: fetch(runtime, sha, path, offset, length))
+            await download(updater, lambda sha, path, offset, length: fetch(runtime, sha, path, offset, length),
+                           runtime.publish_firmware_status)
             break
         except FetchError as exc:
             updater.download_failed(exc, False)
@@ -124,10 +126,11 @@ async def fetch(runtime, sha, path, offset, length):
     raise FetchError("the edge did not answer %d fetches in a row" % updater.FETCH_ATTEMPTS)
 
 
-async def download(updater, fetch):
+async def download(updater, fetch, progress=None):
     """Fetch, verify and stage updater.target. `fetch(sha, path, offset, length)` is a coroutine returning
     (bytes, size of the whole file) or raising FetchError. Raises FetchError (try again later) or
-    BundleError (the bundle is bad: failed); on success the set is `pending` (staged)."""
+    BundleError (the bundle is bad: failed); on success the set is `pending` (staged). `progress()` is called
+    after every fifth or so of the bytes (the runtime publishes firmware_status with done_bytes)."""
     target = updater.target
     sha = target["manifest_sha256"]
     slot = updater.staging_slot()
@@ -154,8 +157,12 @@ async def download(updater, fetch):
     manifest = await _manifest(updater, fetch, sha, folder + MANIFEST_SUFFIX)
     updater.total_bytes = firmware.total_bytes(manifest)
     updater.done_bytes = 0
+    told = 0
     for entry in manifest["files"]:
         await _file(updater, fetch, sha, folder, entry)
+        if progress is not None and updater.done_bytes - told >= updater.total_bytes // PROGRESS_STEPS:
+            told = updater.done_bytes
+            progress()  # firmware_status with done_bytes: the fleet sees the download move
     ota.step("pending")
     updater.state["pending"] = {"slot": slot, "version": manifest["version"], "sha": sha,
                              "issued_at": target["issued_at"]}

@@ -265,6 +265,8 @@ def test_an_interrupted_download_resumes_and_the_new_firmware_is_kept_once_healt
             before_cut.add(entry["path"])
         assert before_cut and not before_cut & {r["path"] for r in resumed}
         # Statuses the fleet saw, in order: downloading, staged, trying, confirmed.
+        moving = [s for s in fleet.statuses() if s["state"] == messages.FW_DOWNLOADING and s.get("done_bytes")]
+        assert moving and all(0 < s["done_bytes"] <= s["total_bytes"] for s in moving)  # progress reached the county
         seen = [s["state"] for s in fleet.statuses()]
         for state_name in (messages.FW_STAGED, messages.FW_TRYING, messages.FW_CONFIRMED):
             assert state_name in seen, seen
