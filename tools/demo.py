@@ -308,7 +308,10 @@ class Demo:
         self._start_program("devices", [
             "-m", "firmware.sim", "--center", CENTER_CODE, "--broker", center_url, "--windows", str(WINDOWS),
             "--state-dir", str(self.run_dir / "devices"), "--http-port", str(self.ports["devices"]),
-            "--health-interval", "10", "--credentials", str(credentials)])
+            "--health-interval", "10", "--credentials", str(credentials),
+            # DEMO_OTA_TRIAL_S: how long an updated device must stay healthy before it keeps the new firmware
+            # (a board's 30 s by default; tests shorten it).
+            *(["--trial-healthy", os.environ["DEMO_OTA_TRIAL_S"]] if os.environ.get("DEMO_OTA_TRIAL_S") else [])])
         self.set_staff_pins()
         self._wait_http("devices", self.url("devices", "/state.json"))
 

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="do not print the devices' log lines")
     parser.add_argument("--credentials", type=Path, default=None,
                         help="JSON file: device id -> the fleet's registration answer (broker account, device key)")
+    parser.add_argument("--trial-healthy", type=float, default=None,
+                        help="seconds an updated firmware must stay healthy before it is kept (default: a board's)")
     return parser
 
 
@@ -69,7 +71,7 @@ async def serve(args: argparse.Namespace) -> None:
     center = SimulatedCenter(args.center, host, port, args.windows, args.state_dir,
                              health_interval_s=args.health_interval, keepalive_s=args.keepalive,
                              username=username, password=password, log=None if args.quiet else print,
-                             credentials=credentials)
+                             credentials=credentials, trial_healthy_s=args.trial_healthy)
     server = ControlServer(center, args.http_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
