@@ -45,17 +45,20 @@ def oe_pin(config_path=CONFIG_PATH, board_paths=None):
     name = config.get("board") if isinstance(config, dict) else None
     if not isinstance(name, str) or not name or "/" in name or ".." in name:
         name = FALLBACK_BOARD
-    if board_paths is None:
-        board_paths = (DEVICE_BOARD_PATH, _boards_dir() + "/" + name + ".json")
-    for path in board_paths:
-        board = _read_json(path)
-        if not isinstance(board, dict) or board.get("name") != name:
-            continue
-        try:
-            pin = board["roles"][ROLE]["display"]["pins"]["oe"]
-        except (KeyError, TypeError):
-            return None
-        return pin if isinstance(pin, int) and not isinstance(pin, bool) else None
+    # A board not found is replaced by the role's default one, as main.py's boards.load_for_role does.
+    for wanted in (name, FALLBACK_BOARD) if name != FALLBACK_BOARD else (name,):
+        paths = board_paths
+        if paths is None:
+            paths = (DEVICE_BOARD_PATH, _boards_dir() + "/" + wanted + ".json")
+        for path in paths:
+            board = _read_json(path)
+            if not isinstance(board, dict) or board.get("name") != wanted:
+                continue
+            try:
+                pin = board["roles"][ROLE]["display"]["pins"]["oe"]
+            except (KeyError, TypeError):
+                return None
+            return pin if isinstance(pin, int) and not isinstance(pin, bool) else None
     return None
 
 

@@ -119,3 +119,29 @@ def test_the_board_check_refuses_what_a_max7219_chain_cannot_show_without_flicke
            "more than 20 ms: scrolling would tear; raise it" in problems, problems
     problems = boards.validate(display_board(spi={"sck": 18, "mosi": 23, "baudrate": 20000000}))
     assert [p for p in problems if "the MAX7219's limit" in p], problems
+
+
+def test_the_oe_pin_held_at_boot_is_the_boards_and_a_board_not_found_is_the_default_ones():
+    import json
+
+    from case_support import scratch_dir, write
+
+    from firmware.drivers import panel_off
+
+    folder = scratch_dir("panel-off")
+    paths = []
+    for name, role, display in (
+            ("esp32-devkitc-max7219", "queue_display", {"type": "max7219", "pins": {"cs": 4, "oe": 22}}),
+            ("esp32-ethernet-kit-max7219", "queue_display", {"type": "max7219", "pins": {"cs": 4, "oe": 32}}),
+            ("esp32-devkitc-ssd1306", "queue_display", {"type": "ssd1306", "i2c": {"scl": 22, "sda": 21}})):
+        path = folder + "/" + name + ".json"
+        write(path, json.dumps({"name": name, "roles": {role: {"display": display}}}))
+        paths.append(path)
+    config = folder + "/config.json"
+    write(config, '{"board": "esp32-ethernet-kit-max7219"}')
+    assert panel_off.oe_pin(config, paths) == 32
+    write(config, '{"board": "esp32-devkitc-hub12"}')  # provisioned before the panel changed: the default board
+    assert panel_off.oe_pin(config, paths) == 22
+    write(config, '{"board": "esp32-devkitc-ssd1306"}')  # an OLED: no OE to hold
+    assert panel_off.oe_pin(config, paths) is None
+    assert panel_off.oe_pin(folder + "/missing.json", paths) == 22
