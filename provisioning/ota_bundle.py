@@ -27,12 +27,11 @@ from pathlib import Path
 from protocol import firmware, messages, signing
 from protocol.errors import ProtocolError
 from provisioning.errors import ProvisionError
-from provisioning.image import CACHE_DIR, REPO, _mpy_cross, _mpy_cross_version, _package_files, compile_source
+from provisioning.image import CACHE_DIR, REPO, _mpy_cross, _mpy_cross_version, compile_source, plan_sources
 
-BUNDLE_FOLDERS = ("protocol", "firmware/lib", "firmware/drivers",
-                  *(f"firmware/{role}" for role in messages.DEVICE_ROLES))
 # Role main.py files stay source (MicroPython runs main.py as source); imported from a slot, .py works as well.
 SOURCE_ONLY = {f"firmware/{role}/main.py" for role in messages.DEVICE_ROLES}
+LIB = "/lib/"  # where provisioning puts the application on a board; in a bundle it sits under the slot instead
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,14 @@ class Bundle:
 
 
 def bundle_sources(repo: Path = REPO) -> list[str]:
-    """Paths (relative to `repo`) of the files a bundle holds, sorted."""
-    sources = ["firmware/__init__.py"]
-    for folder in BUNDLE_FOLDERS:
-        sources += _package_files(repo, folder)
+    """Paths (relative to `repo`) of the files a bundle holds, sorted: what provisioning copies under /lib for
+    either role (provisioning/image.py decides, so a new package goes into both alike), and each role's main.py,
+    which a slot holds as a module (the board's /main.py, its boot, is never replaced over the air)."""
+    sources = set(SOURCE_ONLY)
+    for role in messages.DEVICE_ROLES:
+        for device_path, source, _ in plan_sources(role, None, repo):
+            if device_path.startswith(LIB):
+                sources.add(source)
     return sorted(sources)
 
 
