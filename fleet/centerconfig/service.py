@@ -321,7 +321,10 @@ def note_config(session: Session, code: str, now: datetime, by: str = "system",
         session.add(state)
         return state
     latest = _latest(session, code)
-    if latest is not None and latest.source_digest == digest:
+    # An edge running a version above the fleet's latest means the fleet's counter went back (its database
+    # restored): the edge refuses anything older, so the same content goes out again numbered above it.
+    behind = state.in_force is not None and state.in_force > state.version
+    if latest is not None and latest.source_digest == digest and not behind:
         return state
     problems = device_text_problems(content)
     if problems:

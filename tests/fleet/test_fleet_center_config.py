@@ -200,3 +200,14 @@ def test_the_staffing_page_edits_a_title_shows_the_version_and_rolls_back(fleet_
         page.wait_for_url(f"{fleet}/centers/{CENTER}/staffing")
         assert int(page.locator("#versions tbody tr").first.get_attribute("data-version")) == int(newest) + 1
         assert page.locator("#roster tr[data-staff='1003'] .title").inner_text() == "社保专员"
+
+
+def test_a_fleet_whose_counter_went_back_numbers_its_next_version_above_the_edges(engine):
+    with write_session(engine) as session:
+        seed_center(session)
+        assert service.note_config(session, CENTER, NOW).version == 1
+        # The fleet's database was restored from a backup: its edge runs v7 and refuses v1 as older.
+        refused = {"v": 1, "version": 1, "status": "rejected", "in_force": 7, "error": "v1 is older than v7 in force"}
+        assert service.record_reported(session, CENTER, refused, NOW) == service.REJECTED
+        assert service.note_config(session, CENTER, NOW).version == 8  # the same content, numbered above v7
+        assert service.note_config(session, CENTER, NOW).version == 8
