@@ -17,8 +17,39 @@ import signal
 import sys
 from pathlib import Path
 
-from edge_agent.agent import run_agent
-from edge_agent.config import ConfigError, load_config
+from edge_agent.agent import EdgeAgent
+from edge_agent.config import CenterConfig, ConfigError, load_config
+
+log = logging.getLogger("edge_agent.agent")  # the name these lines always had
+
+
+async def run_agent(config: CenterConfig, stop: asyncio.Event) -> None:
+    """The agent and its web server until `stop` is set. Here, above both: the web app uses the agent
+    (edge_agent.web.app imports edge_agent.agent), so the agent cannot start the web app itself."""
+    # Imported here so that the quick subcommands (hash-password, business-token) load no web server.
+    import uvicorn
+
+    from edge_agent.web.app import create_app
+
+    agent = EdgeAgent(config)
+    await agent.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(agent), host=config.http_host, port=config.http_port,
+                                           log_level="warning", lifespan="off"))
+    server.install_signal_handlers = lambda: None  # we own the signals
+    web = asyncio.create_task(server.serve(), name="web")
+    log.info("edge agent for %s (%s) serving http://%s:%d/", config.name, config.code, config.http_host,
+             config.http_port)
+    stopping = asyncio.create_task(stop.wait(), name="stop_requested")
+    try:
+        await asyncio.wait({stopping, web}, return_when=asyncio.FIRST_COMPLETED)
+        if not stopping.done():
+            # No kiosk, no caller: better to exit and be restarted (systemd, the demo) than to run on unseen.
+            raise RuntimeError("the web server stopped unexpectedly")
+    finally:
+        stopping.cancel()
+        server.should_exit = True
+        await asyncio.gather(web, return_exceptions=True)
+        await agent.stop()
 
 
 def hash_password() -> int:

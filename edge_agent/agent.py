@@ -367,29 +367,3 @@ class EdgeAgent:
         return {"number": issued.ticket.number, "service": issued.ticket.service, "service_name": issued.service_name,
                 "people_ahead": issued.people_ahead, "wait_text": issued.wait_text, "note": note,
                 "green": issued.ticket.priority == GREEN, "printed": printed, "repeated": issued.repeated}
-
-
-async def run_agent(config: CenterConfig, stop: asyncio.Event) -> None:
-    import uvicorn
-
-    from edge_agent.web.app import create_app
-
-    agent = EdgeAgent(config)
-    await agent.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(agent), host=config.http_host, port=config.http_port,
-                                           log_level="warning", lifespan="off"))
-    server.install_signal_handlers = lambda: None  # we own the signals
-    web = asyncio.create_task(server.serve(), name="web")
-    log.info("edge agent for %s (%s) serving http://%s:%d/", config.name, config.code, config.http_host,
-             config.http_port)
-    stopping = asyncio.create_task(stop.wait(), name="stop_requested")
-    try:
-        await asyncio.wait({stopping, web}, return_when=asyncio.FIRST_COMPLETED)
-        if not stopping.done():
-            # No kiosk, no caller: better to exit and be restarted (systemd, the demo) than to run on unseen.
-            raise RuntimeError("the web server stopped unexpectedly")
-    finally:
-        stopping.cancel()
-        server.should_exit = True
-        await asyncio.gather(web, return_exceptions=True)
-        await agent.stop()

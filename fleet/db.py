@@ -11,17 +11,24 @@ timeout does not help then; taking the write lock up front makes writers queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, col, create_engine
+from sqlmodel import SQLModel, create_engine
+
+# Sessions and the IN helper live below every table module (which use them); this module creates the
+# tables of all of them, so it sits above them.
+from fleet.sessions import (  # noqa: F401  (their long-standing import path)
+    BEGIN_OPTION,
+    LONG_IN_LIST,
+    among,
+    read_session,
+    write_session,
+)
 
 BUSY_TIMEOUT_MS = 10_000
-_BEGIN_OPTION = "fleet_sqlite_begin"
 
 
 def create_db_engine(database_url: str, echo: bool = False) -> Engine:
@@ -51,7 +58,7 @@ def create_db_engine(database_url: str, echo: bool = False) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
@@ -77,32 +84,3 @@ def init_db(engine: Engine) -> None:
     from fleet.rollouts import models as rollout_models  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
-
-
-def read_session(engine: Engine) -> Session:
-    return Session(engine)
-
-
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction holds SQLite's write lock from its first statement.
-
-    Commits on success, rolls back on error; objects stay readable after the commit.
-    """
-    with Session(engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}), expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-
-LONG_IN_LIST = 500  # more values than this: one scan of the table beats a huge IN (SQLite allows 32,766)
-
-
-def among(column: Any, values: Iterable[Any]) -> list[Any]:
-    """WHERE clauses keeping rows whose `column` is in `values`: `[column IN values]`, or none at all when
-    the list is long (SQLite refuses more than 32,766 parameters); the caller then filters in Python."""
-    values = list(values)
-    return [] if len(values) > LONG_IN_LIST else [col(column).in_(values)]

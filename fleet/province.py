@@ -28,8 +28,8 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from fleet.db import write_session
 from fleet.models import RatingEvent, UTCDateTime, utcnow
+from fleet.sessions import write_session
 from fleet.settings import Settings
 from protocol.messages import BAD_SCORES, RATING_LABELS, RATING_REASON_LABELS
 

@@ -20,8 +20,8 @@ from typing import Any
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from fleet.auth.principal import CurrentUser
-from fleet.db import among
 from fleet.models import RatingEvent, TicketEvent, UTCDateTime, utcnow
+from fleet.sessions import among
 from protocol.identity import county_code, town_code
 from protocol.messages import BAD_SCORES, RATING_LABELS, TICKET_CALLED, TICKET_RECALLED, UNRATED
 

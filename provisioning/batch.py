@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from provisioning import commands
+from provisioning.cli import build_parser
 from provisioning.errors import ProvisionError
 from provisioning.records import DEFAULT_RECORDS, read_records
 
@@ -123,8 +124,6 @@ def _check_shared_options(options: list[str]) -> list[str]:
 
 def do_batch(args: argparse.Namespace, out: TextIO) -> int:
     """Provision every board of the file in turn; the summary table at the end; 1 if any failed."""
-    from provisioning.main import build_parser  # main imports this module: the parser is built at run time
-
     rows = read_rows(Path(args.file))
     options = _check_shared_options(list(args.options))
     parser = build_parser()

@@ -10,11 +10,17 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 
 def open_alert_counts(session: Session) -> dict[str, int]:
-    """Active alerts per center code (fleet.overview shows them)."""
-    from fleet.alerts.routes import open_alert_counts as counts
+    """Active (open + acknowledged) alerts per center code (fleet.overview shows them).
 
-    return counts(session)
+    Read from the alerts table here, not from routes.py: the routes use the pages, which use the overview.
+    """
+    from fleet.alerts.models import ACTIVE_STATES, Alert
+
+    counts: dict[str, int] = {}
+    for code in session.exec(select(Alert.center_code).where(col(Alert.state).in_(ACTIVE_STATES))).all():
+        counts[code] = counts.get(code, 0) + 1
+    return counts

@@ -161,11 +161,3 @@ def alerts_ack_form(alert_id: RowId, user: WriterDep, session: WriteSessionDep, 
     _ack(session, alert_id, user, now)
     return RedirectResponse(f"/alerts?state={back if back in ('active', 'all', *STATES) else 'active'}",
                             status_code=303)
-
-
-def open_alert_counts(session: Session) -> dict[str, int]:
-    """Active (open + acknowledged) alerts per center code, for the overview."""
-    counts: dict[str, int] = {}
-    for code in session.exec(select(Alert.center_code).where(col(Alert.state).in_(ACTIVE_STATES))).all():
-        counts[code] = counts.get(code, 0) + 1
-    return counts
