@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_testkit import add_user, log_in
+from fleet_testkit import ADMIN, add_user, log_in
 from live_fleet import serve
 from sqlmodel import Session, select
 from test_fleet_rollouts import CANARY, CRASHING, DEVICES, NEW, OLD, T0, Built, Recorder, birth, status
@@ -24,6 +24,7 @@ from fleet.devconfig.keys import set_key
 from fleet.registration.service import issue_edge_credentials
 from fleet.rollouts import plan, service
 from fleet.rollouts.routes import rollout_job
+from protocol import messages
 
 FAR_TOWN = DEVICES[3][1][:9]
 
@@ -145,8 +146,16 @@ def test_api_scope_roles_and_refusals(app) -> None:
         assert client.post(f"/api/rollouts/{county['id']}/explode", headers=admin).status_code == 422
         assert client.get("/api/rollouts/99999", headers=admin).status_code == 404
         assert client.get("/api/devices/dev-000000000000/firmware", headers=admin).status_code == 404
-        # A bundle is built by county administrators only.
+        # A bundle is built by county administrators only, of the fleet's own firmware tree, a label used once.
         assert client.post("/api/firmware/bundles", headers=town, json={"version": "1.0.0"}).status_code == 403
+        built = client.post("/api/firmware/bundles", headers=admin, json={"version": "1.0.0"})
+        assert built.status_code == 200, built.text
+        assert built.json()["roles"] == list(messages.DEVICE_ROLES) and built.json()["created_by"] == ADMIN
+        # The same tree at the same moment is the same bundle (kept once); a label of another bundle is 409.
+        again = client.post("/api/firmware/bundles", headers=admin, json={"version": "1.0.0"})
+        assert again.status_code == 200 and again.json()["digest"] == built.json()["digest"]
+        assert client.post("/api/firmware/bundles", headers=admin, json={"version": "../x"}).status_code == 422
+        assert client.post("/api/firmware/bundles", headers=admin, json={"version": NEW}).status_code == 409
 
 
 @pytest.fixture
