@@ -1,6 +1,6 @@
 """Issue 15's done-when: a rollout to a center's six boards runs from the fleet's page, canary first, then the
 rest; a second rollout, of a bundle that crashes at boot, halts after the canary and the canary runs the old
-version again.
+version again; county IT then aborts it and rolls the first one back from the page.
 
 Everything real but the hardware: two Mosquitto brokers (county, center), the fleet app (uvicorn, its ingest
 and rollout job on the county broker), the edge agent program (bundle cache, relays), and six boards (a queue
@@ -118,6 +118,8 @@ def county(tmp_path: Path, county_broker, center_broker, fleet_database_url):
                                           app.state.clock()).edge_key_hex
         # The bundles (as source: the unix port's bytecode version may differ from the boards' mpy-cross).
         service.store_bundle(session, build_bundle(NEW, compiled=False), "county-it", app.state.clock())
+        # The factory version as a bundle too: what a roll back from the fleet sends the boards back to.
+        service.store_bundle(session, build_bundle(FACTORY_VERSION, compiled=False), "county-it", app.state.clock())
         broken = crashing_bundle(tmp_path)
         service.store_bundle(session, broken, "county-it", app.state.clock())
     config = write_edge_config(tmp_path / "edge", center_broker.port, county_broker.port, free_port())
@@ -216,3 +218,12 @@ def test_a_rollout_from_the_page_goes_canary_first_and_a_crashing_bundle_halts_a
     expect(canary_row.locator(".state")).to_have_text("失败", timeout=PAGE_WAIT_MS)
     expect(canary_row.locator(".running")).to_have_text(NEW, timeout=PAGE_WAIT_MS)
     expect(canary_row.locator(".failed")).to_have_text(broken, timeout=PAGE_WAIT_MS)
+
+    # County IT aborts the halted rollout and rolls the first one back: every board runs the factory version.
+    page.locator("#rollout-actions button[data-action='abort']").click()
+    expect(page.locator("#rollout-status strong")).to_have_text("已中止", timeout=PAGE_WAIT_MS)
+    page.goto(f"{base}/rollouts/{first}")
+    page.locator("#rollout-actions button[data-action='rollback']").click()
+    expect(page.locator("#rollout-status strong")).to_have_text("已回滚", timeout=PAGE_WAIT_MS)
+    expect(page.locator("#rollout-counts [data-count='rolled_back'] .value")).to_have_text("6", timeout=PAGE_WAIT_MS)
+    wait_until(lambda: devices_running(app, FACTORY_VERSION) == everyone, 60, "the six boards back on 0.1.0")

@@ -219,6 +219,14 @@ def act(session: Session, user: CurrentUser, rollout: FirmwareRollout, action: s
         plan.check_action(action, rollout.status)
     except plan.RolloutRuleError as exc:
         raise RolloutError(str(exc)) from exc
+    if action == plan.ROLL_BACK:
+        # Sending a device back while another active rollout holds it would leave that one planning from a
+        # version the device no longer runs: that one is aborted (or finished) first.
+        mine = [t.device_id for t in targets_of(session, rollout.id or 0)]
+        busy = {device: other for device, other in busy_devices(session, mine).items() if other != rollout.id}
+        if busy:
+            named = ", ".join(f"{device_id} (#{other})" for device_id, other in sorted(busy.items())[:5])
+            raise RolloutError(f"{len(busy)} devices are in another active rollout: {named}")
     before = rollout.status
     rollout.status = {plan.PAUSE: plan.PAUSED, plan.RESUME: plan.RUNNING, plan.ABORT: plan.ABORTED,
                       plan.ROLL_BACK: plan.ROLLOUT_ROLLING_BACK}[action]

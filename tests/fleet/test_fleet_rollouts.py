@@ -314,3 +314,22 @@ def test_a_refused_order_fails_the_device_at_once_but_the_same_refusal_again_is_
     tick(engine, recorder, T0)
     status(engine, CANARY, "refused", OLD, T0, error="signature does not verify")
     assert states(engine, second)[CANARY] == plan.UPDATING
+
+
+def test_a_roll_back_waits_for_another_active_rollout_of_its_devices(engine, fleet) -> None:
+    recorder = Recorder()
+    first = create(engine, NEW, [CANARY], prefix=CENTER)
+    tick(engine, recorder, T0)
+    for device in (CANARY, DEVICES[1][0]):
+        status(engine, device, "confirmed", NEW, T0, target=NEW)
+        tick(engine, recorder, T0)
+    assert rollout(engine, first)["status"] == plan.COMPLETED
+    second = create(engine, CRASHING, [CANARY], prefix=CENTER)
+    with write_session(engine) as session:
+        with pytest.raises(service.RolloutError, match=f"another active rollout: {CANARY} \\(#{second}\\)"):
+            service.act(session, CLI_USER, session.get(FirmwareRollout, first), plan.ROLL_BACK, T0)
+    with write_session(engine) as session:
+        service.act(session, CLI_USER, session.get(FirmwareRollout, second), plan.ABORT, T0)
+    with write_session(engine) as session:
+        service.act(session, CLI_USER, session.get(FirmwareRollout, first), plan.ROLL_BACK, T0)
+    assert rollout(engine, first)["status"] == plan.ROLLOUT_ROLLING_BACK
