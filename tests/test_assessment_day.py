@@ -56,7 +56,8 @@ PHONE = "13987654321"
 BEIJING = ZoneInfo("Asia/Shanghai")
 DAY = "2026-12-01"  # a Tuesday, a working day; the fleet's default hours 08:30-12:00,14:00-17:30
 OTHER_CENTER = "445202102001"  # a center of another town of the county
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's libfaketime (a test dependency, tools/install-system-deps.sh), under the machine's multiarch directory.
+LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
 
 
 def moment(clock: str) -> datetime:
@@ -154,8 +155,20 @@ def download_xlsx(page, target: Path) -> list[tuple]:
     return list(openpyxl.load_workbook(target).active.iter_rows(values_only=True))
 
 
+def empty_window_alert(fleet_api: httpx.Client, window: int, opened_after: str) -> dict | None:
+    """The 空岗 alert of this center's window opened after that moment of the day, in any state."""
+    for alert in fleet_api.get("/api/alerts?state=all").json():
+        if (alert["rule"], alert["center_code"], alert["window"]) == ("empty_window", CENTER_CODE, window) \
+                and datetime.fromisoformat(alert["opened_at"]).replace(tzinfo=UTC) >= moment(opened_after):
+            return alert
+    return None
+
+
 @pytest.mark.sqlite_only(reason="greps the fleet's SQLite file for the phone number")
+@pytest.mark.skipif("FAKETIME" in os.environ, reason="drives the programs' clock itself; make test-clock's "
+                                                     "FAKETIME would override its offset file")
 def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, page):
+    assert LIBFAKETIME is not None, "libfaketime is missing: run tools/install-system-deps.sh"
     county_broker, center_broker = broker_factory("county"), broker_factory("center")
     clock = DrivenClock(tmp_path / "faketime.rc")
     clock.set("08:27:00")
@@ -166,6 +179,7 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
     box = KeyBox.from_settings(Settings(data_dir=tmp_path / "fleet", device_key_secret=SECRET))
     with Session(engine) as session:
         issued = service.issue_edge_credentials(session, box, CLI_USER, CENTER_CODE, datetime.now(UTC))
+        service.issue_edge_credentials(session, box, CLI_USER, OTHER_CENTER, datetime.now(UTC))  # its events acked
         session.commit()
     engine.dispose()
     ensure_user(fleet_url, "county", "county_admin", PASSWORD)
@@ -177,7 +191,8 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
     fleet = Program(
         ["-m", "fleet", "--database-url", fleet_url, "--broker", f"mqtt://127.0.0.1:{county_broker.port}",
          "--port", str(fleet_port), "--log-level", "debug"], tmp_path / "fleet.log", f"{fleet_base}/healthz",
-        env={**clock.env(), "FLEET_DEVICE_KEY_SECRET": SECRET, "FLEET_SESSION_COOKIE_SECURE": "0"}).start()
+        env={**clock.env(), "FLEET_DEVICE_KEY_SECRET": SECRET, "FLEET_SESSION_COOKIE_SECURE": "0",
+             "FLEET_ALERT_SWEEP_INTERVAL_S": "0.5"}).start()
     config = write_edge_config(tmp_path / "edge", center_broker.port, county_broker.port, edge_port, printer="none")
     county_section = f"[brokers.county]\nport = {county_broker.port}\n"
     config.write_text(config.read_text(encoding="utf-8").replace(
@@ -243,8 +258,13 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
                 wang.post("/api/windows/3/logout").raise_for_status()  # window 3 empty for an hour
                 assert serve(zhang, "10:30:00", "10:40:00") == "B001"
                 rate(pad1, 3)
+                alert = wait_until(lambda: empty_window_alert(fleet_api, 3, "10:30:00"), 30,
+                                   "the 空岗 alert of window 3, empty since 10:00 (30 minutes allowed)")
+                assert alert["message"] == "3号窗口空岗"
                 clock.set("11:00:00")
                 wang.sign_in().raise_for_status()
+                wait_until(lambda: empty_window_alert(fleet_api, 3, "10:30:00")["state"] == "resolved", 30,
+                           "the 空岗 alert to end once 王芳 is back")
 
                 # The afternoon: window 1's pad is unplugged; its next request ends pad_offline.
                 clock.set("14:00:00")
