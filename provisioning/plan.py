@@ -21,6 +21,10 @@ from provisioning.transport import TMP_SUFFIX, RemoteFile
 
 CONFIG_PATH = "/config.json"
 MAIN_PATH = "/main.py"
+# An over-the-air update's record of what boots (firmware/lib/otaboot.py: a bundle kept or on trial in
+# /state/ota/a or b). The files provisioning copies must be the ones that run, so the record goes; the slots
+# stay (the next update wipes or reuses them).
+OTA_BOOT_FILES = ("/state/ota/boot.json", "/state/ota/boot.json.tmp")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def wanted_files(image: Image, config: bytes) -> dict[str, bytes]:
 def top_level_paths(image: Image) -> list[str]:
     """Files outside the managed folders that the image writes (their temp names are checked too)."""
     paths = [item.device_path for item in image.files if not _managed(item.device_path)] + [CONFIG_PATH]
-    return paths + [path + TMP_SUFFIX for path in paths]
+    return paths + [path + TMP_SUFFIX for path in paths] + list(OTA_BOOT_FILES)
 
 
 def _managed(path: str) -> bool:
@@ -66,7 +70,7 @@ def make_plan(image: Image, config: bytes, on_board: dict[str, RemoteFile]) -> C
     changed = [path for path, data in wanted.items()
                if path not in on_board or on_board[path].sha256 != hashlib.sha256(data).hexdigest()]
     stale = sorted(path for path in on_board
-                   if path not in wanted and (_managed(path) or path.endswith(TMP_SUFFIX)))
+                   if path not in wanted and (_managed(path) or path.endswith(TMP_SUFFIX) or path in OTA_BOOT_FILES))
     remove: list[str] = []
     if (changed or stale) and MAIN_PATH in wanted:
         if MAIN_PATH in on_board:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from provisioning.image import Image, ImageFile, build_image
-from provisioning.plan import make_plan, space_needed
+from provisioning.plan import OTA_BOOT_FILES, make_plan, space_needed, top_level_paths
 from provisioning.transport import RemoteFile
 
 
@@ -48,6 +48,16 @@ def test_stale_files_are_only_those_of_the_image_folders_and_temp_names():
     plan = make_plan(image_of(IMAGE), CONFIG, board)
     assert plan.remove == ("/main.py", "/lib/firmware/lib/a.py", "/lib/firmware/queue_display/app.mpy",
                            "/main.py.tmp")
+    assert [item.device_path for item in plan.copy] == ["/main.py"]
+
+
+def test_a_board_updated_over_the_air_runs_what_provisioning_copies_again():
+    """otaboot boots a bundle kept in /state/ota while boot.json names it: provisioning removes that record."""
+    assert set(OTA_BOOT_FILES) <= set(top_level_paths(image_of(IMAGE)))  # hashed, so seen when present
+    board = on_board({**IMAGE, "/config.json": CONFIG, "/state/ota/boot.json": b'{"active": {"slot": "a"}}',
+                      "/state/ota/a/firmware/lib/a.mpy": b"a bundle's", "/state/session": b"3"})
+    plan = make_plan(image_of(IMAGE), CONFIG, board)
+    assert plan.remove == ("/main.py", "/state/ota/boot.json")
     assert [item.device_path for item in plan.copy] == ["/main.py"]
 
 
