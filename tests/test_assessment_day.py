@@ -222,7 +222,11 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
                     if reason_button is not None:
                         wait_until(lambda: "请选择不满意原因" in pad.lines, what="the pad to ask the reason")
                         assert loop.call(pad.press, reason_button) is True
-                    wait_until(lambda: not loop.call(lambda: pad.app.is_open), what="the pad to close")
+                    # The edge dates a rating when it arrives (less the age the pad gives): the clock moves on only
+                    # once the edge has it.
+                    wait_until(lambda: edge_rows(data_dir, "SELECT state, outcome FROM rating_requests WHERE window = "
+                                                           f"{pad.window} ORDER BY opened_at DESC LIMIT 1")
+                               == [("closed", "rated")], 30, f"the edge to record window {pad.window}'s rating")
 
                 def serve(caller: Caller, called_at: str, finished_at: str) -> str:
                     clock.set(called_at)
@@ -302,12 +306,27 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
         wait_until(lambda: fleet_api.get(f"/cases/{case['id']}").text.count('data-state="hidden"') == 1, 30,
                    "the callback phone sealed in the case")
 
+        # The rating records (the national 好差评 fields): the 差评 with its reason, the pad_offline request none.
+        records = fleet_api.get(f"/api/ratings/records?{period}").json()
+        assert [(r["center_code"], r["window"], r["staff"], r["score_label"], r["reason"], r["rated_at"][11:16])
+                for r in records] == [
+            (CENTER_CODE, "1号窗口", "张敏", "非常满意", "", "08:55"),
+            (OTHER_CENTER, "1号窗口", "刘洋", "满意", "", "09:11"),
+            (CENTER_CODE, "3号窗口", "王芳", "非常不满意", "服务效率", "09:25"),
+            (CENTER_CODE, "1号窗口", "张敏", "基本满意", "", "10:40")]
+        assert {r["channel"] for r in records} == {"现场评价器"}
+
         # The report page, by center, as the county administrator.
         log_in(page, fleet_base, "county")
         page.goto(f"{fleet_base}/reports?by=center&{period}")
         assert cells(page, f"#report tr[data-key='{CENTER_CODE}']", REPORT_CELLS) == {
             "issued": "4", "served": "4", "satisfaction_rate": "66.7", "coverage": "75.0", "bad": "1",
             "bad_cases": "1", "attendance_hours": "16.3", "empty_min": "100"}
+        # Waits 5, 35, 110 and 5 minutes (nearest rank); every service took 10 minutes.
+        assert cells(page, f"#report tr[data-key='{CENTER_CODE}']", ("wait_p50_min", "wait_p90_min",
+                                                                     "handling_avg_min")) == {
+            "wait_p50_min": "5.0", "wait_p90_min": "110.0", "handling_avg_min": "10.0"}
+        assert "满意率 =（非常满意＋满意＋基本满意）÷ 评价数" in page.locator("#s-definition").inner_text()
         assert page.locator("#report tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)") == [
             CENTER_CODE, OTHER_CENTER]
         table = download_xlsx(page, tmp_path / "center.xlsx")
@@ -327,6 +346,11 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
         assert cells(page, f"#report tr[data-key='{CENTER_CODE}/3']", REPORT_CELLS) == {
             "issued": "—", "served": "1", "satisfaction_rate": "0.0", "coverage": "100.0", "bad": "1",
             "bad_cases": "1", "attendance_hours": "7.3", "empty_min": "100"}
+
+        page.goto(f"{fleet_base}/reports?by=staff&{period}")
+        assert cells(page, f"#report tr[data-key='{CENTER_CODE}/1003']", REPORT_CELLS) == {
+            "issued": "—", "served": "1", "satisfaction_rate": "0.0", "coverage": "100.0", "bad": "1",
+            "bad_cases": "1", "attendance_hours": "7.3", "empty_min": "—"}
 
         # 考勤: 王芳 late, 张敏 on time; nobody left early.
         page.goto(f"{fleet_base}/attendance?{period}")
