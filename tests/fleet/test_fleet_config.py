@@ -305,8 +305,16 @@ def test_desired_config_is_published_retained_and_signed_and_the_report_is_inges
                             json={"config": {"brightness": 60, "idle_text": "欢迎光临"}, "note": "试运行"},
                             headers=admin).json()
         assert change["pushed"] == [DISPLAY] and change["revision"]["created_by"] == "admin"
-        # Subscribing afterwards still gets it: it is retained.
-        device = Device(county_broker.port, topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=DISPLAY))
+        # Subscribing afterwards still gets it: it is retained. The answer may come before the publication reaches
+        # the broker (a first subscriber may then see it live, not retained): one subscriber waits for it to be
+        # there, and a second one, subscribing after, must be handed the retained copy.
+        desired = topics.build(topics.DEVICE_CONFIG_DESIRED, center=CENTER, device=DISPLAY)
+        witness = Device(county_broker.port, desired)
+        try:
+            wait_for(lambda: witness.messages, "the desired config at the broker")
+        finally:
+            witness.close()
+        device = Device(county_broker.port, desired)
         try:
             topic, payload, retained = wait_for(lambda: device.messages and device.messages[0], "the desired config")
         finally:
