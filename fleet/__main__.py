@@ -2,7 +2,9 @@
 
 `python -m fleet users ...` / `python -m fleet tokens ...` manage users instead (fleet/auth/cli.py);
 `python -m fleet broker-files ...` writes a center broker's passwd and acl (fleet/registration/cli.py);
-`python -m fleet county-broker-files|county-broker-account ...` the county broker's (fleet/registration/county_cli.py).
+`python -m fleet county-broker-files|county-broker-account ...` the county broker's (fleet/registration/county_cli.py);
+`python -m fleet province-bridges ...` the county brokers' bridges into a province broker
+(fleet/registration/province_bridges.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import uvicorn
 from fleet.app import create_app
 from fleet.auth import cli as user_cli
 from fleet.registration import cli as registration_cli
-from fleet.registration import county_cli
+from fleet.registration import county_cli, province_bridges
 from fleet.settings import Settings
 
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return registration_cli.run(argv)
     if argv[:1] and argv[0] in county_cli.COMMANDS:
         return county_cli.run(argv)
+    if argv[:1] == [province_bridges.COMMAND]:
+        return province_bridges.run(argv)
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
