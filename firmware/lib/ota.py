@@ -199,7 +199,10 @@ class Updater:
             self.state["failed"] = {"version": target["version"], "sha": target["manifest_sha256"],
                                     "issued_at": target["issued_at"], "reason": str(exc)}
             self.state["last"] = messages.FW_FAILED
-            self._save("failed")
+            try:
+                self._save("failed")
+            except OSError:
+                pass  # a full flash: reported now all the same; after a reboot the order is tried again
             self.target = None
         self.phase = messages.FW_FAILED
 

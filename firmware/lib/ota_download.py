@@ -58,6 +58,14 @@ def _remove_tree(path):
         pass
 
 
+def discard_staging(updater):
+    """Delete what a failed download left in the staging slot (its files, manifest and download record)."""
+    folder = otaboot.slot_dir(updater.ota_dir, updater.staging_slot())
+    _remove_tree(folder)
+    flashfs.remove(folder + MANIFEST_SUFFIX)
+    flashfs.remove(flashfs.join(updater.ota_dir, DOWNLOAD_FILE))
+
+
 def _file_size(path):
     try:
         return os.stat(path)[6]
@@ -80,7 +88,7 @@ async def run_update(runtime):
             updater.error = None
         except (BundleError, OSError) as exc:  # a bad bundle, or a full or broken flash
             updater.download_failed(exc, True)
-            flashfs.remove(flashfs.join(updater.ota_dir, DOWNLOAD_FILE))
+            discard_staging(updater)  # its space back: nothing names the staging slot while it downloads
             runtime.note_error("firmware update failed: %s" % exc)
             runtime.publish_firmware_status()
             return

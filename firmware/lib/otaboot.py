@@ -108,14 +108,30 @@ def choose(ota_dir):
         state["trying"] = None
         state["failed"] = failed
         state["last"] = "failed"
-        write_state(ota_dir, state)
+        try:
+            write_state(ota_dir, state)
+        except OSError:
+            # A full or broken flash. Booting the previous set with `trying` still written would let the
+            # runtime confirm the set that failed: the record goes instead, and the factory set boots.
+            try:
+                os.remove(_join(ota_dir, STATE_FILE))
+            except OSError:
+                pass
+            return None
     elif _usable(ota_dir, state.get("pending")):
         trying = state["pending"]
         state["pending"] = None
         state["trying"] = trying
         state["last"] = "trying"
-        write_state(ota_dir, state)  # first: a boot that never gets further is judged by it
+        try:
+            write_state(ota_dir, state)  # first: a boot that never gets further is judged by it
+        except OSError:
+            return _active(ota_dir, state)  # a trial that could not be judged is not started
         return slot_dir(ota_dir, trying["slot"])
+    return _active(ota_dir, state)
+
+
+def _active(ota_dir, state):
     active = state.get("active")
     if _usable(ota_dir, active):
         return slot_dir(ota_dir, active["slot"])

@@ -416,3 +416,26 @@ def test_a_download_holds_a_chunk_on_the_heap_never_a_file_under_the_unix_port(t
                             cwd=tmp_path, env={**os.environ, "MICROPYPATH": f"{ROOT}:.frozen"}, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "MEASURED" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_flash_that_takes_no_write_at_boot_never_loops_nor_keeps_a_failed_trial(tmp_path: Path, monkeypatch) -> None:
+    """otaboot.choose() on a full flash: a pending set is not tried (it could not be judged) and a failed trial
+    is not left for the runtime to confirm; either way the board boots instead of crashing in a loop."""
+    from firmware.lib import otaboot
+
+    ota_dir = tmp_path / "ota"
+    (ota_dir / "a").mkdir(parents=True)
+    (ota_dir / "b").mkdir()
+    entry = {"version": "0.3.0", "sha": "ab" * 32, "issued_at": 1}
+    state = {"active": {"slot": "a", "version": "0.2.0", "sha": "cd" * 32}, "pending": {"slot": "b", **entry}}
+    (ota_dir / "boot.json").write_text(json.dumps(state))
+
+    def full(*_args: object) -> None:
+        raise OSError(28, "ENOSPC")
+
+    monkeypatch.setattr(otaboot, "write_state", full)
+    assert otaboot.choose(str(ota_dir)) == str(ota_dir / "a")  # the kept set; the pending one waits
+    assert otaboot.read_state(str(ota_dir))["pending"]["slot"] == "b"
+    (ota_dir / "boot.json").write_text(json.dumps({**state, "pending": None, "trying": {"slot": "b", **entry}}))
+    assert otaboot.choose(str(ota_dir)) is None  # the factory set, and no trial left to confirm
+    assert otaboot.read_state(str(ota_dir)) == {}
