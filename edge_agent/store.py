@@ -131,6 +131,8 @@ MIGRATIONS = (
     # 办件编号 and 事项 of a rating the window's business system asked for (edge_agent.business)
     ("rating_requests", "case_no", "TEXT"),
     ("rating_requests", "matter", "TEXT"),
+    # Who served: the rating is theirs though the pad answers after a hand-over (NULL: opened by an older version)
+    ("rating_requests", "staff_no", "TEXT"),
 )
 # Indexes on migrated columns: created after the columns exist.
 MIGRATED_INDEXES = (

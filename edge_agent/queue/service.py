@@ -592,8 +592,9 @@ class QueueService:
         for (earlier,) in db.execute("SELECT request_id FROM rating_requests WHERE window = ? AND state = 'open'",
                                      (window,)).fetchall():
             self._close_unanswered(db, earlier, now)
-        db.execute("INSERT INTO rating_requests (request_id, ticket_id, window, state, opened_at, case_no, matter) "
-                   "VALUES (?, ?, ?, 'open', ?, ?, ?)", (request_id, current.id, window, now, case_no, matter))
+        db.execute("INSERT INTO rating_requests (request_id, ticket_id, window, state, opened_at, case_no, matter, "
+                   "staff_no) VALUES (?, ?, ?, 'open', ?, ?, ?, ?)",
+                   (request_id, current.id, window, now, case_no, matter, self._staff_no(db, window)))
         ticket = self._load(db, current.id)
         self._ticket_event(db, messages.TICKET_FINISHED, ticket, now, window)
         return QueueChange(FINISHED, ticket, window, request_id)
@@ -601,8 +602,8 @@ class QueueService:
     def _close_unanswered(self, db, request_id: str, now: float) -> QueueChange:
         """A request the pad never answered: staff moved on first (skipped), or the pad said nothing at all
         within its time-out (pad offline: an online pad answers a time-out with score 0, 未评价)."""
-        ticket_id, window, opened_at, case_no, matter = db.execute(
-            "SELECT ticket_id, window, opened_at, case_no, matter FROM rating_requests WHERE request_id = ?",
+        ticket_id, window, opened_at, case_no, matter, served_by = db.execute(
+            "SELECT ticket_id, window, opened_at, case_no, matter, staff_no FROM rating_requests WHERE request_id = ?",
             (request_id,)).fetchone()
         silent = now - opened_at > self.config.rating_timeout_s + PAD_ANSWER_GRACE_S
         outcome = messages.RATING_PAD_OFFLINE if silent else messages.RATING_SKIPPED
@@ -612,8 +613,8 @@ class QueueService:
         event = messages.make(
             "rating_event", event_id=uuid.uuid4().hex, rating_id=f"edge-{request_id}", ticket=ticket.number,
             service=ticket.queue_service or ticket.service, window=window,
-            staff_no=self._staff_no(db, window) or None, score=0, outcome=outcome, case_no=case_no, matter=matter,
-            ts=now)
+            staff_no=served_by or self._staff_no(db, window) or None, score=0, outcome=outcome, case_no=case_no,
+            matter=matter, ts=now)
         self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                            messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s not rated (%s)", window, ticket.number, outcome)
@@ -764,11 +765,11 @@ class QueueService:
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM ratings WHERE rating_id = ?", (rating["rating_id"],)).fetchone():
                 return self._add_reason(db, rating, now)
-            row = db.execute("SELECT ticket_id, window, state, opened_at, outcome, case_no, matter "
+            row = db.execute("SELECT ticket_id, window, state, opened_at, outcome, case_no, matter, staff_no "
                              "FROM rating_requests WHERE request_id = ?", (rating["request_id"],)).fetchone()
             if row is None:
                 return RatingOutcome(False, "no such rating request")
-            ticket_id, window, state, opened_at, outcome, case_no, matter = row
+            ticket_id, window, state, opened_at, outcome, case_no, matter, served_by = row
             # Dated when the resident pressed: the pad says how long ago (a rating kept on its flash through
             # an outage), bounded by when the request was opened and by now.
             rated_at = now
@@ -789,7 +790,7 @@ class QueueService:
             db.execute("UPDATE rating_requests SET state = 'closed', closed_at = ?, outcome = ? WHERE request_id = ?",
                        (rated_at, messages.RATING_RATED if rating["score"] else messages.RATING_TIMEOUT,
                         rating["request_id"]))
-            staff_no = self._staff_no(db, window)
+            staff_no = served_by or self._staff_no(db, window)  # who served, though someone else sits there now
             event = messages.make(
                 "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
                 service=ticket.queue_service or ticket.service, window=window, staff_no=staff_no or None,
@@ -809,8 +810,9 @@ class QueueService:
         reason = rating.get("reason")
         if reason is None:
             return RatingOutcome(False, "duplicate delivery of an accepted rating", already_stored=True)
-        request_id, ticket_id, window, score, known, rated_at, case_no, matter = db.execute(
-            "SELECT r.request_id, r.ticket_id, r.window, r.score, r.reason, q.closed_at, q.case_no, q.matter "
+        request_id, ticket_id, window, score, known, rated_at, case_no, matter, served_by = db.execute(
+            "SELECT r.request_id, r.ticket_id, r.window, r.score, r.reason, q.closed_at, q.case_no, q.matter, "
+            "q.staff_no "
             "FROM ratings r "
             "JOIN rating_requests q ON q.request_id = r.request_id WHERE r.rating_id = ?",
             (rating["rating_id"],)).fetchone()
@@ -823,8 +825,8 @@ class QueueService:
         event = messages.make(
             "rating_event", event_id=uuid.uuid4().hex, rating_id=rating["rating_id"], ticket=ticket.number,
             service=ticket.queue_service or ticket.service, window=window,
-            staff_no=self._staff_no(db, window) or None, score=score, reason=reason, case_no=case_no, matter=matter,
-            ts=rated_at or now)
+            staff_no=served_by or self._staff_no(db, window) or None, score=score, reason=reason, case_no=case_no,
+            matter=matter, ts=rated_at or now)
         self.store.enqueue(db, topics.build(topics.RATING_EVENT, center=self.config.code),
                            messages.encode("rating_event", event), 1, False, now)
         log.info("window %d: %s 差评 reason %s", window, ticket.number, messages.RATING_REASON_LABELS[reason])
