@@ -185,6 +185,7 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
     ensure_user(fleet_url, "county", "county_admin", PASSWORD)
     ensure_user(fleet_url, "town-a", "town_operator", PASSWORD, CENTER_CODE[:9])
     admin = {"Authorization": "Bearer " + issue_token(fleet_url, "county", "tests")}
+    town = {"Authorization": "Bearer " + issue_token(fleet_url, "town-a", "tests")}
 
     fleet_port, edge_port = free_port(), free_port()
     fleet_base, edge = f"http://127.0.0.1:{fleet_port}", f"http://127.0.0.1:{edge_port}"
@@ -305,6 +306,10 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
         assert (case["ticket"], case["score"], case["reason"]) == ("A002", 1, "efficiency")
         wait_until(lambda: fleet_api.get(f"/cases/{case['id']}").text.count('data-state="hidden"') == 1, 30,
                    "the callback phone sealed in the case")
+        assert fleet_api.post(f"/api/cases/{case['id']}/assign", json={"assignee": "town-a"},
+                              headers=town).status_code == 200
+        # Kept for the callback: shown to the case's assignee.
+        assert f'data-state="shown">{PHONE}<' in fleet_api.get(f"/cases/{case['id']}", headers=town).text
 
         # The rating records (the national 好差评 fields): the 差评 with its reason, the pad_offline request none.
         records = fleet_api.get(f"/api/ratings/records?{period}").json()
