@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.fonts import BOARD_FONT as BOARD_FONT_PATH
+from firmware.lib import font
 from provisioning.errors import ProvisionError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def _package_files(repo: Path, folder: str, skip: set[str] = frozenset()) -> lis
 
 DEFAULT_FONT = "firmware/lib/default_font.bin"
 # Every board gets it: a new staff name or service shows without a visit (tools/make_font.py, --board).
-BOARD_FONT = BOARD_FONT_PATH.relative_to(REPO).as_posix()
+BOARD_FONT = Path(font.board_font_path()).resolve().relative_to(REPO).as_posix()
 
 
 def plan_sources(role: str, board: str | None, repo: Path = REPO,

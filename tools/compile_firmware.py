@@ -21,8 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ROOTS = ("firmware", "protocol")
-# CPython only: the simulator, the production image's build files, where the board font lies.
-EXCLUDE = ("firmware/sim", "firmware/image", "firmware/fonts")
+EXCLUDE = ("firmware/sim", "firmware/image")  # CPython-only simulator; the production image's build files
 OUT = Path("build") / "mpy"
 DEFAULT_MARCH = "xtensawin"
 SKIP_DIRS = {"__pycache__", ".pytest_cache"}

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 UNIFONT_HEX = Path("/usr/share/unifont/unifont.hex")
 SAMPLE_CENTER = REPO / "edge_agent" / "sample-center.toml"
 DEFAULT_OUT = REPO / "firmware" / "lib" / "default_font.bin"
-BOARD_FONT = REPO / "firmware" / "fonts" / "board_font.bin"  # firmware.fonts.BOARD_FONT (not imported: a tool)
+BOARD_FONT = REPO / "firmware" / "fonts" / "board_font.bin"  # firmware.lib.font.board_font_path()
 
 MAGIC = b"SCF1"
 HEIGHT = 16

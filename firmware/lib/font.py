@@ -225,6 +225,13 @@ def default_path():
     return folder + "/" + DEFAULT_FILE
 
 
+def board_font_path():
+    """The board font in the repository (firmware/fonts/board_font.bin: all of GB2312, tools/make_font.py --board),
+    for the programs beside the boards: the fleet checks texts with it, the simulator draws with it. A board has it
+    as /font.bin (DEVICE_FILE), written at provisioning."""
+    return default_path().rsplit("/", 2)[0] + "/fonts/board_font.bin"
+
+
 def load(paths=None):
     """The first font that opens from `paths` (default: the device's /font.bin, then the default).
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.fonts import board_font_bytes
 from firmware.lib import boards, font, otaboot
 from firmware.lib import config as config_file
 from firmware.lib.runtime import OTA_DIR, DeviceRuntime, rated_store
@@ -270,7 +269,7 @@ class SimulatedCenter:
         self.trial_healthy_s = trial_healthy_s
         self.devices: list[SimulatedDevice] = []
         self._board = boards.load(SIM_BOARD)
-        self._font = font.from_bytes(board_font_bytes())  # shared: one asyncio thread
+        self._font = font.from_bytes(Path(font.board_font_path()).read_bytes())  # shared: one asyncio thread
         self._displays: dict[int, SimulatedDevice] = {}
         self._pads: dict[int, SimulatedDevice] = {}
         for window in self.windows:

@@ -10,15 +10,15 @@ them: a resident must never read boxes.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
-from firmware.fonts import board_font_bytes
 from firmware.lib import font
 
 
 @lru_cache(maxsize=1)
 def _board_characters() -> frozenset[int]:
     # The code points, read once: a Font searches its file on each lookup, and requests run in threads.
-    return frozenset(font.from_bytes(board_font_bytes()).code_points())
+    return frozenset(font.from_bytes(Path(font.board_font_path()).read_bytes()).code_points())
 
 
 def missing_glyphs(text: str) -> str:

@@ -22,7 +22,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from firmware.fonts import board_font_bytes
 from firmware.lib import boards, font, hold
 from firmware.lib import config as config_file
 from firmware.lib.runtime import DeviceRuntime, rated_store
@@ -44,7 +43,7 @@ class FirmwareTwin:
         self.runtime: DeviceRuntime | None = None
         self.buttons: SimButtons | None = None
         self.panel: SimPanel | None = None
-        self._font = font.from_bytes(board_font_bytes())
+        self._font = font.from_bytes(Path(font.board_font_path()).read_bytes())
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="firmware-twin")
         self._thread.start()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from firmware.fonts import BOARD_FONT
 from firmware.lib import font
 from firmware.queue_display.app import OFFLINE_TEXT, PAUSED_TEXT, call_text, window_title
 from firmware.rating_pad.app import PROMPT_TEXT, REASON_HINT, REASON_PROMPT, THANKS_TEXT, staff_line
@@ -20,6 +19,7 @@ from tools import make_font
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FONT = ROOT / "firmware" / "lib" / "default_font.bin"
+BOARD_FONT = Path(font.board_font_path())
 needs_unifont = pytest.mark.skipif(not make_font.UNIFONT_HEX.is_file(),
                                    reason="Debian package unifont not installed (tools/install-system-deps.sh --test)")
 
