@@ -27,7 +27,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from fleet import audit
@@ -281,6 +281,20 @@ def _state(session: Session, code: str) -> CenterConfigState:
     return session.get(CenterConfigState, code) or CenterConfigState(center_code=code)
 
 
+def _hold_versions(session: Session, code: str) -> CenterConfigState:
+    """Make the center's writers of versions take turns until this transaction ends; its state, read afresh.
+
+    A staffing page's save and the periodic job (or two fleet processes) number the next version at once; on
+    PostgreSQL (READ COMMITTED) both took the same number and one failed on uq_center_config_version (a 500 on
+    the page). A transaction-scoped advisory lock per center holds even before the state row exists; SQLite's
+    write_session already lets one writer in at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"fleet.center_config:{code}".encode()).digest()
+        session.exec(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))).one()
+    return session.get(CenterConfigState, code, populate_existing=True) or CenterConfigState(center_code=code)
+
+
 def _message(code: str, version: CenterConfigVersion, key: bytes) -> bytes:
     payload = signing.make_signed("center_config", key, code, version=version.version,
                                   issued_at=int(version.created_at.timestamp()), **json.loads(version.content))
@@ -312,7 +326,7 @@ def note_config(session: Session, code: str, now: datetime, by: str = "system",
     not run from the county (no window here). Text the devices cannot show makes no version: `problem` says why."""
     if not windows_of(session, code):
         return None
-    state = _state(session, code)
+    state = _hold_versions(session, code)
     content = build_content(session, code, default_hours)
     try:
         digest = _digest(content)
@@ -437,7 +451,7 @@ def rollback(session: Session, user: CurrentUser | None, code: str, version: int
     # The content sent is the old version's; what the tables give now (its windows and roster, today's profile
     # and items) is what the next change is told apart from.
     source = _digest(build_content(session, code, default_hours))
-    made = _new_version(session, _state(session, code), content, source, now, by, f"rollback to v{version}")
+    made = _new_version(session, _hold_versions(session, code), content, source, now, by, f"rollback to v{version}")
     audit.record(session, user, "center.config.rollback", target=code, center_code=code, at=now,
                  detail={"to": version, "version": made.version})
     return made
