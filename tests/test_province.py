@@ -26,18 +26,19 @@ def test_every_event_is_stored_once_through_a_worker_death_a_county_restart_and_
     province = Province(tmp_path, postgres_url, counties=2).start()
     try:
         seen = province.run_faults(TICKETS_PER_FAULT)
-        # Each fault took hold: the worker died of the kill; behind the stopped county broker and behind the cut
-        # bridge the edges' events waited unacknowledged (the county broker PUBACKs, only the fleet acknowledges).
+        # Each fault took hold: the worker died of the kill; behind the stopped county broker (in the outbox) and
+        # behind the cut bridge (taken by the county broker, awaiting the fleet's event_ack) every event the edges
+        # issued meanwhile waited unconfirmed.
         assert seen["killed_worker_status"] == -9
-        assert seen["outbox_while_county_down"] >= TICKETS_PER_FAULT
-        assert seen["outbox_while_bridge_cut"] >= TICKETS_PER_FAULT
+        assert seen["held_while_county_down"] >= TICKETS_PER_FAULT
+        assert seen["held_while_bridge_cut"] >= TICKETS_PER_FAULT
         assert seen["bridge_connections"] >= 2
         province.wait_drained()
         counts = province.counts()
         assert province.mismatches() == {}  # each center: exactly the tickets it issued, none lost, none twice
         assert counts.stored == counts.distinct == counts.issued
         assert counts.issued >= 2 * 4 * TICKETS_PER_FAULT
-        assert counts.outbox_left == 0
+        assert counts.unconfirmed_left == 0
     finally:
         province.stop()
 

@@ -18,8 +18,14 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy
+from sqlmodel import Session
 
+from fleet.auth.principal import CLI_USER
+from fleet.devconfig.keys import KeyBox
+from fleet.models import utcnow
 from fleet.registration.province_bridges import bridge_config
+from fleet.registration.service import issue_edge_credentials
+from fleet.settings import Settings
 from tests.support.centers import write_edge_config
 from tests.support.processes import Program
 from tests.support.tcp_link import TcpLink
@@ -27,6 +33,8 @@ from tests.support.waiting import wait_until
 from tools.mosquitto import MosquittoBroker, free_port
 
 DRAIN_TIMEOUT_S = 300  # a hang guard only
+# The workers' shared server secret: the edge keys they sign each edge's event_ack with are sealed with it.
+SERVER_SECRET = "province-test-server-secret-0123456789"
 
 
 @dataclass
@@ -47,7 +55,7 @@ class ProvinceCounts:
     issued: int  # tickets issued at the edges
     stored: int  # issued events stored by the fleet
     distinct: int  # of those, distinct (center, event id)
-    outbox_left: int  # events still waiting in the edges' outboxes
+    unconfirmed_left: int  # events still in the edges' outboxes or awaiting the fleet's acknowledgement
 
 
 def center_code(county: int, center: int) -> str:
@@ -97,7 +105,8 @@ class Province:
                 ["-m", "fleet", "--database-url", self.database_url, "--broker", self.province.url,
                  "--port", str(port)],
                 self.workdir / f"worker-{worker}.log", f"http://127.0.0.1:{port}/healthz",
-                env={"FLEET_MQTT_CLIENT_ID": f"fleet-ingest-{worker}"}).start())  # each its own session
+                env={"FLEET_MQTT_CLIENT_ID": f"fleet-ingest-{worker}",  # each its own session
+                     "FLEET_DEVICE_KEY_SECRET": SERVER_SECRET}).start())
         for county in range(self.county_count):
             codes = [center_code(county, n) for n in range(self.centers_per_county)]
             link = TcpLink(self.province.port).start()
@@ -116,6 +125,17 @@ class Province:
         directory = self.workdir / f"edge-{code}"
         config = write_edge_config(directory, center.port, self.counties[county].port, http_port, printer="none",
                                    code=code)
+        # The edge key the fleet issues with the edge's credentials: without it the edge takes no event_ack and
+        # keeps every event (edge_agent/adapters/uplink.py).
+        with Session(self.engine) as session:
+            issued = issue_edge_credentials(session, KeyBox.from_settings(Settings(device_key_secret=SERVER_SECRET)),
+                                            CLI_USER, code, utcnow())
+            session.commit()
+        county_section = f"[brokers.county]\nport = {self.counties[county].port}\n"
+        text = config.read_text(encoding="utf-8")
+        assert county_section in text
+        config.write_text(text.replace(county_section, f'{county_section}edge_key = "{issued.edge_key_hex}"\n'),
+                          encoding="utf-8")
         program = Program(["-m", "edge_agent", "--config", str(config)], self.workdir / f"edge-{code}.log",
                           f"http://127.0.0.1:{http_port}/api/health").start()
         return Edge(county, code, f"http://127.0.0.1:{http_port}", directory / "data" / "edge.sqlite3", program,
@@ -146,8 +166,11 @@ class Province:
             return [tuple(row) for row in conn.exec_driver_sql(
                 "SELECT center_code, event_id, ticket FROM ticketevent WHERE kind = 'issued'")]
 
-    def outbox(self, edge: Edge) -> int:
-        return httpx.get(f"{edge.base}/api/health", timeout=5).json()["county_uplink"]["outbox"]
+    def unconfirmed(self, edge: Edge) -> int:
+        """The edge's events the fleet has not confirmed: in its outbox (not yet taken by the county broker) and
+        awaiting the fleet's event_ack (taken, not yet known stored)."""
+        uplink = httpx.get(f"{edge.base}/api/health", timeout=5).json()["county_uplink"]
+        return uplink["outbox"] + uplink["awaiting_ack"]
 
     def issued_count(self, edge: Edge) -> int:
         return len(self.edge_tickets(edge))
@@ -191,8 +214,8 @@ class Province:
         restarted = self.counties[0]
         restarted.stop()  # the county broker goes down: its edges keep issuing into their outboxes
         self.issue_more(tickets_per_fault, "while county 0's broker is down")
-        # Nothing of what they issued meanwhile can have been acknowledged: it all waits in their outboxes.
-        seen["outbox_while_county_down"] = min(self.outbox(e) for e in self.edges if e.county == 0)
+        # Nothing of what they issued meanwhile can have been confirmed: it all waits in their outboxes.
+        seen["held_while_county_down"] = min(self.unconfirmed(e) for e in self.edges if e.county == 0)
         restarted.start()
 
         cut = self.links[-1]
@@ -200,7 +223,7 @@ class Province:
         cut.cut()  # the last county's line to the province is cut; its broker and edges stay up
         self.issue_more(tickets_per_fault, "while the last county's bridge is cut")
         last = self.county_count - 1
-        seen["outbox_while_bridge_cut"] = min(self.outbox(e) for e in self.edges if e.county == last)
+        seen["held_while_bridge_cut"] = min(self.unconfirmed(e) for e in self.edges if e.county == last)
         cut.mend()
         wait_until(lambda: cut.connections > connections, 120, "the bridge connected again")
         seen["bridge_connections"] = cut.connections
@@ -213,7 +236,7 @@ class Province:
         expected = sum(self.issued_count(edge) for edge in self.edges)
         wait_until(lambda: len(self.stored_issued()) >= expected, DRAIN_TIMEOUT_S, "every event stored")
         for edge in self.edges:
-            wait_until(lambda e=edge: self.outbox(e) == 0, DRAIN_TIMEOUT_S, f"{edge.code}'s outbox drained")
+            wait_until(lambda e=edge: self.unconfirmed(e) == 0, DRAIN_TIMEOUT_S, f"{edge.code}'s outbox drained")
 
     def counts(self) -> ProvinceCounts:
         stored = self.stored_issued()
@@ -221,7 +244,7 @@ class Province:
             counties=self.county_count, edges=len(self.edges),
             issued=sum(self.issued_count(edge) for edge in self.edges), stored=len(stored),
             distinct=len({(center, event) for center, event, _ticket in stored}),
-            outbox_left=sum(self.outbox(edge) for edge in self.edges))
+            unconfirmed_left=sum(self.unconfirmed(edge) for edge in self.edges))
 
     def mismatches(self) -> dict[str, tuple[int, int]]:
         """Centers whose stored tickets differ from those issued: code -> (issued, stored)."""
