@@ -37,6 +37,7 @@ demo: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m tools.lint
+	$(PY) -m tools.import_cycles
 	$(PY) -m tools.compile_firmware
 	$(PY) tests/firmware/test_fw_typecheck.py
 
