@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from edge_agent.adapters.base import keep_running
+from tests.support.aio import run_async  # a browser test before it leaves a running loop in this thread
 
 
 def test_a_loop_that_fails_is_logged_recorded_and_started_again(caplog):
@@ -29,7 +30,7 @@ def test_a_loop_that_fails_is_logged_recorded_and_started_again(caplog):
         assert task.cancelled()  # cancellation still ends it: the adapter can stop
 
     with caplog.at_level(logging.ERROR):
-        asyncio.run(scenario())
+        run_async(scenario())
     assert runs == [1, 2]
     assert recorded == ["database or disk is full"]
     assert "forwarder: its loop failed" in caplog.text and "database or disk is full" in caplog.text
@@ -51,5 +52,5 @@ def test_detail_false_logs_only_the_type_of_the_error(caplog):
         await asyncio.gather(task, return_exceptions=True)
 
     with caplog.at_level(logging.ERROR):
-        asyncio.run(scenario())
+        run_async(scenario())
     assert "ValueError" in caplog.text and "445202" not in caplog.text
