@@ -68,3 +68,13 @@ def test_a_given_port_that_is_taken_is_refused_and_kept_on_restart(tmp_path, for
         assert broker.port == port and listens_on(broker.process.pid, port) is True
     finally:
         broker.stop()
+
+
+def test_a_free_port_is_one_outgoing_connections_never_take() -> None:
+    """Below the kernel's ephemeral range: a client's source port never collides with a server started next."""
+    low, _high = mosquitto._ephemeral_range()
+    ports = {mosquitto.free_port() for _ in range(20)}
+    assert all(port < low for port in ports), ports
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # and free now

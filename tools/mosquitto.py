@@ -6,6 +6,7 @@ Used by the demo and the tests alike. Never touches the system service.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,7 +31,37 @@ def find_mosquitto() -> str:
     raise BrokerError("mosquitto is not installed: run tools/install-system-deps.sh")
 
 
+# Its own source of randomness: pytest-randomly reseeds the `random` module alike in every test worker, which would
+# hand every worker the same ports.
+_PORTS = random.SystemRandom()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now, for a server started next.
+
+    Picked below the kernel's ephemeral range: a port from that range (what bind to port 0 gives) is also what
+    every outgoing connection takes as its source port, so with many clients about (two test suites side by side)
+    the server's bind then failed with "address already in use" now and then. Below it only servers bind.
+    """
+    low, _high = _ephemeral_range()
+    if low > 12000:
+        for _ in range(50):
+            port = _PORTS.randrange(low - 10000, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            if not port_is_open(port):  # another program's listener on the wildcard address
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

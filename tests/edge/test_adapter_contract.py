@@ -7,7 +7,6 @@ stop after a failed start is fine; and in the agent, no adapter's failure comes 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,12 +24,7 @@ from edge_agent.simulators.id_card_reader import SamReaderSimulator
 from tests.support.aio import run_async
 from tests.support.camera_server import CameraServer, make_jpeg
 from tests.support.centers import write_edge_config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tools.mosquitto import free_port
 
 
 class Doubles:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -26,6 +25,7 @@ from tests.support.camera_server import (
 )
 from tests.support.loop import LoopThread
 from tests.support.waiting import wait_until
+from tools.mosquitto import free_port
 
 
 @pytest.fixture
@@ -39,12 +39,6 @@ def camera() -> Iterator[CameraServer]:
     camera = CameraServer().start()
     yield camera
     camera.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_jpeg_markers_decide():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tty
 
 from edge_agent.agent import EdgeAgent
@@ -12,12 +11,7 @@ from edge_agent.simulators.id_card_reader import SamReaderSimulator, sample_text
 from tests.support.centers import write_edge_config
 from tests.support.loop import LoopThread
 from tests.support.waiting import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tools.mosquitto import free_port
 
 
 def test_a_card_and_a_scan_reach_the_kiosk_and_the_number_stays_out_of_logs(tmp_path, caplog):
