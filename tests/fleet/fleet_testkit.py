@@ -19,8 +19,9 @@ DISPLAY = device_id_from_mac("a4:cf:12:00:00:01")
 PAD = device_id_from_mac("a4:cf:12:00:00:02")
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """wait_until with the argument order the fleet tests use."""
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """wait_until with the argument order the fleet tests use (the time-out only stops a hung test: 30 s, as a
+    loaded machine needs)."""
     return wait_until(condition, timeout, what)
 
 

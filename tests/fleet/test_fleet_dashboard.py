@@ -52,7 +52,8 @@ def run_fleet(tmp_path: Path):
         )
         processes.append(process)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: process.poll() is not None or get_json(base + "/healthz"), "the fleet to serve")
+        # A hang guard: on a loaded machine (two suites side by side) the fleet took more than 10 s to serve.
+        wait_for(lambda: process.poll() is not None or get_json(base + "/healthz"), "the fleet to serve", 120)
         assert process.poll() is None, (tmp_path / "fleet.log").read_text()
         return process, base, token
 
@@ -67,7 +68,7 @@ def run_fleet(tmp_path: Path):
 
 def stop(process: subprocess.Popen, sig: signal.Signals) -> int:
     process.send_signal(sig)
-    return process.wait(15)
+    return process.wait(60)
 
 
 @pytest.mark.broker
