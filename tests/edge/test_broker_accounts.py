@@ -177,7 +177,10 @@ def test_a_registered_device_can_connect_once_the_edge_installed_the_fleets_file
         with Session(fleet) as session:
             assert delivery.publish_center(session, publisher, BOX, CENTER_CODE, NOW) == delivery.PUBLISHED
             session.commit()
-        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        # Version and state are two fields the agent's thread sets one after the other (the reload between them):
+        # wait for both, not for the version alone.
+        wait_until(lambda: (h := agent.broker_accounts.health())["version"] == 1 and h["state"] == "installed",
+                   what="the edge installed v1")
         health = agent.broker_accounts.health()
         assert health["state"] == "installed" and health["ok"] and health["installed_at"] is not None
         assert f"{PAD}:$7$" in (files_dir / "passwd").read_text() and "/%u/" in (files_dir / "acl").read_text()
@@ -273,7 +276,10 @@ def test_a_malformed_message_keeps_the_files_in_place(tmp_path, fleet, broker_fa
     with edge_on_county(tmp_path, fleet, broker_factory) as edge:
         agent, fleet_client, files_dir, edge_user = edge.agent, edge.fleet_client, edge.files_dir, edge.edge_user
         register_and_publish(fleet, fleet_client)
-        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        # Version and state are two fields the agent's thread sets one after the other (the reload between them):
+        # wait for both, not for the version alone.
+        wait_until(lambda: (h := agent.broker_accounts.health())["version"] == 1 and h["state"] == "installed",
+                   what="the edge installed v1")
         installed = installed_files(files_dir)
 
         bad = [
@@ -303,7 +309,10 @@ def test_forged_files_with_the_edges_own_password_line_are_refused_and_block_not
     with edge_on_county(tmp_path, fleet, broker_factory) as edge:
         agent, fleet_client, files_dir, edge_user = edge.agent, edge.fleet_client, edge.files_dir, edge.edge_user
         register_and_publish(fleet, fleet_client)
-        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        # Version and state are two fields the agent's thread sets one after the other (the reload between them):
+        # wait for both, not for the version alone.
+        wait_until(lambda: (h := agent.broker_accounts.health())["version"] == 1 and h["state"] == "installed",
+                   what="the edge installed v1")
         installed = installed_files(files_dir)
 
         reader = MqttClient(edge.county.port)  # any account that may read the topic
@@ -399,7 +408,10 @@ def test_a_rotated_edge_password_is_installed_only_once_the_edges_config_has_it(
         wait_until(lambda: agent.uplink.connected.is_set() and agent.center_link.connected.is_set(),
                    what="the edge connected to both brokers")
         register_and_publish(fleet, publisher)
-        wait_until(lambda: agent.broker_accounts.health()["version"] == 1, what="the edge installed v1")
+        # Version and state are two fields the agent's thread sets one after the other (the reload between them):
+        # wait for both, not for the version alone.
+        wait_until(lambda: (h := agent.broker_accounts.health())["version"] == 1 and h["state"] == "installed",
+                   what="the edge installed v1")
         installed = installed_files(files_dir)
 
         # The fleet issues new edge credentials; the edge's config still holds the old ones.
