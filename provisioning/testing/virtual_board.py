@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import struct
 import threading
 import time
@@ -581,6 +582,10 @@ def main() -> None:
     parser.add_argument("--no-raw-paste", action="store_true", help="behave like a MicroPython without raw-paste")
     parser.add_argument("--port-file", type=Path, help="also write the port's path to this file")
     args = parser.parse_args()
+    # Ctrl-C stops it whatever its parent left it: an ignored SIGINT is inherited across exec (then Python installs
+    # no KeyboardInterrupt), and so is a blocked one.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     with VirtualBoard(mac=args.mac, flash_bytes=args.flash_bytes, raw_paste=not args.no_raw_paste) as board:
         print(f"virtual ESP32 (MAC {args.mac}) on {board.port}; Ctrl-C stops it", flush=True)
         if args.port_file:

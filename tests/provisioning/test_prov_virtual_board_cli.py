@@ -135,11 +135,19 @@ def test_a_full_filesystem_refuses_writes_with_enospc(board, tmp_path: Path):
     assert board.files()["/small.txt"] == b"x" * 500
 
 
-def test_a_virtual_board_as_a_program_for_demos_and_manual_trials(tmp_path: Path):
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_by", ["a terminal", "a parent that ignores Ctrl-C"])
+def test_a_virtual_board_as_a_program_for_demos_and_manual_trials(tmp_path: Path, started_by: str):
+    """Ctrl-C stops it. A program started in the background by a script (`&`), or by a parent that ignores SIGINT
+    (as a test worker did in the full suite), inherits SIGINT ignored; it then ran until killed."""
     port_file = tmp_path / "port"
     repo = Path(__file__).resolve().parents[2]
     program = subprocess.Popen([sys.executable, "-m", "provisioning.testing", "--mac", "02:00:00:00:00:42",
-                                "--port-file", str(port_file)], cwd=repo, stdout=subprocess.PIPE, text=True)
+                                "--port-file", str(port_file)], cwd=repo, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=ignore_sigint if started_by != "a terminal" else None)
     try:
         wait_until(lambda: port_file.exists() and port_file.read_text().strip(), what="the virtual board's port")
         port = port_file.read_text().strip()
@@ -147,6 +155,12 @@ def test_a_virtual_board_as_a_program_for_demos_and_manual_trials(tmp_path: Path
         assert result.stdout.strip() == "020000000042", result.stderr
     finally:
         program.send_signal(signal.SIGINT)
-        out, _ = program.communicate(timeout=120)  # a hang guard: slow to stop on a loaded machine
+        try:
+            out, _ = program.communicate(timeout=120)  # a hang guard: slow to stop on a loaded machine
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{program.pid}/status").read_text()
+            signals = [line for line in status.splitlines() if line.startswith(("Sig", "Shd", "State"))]
+            program.kill()
+            raise AssertionError(f"Ctrl-C did not stop the virtual board: {signals}") from None
     assert program.returncode == 0
     assert out.startswith(f"virtual ESP32 (MAC 02:00:00:00:00:42) on {port}")
