@@ -91,7 +91,12 @@ def parse_division_list(raw: bytes | str) -> list[DivisionRow]:
     rows: list[DivisionRow] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
-    for number, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
+    try:
+        # newline="": the csv module reads line ends itself, a lone \r included (else it raises on one in a field)
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # e.g. a NUL byte: a file that is not a CSV at all
+        raise DivisionListError([f"不是可读的 CSV 文件：{exc}"]) from None
+    for number, cells in enumerate(lines, start=1):
         cells = [cell.strip() for cell in cells]
         if not any(cells):
             continue
@@ -106,6 +111,9 @@ def parse_division_list(raw: bytes | str) -> list[DivisionRow]:
             urban_rural, name = cells[1] or None, cells[2]  # code,urban_rural,name (empty above villages)
         if not name:
             errors.append(f"第 {number} 行（{code}）：缺少名称")
+            continue
+        if any(ord(char) < 0x20 for char in name):  # a NUL or a control character: PostgreSQL refuses NUL
+            errors.append(f"第 {number} 行（{code}）：名称含控制字符")
             continue
         if len(name) > MAX_NAME_CHARS:
             errors.append(f"第 {number} 行（{code}）：名称超过 {MAX_NAME_CHARS} 个字")

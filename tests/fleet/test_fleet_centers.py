@@ -81,6 +81,14 @@ def test_a_bad_list_names_every_bad_line_at_once() -> None:
                                     "第 3 行（445202101001）：缺少名称", "第 4 行：区划代码 445202101000 与第 1 行重复"]
 
 
+def test_a_list_that_is_no_csv_is_refused_not_a_server_error() -> None:
+    """Schemathesis sent a lone \\r in a field: csv.Error escaped as a 500 (and a NUL would reach PostgreSQL)."""
+    with pytest.raises(DivisionListError, match="第 3 行"):
+        parse_division_list("445202000000,示例镇\r445202101000,西村\rb")
+    with pytest.raises(DivisionListError, match="控制字符"):
+        parse_division_list("445202000000,示例\x00镇\n")
+
+
 def test_an_import_replaces_the_county_and_stays_in_scope(engine) -> None:
     with Session(engine) as session:
         import_list(session)
