@@ -31,8 +31,8 @@ def find_mosquitto() -> str:
     raise BrokerError("mosquitto is not installed: run tools/install-system-deps.sh")
 
 
-# Its own source of randomness: pytest-randomly reseeds the `random` module alike in every test worker, which would
-# hand every worker the same ports.
+# Its own source of randomness: a test that seeds the `random` module (alike in every worker) must not make the
+# test workers pick the same ports.
 _PORTS = random.SystemRandom()
 
 
