@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Index, bindparam, delete, insert
+from sqlalchemy import Connection, Index, bindparam, delete, insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from fleet.models import UTCDateTime
@@ -79,16 +79,18 @@ class SampleBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def forget_after(self, count: int) -> None:
-        """Drop the samples added after the first `count` (their message was rolled back)."""
-        del self.rows[count:]
-
     def write(self, session: Session, now: datetime, retention: Retention) -> None:
         if not self.rows:
             return
         session.flush()
-        session.connection().execute(insert(HealthSample), self.rows)
-        prune_devices(session, list(dict.fromkeys(row["device_id"] for row in self.rows)), now, retention)
+        self.write_rows(session.connection(), now, retention)
+
+    def write_rows(self, connection: Connection, now: datetime, retention: Retention) -> None:
+        """`write` on a connection whose ORM session (if any) has nothing pending for these devices."""
+        if not self.rows:
+            return
+        connection.execute(insert(HealthSample), self.rows)
+        prune_histories(connection, list(dict.fromkeys(row["device_id"] for row in self.rows)), now, retention)
         self.rows = []
 
 
@@ -97,23 +99,31 @@ def prune_device(session: Session, device_id: str, now: datetime, retention: Ret
 
 
 def prune_devices(session: Session, device_ids: Collection[str], now: datetime, retention: Retention) -> None:
+    """Prune these devices' histories to `retention` (see prune_histories), after the session's pending writes."""
+    if not device_ids:
+        return
+    session.flush()
+    prune_histories(session.connection(), device_ids, now, retention)
+
+
+def prune_histories(connection: Connection, device_ids: Collection[str], now: datetime,
+                    retention: Retention) -> None:
     """Prune these devices' histories to `retention`: older than max_age_s, or beyond the newest max_samples.
 
     Two statements for any number of devices (the second runs once per device, as one executemany).
     """
     if not device_ids:
         return
-    session.flush()
     cutoff = now - timedelta(seconds=retention.max_age_s)
-    session.exec(delete(HealthSample).where(col(HealthSample.device_id).in_(list(device_ids)),
-                                            col(HealthSample.at) < cutoff))
+    connection.execute(delete(HealthSample).where(col(HealthSample.device_id).in_(list(device_ids)),
+                                                  col(HealthSample.at) < cutoff))
     # Everything of a device before the oldest sample to keep (None, deleting nothing, while it has fewer).
     oldest_kept = (select(HealthSample.id).where(HealthSample.device_id == bindparam("device"))
                    .order_by(col(HealthSample.id).desc())
                    .offset(retention.max_samples - 1).limit(1).scalar_subquery())
     beyond = delete(HealthSample).where(col(HealthSample.device_id) == bindparam("device"),
                                         col(HealthSample.id) < oldest_kept)
-    session.connection().execute(beyond, [{"device": device_id} for device_id in device_ids])
+    connection.execute(beyond, [{"device": device_id} for device_id in device_ids])
 
 
 def prune_all(session: Session, now: datetime, retention: Retention) -> int:

@@ -23,7 +23,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -36,7 +35,8 @@ from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
 from fleet.devconfig.config import record_reported
 from fleet.devconfig.keys import KeyBox
-from fleet.health_history import Retention, SampleBatch, prune_all, record_sample
+from fleet.health_history import Retention, prune_all, record_sample
+from fleet.heartbeats import HeartbeatBatch, load_known
 from fleet.metrics import MessageCounts
 from fleet.models import AttendanceEvent, Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
@@ -77,7 +77,7 @@ DEVICE_TOPICS = (topics.DEVICE_PRESENCE, topics.DEVICE_HEALTH, topics.DEVICE_CON
 _DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller gives no settings
 PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
 
-WRITE_BATCH = 100  # messages stored in one transaction at most: the sweep thread must get the lock too
+WRITE_BATCH = 500  # messages stored in one transaction at most: the sweep thread must get the lock too
 
 # The ingest's probe (see Ingest.sweep): a message each worker sends itself through the county broker, on a topic
 # of its own under INGEST_PROBE_ROOT, outside the contract's sc/ tree (the county broker's acl lets only the
@@ -215,12 +215,10 @@ def _store_rating(session: Session, center_code: str, payload: dict[str, Any], n
 
 
 def record_message(session: Session, name: str, params: dict[str, Any], payload: dict[str, Any],
-                   now: datetime, retention: Retention | None = None, settings: Settings | None = None,
-                   samples: SampleBatch | None = None) -> str:
+                   now: datetime, retention: Retention | None = None, settings: Settings | None = None) -> str:
     """Apply one validated message of topic `name` to the database (the caller commits).
 
-    An accepted heartbeat is also kept in the health history, pruned to `retention` (or, when
-    `samples` is given, added to it for the caller to write with the rest of its batch).
+    An accepted heartbeat is also kept in the health history, pruned to `retention`.
     A stored bad rating (差评) opens its follow-up case (deadline from `settings`).
     """
     center = ensure_center(session, params["center"], now)
@@ -242,10 +240,7 @@ def record_message(session: Session, name: str, params: dict[str, Any], payload:
             note_birth(session, device.device_id, center.code, now)  # a registered device is active from now
         note_device_change(session, device, before_online, before_session, now)  # drops, for flapping alerts
         if name == topics.DEVICE_HEALTH and outcome == APPLIED:
-            if samples is None:
-                record_sample(session, device.device_id, center.code, payload, now, retention or Retention())
-            else:
-                samples.add(device.device_id, center.code, payload, now)
+            record_sample(session, device.device_id, center.code, payload, now, retention or Retention())
         return outcome
     if name == topics.TICKET_EVENT:
         return _store_event(session, TicketEvent, center.code, payload, now)
@@ -337,16 +332,15 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     large for its column, a NUL character on PostgreSQL) costs only itself: it
     is logged and its outcome is ERROR, and the rest of the batch is stored.
 
-    What can be done once per batch is: the batch's centers and devices are read
-    with two queries, heartbeats of stored devices (which cannot conflict with
-    anything: they update rows that exist and add history rows without unique
-    keys) skip the savepoint, and their health samples are inserted together
-    and pruned once per device at the end. Such a heartbeat can still carry a
-    value the database refuses, and that only shows when the batch is written;
-    the batch is then stored again with every message in its own savepoint
-    (the fast path off), which leaves exactly what the first try would have.
-    If the batch cannot be committed even so (the database is away), every
-    message is tried again on its own.
+    Heartbeats of devices already stored in their own center (nearly all of a
+    county's traffic) take the plain-SQL path of fleet.heartbeats instead: they
+    cannot conflict with anything (they update rows that exist and add history
+    rows without unique keys), so they need no savepoint and no ORM objects.
+    Such a heartbeat can still carry a value the database refuses, and that
+    only shows when the batch is written; the batch is then stored again with
+    every message in its own savepoint (the fast path off), which leaves
+    exactly what the first try would have. If the batch cannot be committed
+    even so (the database is away), every message is tried again on its own.
     """
     when = now or utcnow()
     retention = retention or Retention()
@@ -369,39 +363,50 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     return [handle_message(engine, topic_text, raw, when, retention, settings) for topic_text, raw in batch]
 
 
-def _store_batch(engine: Engine, batch: list[tuple[str, bytes]],
-                 decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None], when: datetime,
+Decoded = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[Decoded | None], when: datetime,
                  retention: Retention, settings: Settings | None, fast: bool) -> list[str]:
-    """One transaction for the batch; `fast`: heartbeats of stored devices without savepoints (see handle_batch).
+    """One transaction for the batch; `fast`: heartbeats of known devices in plain SQL (see handle_batch).
 
     Raises when something fails outside a message's savepoint (which the fast path's heartbeats are).
     """
     outcomes = [DROPPED] * len(batch)
     with write_session(engine) as session:
-        loaded = _load_batch_records(session, decoded)  # kept referenced: the identity map holds rows weakly
-        samples = SampleBatch() if fast else None  # without the fast path, each sample in its message's savepoint
-        for index, item in enumerate(decoded):
-            if item is None:
-                continue
-            name, params, payload = item
-            if samples is not None and name == topics.DEVICE_HEALTH and _is_stored(session, params):
-                outcomes[index] = record_message(session, name, params, payload, when, retention, settings,
-                                                 samples)
-                continue
-            # The fast path's pending updates are written here, outside the savepoint: a value of theirs the
-            # database refuses must fail the batch, not pass for this message's fault.
-            session.flush()
-            outcomes[index] = _record_in_savepoint(session, batch[index][0], item, when, retention, settings,
-                                                   samples)
-        if samples is not None:
-            samples.write(session, when, retention)
+        rest = [index for index, item in enumerate(decoded) if item is not None]
+        if fast:
+            heartbeats = HeartbeatBatch(load_known(session.connection(), _heartbeat_devices(decoded)))
+            for index in rest:
+                name, params, payload = decoded[index]  # type: ignore[misc]
+                if name == topics.DEVICE_HEALTH and heartbeats.takes(params["center"], params["device"]):
+                    outcomes[index] = _presence_outcome(heartbeats.apply(params["center"], params["device"],
+                                                                         payload, when))
+                    if outcomes[index] == APPLIED:
+                        heartbeats.add_sample(params["center"], params["device"], payload, when)
+            rest = [index for index in rest if outcomes[index] == DROPPED]
+            heartbeats.write(session.connection(), when, retention)
+        loaded = _load_batch_records(session, [decoded[index] for index in rest])  # kept referenced: the
+        # identity map holds rows weakly
+        for index in rest:
+            outcomes[index] = _record_in_savepoint(session, batch[index][0], decoded[index], when, retention,
+                                                   settings)  # type: ignore[arg-type]
         del loaded
     return outcomes
 
 
-def _record_in_savepoint(session: Session, topic_text: str, item: tuple[str, dict[str, Any], dict[str, Any]],
-                         when: datetime, retention: Retention, settings: Settings | None,
-                         samples: SampleBatch | None) -> str:
+def _heartbeat_devices(decoded: list[Decoded | None]) -> set[str]:
+    """The devices of the batch's heartbeats that have no other message in it (those keep their order in
+    record_message: a birth before a heartbeat, say)."""
+    heartbeats, others = set(), set()
+    for item in decoded:
+        if item is not None and "device" in item[1]:
+            (heartbeats if item[0] == topics.DEVICE_HEALTH else others).add(item[1]["device"])
+    return heartbeats - others
+
+
+def _record_in_savepoint(session: Session, topic_text: str, item: Decoded, when: datetime, retention: Retention,
+                         settings: Settings | None) -> str:
     """record_message in a savepoint of its own: a message the database refuses is logged and costs only itself.
 
     Errors of the connection or the transaction (not of this message) are raised.
@@ -409,15 +414,12 @@ def _record_in_savepoint(session: Session, topic_text: str, item: tuple[str, dic
     name, params, payload = item
     attempt = 1
     while True:
-        kept = len(samples) if samples is not None else 0
         try:
             with session.begin_nested():
-                return record_message(session, name, params, payload, when, retention, settings, samples)
+                return record_message(session, name, params, payload, when, retention, settings)
         except Exception as exc:
             if _database_failed(exc):
                 raise
-            if samples is not None:
-                samples.forget_after(kept)  # rolled back with the savepoint
             if not isinstance(exc, IntegrityError) or attempt == 2:
                 _log_not_stored(topic_text, exc)
                 return ERROR
@@ -444,8 +446,7 @@ def _log_not_stored(topic_text: str, exc: BaseException) -> None:
     log.warning("dropped message on %r: not stored: %s", topic_text, _reason(exc))
 
 
-def _load_batch_records(session: Session, decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None]
-                        ) -> list[Center | Device]:
+def _load_batch_records(session: Session, decoded: list[Decoded | None]) -> list[Center | Device]:
     """Read the batch's stored centers and devices into the session, two queries instead of two per message.
 
     Returned for the caller to keep referenced while the batch runs.
@@ -459,23 +460,6 @@ def _load_batch_records(session: Session, decoded: list[tuple[str, dict[str, Any
     if device_ids:
         records += session.exec(select(Device).where(col(Device.device_id).in_(device_ids))).all()
     return records
-
-
-def _is_stored(session: Session, params: dict[str, Any]) -> bool:
-    """Whether the message's center and device are rows in the database (read or written in this batch), the
-    device belonging to that center (a misplaced message is written in a savepoint of its own)."""
-    center = session.get(Center, params["center"]) if _in_session(session, Center, params["center"]) else None
-    device = session.get(Device, params["device"]) if _in_session(session, Device, params["device"]) else None
-    return (center is not None and device is not None and _persistent(center) and _persistent(device)
-            and device.center_code == center.code)
-
-
-def _in_session(session: Session, model: type[Center] | type[Device], key: str) -> bool:
-    return session.identity_key(model, key) in session.identity_map
-
-
-def _persistent(record: Center | Device) -> bool:
-    return sa_inspect(record).persistent
 
 
 def probe_topic(client_id: str) -> str:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, or_, select
 
@@ -56,6 +56,19 @@ STATUS_OFFLINE = "offline"
 STATUS_UNKNOWN = "unknown"  # stored online, but its edge agent is offline: we cannot see it
 # Never seen online (last_seen is NULL: registered, not connected yet): neither online nor offline, no alert.
 STATUS_AWAITING = "awaiting"
+
+
+class HeartbeatState(Protocol):
+    """What apply_health reads and writes: a Device, or a plain copy of its row (fleet.heartbeats.KnownDevice)."""
+
+    device_id: str
+    boot: str | None
+    session: int | None
+    online: bool
+    offline_reason: str | None
+    last_seen: datetime | None
+    updated: datetime
+    uptime_s: float | None
 
 
 def device_status(device_online: bool, edge_online: bool, ever_seen: bool = True) -> str:
@@ -150,7 +163,7 @@ def apply_edge_presence(center: Center, payload: dict[str, Any], now: datetime) 
     return verdict
 
 
-def apply_health(device: Device, payload: dict[str, Any], now: datetime) -> str:
+def apply_health(device: HeartbeatState, payload: dict[str, Any], now: datetime) -> str:
     """Apply a validated heartbeat; returns the verdict (applied when in rule.APPLIED).
 
     last_seen is refreshed unless the heartbeat is suspect; the online state and

@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 from fleet.alerts.engine import Change, reconcile
 from fleet.alerts.models import CenterHealthReport, CenterHours, DeviceDrop, MisplacedDevice
 from fleet.alerts.rules import (
-    DROP_RECONNECT,
     MISPLACED_ALERT_S,
     Condition,
     DeviceFacts,
@@ -27,6 +26,7 @@ from fleet.alerts.rules import (
     TicketFact,
     coverage_conditions,
     device_conditions,
+    drops_revealed,
     edge_condition,
     empty_window_conditions,
     health_conditions,
@@ -43,7 +43,6 @@ from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_DROPS_PER_MESSAGE = 20  # a session counter that jumped by thousands is a reflashed board, not flapping
 MISPLACED_KEEP_S = 30 * 86400  # reports of misplaced device messages are kept this long after the last one
 
 
@@ -149,18 +148,9 @@ def prune_drops(session: Session, before: datetime) -> None:
 
 def note_device_change(session: Session, device: Device, before_online: bool, before_session: int | None,
                        now: datetime) -> int:
-    """Record the drops a presence/heartbeat change reveals (for flapping); returns how many.
-
-    online -> offline is one drop (its reason); a newer session while we still thought the
-    device online means it reconnected before its will reached us; sessions skipped while
-    offline are connections we never saw, each of which ended.
-    """
-    count, reason = 0, DROP_RECONNECT
-    if before_online and not device.online:
-        count, reason = 1, device.offline_reason or DROP_RECONNECT
-    elif before_session is not None and device.session is not None and device.session > before_session:
-        count = device.session - before_session - (0 if before_online else 1)
-    count = max(0, min(count, MAX_DROPS_PER_MESSAGE))
+    """Record the drops a presence/heartbeat change reveals (for flapping, see drops_revealed); returns how many."""
+    count, reason = drops_revealed(before_online, before_session, device.online, device.session,
+                                   device.offline_reason)
     for _ in range(count):
         session.add(DeviceDrop(device_id=device.device_id, center_code=device.center_code, at=now, reason=reason))
     return count

@@ -60,6 +60,23 @@ DROP_WILL = REASON_WILL
 DROP_HEARTBEAT = REASON_HEARTBEAT
 DROP_RECONNECT = "reconnect"  # a new session without its predecessor's end being seen
 DROP_LABELS = {DROP_WILL: "连接断开", DROP_HEARTBEAT: "心跳超时", DROP_RECONNECT: "重新连接"}
+MAX_DROPS_PER_MESSAGE = 20  # a session counter that jumped by thousands is a reflashed board, not flapping
+
+
+def drops_revealed(before_online: bool, before_session: int | None, online: bool, session: int | None,
+                   offline_reason: str | None) -> tuple[int, str]:
+    """How many drops (and of which reason) a presence or heartbeat change of a device reveals.
+
+    online -> offline is one drop (its reason); a newer session while we still thought the
+    device online means it reconnected before its will reached us; sessions skipped while
+    offline are connections we never saw, each of which ended.
+    """
+    count, reason = 0, DROP_RECONNECT
+    if before_online and not online:
+        count, reason = 1, offline_reason or DROP_RECONNECT
+    elif before_session is not None and session is not None and session > before_session:
+        count = session - before_session - (0 if before_online else 1)
+    return max(0, min(count, MAX_DROPS_PER_MESSAGE)), reason
 
 ROLE_NAMES = {ROLE_QUEUE_DISPLAY: "排队显示屏", ROLE_RATING_PAD: "评价器"}
 COMPONENT_NAMES = {"center_broker": "中心消息服务", "county_uplink": "县平台上传", "printer": "打印机",

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 from fleet_testkit import CENTER, DISPLAY, OTHER_CENTER, PAD, add_user
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from fleet.alerts.evaluate import run_alert_sweep
 from fleet.alerts.models import Alert
@@ -242,6 +242,7 @@ def test_the_overview_page_lists_centers_a_page_at_a_time(client, monkeypatch) -
 
 
 def test_a_batch_of_heartbeats_leaves_what_storing_them_one_by_one_leaves(engine, tmp_path) -> None:
+    from fleet.alerts.models import DeviceDrop, MisplacedDevice
     from fleet.db import create_db_engine, init_db
     from fleet.health_history import HealthSample, Retention
     from fleet.ingest import handle_batch
@@ -251,31 +252,51 @@ def test_a_batch_of_heartbeats_leaves_what_storing_them_one_by_one_leaves(engine
     retention = Retention(max_age_s=3600, max_samples=3)
     devices = [device_id_from_mac(bytes([0, 0, 0, 0, 0, n])) for n in range(4)]
 
-    def heartbeat(device: str, session: int, uptime: float) -> tuple[str, bytes]:
-        return (topics.build(topics.DEVICE_HEALTH, center=CENTER, device=device),
-                json.dumps({"v": 1, "session": session, "uptime_s": uptime, "rssi": -50}).encode())
+    def heartbeat(device: str, session: int, uptime: float, center: str = CENTER, **figures) -> tuple[str, bytes]:
+        return (topics.build(topics.DEVICE_HEALTH, center=center, device=device),
+                json.dumps({"v": 1, "session": session, "uptime_s": uptime, "rssi": -50, **figures}).encode())
+
+    def birth(device: str, session: int) -> tuple[str, bytes]:
+        return (topics.build(topics.DEVICE_PRESENCE, center=CENTER, device=device),
+                json.dumps({"v": 1, "state": "online", "session": session, "role": "rating_pad",
+                            "window": 2, "board": "esp32", "fw": "1.0.0", "contract": 1}).encode())
 
     old = MONDAY_10 - timedelta(hours=2)  # aged out by the retention
     rounds = [(old, [heartbeat(d, 1, 1) for d in devices[:2]]),
               (MONDAY_10, [heartbeat(d, 1, 10 + i) for i in range(5) for d in devices[:3]]
-               + [heartbeat(devices[3], 2, 1), heartbeat(devices[0], 0, 99), heartbeat(devices[1], 3, 5)])]
+               + [heartbeat(devices[3], 2, 1), heartbeat(devices[0], 0, 99), heartbeat(devices[1], 3, 5)]),
+              # Known devices: figures, a suspect session, a reconnection (a drop), a heartbeat before a birth
+              # in the same batch, and one under another center (misplaced).
+              (MONDAY_10 + timedelta(minutes=1),
+               [heartbeat(devices[0], 1, 20, free_heap=1234, last_error="OSError: 113"),
+                heartbeat(devices[2], 200_000, 1), heartbeat(devices[1], 5, 1), heartbeat(devices[3], 3, 2),
+                birth(devices[3], 4), heartbeat(devices[0], 1, 21, center=OTHER_CENTER)]),
+              (MONDAY_10 + timedelta(minutes=2), [heartbeat(devices[2], 1, 15)])]  # known devices only
     for now, batch in rounds:
         handle_batch(engine, batch, now, retention)
         for topic_text, raw in batch:
             handle_message(one_by_one, topic_text, raw, now, retention)
 
-    def stored(on) -> tuple[list, list]:
+    def stored(on) -> tuple[list, list, list, list]:
         with Session(on) as session:
-            samples = [(s.device_id, s.at, s.session, s.uptime_s, s.rssi)
-                       for s in session.query(HealthSample).order_by(HealthSample.device_id, HealthSample.id)]
-            rows = [(d.device_id, d.online, d.session, d.uptime_s, d.last_seen)
-                    for d in session.query(Device).order_by(Device.device_id)]
-        return samples, rows
+            samples = [(s.device_id, s.at, s.session, s.uptime_s, s.rssi, s.free_heap, s.last_error)
+                       for s in session.exec(select(HealthSample).order_by(HealthSample.device_id, HealthSample.id))]
+            rows = [d.model_dump() for d in session.exec(select(Device).order_by(Device.device_id))]
+            drops = [(d.device_id, d.center_code, d.at, d.reason)
+                     for d in session.exec(select(DeviceDrop).order_by(DeviceDrop.device_id, DeviceDrop.id))]
+            centers = [(c.code, c.edge_last_seen) for c in session.exec(select(Center).order_by(Center.code))]
+            misplaced = [(m.device_id, m.center_code, m.count) for m in session.exec(select(MisplacedDevice))]
+        return samples, rows, drops, centers + misplaced
 
     batched = stored(engine)
     assert batched == stored(one_by_one)
+    assert (devices[0], OTHER_CENTER, 1) in batched[3] and (CENTER, MONDAY_10 + timedelta(minutes=2)) in batched[3]
+    assert [drop[0] for drop in batched[2]] == [devices[1]] * 4 + [devices[3]] * 2  # sessions skipped
+    assert {row["device_id"]: row["session"] for row in batched[1]} == {
+        devices[0]: 1, devices[1]: 5, devices[2]: 1, devices[3]: 4}
     uptimes = {d: [s[3] for s in batched[0] if s[0] == d] for d in devices}
-    # Aged out, cut to the newest 3, the stale session's heartbeat not kept, a new session's kept.
-    assert uptimes == {devices[0]: [12, 13, 14], devices[1]: [13, 14, 5], devices[2]: [12, 13, 14],
-                       devices[3]: [1]}
+    # Aged out, cut to the newest 3, the stale session's and the suspect one's heartbeats not kept, a new
+    # session's kept, the misplaced one not kept.
+    assert uptimes == {devices[0]: [13, 14, 20], devices[1]: [14, 5, 1], devices[2]: [13, 14, 15],
+                       devices[3]: [1, 2]}
     one_by_one.dispose()
