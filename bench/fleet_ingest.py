@@ -1,9 +1,11 @@
 """Fleet ingest figures (printed, never asserted).
 
 20,000 simulated devices publish their health through a real Mosquitto, from
-a separate publisher process. The same stream is received twice in one run:
-by a bare paho subscriber that only counts (the broker's raw loopback rate)
-and by the fleet's ingest writing to SQLite (the sustained ingest rate).
+a separate publisher process. The same stream is received by a bare paho
+subscriber that only counts (the broker's raw loopback rate) and by one fleet
+ingest worker writing to SQLite, then to PostgreSQL (a real server, fsync on):
+a first round of devices new to the fleet, then rounds of devices it knows
+(the sustained rate, and its ratio to the raw rate).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fleet.ingest import Ingest  # noqa: E402
 from fleet.settings import Settings  # noqa: E402
 from protocol import identity, messages, topics  # noqa: E402
 from tools.mosquitto import MosquittoBroker  # noqa: E402
+from tools.postgres import PostgresServer  # noqa: E402
 
 DEVICES = 20_000
 ROUNDS = 3  # health messages per device
@@ -101,7 +104,7 @@ def raw_rate(port: int) -> tuple[float, int]:
     return counter.rate(), counter.count
 
 
-def ingest_rate(port: int, work: Path) -> tuple[tuple[float, int], tuple[float, int]]:
+def ingest_rate(port: int, work: Path, database_url: str) -> tuple[tuple[float, int], tuple[float, int]]:
     """The rate of a first round (every device new to the fleet), then of ROUNDS rounds of known devices."""
     counter = Counter()
 
@@ -112,8 +115,8 @@ def ingest_rate(port: int, work: Path) -> tuple[tuple[float, int], tuple[float, 
                 if topic_text != self.probe_topic:
                     counter.tick()
 
-    settings = Settings(data_dir=work, database_url=f"sqlite:///{work / 'fleet.db'}", broker_port=port,
-                        mqtt_client_id="bench-ingest")
+    settings = Settings(data_dir=work, database_url=database_url, broker_port=port,
+                        mqtt_client_id="bench-ingest-" + database_url.split(":")[0])
     engine = create_db_engine(settings.database_url)
     init_db(engine)
     ingest = CountingIngest(settings, engine)
@@ -146,11 +149,16 @@ def main() -> None:
         raw, raw_count = raw_rate(broker.port)
         print(f"broker raw loopback, paho subscriber that only counts: {raw:,.0f} msg/s "
               f"({raw_count:,} of {DEVICES * ROUNDS:,} health messages received)")
-        (first, first_count), (rate, count) = ingest_rate(broker.port, work)
-        print(f"fleet ingest into SQLite, first contact of {DEVICES:,} devices: {first:,.0f} msg/s "
-              f"({first_count:,} of {DEVICES:,} received)")
-        print(f"fleet ingest into SQLite, {DEVICES:,} known devices: {rate:,.0f} msg/s "
-              f"({count:,} of {DEVICES * ROUNDS:,} received) = {rate / raw:.0%} of the raw rate")
+        postgres = PostgresServer().start(durable=True)
+        try:
+            for name, url in (("SQLite", f"sqlite:///{work / 'fleet.db'}"), ("PostgreSQL", postgres.create_database())):
+                (first, first_count), (rate, count) = ingest_rate(broker.port, work, url)
+                print(f"fleet ingest into {name}, first contact of {DEVICES:,} devices: {first:,.0f} msg/s "
+                      f"({first_count:,} of {DEVICES:,} received)")
+                print(f"fleet ingest into {name}, {DEVICES:,} known devices: {rate:,.0f} msg/s "
+                      f"({count:,} of {DEVICES * ROUNDS:,} received) = {rate / raw:.0%} of the raw rate")
+        finally:
+            postgres.stop()
     finally:
         broker.stop()
 

@@ -26,6 +26,7 @@ from fleet.db import create_db_engine, init_db, write_session  # noqa: E402
 from fleet.health_history import HealthSample, Retention  # noqa: E402
 from fleet.ingest import WRITE_BATCH, handle_batch  # noqa: E402
 from protocol import identity, messages, topics  # noqa: E402
+from tools.postgres import PostgresServer  # noqa: E402
 
 CENTERS = 200
 
@@ -62,10 +63,12 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=0, help="older heartbeats per device before the run")
     parser.add_argument("--max-samples", type=int, default=Retention.max_samples)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="on PostgreSQL (a real server, fsync on)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-profile-"))
-    engine = create_db_engine(f"sqlite:///{work / 'fleet.db'}")
+    postgres = PostgresServer().start(durable=True) if args.postgres else None
+    engine = create_db_engine(postgres.create_database() if postgres else f"sqlite:///{work / 'fleet.db'}")
     init_db(engine)
     names = device_topics(args.devices)
     now = datetime.now(UTC)
@@ -89,10 +92,12 @@ def main() -> None:
         profiler.disable()
     elapsed = time.perf_counter() - started
     print(f"{len(stream):,} health messages of {args.devices:,} known devices (history {args.history} each): "
-          f"{len(stream) / elapsed:,.0f} msg/s stored by one worker")
+          f"{len(stream) / elapsed:,.0f} msg/s stored by one worker into {engine.dialect.name}")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
     engine.dispose()
+    if postgres:
+        postgres.stop()
 
 
 if __name__ == "__main__":

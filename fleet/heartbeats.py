@@ -3,10 +3,10 @@
 Device heartbeats are nearly all a county's traffic (every device, every minute), and nearly all of them are
 of a device the fleet already knows, in the center it belongs to. For those the ingest needs no ORM objects:
 one SELECT reads the batch's device rows, `fleet.presence.apply_health` judges each heartbeat against a plain
-copy of its row, and executemany statements write the rows back, the centers' edge_last_seen, the drops and
-the health samples. The outcome is exactly what `fleet.ingest.record_message` gives for each heartbeat in
-turn (tests/fleet/test_fleet_scale.py compares the two); everything else (first messages, moved devices,
-presence) keeps going through `record_message`.
+copy of its row, and executemany statements write the rows back, the drops and the health samples (and
+`refresh_centers` the centers' edge_last_seen). The outcome is exactly what `fleet.ingest.record_message`
+gives for each heartbeat in turn (tests/fleet/test_fleet_scale.py compares the two); everything else (first
+messages, moved devices, presence) keeps going through `record_message`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ class HeartbeatBatch:
     def __init__(self, known: dict[str, KnownDevice]) -> None:
         self.known = known
         self.touched: dict[str, KnownDevice] = {}
-        self.centers: set[str] = set()
         self.drops: list[dict[str, Any]] = []
         self.samples = SampleBatch()
 
@@ -71,7 +70,6 @@ class HeartbeatBatch:
     def apply(self, center_code: str, device_id: str, payload: dict[str, Any], now: datetime) -> str:
         """Judge one validated heartbeat (only of a device this batch `takes`); returns apply_health's verdict."""
         device = self.known[device_id]
-        self.centers.add(center_code)  # as ensure_center: any message of a center refreshes edge_last_seen
         before_online, before_session = device.online, device.session
         verdict = apply_health(device, payload, now)
         self.touched[device_id] = device
@@ -86,9 +84,6 @@ class HeartbeatBatch:
     def write(self, connection: Connection, now: datetime, retention: Retention) -> None:
         """Write what the batch's heartbeats changed: rows in key order (two workers on PostgreSQL then lock
         the same rows in the same order), then drops and samples, the history pruned once per device."""
-        if self.centers:
-            connection.execute(update(_CENTERS).where(_CENTERS.c.code.in_(sorted(self.centers)))
-                               .values(edge_last_seen=now))
         if self.touched:
             statement = (update(_DEVICES).where(_DEVICES.c.device_id == bindparam("key"))
                          .values({name: bindparam(name) for name in STATE_COLUMNS}))
@@ -96,6 +91,20 @@ class HeartbeatBatch:
         if self.drops:
             connection.execute(insert(DeviceDrop), self.drops)
         self.samples.write_rows(connection, now, retention)
+
+
+def known_centers(connection: Connection, codes: Collection[str]) -> set[str]:
+    """Which of these centers are stored (one SELECT)."""
+    if not codes:
+        return set()
+    return set(connection.execute(select(_CENTERS.c.code).where(_CENTERS.c.code.in_(sorted(codes)))).scalars())
+
+
+def refresh_centers(connection: Connection, codes: Collection[str], now: datetime) -> None:
+    """As ensure_center for each message of a batch: any message of a center refreshes its edge_last_seen
+    (in key order, as the device rows)."""
+    if codes:
+        connection.execute(update(_CENTERS).where(_CENTERS.c.code.in_(sorted(codes))).values(edge_last_seen=now))
 
 
 def _rows(touched: dict[str, KnownDevice]) -> Iterable[dict[str, Any]]:

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -35,8 +35,9 @@ from fleet.db import write_session
 from fleet.devconfig.commands import record_ack
 from fleet.devconfig.config import record_reported
 from fleet.devconfig.keys import KeyBox
+from fleet.event_rows import EventRows
 from fleet.health_history import Retention, prune_all, record_sample
-from fleet.heartbeats import HeartbeatBatch, load_known
+from fleet.heartbeats import HeartbeatBatch, known_centers, load_known, refresh_centers
 from fleet.metrics import MessageCounts
 from fleet.models import AttendanceEvent, Center, Device, RatingEvent, TicketEvent, utcnow
 from fleet.presence import apply_device_presence, apply_edge_presence, apply_health, mark_silent_devices
@@ -376,16 +377,8 @@ def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[D
     with write_session(engine) as session:
         rest = [index for index, item in enumerate(decoded) if item is not None]
         if fast:
-            heartbeats = HeartbeatBatch(load_known(session.connection(), _heartbeat_devices(decoded)))
-            for index in rest:
-                name, params, payload = decoded[index]  # type: ignore[misc]
-                if name == topics.DEVICE_HEALTH and heartbeats.takes(params["center"], params["device"]):
-                    outcomes[index] = _presence_outcome(heartbeats.apply(params["center"], params["device"],
-                                                                         payload, when))
-                    if outcomes[index] == APPLIED:
-                        heartbeats.add_sample(params["center"], params["device"], payload, when)
+            _store_plain(session.connection(), decoded, rest, outcomes, when, retention)
             rest = [index for index in rest if outcomes[index] == DROPPED]
-            heartbeats.write(session.connection(), when, retention)
         loaded = _load_batch_records(session, [decoded[index] for index in rest])  # kept referenced: the
         # identity map holds rows weakly
         for index in rest:
@@ -393,6 +386,32 @@ def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[D
                                                    settings)  # type: ignore[arg-type]
         del loaded
     return outcomes
+
+
+def _store_plain(connection: Connection, decoded: list[Decoded | None], indexes: list[int], outcomes: list[str],
+                 when: datetime, retention: Retention) -> None:
+    """Store the heartbeats of known devices (fleet.heartbeats) and the ticket and attendance events of known
+    centers (fleet.event_rows) among `indexes`, setting their outcomes; the others' stay DROPPED."""
+    heartbeats = HeartbeatBatch(load_known(connection, _heartbeat_devices(decoded)))
+    centers = known_centers(connection, {decoded[index][1]["center"] for index in indexes  # type: ignore[index]
+                                         if EventRows.takes(decoded[index][0])})  # type: ignore[index]
+    events = EventRows()
+    touched: set[str] = set()  # centers whose edge_last_seen a message refreshes, as ensure_center does
+    for index in indexes:
+        name, params, payload = decoded[index]  # type: ignore[misc]
+        center = params["center"]
+        if name == topics.DEVICE_HEALTH and heartbeats.takes(center, params["device"]):
+            outcomes[index] = _presence_outcome(heartbeats.apply(center, params["device"], payload, when))
+            if outcomes[index] == APPLIED:
+                heartbeats.add_sample(center, params["device"], payload, when)
+            touched.add(center)
+        elif EventRows.takes(name) and center in centers:
+            events.add(index, name, center, payload)
+            touched.add(center)
+    heartbeats.write(connection, when, retention)
+    for index, outcome in events.write(connection, when).items():
+        outcomes[index] = outcome
+    refresh_centers(connection, touched, when)
 
 
 def _heartbeat_devices(decoded: list[Decoded | None]) -> set[str]:

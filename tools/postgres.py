@@ -56,13 +56,15 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
 
-    def start(self, timeout: float = 30) -> PostgresServer:
+    def start(self, timeout: float = 30, durable: bool = False) -> PostgresServer:
+        """`durable`: fsync on, as a production server (benchmarks); tests run without it, for speed."""
         if self.as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8",
                   "--no-sync")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "server.log"), "-w", "-o",
-                  f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+                  f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync={'on' if durable else 'off'}",
+                  "start")
         deadline = time.monotonic() + timeout
         while not port_is_open(self.port):
             if time.monotonic() > deadline:
