@@ -5,8 +5,9 @@ each in a savepoint of its own with ORM objects (fleet.ingest.record_message) do
 second; here one SELECT per table finds the batch's events already stored, and one executemany INSERT
 stores the others. The outcome is what `record_message` gives for each in turn (STORED, or DUPLICATE for
 an event stored before or earlier in the batch); tests/fleet/test_fleet_event_rows.py compares the two.
-Ratings keep going through `record_message`: a 差评 opens a case and a rating's second event may bring a
-reason, which plain rows cannot say.
+Ratings take this path only when they are plain rows too: a score that is no 差评 (a 差评 opens a case), not
+for the province's reporter, the only event of its rating in the batch and the first in the database (a
+rating's second event may bring a reason); the others keep going through `record_message`.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 from sqlalchemy import Connection, insert, select
 
-from fleet.models import AttendanceEvent, TicketEvent
+from fleet.models import AttendanceEvent, Center, RatingEvent, TicketEvent
 from protocol import topics
+from protocol.messages import BAD_SCORES
 
-MODELS: dict[str, type[TicketEvent] | type[AttendanceEvent]] = {
-    topics.TICKET_EVENT: TicketEvent, topics.ATTENDANCE_EVENT: AttendanceEvent}
+EventModel = type[TicketEvent] | type[AttendanceEvent] | type[RatingEvent]
+MODELS: dict[str, EventModel] = {
+    topics.TICKET_EVENT: TicketEvent, topics.ATTENDANCE_EVENT: AttendanceEvent, topics.RATING_EVENT: RatingEvent}
 _OWN = ("id", "center_code", "received_at")  # filled here, never taken from the payload
 
 STORED = "stored"
 DUPLICATE = "duplicate"
 
 
-def _defaults(model: type[TicketEvent] | type[AttendanceEvent]) -> dict[str, Any]:
+def _defaults(model: EventModel) -> dict[str, Any]:
     """The payload's fields of `model` with their defaults (PydanticUndefined: the contract requires it)."""
     return {name: field.default for name, field in model.model_fields.items() if name not in _OWN}
 
@@ -38,31 +41,54 @@ _FIELDS = {name: _defaults(model) for name, model in MODELS.items()}
 
 
 class EventRows:
-    """The batch's ticket and attendance events of centers stored in the database."""
+    """The batch's ticket, attendance and plain rating events of centers stored in the database."""
 
-    def __init__(self) -> None:
+    def __init__(self, province_reporting: bool) -> None:
+        self.province_reporting = province_reporting  # ratings with a case number are queued for the province
         self.pending: dict[str, list[tuple[int, str, dict[str, Any]]]] = {name: [] for name in MODELS}
 
     @staticmethod
     def takes(name: str) -> bool:
+        """Whether messages of topic `name` may take this path (ratings: see plain_rating)."""
         return name in MODELS
+
+    def plain_rating(self, payload: dict[str, Any]) -> bool:
+        """A rating that is a row and nothing more (before the batch and the database are asked)."""
+        return payload["score"] not in BAD_SCORES and not (payload.get("case_no") and self.province_reporting)
 
     def add(self, index: int, name: str, center_code: str, payload: dict[str, Any]) -> None:
         self.pending[name].append((index, center_code, payload))
 
     def write(self, connection: Connection, now: datetime) -> dict[int, str]:
-        """Store the new events; returns each added event's outcome by its index."""
+        """Store the new events; returns the outcome by index of each event handled here (a rating already
+        in the database is not: its event may bring a reason, for record_message)."""
         outcomes: dict[int, str] = {}
         for name, events in self.pending.items():
+            if events and name == topics.RATING_EVENT:
+                events = _first_ratings(connection, events)
             if events:
                 outcomes.update(_write_events(connection, MODELS[name], _FIELDS[name], events, now))
         return outcomes
 
 
-def _write_events(connection: Connection, model: type[TicketEvent] | type[AttendanceEvent],
-                  fields: dict[str, Any], events: Sequence[tuple[int, str, dict[str, Any]]],
-                  now: datetime) -> dict[int, str]:
-    table = model.__table__  # type: ignore[attr-defined]
+def _first_ratings(connection: Connection, events: list[tuple[int, str, dict[str, Any]]]
+                   ) -> list[tuple[int, str, dict[str, Any]]]:
+    """The ratings whose rating_id is not stored yet. Their centers' rows are locked first, as
+    record_message's rating path locks its center: two workers given a rating's two events take turns
+    (PostgreSQL; SQLite has one writer at a time anyway)."""
+    centers = Center.__table__  # type: ignore[attr-defined]
+    codes = sorted({center for _, center, _ in events})
+    connection.execute(select(centers.c.code).where(centers.c.code.in_(codes)).with_for_update()).all()
+    ratings = RatingEvent.__table__  # type: ignore[attr-defined]
+    ids = sorted({payload["rating_id"] for _, _, payload in events})
+    stored = set(connection.execute(select(ratings.c.center_code, ratings.c.rating_id)
+                                    .where(ratings.c.rating_id.in_(ids))).tuples())
+    return [event for event in events if (event[1], event[2]["rating_id"]) not in stored]
+
+
+def _write_events(connection: Connection, model: EventModel, fields: dict[str, Any],
+                  events: Sequence[tuple[int, str, dict[str, Any]]], now: datetime) -> dict[int, str]:
+    table = model.__table__  # type: ignore[union-attr]
     ids = sorted({payload["event_id"] for _, _, payload in events})
     stored = set(connection.execute(select(table.c.center_code, table.c.event_id)
                                     .where(table.c.event_id.in_(ids))).tuples())

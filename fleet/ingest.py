@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -377,7 +378,7 @@ def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[D
     with write_session(engine) as session:
         rest = [index for index, item in enumerate(decoded) if item is not None]
         if fast:
-            _store_plain(session.connection(), decoded, rest, outcomes, when, retention)
+            _store_plain(session.connection(), decoded, rest, outcomes, when, retention, settings)
             rest = [index for index in rest if outcomes[index] == DROPPED]
         loaded = _load_batch_records(session, [decoded[index] for index in rest])  # kept referenced: the
         # identity map holds rows weakly
@@ -389,13 +390,16 @@ def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[D
 
 
 def _store_plain(connection: Connection, decoded: list[Decoded | None], indexes: list[int], outcomes: list[str],
-                 when: datetime, retention: Retention) -> None:
-    """Store the heartbeats of known devices (fleet.heartbeats) and the ticket and attendance events of known
-    centers (fleet.event_rows) among `indexes`, setting their outcomes; the others' stay DROPPED."""
+                 when: datetime, retention: Retention, settings: Settings | None) -> None:
+    """Store the heartbeats of known devices (fleet.heartbeats) and the ticket, attendance and plain rating
+    events of known centers (fleet.event_rows) among `indexes`, setting their outcomes; the others' stay
+    DROPPED, for record_message."""
     heartbeats = HeartbeatBatch(load_known(connection, _heartbeat_devices(decoded)))
     centers = known_centers(connection, {decoded[index][1]["center"] for index in indexes  # type: ignore[index]
                                          if EventRows.takes(decoded[index][0])})  # type: ignore[index]
-    events = EventRows()
+    events = EventRows(province_reporting=(settings or _DEFAULTS).province_endpoint is not None)
+    ratings = Counter((item[1]["center"], item[2]["rating_id"]) for item in decoded
+                      if item is not None and item[0] == topics.RATING_EVENT)
     touched: set[str] = set()  # centers whose edge_last_seen a message refreshes, as ensure_center does
     for index in indexes:
         name, params, payload = decoded[index]  # type: ignore[misc]
@@ -405,12 +409,13 @@ def _store_plain(connection: Connection, decoded: list[Decoded | None], indexes:
             if outcomes[index] == APPLIED:
                 heartbeats.add_sample(center, params["device"], payload, when)
             touched.add(center)
-        elif EventRows.takes(name) and center in centers:
+        elif EventRows.takes(name) and center in centers and (name != topics.RATING_EVENT or (
+                events.plain_rating(payload) and ratings[center, payload["rating_id"]] == 1)):
             events.add(index, name, center, payload)
-            touched.add(center)
     heartbeats.write(connection, when, retention)
     for index, outcome in events.write(connection, when).items():
         outcomes[index] = outcome
+        touched.add(decoded[index][1]["center"])  # type: ignore[index]
     refresh_centers(connection, touched, when)
 
 

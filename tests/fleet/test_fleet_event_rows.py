@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from fleet_testkit import CENTER, OTHER_CENTER
 from sqlmodel import Session, select
 
+from fleet.cases.models import FollowUpCase as Case
 from fleet.db import create_db_engine, init_db
 from fleet.ingest import handle_batch, handle_message
-from fleet.models import AttendanceEvent, Center, TicketEvent
+from fleet.models import AttendanceEvent, Center, RatingEvent, TicketEvent
 from protocol import topics
+from protocol.messages import REASON_ATTITUDE, REASON_EFFICIENCY
 
 MONDAY_10 = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
 NEW_CENTER = "445202101077"  # no message of it before the last batch
@@ -31,6 +33,13 @@ def attendance(center: str, n: int) -> tuple[str, bytes]:
     return topics.build(topics.ATTENDANCE_EVENT, center=center), json.dumps(payload, ensure_ascii=False).encode()
 
 
+def rating(center: str, n: int, score: int, rating_id: str = "", **fields) -> tuple[str, bytes]:
+    payload = {"v": 1, "event_id": f"{center}-r-{n}", "rating_id": rating_id or f"dev-a4cf12ab34ce-1-{n}",
+               "ticket": f"A{n:03d}", "service": "shebao", "window": 3, "staff_no": "0312", "score": score,
+               "ts": 1767578500.0 + n, **fields}
+    return topics.build(topics.RATING_EVENT, center=center), json.dumps(payload).encode()
+
+
 def stored(engine) -> tuple[list, list, list]:
     with Session(engine) as session:
         tickets = [t.model_dump(exclude={"id"}) for t in session.exec(
@@ -38,14 +47,19 @@ def stored(engine) -> tuple[list, list, list]:
         signs = [a.model_dump(exclude={"id"}) for a in session.exec(
             select(AttendanceEvent).order_by(AttendanceEvent.center_code, AttendanceEvent.event_id))]
         centers = [(c.code, c.edge_last_seen) for c in session.exec(select(Center).order_by(Center.code))]
-    return tickets, signs, centers
+        ratings = [r.model_dump(exclude={"id"}) for r in session.exec(
+            select(RatingEvent).order_by(RatingEvent.center_code, RatingEvent.event_id))]
+        cases = sorted(session.exec(select(RatingEvent.center_code, RatingEvent.event_id).join(
+            Case, Case.rating_event_id == RatingEvent.id)).all())  # row ids differ with the order of writing
+    return tickets, signs + ratings + cases, centers
 
 
 def test_a_batch_of_events_leaves_what_storing_them_one_by_one_leaves(engine, tmp_path, caplog) -> None:
     one_by_one = create_db_engine(f"sqlite:///{tmp_path / 'one-by-one.db'}")
     init_db(one_by_one)
     rounds = [
-        (MONDAY_10, [ticket(CENTER, 1), ticket(OTHER_CENTER, 1), attendance(CENTER, 1)]),
+        (MONDAY_10, [ticket(CENTER, 1), ticket(OTHER_CENTER, 1), attendance(CENTER, 1), rating(CENTER, 1, 5),
+                     rating(CENTER, 2, 1)]),
         (MONDAY_10 + timedelta(minutes=5), [
             ticket(CENTER, 1),  # sent again: its edge missed the acknowledgement
             ticket(CENTER, 2), ticket(CENTER, 2),  # twice in one batch
@@ -56,21 +70,33 @@ def test_a_batch_of_events_leaves_what_storing_them_one_by_one_leaves(engine, tm
             ticket(OTHER_CENTER, 2), attendance(CENTER, 1), attendance(CENTER, 2),
             ticket(NEW_CENTER, 1), ticket(NEW_CENTER, 1),  # a center first heard of in this batch
             (topics.build(topics.TICKET_EVENT, center=CENTER), b'{"v": 1, "event_id": "x"}'),  # malformed
+            rating(CENTER, 1, 5),  # sent again
+            rating(CENTER, 7, 1, rating_id="dev-a4cf12ab34ce-1-2", reason=REASON_ATTITUDE),  # a 差评's reason,
+            # the rating's second event
+            rating(CENTER, 3, 4), rating(OTHER_CENTER, 3, 0, outcome="pad_offline"),  # new plain ratings
+            rating(CENTER, 4, 2),  # a new 差评: its case opens
+            rating(CENTER, 5, 2, rating_id="dev-a4cf12ab34ce-1-5"),  # both events of one rating in a batch
+            rating(CENTER, 6, 2, rating_id="dev-a4cf12ab34ce-1-5", reason=REASON_EFFICIENCY),
         ]),
+        # A stored rating under another event id, alone in its batch: stored once all the same.
+        (MONDAY_10 + timedelta(minutes=6), [rating(CENTER, 8, 4, rating_id="dev-a4cf12ab34ce-1-3")]),
     ]
     outcomes = []
     for now, batch in rounds:
         outcomes.append(handle_batch(engine, batch, now))
         assert outcomes[-1] == [handle_message(one_by_one, topic_text, raw, now) for topic_text, raw in batch]
     assert outcomes[1] == ["duplicate", "stored", "duplicate", "stored", "stored", "stored", "duplicate", "stored",
-                           "stored", "duplicate", "dropped"]
+                           "stored", "duplicate", "dropped", "duplicate", "stored", "stored", "stored", "stored",
+                           "stored", "stored"]
+    assert outcomes[2] == ["duplicate"]
     tickets, signs, centers = stored(engine)
     assert (tickets, signs, centers) == stored(one_by_one)
-    assert len(tickets) == 7 and len(signs) == 2
+    assert len(tickets) == 7 and len(signs) == 2 + 6 + 3  # sign-ins, ratings, cases
     assert "could not be stored together" not in caplog.text  # stored on the first try, not by the fallback
     by_id = {t["event_id"]: t for t in tickets}
     assert by_id[f"{CENTER}-20260105-0004"]["service_name"] is None
     assert by_id[f"{CENTER}-20260105-0003"]["window"] is None
     assert by_id[f"{CENTER}-20260105-0002"]["received_at"] == MONDAY_10 + timedelta(minutes=5)
-    assert dict(centers)[OTHER_CENTER] == MONDAY_10 + timedelta(minutes=5)  # its events refresh its edge's seen
+    assert dict(centers)[OTHER_CENTER] == MONDAY_10 + timedelta(minutes=5)
+    assert dict(centers)[CENTER] == MONDAY_10 + timedelta(minutes=6)  # its events refresh its edge's seen
     one_by_one.dispose()
