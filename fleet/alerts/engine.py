@@ -19,8 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Integer, any_, bindparam, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Session
 
 from fleet.alerts.models import ACKNOWLEDGED, ACTIVE_STATES, OPEN, RESOLVED, Alert
 from fleet.alerts.rules import DEVICE_FLAPPING, DEVICE_MISPLACED, EDGE_OFFLINE, Condition
@@ -47,22 +50,6 @@ class Change:
     severity: str
 
 
-def _change(kind: str, alert: Alert) -> Change:
-    assert alert.id is not None
-    return Change(kind, alert.id, alert.key, alert.rule, alert.center_code, alert.message, alert.reason,
-                  alert.severity)
-
-
-def _update(alert: Alert, condition: Condition, now: datetime) -> None:
-    alert.rule = condition.rule
-    alert.message = condition.message
-    alert.reason = condition.reason
-    alert.severity = condition.severity
-    alert.device_id = condition.device_id
-    alert.window = condition.window
-    alert.last_active_at = now
-
-
 def due(condition: Condition, now: datetime, open_since: datetime | None) -> bool:
     """Whether `condition` should open an alert now: center open (or an any-hour condition), and lasted long
     enough while open."""
@@ -74,6 +61,16 @@ def due(condition: Condition, now: datetime, open_since: datetime | None) -> boo
     return (now - start).total_seconds() >= condition.min_duration_s
 
 
+WRITE_CHUNK = 5_000  # ids in one UPDATE ... WHERE id IN (...): under SQLite's 32,766 and PostgreSQL's 65,535 limits
+ALERT = Alert.__table__
+_FIELDS = ("rule", "message", "reason", "severity", "device_id", "window")  # what a condition sets on its alert
+_NEW_COLUMNS = ("key", "center_code", *_FIELDS)  # what differs between the alerts one sweep opens
+
+
+def _fields(condition: Condition) -> dict[str, Any]:
+    return {name: getattr(condition, name) for name in _FIELDS}
+
+
 def reconcile(session: Session, conditions: Iterable[Condition], now: datetime,
               open_since: Callable[[str], datetime | None], frozen_centers: set[str] | None = None,
               reopen_window_s: float = 3600.0) -> list[Change]:
@@ -81,10 +78,22 @@ def reconcile(session: Session, conditions: Iterable[Condition], now: datetime,
 
     `open_since(center_code)`: start of the center's current opening period, None when closed.
     `frozen_centers`: centers whose alerts (other than edge_offline) must not resolve now.
+
+    Set-based, for a country's alerts: the active alerts are read as plain rows in one query, the recently
+    resolved ones in another, and the writes go a statement per kind of change (new alerts in one
+    multi-row INSERT, every alert still true in a few UPDATEs of its last_active_at) instead of an ORM
+    object, a query and a flush per alert: opening 90,000 alerts one at a time took minutes.
     """
     frozen = frozen_centers or set()
-    active = {alert.key: alert for alert in session.exec(select(Alert).where(col(Alert.state).in_(ACTIVE_STATES)))}
-    changes: list[Change] = []
+    session.flush()  # the caller's pending changes first: what follows are plain statements on its connection
+    connection = session.connection()
+    active = {row.key: row for row in connection.execute(
+        select(ALERT).where(ALERT.c.state.in_(ACTIVE_STATES)).order_by(ALERT.c.id))}
+    # (kind, key, fields): the changes in the order of the conditions, then the resolved alerts.
+    planned: list[tuple[str, str, dict[str, Any]]] = []
+    still_true: list[int] = []  # active alerts whose condition holds: last_active_at = now
+    rewritten: list[dict[str, Any]] = []  # ... of which the condition's message, reason ... changed
+    due_now: dict[str, Condition] = {}  # conditions without an active alert, due to open (or reopen)
     seen: set[str] = set()
     for condition in conditions:
         if condition.key in seen:
@@ -92,48 +101,105 @@ def reconcile(session: Session, conditions: Iterable[Condition], now: datetime,
         seen.add(condition.key)
         alert = active.get(condition.key)
         if alert is not None:
-            escalated = condition.rule == DEVICE_FLAPPING and alert.rule != DEVICE_FLAPPING
-            _update(alert, condition, now)
-            session.add(alert)
-            if escalated:
-                session.flush()
-                changes.append(_change(ESCALATED, alert))
+            still_true.append(alert.id)
+            fields = _fields(condition)
+            if any(getattr(alert, name) != value for name, value in fields.items()):
+                rewritten.append({"alert_id": alert.id, **fields})
+            if condition.rule == DEVICE_FLAPPING and alert.rule != DEVICE_FLAPPING:
+                planned.append((ESCALATED, condition.key, {"id": alert.id, "center_code": alert.center_code,
+                                                           **fields}))
             continue
-        if not due(condition, now, open_since(condition.center_code)):
+        if due(condition, now, open_since(condition.center_code)):
+            due_now[condition.key] = condition
+            planned.append((OPENED, condition.key, {}))  # or reopened: decided below
+    recent = _recently_resolved(connection, due_now, now - timedelta(seconds=reopen_window_s))
+    reopened: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []
+    for index, (kind, key, _) in enumerate(planned):
+        if kind != OPENED:
             continue
-        recent = session.exec(
-            select(Alert).where(Alert.key == condition.key, Alert.state == RESOLVED,
-                                col(Alert.resolved_at) >= now - timedelta(seconds=reopen_window_s))
-            .order_by(col(Alert.resolved_at).desc())
-        ).first()
-        if recent is not None:
-            escalated = condition.rule == DEVICE_FLAPPING and recent.rule != DEVICE_FLAPPING
-            recent.state = OPEN
-            recent.resolved_at = None
-            recent.acknowledged_at = None
-            recent.acknowledged_by = None
-            recent.occurrences += 1
-            _update(recent, condition, now)
-            session.add(recent)
-            session.flush()
-            changes.append(_change(ESCALATED if escalated else REOPENED, recent))
-            continue
-        alert = Alert(key=condition.key, rule=condition.rule, severity=condition.severity,
-                      center_code=condition.center_code, device_id=condition.device_id, window=condition.window,
-                      state=OPEN, message=condition.message, reason=condition.reason, opened_at=now,
-                      last_active_at=now)
-        session.add(alert)
-        session.flush()
-        changes.append(_change(OPENED, alert))
-    for key, alert in active.items():
-        if key in seen or (alert.center_code in frozen and alert.rule not in SEEN_FROM_THE_COUNTY):
-            continue
-        alert.state = RESOLVED
-        alert.resolved_at = now
-        session.add(alert)
-        session.flush()
-        changes.append(_change(RESOLVED_CHANGE, alert))
+        condition = due_now[key]
+        fields = _fields(condition)
+        earlier = recent.get(key)
+        if earlier is not None:
+            escalated = condition.rule == DEVICE_FLAPPING and earlier.rule != DEVICE_FLAPPING
+            reopened.append({"alert_id": earlier.id, **fields})
+            planned[index] = (ESCALATED if escalated else REOPENED, key,
+                              {"id": earlier.id, "center_code": earlier.center_code, **fields})
+        else:
+            row = {"key": key, "center_code": condition.center_code, **fields, "state": OPEN, "opened_at": now,
+                   "last_active_at": now, "occurrences": 1}
+            new_rows.append(row)
+            planned[index] = (OPENED, key, row)
+    resolved = [alert for key, alert in active.items()
+                if key not in seen and not (alert.center_code in frozen and alert.rule not in SEEN_FROM_THE_COUNTY)]
+
+    stamp = ALERT.c.last_active_at
+    _update_ids(connection, still_true, {stamp: now})
+    if rewritten:
+        connection.execute(update(ALERT).where(ALERT.c.id == bindparam("alert_id")), rewritten)
+    if reopened:
+        connection.execute(update(ALERT).where(ALERT.c.id == bindparam("alert_id")).values(
+            state=OPEN, resolved_at=None, acknowledged_at=None, acknowledged_by=None,
+            occurrences=ALERT.c.occurrences + 1, last_active_at=now), reopened)
+    if new_rows:
+        ids = _insert_alerts(connection, new_rows, now)
+        for row in new_rows:
+            row["id"] = ids[row["key"]]
+    _update_ids(connection, [alert.id for alert in resolved], {ALERT.c.state: RESOLVED, ALERT.c.resolved_at: now})
+    for instance in [obj for obj in session.identity_map.values() if isinstance(obj, Alert)]:
+        session.expire(instance)  # written around the ORM: a caller's Alert objects read the rows again
+
+    changes = [Change(kind, fields["id"], key, fields["rule"], fields["center_code"], fields["message"],
+                      fields["reason"], fields["severity"]) for kind, key, fields in planned]
+    changes += [Change(RESOLVED_CHANGE, alert.id, alert.key, alert.rule, alert.center_code, alert.message,
+                       alert.reason, alert.severity) for alert in resolved]
     return changes
+
+
+def _recently_resolved(connection: Connection, conditions: dict[str, Condition], since: datetime) -> dict[str, Any]:
+    """key -> the latest alert of that key resolved at `since` or later, for the keys of `conditions`."""
+    if not conditions:
+        return {}
+    found: dict[str, Any] = {}
+    query = (select(ALERT.c.id, ALERT.c.key, ALERT.c.rule, ALERT.c.center_code)
+             .where(ALERT.c.state == RESOLVED, ALERT.c.resolved_at >= since)
+             .order_by(ALERT.c.resolved_at.desc(), ALERT.c.id.desc()))
+    for row in connection.execute(query):
+        if row.key in conditions and row.key not in found:
+            found[row.key] = row
+    return found
+
+
+def _insert_alerts(connection: Connection, rows: list[dict[str, Any]], now: datetime) -> dict[str, int]:
+    """INSERT the new alerts `rows` (opened `now`); returns key -> id (one new alert per key)."""
+    if connection.dialect.name != "postgresql":
+        # Matched by key, not by order: SQLite would insert a row a statement to keep the order.
+        return dict(connection.execute(insert(ALERT).returning(ALERT.c.key, ALERT.c.id), rows).all())
+    # One statement over an array per column (unnest): psycopg spends seconds parsing the multi-row VALUES of
+    # 90,000 alerts that SQLAlchemy's executemany sends, and a plain executemany is a round trip a row.
+    arrays = [bindparam(f"new_{name}", [row[name] for row in rows], type_=ARRAY(ALERT.c[name].type))
+              for name in _NEW_COLUMNS]
+    source = func.unnest(*arrays).table_valued(*_NEW_COLUMNS).render_derived(name="new_alert")
+    rows_of_source = select(*[source.c[name] for name in _NEW_COLUMNS], literal(OPEN, ALERT.c.state.type),
+                            literal(now, ALERT.c.opened_at.type), literal(now, ALERT.c.last_active_at.type),
+                            literal(1, ALERT.c.occurrences.type))
+    query = insert(ALERT).from_select([*_NEW_COLUMNS, "state", "opened_at", "last_active_at", "occurrences"],
+                                      rows_of_source)
+    return dict(connection.execute(query.returning(ALERT.c.key, ALERT.c.id)).all())
+
+
+def _update_ids(connection: Connection, ids: list[int], values: dict[Any, Any]) -> None:
+    """UPDATE alert SET `values` for the alerts `ids`: on PostgreSQL in one statement (an array of the ids),
+    elsewhere a chunk of ids a statement."""
+    if not ids:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(update(ALERT).where(ALERT.c.id == any_(bindparam("ids", ids, type_=ARRAY(Integer))))
+                           .values(values))
+        return
+    for start in range(0, len(ids), WRITE_CHUNK):
+        connection.execute(update(ALERT).where(ALERT.c.id.in_(ids[start:start + WRITE_CHUNK])).values(values))
 
 
 def acknowledge(session: Session, alert: Alert, username: str, now: datetime) -> bool:

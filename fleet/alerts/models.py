@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from fleet.auth.schema import added_indexes
 from fleet.centers.models import CenterHours  # noqa: F401  (opening hours live in the center registry)
 from fleet.models import UTCDateTime, utcnow
 
@@ -30,7 +31,11 @@ class Alert(SQLModel, table=True):
     """
 
     __tablename__ = "alert"
-    __table_args__ = (Index("ix_alert_key_state", "key", "state"),)
+    __table_args__ = (
+        Index("ix_alert_key_state", "key", "state"),
+        # The sweep's alerts resolved within the reopen window: not a scan of every alert ever resolved.
+        Index("ix_alert_state_resolved_at", "state", "resolved_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=128)
@@ -48,6 +53,9 @@ class Alert(SQLModel, table=True):
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_by: str | None = Field(default=None, max_length=64)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+added_indexes("alert", "ix_alert_state_resolved_at")
 
 
 class DeviceDrop(SQLModel, table=True):
