@@ -13,18 +13,19 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import false, func
 from sqlmodel import Session, col, select
 
 from fleet.auth.principal import CurrentUser
 from fleet.centers.names import attach_names, center_names, name_or_code_clause, town_names
 from fleet.db import among
-from fleet.models import Center, Device, RatingEvent, TicketEvent
+from fleet.models import OFFLINE_DEVICES, Center, Device, RatingEvent, TicketEvent
 from fleet.presence import STATUS_AWAITING, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN, device_status
 from protocol.messages import BAD_SCORES, ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD, TICKET_ISSUED, UNRATED
 
 SERVING_ROLES = (ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD)  # a window cannot call or rate without them
 CENTERS_PER_PAGE = 100  # rows of the overview's center table
+TOWNS_PER_PAGE = 200  # rows of the overview's roll-up by town (a county has tens, a country some 40,000)
 NOT_SERVING_NAMED = 500  # centers of the "cannot serve" box named (the page shows fewer; names are one query)
 
 
@@ -234,7 +235,7 @@ def serving_problems(summary: dict[str, Any], devices: list[dict[str, Any]],
                 problems.append({"text": what + "离线", "fields": {}})
             else:
                 problems.append({"text": "{window}号窗口" + what + "离线", "fields": {"window": device["window"]}})
-    known = {problem_text(problem) for problem in problems}
+    known = {problem_text(problem) for problem in problems} if edge_reasons else set()
     for reason in edge_reasons:
         if reason not in known:  # the edge also names offline devices; those are already counted above
             problems.append({"text": reason.replace("{", "{{").replace("}", "}}"), "fields": {}})
@@ -279,8 +280,7 @@ def not_serving_centers(session: Session, where: Sequence[Any] = ()) -> list[dic
     visible = [col(Center.edge_online).is_(True), *where]
     silent = (select(Device.center_code, Center.town_code, Device.role, Device.window)
               .join(Center, col(Center.code) == col(Device.center_code))
-              .where(col(Device.role).in_(SERVING_ROLES), col(Device.online).is_(False),
-                     col(Device.last_seen).is_not(None), *visible)
+              .where(*_silent_devices(), *visible)
               .order_by(*_device_order()))
     devices: dict[str, list[dict[str, Any]]] = defaultdict(list)
     towns: dict[str, str] = {}
@@ -296,6 +296,24 @@ def not_serving_centers(session: Session, where: Sequence[Any] = ()) -> list[dic
         if problems:
             found[code] = {"code": code, "town_code": towns[code], "problems": problems}
     return [found[code] for code in sorted(found)]
+
+
+def _silent_devices() -> list[Any]:
+    """Conditions on Device: a queue display or rating pad seen before and offline now (through the partial
+    index of offline devices, ix_device_offline)."""
+    return [OFFLINE_DEVICES, col(Device.role).in_(SERVING_ROLES), col(Device.last_seen).is_not(None)]
+
+
+def not_serving_codes(session: Session, where: Sequence[Any] = ()) -> list[str]:
+    """The codes of the centers (selected by `where` on Center) that cannot serve now, in order: what
+    `not_serving_centers` returns, without working out each one's problems (a country has some 90,000)."""
+    codes = set(session.exec(select(Center.code).where(col(Center.edge_online).is_(False), *where)).all())
+    visible = [col(Center.edge_online).is_(True), *where]
+    codes.update(session.exec(select(Device.center_code).distinct()
+                              .join(Center, col(Center.code) == col(Device.center_code))
+                              .where(*_silent_devices(), *visible)).all())
+    codes.update(code for code, reasons in edge_reasons_by_center(session, visible).items() if reasons)
+    return sorted(codes)
 
 
 def open_alerts_by_center(session: Session) -> dict[str, int] | None:
@@ -326,27 +344,72 @@ def open_alerts(session: Session, group: Any = None, where: Sequence[Any] = ()) 
     return dict(session.exec(query).all())
 
 
+def device_totals(session: Session, user: CurrentUser | None = None) -> dict[str, int]:
+    """`device_counts` summed over `user`'s scope, for a country's devices.
+
+    Only the count of every device reads them all; the few that are not online and seen (awaiting their
+    first contact, offline: the partial index of offline devices, behind an offline edge) are counted apart
+    and taken off, instead of grouping 3,000,000 devices by their status and their center's.
+    """
+    scope = [user.scope_clause(Device.center_code)] if user is not None else []
+    seen = col(Device.last_seen).is_not(None)
+
+    def count(query: Any, *where: Any) -> int:
+        return session.exec(query.where(*where, *scope)).one()
+
+    every = count(select(func.count()).select_from(Device))
+    awaiting = count(select(func.count()).select_from(Device), col(Device.last_seen).is_(None))
+    offline = count(select(func.count()).select_from(Device), OFFLINE_DEVICES, seen)
+    unknown = count(select(func.count()).select_from(Center).join(Device, col(Device.center_code) == col(Center.code)),
+                    col(Center.edge_online).is_(False), col(Device.online).is_(True), seen)
+    total = every - awaiting
+    return {"devices_online": total - offline - unknown, "devices_unknown": unknown, "devices_awaiting": awaiting,
+            "devices_total": total}
+
+
+def active_alert_count(session: Session, where: Sequence[Any] = ()) -> int:
+    """Active (open + acknowledged) alerts of the centers `where` (conditions on Center) selects."""
+    from fleet.alerts.models import ACTIVE_STATES, Alert
+
+    return session.exec(select(func.count()).select_from(Alert).join(Center, col(Center.code) == col(Alert.center_code))
+                        .where(col(Alert.state).in_(ACTIVE_STATES), *where)).one()
+
+
 def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser, prefix: str | None = None,
-                    page: int = 1, per_page: int = CENTERS_PER_PAGE, q: str | None = None) -> dict[str, Any]:
+                    page: int = 1, per_page: int = CENTERS_PER_PAGE, q: str | None = None, towns_page: int = 1,
+                    towns_per_page: int | None = None) -> dict[str, Any]:
     """The overview page: totals, centers that cannot serve now, a roll-up by town (all in `user`'s scope),
     and one page of the centers (those under the division code `prefix` and matching `q`, when given).
     Names stand beside codes: each center's (its profile's) and each town's (the imported division list's).
 
-    Every figure is a GROUP BY in the database; only the listed page of centers is read row by row.
+    Every figure is a GROUP BY in the database; only the listed page of centers, the listed page of towns
+    (`towns_page`, `towns_per_page` of them: a country has some 40,000) and the first NOT_SERVING_NAMED
+    centers that cannot serve (with their problems) are read row by row.
     """
     today = local_day(now, tz)
     scope = center_filter(user)
-    devices = device_counts(session, Center.town_code, scope)
-    days = day_counts(session, today, tz, group=Center.town_code, where=scope)
-    alerts = open_alerts(session, Center.town_code, scope)
-    not_serving = not_serving_centers(session, scope)
+    towns_per_page = towns_per_page or TOWNS_PER_PAGE
+    all_towns = session.exec(select(Center.town_code, func.min(Center.county_code), func.count())
+                             .where(*scope).group_by(Center.town_code).order_by(Center.town_code)).all()
+    town_pages = max(1, -(-len(all_towns) // towns_per_page))
+    towns_page = min(max(towns_page, 1), town_pages)
+    listed_towns = all_towns[(towns_page - 1) * towns_per_page:towns_page * towns_per_page]
+    # The listed towns' centers: a run of codes (a town's are its code and 3 digits more).
+    in_listed_towns = [*scope, col(Center.code).between(listed_towns[0][0] + "000", listed_towns[-1][0] + "999")] \
+        if listed_towns else [false()]
+    devices = device_counts(session, Center.town_code, in_listed_towns)
+    days = day_counts(session, today, tz, group=Center.town_code, where=in_listed_towns)
+    alerts = open_alerts(session, Center.town_code, in_listed_towns)
+    not_serving_all = not_serving_codes(session, scope)
     not_serving_by_town: dict[str, int] = defaultdict(int)
-    for center in not_serving:
-        not_serving_by_town[center["town_code"]] += 1
+    for code in not_serving_all:
+        not_serving_by_town[code[:9]] += 1  # its town code (Center.town_code)
+    # The first of them named, with their problems: a run of codes, read as such.
+    named = not_serving_all[:NOT_SERVING_NAMED]
+    not_serving = not_serving_centers(session, [*scope, col(Center.code).between(named[0], named[-1])]) \
+        if named else []
     towns = []
-    rows = session.exec(select(Center.town_code, func.min(Center.county_code), func.count())
-                        .where(*scope).group_by(Center.town_code).order_by(Center.town_code)).all()
-    for town_code, county, n in rows:
+    for town_code, county, n in listed_towns:
         town_devices, town_day = devices.get(town_code, {}), days.get(town_code, {})
         town = {
             "town_code": town_code, "county_code": county, "center_count": n,
@@ -364,7 +427,7 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
     names_of_towns = town_names(session, (town["town_code"] for town in towns))
     for town in towns:
         town["town_name"] = names_of_towns.get(town["town_code"])
-    names = center_names(session, (center["code"] for center in not_serving[:NOT_SERVING_NAMED]))
+    names = center_names(session, (center["code"] for center in not_serving))
     for center in not_serving:
         center["name"] = names.get(center["code"])
 
@@ -373,29 +436,36 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
     page = min(max(page, 1), pages)
     centers = center_summaries(session, now, tz, user, prefix, limit=per_page, offset=(page - 1) * per_page, q=q)
     problems = {center["code"]: center["problems"] for center in not_serving}
+    if len(not_serving_all) > len(named) and centers and centers[-1]["code"] > named[-1]:  # listed beyond them
+        problems.update((center["code"], center["problems"]) for center in not_serving_centers(
+            session, [*scope, col(Center.code).between(centers[0]["code"], centers[-1]["code"])]))
     center_alerts = None if alerts is None else open_alerts(session, where=[
         col(Center.code).in_([c["code"] for c in centers])])
     for center in centers:
         center["problems"] = problems.get(center["code"], [])
         center["open_alerts"] = None if center_alerts is None else center_alerts.get(center["code"], 0)
 
-    online = sum(t["devices_online"] for t in towns)
-    total = sum(t["devices_total"] for t in towns)
+    totals = device_totals(session, user)
+    online, total = totals["devices_online"], totals["devices_total"]
     return {
         "centers": centers,
-        "center_count": sum(t["center_count"] for t in towns),
+        "center_count": sum(n for _, _, n in all_towns),
         "listed_count": listed,
         "prefix": prefix,
         "q": q,
         "page": page,
         "pages": pages,
         "towns": towns,
+        "towns_page": towns_page,
+        "town_pages": town_pages,
+        "town_count": len(all_towns),
         "not_serving": not_serving,
+        "not_serving_count": len(not_serving_all),
         "devices_online": online,
         "devices_total": total,
-        "devices_awaiting": sum(t["devices_awaiting"] for t in towns),
+        "devices_awaiting": totals["devices_awaiting"],
         "online_pct": percent(online, total),
-        "open_alerts": None if alerts is None else sum(t["open_alerts"] for t in towns),
+        "open_alerts": None if alerts is None else active_alert_count(session, scope),
         "today": today,
     }
 

@@ -158,6 +158,7 @@ MESSAGES_EN: dict[str, str] = {
     # overview: the center table, a page at a time
     "全部": "All",
     "第 {page}/{pages} 页，共 {count} 个中心": "Page {page} of {pages}, {count} centers",
+    "第 {page}/{pages} 页，共 {count} 个乡镇": "Page {page} of {pages}, {count} towns",
     "另有 {n} 个中心无法服务，见下方各乡镇。": "{n} more centers cannot serve; see the towns below.",
     "暂无记录。": "Nothing yet.",
     # users

@@ -52,12 +52,13 @@ _render = render  # the name the alert, case and configuration pages import
 def overview(request: Request, user: CurrentUserDep, session: SessionDep, settings: SettingsDep,
              now: NowDep, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
              prefix: Annotated[str | None, Query(pattern=DIVISION_PREFIX)] = None,
-             q: Annotated[str | None, Query(max_length=64)] = None) -> Response:
-    """Totals and the town roll-up of the user's scope; the center table a page at a time (of `prefix`, and
-    matching `q`: part of a code, a center's name or its town's)."""
+             q: Annotated[str | None, Query(max_length=64)] = None,
+             towns_page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    """Totals and the town roll-up of the user's scope (a page of towns at a time); the center table a page at
+    a time (of `prefix`, and matching `q`: part of a code, a center's name or its town's)."""
     ingest = request.app.state.ingest
     return render(request, "overview.html", {
-        **county_overview(session, now, settings.tz, user, prefix, page, q=clean_query(q)),
+        **county_overview(session, now, settings.tz, user, prefix, page, q=clean_query(q), towns_page=towns_page),
         "not_serving_shown": NOT_SERVING_SHOWN,
         "now": now,
         "refresh_s": settings.dashboard_refresh_s,
