@@ -80,6 +80,11 @@ _DEFAULTS = Settings(ingest_enabled=False)  # case deadlines when the caller giv
 PRUNE_INTERVAL_S = 600  # how often the sweep ages out the whole health history
 
 WRITE_BATCH = 500  # messages stored in one transaction at most: the sweep thread must get the lock too
+# Messages read from the broker and not yet stored, at most. paho acknowledges a QoS 1 message once our callback
+# has queued it, so an unbounded inbox let a backlog (every edge's outbox after an outage) pour into memory; a
+# full one holds the network thread back and the broker keeps the rest (tests/fleet/test_fleet_inbox.py).
+INBOX_LIMIT = 10 * WRITE_BATCH
+INBOX_WAIT_S = 0.5  # a network thread held back by a full inbox checks this often whether the ingest stops
 
 # The ingest's probe (see Ingest.sweep): a message each worker sends itself through the county broker, on a topic
 # of its own under INGEST_PROBE_ROOT, outside the contract's sc/ tree (the county broker's acl lets only the
@@ -527,7 +532,7 @@ class Ingest:
         self._last_prune: datetime | None = None
         # Acks are signed with each center's edge key; the app passes its key box (without one, none is sent).
         self.acks = AckBatcher(self._publish_ack, EdgeKeys(engine, box) if box is not None else lambda _center: None)
-        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=INBOX_LIMIT)
         self._writer: threading.Thread | None = None
         # What the ingest has caught up on (see sweep): the probes sent and not yet back, by payload, with the
         # clock when each was sent; a probe of an earlier run (the session is persistent) is not among them.
@@ -708,8 +713,18 @@ class Ingest:
             log.warning("ingest lost the county broker (%s); reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # The network thread only queues; the writer thread stores in batches (see handle_batch).
-        self._inbox.put((message.topic, bytes(message.payload)))
+        # The network thread only queues; the writer thread stores in batches (see handle_batch). A full inbox
+        # holds it here (INBOX_LIMIT), so it reads nothing more from the broker until the writer has room.
+        item = (message.topic, bytes(message.payload))
+        while True:
+            try:
+                self._inbox.put(item, timeout=INBOX_WAIT_S)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    # Stopping: not stored, so not acknowledged; its edge sends it again (an event) or the
+                    # next one says as much (state).
+                    return
 
     def _write_loop(self) -> None:
         """Store what arrived, a batch at a time, until stopped and the inbox is empty."""
