@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from fleet.auth.principal import CurrentUser
 from fleet.centers.names import attach_names, center_names, name_or_code_clause, town_names
 from fleet.db import among
-from fleet.models import OFFLINE_DEVICES, Center, Device, RatingEvent, TicketEvent
+from fleet.models import OFFLINE_DEVICES, OFFLINE_EDGES, Center, Device, RatingEvent, TicketEvent
 from fleet.presence import STATUS_AWAITING, STATUS_OFFLINE, STATUS_ONLINE, STATUS_UNKNOWN, device_status
 from protocol.messages import BAD_SCORES, ROLE_QUEUE_DISPLAY, ROLE_RATING_PAD, TICKET_ISSUED, UNRATED
 
@@ -304,16 +304,26 @@ def _silent_devices() -> list[Any]:
     return [OFFLINE_DEVICES, col(Device.role).in_(SERVING_ROLES), col(Device.last_seen).is_not(None)]
 
 
-def not_serving_codes(session: Session, where: Sequence[Any] = ()) -> list[str]:
-    """The codes of the centers (selected by `where` on Center) that cannot serve now, in order: what
-    `not_serving_centers` returns, without working out each one's problems (a country has some 90,000)."""
-    codes = set(session.exec(select(Center.code).where(col(Center.edge_online).is_(False), *where)).all())
-    visible = [col(Center.edge_online).is_(True), *where]
-    codes.update(session.exec(select(Device.center_code).distinct()
-                              .join(Center, col(Center.code) == col(Device.center_code))
-                              .where(*_silent_devices(), *visible)).all())
-    codes.update(code for code, reasons in edge_reasons_by_center(session, visible).items() if reasons)
-    return sorted(codes)
+def offline_devices(session: Session, user: CurrentUser | None = None) -> list[tuple[str, str | None, bool]]:
+    """(center code, role, ever seen) of every offline device in `user`'s scope, read once through their partial
+    index (a country has some 80,000 of its 3,000,000): the overview's totals and its "cannot serve" box use
+    them both."""
+    scope = [user.scope_clause(Device.center_code)] if user is not None else []
+    return [tuple(row) for row in session.exec(  # type: ignore[misc]
+        select(Device.center_code, Device.role, col(Device.last_seen).is_not(None)).where(OFFLINE_DEVICES, *scope))]
+
+
+def not_serving_codes(session: Session, user: CurrentUser | None = None,
+                      offline: list[tuple[str, str | None, bool]] | None = None) -> list[str]:
+    """The codes of the centers in `user`'s scope that cannot serve now, in order: what `not_serving_centers`
+    returns, without working out each one's problems (a country has some 90,000). `offline`: what
+    `offline_devices` returns, when the caller has it already."""
+    where = center_filter(user)
+    edges_down = set(session.exec(select(Center.code).where(OFFLINE_EDGES, *where)).all())
+    offline = offline_devices(session, user) if offline is None else offline
+    silent = {code for code, role, seen in offline if seen and role in SERVING_ROLES and code not in edges_down}
+    reasons = edge_reasons_by_center(session, [col(Center.edge_online).is_(True), *where])
+    return sorted(edges_down | silent | {code for code, found in reasons.items() if found})
 
 
 def open_alerts_by_center(session: Session) -> dict[str, int] | None:
@@ -344,12 +354,13 @@ def open_alerts(session: Session, group: Any = None, where: Sequence[Any] = ()) 
     return dict(session.exec(query).all())
 
 
-def device_totals(session: Session, user: CurrentUser | None = None) -> dict[str, int]:
+def device_totals(session: Session, user: CurrentUser | None = None,
+                  offline: list[tuple[str, str | None, bool]] | None = None) -> dict[str, int]:
     """`device_counts` summed over `user`'s scope, for a country's devices.
 
     Only the count of every device reads them all; the few that are not online and seen (awaiting their
-    first contact, offline: the partial index of offline devices, behind an offline edge) are counted apart
-    and taken off, instead of grouping 3,000,000 devices by their status and their center's.
+    first contact, offline: `offline_devices`, passed in when the caller has them; behind an offline edge)
+    are counted apart and taken off, instead of grouping 3,000,000 devices by their status and their center's.
     """
     scope = [user.scope_clause(Device.center_code)] if user is not None else []
     seen = col(Device.last_seen).is_not(None)
@@ -359,12 +370,13 @@ def device_totals(session: Session, user: CurrentUser | None = None) -> dict[str
 
     every = count(select(func.count()).select_from(Device))
     awaiting = count(select(func.count()).select_from(Device), col(Device.last_seen).is_(None))
-    offline = count(select(func.count()).select_from(Device), OFFLINE_DEVICES, seen)
+    offline = offline_devices(session, user) if offline is None else offline
+    offline_seen = sum(1 for _, _, was_seen in offline if was_seen)
     unknown = count(select(func.count()).select_from(Center).join(Device, col(Device.center_code) == col(Center.code)),
-                    col(Center.edge_online).is_(False), col(Device.online).is_(True), seen)
+                    OFFLINE_EDGES, col(Device.online).is_(True), seen)
     total = every - awaiting
-    return {"devices_online": total - offline - unknown, "devices_unknown": unknown, "devices_awaiting": awaiting,
-            "devices_total": total}
+    return {"devices_online": total - offline_seen - unknown, "devices_unknown": unknown,
+            "devices_awaiting": awaiting, "devices_total": total}
 
 
 def active_alert_count(session: Session, where: Sequence[Any] = ()) -> int:
@@ -400,7 +412,8 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
     devices = device_counts(session, Center.town_code, in_listed_towns)
     days = day_counts(session, today, tz, group=Center.town_code, where=in_listed_towns)
     alerts = open_alerts(session, Center.town_code, in_listed_towns)
-    not_serving_all = not_serving_codes(session, scope)
+    offline = offline_devices(session, user)
+    not_serving_all = not_serving_codes(session, user, offline)
     not_serving_by_town: dict[str, int] = defaultdict(int)
     for code in not_serving_all:
         not_serving_by_town[code[:9]] += 1  # its town code (Center.town_code)
@@ -445,7 +458,7 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
         center["problems"] = problems.get(center["code"], [])
         center["open_alerts"] = None if center_alerts is None else center_alerts.get(center["code"], 0)
 
-    totals = device_totals(session, user)
+    totals = device_totals(session, user, offline)
     online, total = totals["devices_online"], totals["devices_total"]
     return {
         "centers": centers,

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Integer, any_, bindparam, func, insert, liter
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
-from fleet.alerts.models import ACKNOWLEDGED, ACTIVE_STATES, OPEN, RESOLVED, Alert
+from fleet.alerts.models import ACKNOWLEDGED, ACTIVE_STATES, OPEN, RESOLVED, RESOLVED_ONLY, Alert
 from fleet.alerts.rules import DEVICE_FLAPPING, DEVICE_MISPLACED, EDGE_OFFLINE, Condition
 
 OPENED = "opened"
@@ -88,7 +88,8 @@ def reconcile(session: Session, conditions: Iterable[Condition], now: datetime,
     session.flush()  # the caller's pending changes first: what follows are plain statements on its connection
     connection = session.connection()
     active = {row.key: row for row in connection.execute(
-        select(ALERT).where(ALERT.c.state.in_(ACTIVE_STATES)).order_by(ALERT.c.id))}
+        select(ALERT.c.id, ALERT.c.key, ALERT.c.center_code, *[ALERT.c[name] for name in _FIELDS])
+        .where(ALERT.c.state.in_(ACTIVE_STATES)).order_by(ALERT.c.id)).all()}
     # (kind, key, fields): the changes in the order of the conditions, then the resolved alerts.
     planned: list[tuple[str, str, dict[str, Any]]] = []
     still_true: list[int] = []  # active alerts whose condition holds: last_active_at = now
@@ -163,7 +164,7 @@ def _recently_resolved(connection: Connection, conditions: dict[str, Condition],
         return {}
     found: dict[str, Any] = {}
     query = (select(ALERT.c.id, ALERT.c.key, ALERT.c.rule, ALERT.c.center_code)
-             .where(ALERT.c.state == RESOLVED, ALERT.c.resolved_at >= since)
+             .where(RESOLVED_ONLY, ALERT.c.resolved_at >= since)
              .order_by(ALERT.c.resolved_at.desc(), ALERT.c.id.desc()))
     for row in connection.execute(query):
         if row.key in conditions and row.key not in found:

@@ -10,7 +10,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -37,7 +37,7 @@ from fleet.alerts.rules import (
 )
 from fleet.calendar import OpeningHours
 from fleet.coverage import rating_coverage
-from fleet.models import OFFLINE_DEVICES, Center, Device, TicketEvent
+from fleet.models import OFFLINE_DEVICES, OFFLINE_EDGES, Center, Device, TicketEvent
 from fleet.overview import day_bounds, local_day
 from fleet.settings import Settings
 
@@ -68,7 +68,7 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
     conditions: list[Condition] = []
     frozen: set[str] = set()
     edges_down = select(Center.code, Center.edge_offline_reason, Center.edge_last_seen).where(
-        col(Center.edge_online).is_(False)).order_by(col(Center.code))
+        OFFLINE_EDGES).order_by(col(Center.code))
     for code, reason, last_seen in session.exec(edges_down).all():
         conditions += edge_condition(code, False, reason, last_seen, settings.edge_offline_alert_min * 60)
         frozen.add(code)
@@ -135,8 +135,18 @@ def run_alert_sweep(session: Session, now: datetime, settings: Settings) -> list
     conditions, frozen = collect_conditions(session, now, settings)
     hours = hours_lookup(session, settings)
     tz = settings.tz
-    changes = reconcile(session, conditions, now, lambda code: hours(code).open_since(now, tz), frozen,
-                        settings.alert_reopen_window_s)
+    since_of_hours: dict[int, datetime | None] = {}
+
+    def open_since(code: str) -> datetime | None:
+        # Once per distinct opening hours, not per condition (the holiday calendar's look-up cost seconds for
+        # a country's 90,000), and in UTC, which the conditions' times compare with fast.
+        center_hours = hours(code)
+        if id(center_hours) not in since_of_hours:
+            since = center_hours.open_since(now, tz)
+            since_of_hours[id(center_hours)] = None if since is None else since.astimezone(UTC)
+        return since_of_hours[id(center_hours)]
+
+    changes = reconcile(session, conditions, now, open_since, frozen, settings.alert_reopen_window_s)
     prune_drops(session, now - timedelta(seconds=max(settings.flap_window_s, 86400)))
     for report in session.exec(select(MisplacedDevice).where(
             col(MisplacedDevice.last_at) < now - timedelta(seconds=MISPLACED_KEEP_S))).all():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, literal_column
 from sqlmodel import Field, SQLModel
 
 from fleet.auth.schema import added_indexes
@@ -33,8 +33,9 @@ class Alert(SQLModel, table=True):
     __tablename__ = "alert"
     __table_args__ = (
         Index("ix_alert_key_state", "key", "state"),
-        # The sweep's alerts resolved within the reopen window: not a scan of every alert ever resolved.
-        Index("ix_alert_state_resolved_at", "state", "resolved_at"),
+        # Every sweep rewrites last_active_at of every active alert (a country's some 90,000): with room left in
+        # each page PostgreSQL updates them in place (HOT), not as new rows in every index (1.3 s -> 0.3 s).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -55,7 +56,11 @@ class Alert(SQLModel, table=True):
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-added_indexes("alert", "ix_alert_state_resolved_at")
+# The sweep's alerts resolved within the reopen window, not a scan of every alert ever resolved; partial, so
+# that opening an alert costs no entry in it (the sweep's query spells RESOLVED_ONLY alike, with no parameter).
+RESOLVED_ONLY = Alert.__table__.c.state == literal_column(f"'{RESOLVED}'")
+Index("ix_alert_resolved_at", Alert.__table__.c.resolved_at, postgresql_where=RESOLVED_ONLY, sqlite_where=RESOLVED_ONLY)
+added_indexes("alert", "ix_alert_resolved_at")
 
 
 class DeviceDrop(SQLModel, table=True):
