@@ -79,19 +79,40 @@ def _first_ratings(connection: Connection, events: list[tuple[int, str, dict[str
     centers = Center.__table__  # type: ignore[attr-defined]
     codes = sorted({center for _, center, _ in events})
     connection.execute(select(centers.c.code).where(centers.c.code.in_(codes)).with_for_update()).all()
-    ratings = RatingEvent.__table__  # type: ignore[attr-defined]
-    ids = sorted({payload["rating_id"] for _, _, payload in events})
-    stored = set(connection.execute(select(ratings.c.center_code, ratings.c.rating_id)
-                                    .where(ratings.c.rating_id.in_(ids))).tuples())
+    stored = stored_keys(connection, RatingEvent.__tablename__, "rating_id",  # type: ignore[arg-type]
+                         {(center, payload["rating_id"]) for _, center, payload in events})
     return [event for event in events if (event[1], event[2]["rating_id"]) not in stored]
+
+
+KEYS_PER_QUERY = 200  # pairs OR'ed in one query: SQLite nests an expression at most 1,000 deep
+
+
+def stored_keys(connection: Connection, table_name: str, key_column: str, keys: set[tuple[str, str]]
+                ) -> set[tuple[str, str]]:
+    """Which of these (center_code, key) pairs `table_name` holds: a lookup of its (center_code, key) index per pair.
+
+    Not `key IN (...)`: the indexes lead with center_code, so that scans the table (a day's events of a province:
+    the catch-up slowed to 700 events/s). Not `center_code IN (...) AND key IN (...)`: SQLite probes every pair
+    of the two lists. Nor a row-value IN, which SQLite answers by scanning the index. OR'ed pairs are one probe
+    each, and in the driver's own SQL, since SQLAlchemy took ten times the query's time to compile 500 of them.
+    """
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    found: set[tuple[str, str]] = set()
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), KEYS_PER_QUERY):
+        chunk = ordered[start:start + KEYS_PER_QUERY]
+        where = " OR ".join([f"(center_code = {mark} AND {key_column} = {mark})"] * len(chunk))
+        rows = connection.exec_driver_sql(f"SELECT center_code, {key_column} FROM {table_name} WHERE {where}",
+                                          tuple(value for pair in chunk for value in pair))
+        found.update((center, key) for center, key in rows)
+    return found
 
 
 def _write_events(connection: Connection, model: EventModel, fields: dict[str, Any],
                   events: Sequence[tuple[int, str, dict[str, Any]]], now: datetime) -> dict[int, str]:
     table = model.__table__  # type: ignore[union-attr]
-    ids = sorted({payload["event_id"] for _, _, payload in events})
-    stored = set(connection.execute(select(table.c.center_code, table.c.event_id)
-                                    .where(table.c.event_id.in_(ids))).tuples())
+    stored = stored_keys(connection, table.name, "event_id",
+                         {(center, payload["event_id"]) for _, center, payload in events})
     outcomes, rows = {}, []
     for index, center_code, payload in events:
         key = (center_code, payload["event_id"])

@@ -100,3 +100,18 @@ def test_a_batch_of_events_leaves_what_storing_them_one_by_one_leaves(engine, tm
     assert dict(centers)[OTHER_CENTER] == MONDAY_10 + timedelta(minutes=5)
     assert dict(centers)[CENTER] == MONDAY_10 + timedelta(minutes=6)  # its events refresh its edge's seen
     one_by_one.dispose()
+
+
+def test_stored_keys_finds_exactly_the_stored_pairs_of_a_large_batch(engine) -> None:
+    """More pairs than one query takes (KEYS_PER_QUERY), of several centers; a stored event id under another
+    center is not a stored pair."""
+    from fleet.event_rows import KEYS_PER_QUERY, stored_keys
+
+    batch = [ticket(CENTER if n % 2 else OTHER_CENTER, n) for n in range(KEYS_PER_QUERY + 50)]
+    handle_batch(engine, batch[::3], MONDAY_10)  # a third of them stored before
+    asked = {(topics.parse(topic_text)[1]["center"], json.loads(raw)["event_id"]) for topic_text, raw in batch}
+    stored_before = {(topics.parse(topic_text)[1]["center"], json.loads(raw)["event_id"])
+                     for topic_text, raw in batch[::3]}
+    elsewhere = {(OTHER_CENTER, event_id) for center, event_id in stored_before if center == CENTER}
+    with engine.connect() as connection:
+        assert stored_keys(connection, TicketEvent.__tablename__, "event_id", asked | elsewhere) == stored_before
