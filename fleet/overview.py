@@ -379,12 +379,14 @@ def device_totals(session: Session, user: CurrentUser | None = None,
             "devices_awaiting": awaiting, "devices_total": total}
 
 
-def active_alert_count(session: Session, where: Sequence[Any] = ()) -> int:
-    """Active (open + acknowledged) alerts of the centers `where` (conditions on Center) selects."""
+def active_alert_count(session: Session, user: CurrentUser | None = None) -> int:
+    """Active (open + acknowledged) alerts in `user`'s scope, counted as the alerts page lists them (by their
+    center code, without reading every center: every alert is of a registered center)."""
     from fleet.alerts.models import ACTIVE_STATES, Alert
 
-    return session.exec(select(func.count()).select_from(Alert).join(Center, col(Center.code) == col(Alert.center_code))
-                        .where(col(Alert.state).in_(ACTIVE_STATES), *where)).one()
+    scope = [user.scope_clause(Alert.center_code)] if user is not None else []
+    return session.exec(select(func.count()).select_from(Alert).where(col(Alert.state).in_(ACTIVE_STATES), *scope)
+                        ).one()
 
 
 def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: CurrentUser, prefix: str | None = None,
@@ -401,11 +403,13 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
     today = local_day(now, tz)
     scope = center_filter(user)
     towns_per_page = towns_per_page or TOWNS_PER_PAGE
-    all_towns = session.exec(select(Center.town_code, func.min(Center.county_code), func.count())
-                             .where(*scope).group_by(Center.town_code).order_by(Center.town_code)).all()
-    town_pages = max(1, -(-len(all_towns) // towns_per_page))
+    town_count = session.exec(select(func.count(func.distinct(Center.town_code))).where(*scope)).one()
+    town_pages = max(1, -(-town_count // towns_per_page))
     towns_page = min(max(towns_page, 1), town_pages)
-    listed_towns = all_towns[(towns_page - 1) * towns_per_page:towns_page * towns_per_page]
+    # The listed page of towns alone: in town code order through its index, not a roll-up of every center.
+    listed_towns = session.exec(select(Center.town_code, func.min(Center.county_code), func.count()).where(*scope)
+                                .group_by(Center.town_code).order_by(Center.town_code)
+                                .offset((towns_page - 1) * towns_per_page).limit(towns_per_page)).all()
     # The listed towns' centers: a run of codes (a town's are its code and 3 digits more).
     in_listed_towns = [*scope, col(Center.code).between(listed_towns[0][0] + "000", listed_towns[-1][0] + "999")] \
         if listed_towns else [false()]
@@ -462,7 +466,7 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
     online, total = totals["devices_online"], totals["devices_total"]
     return {
         "centers": centers,
-        "center_count": sum(n for _, _, n in all_towns),
+        "center_count": listed if not (prefix or q) else count_centers(session, user),
         "listed_count": listed,
         "prefix": prefix,
         "q": q,
@@ -471,14 +475,14 @@ def county_overview(session: Session, now: datetime, tz: ZoneInfo, user: Current
         "towns": towns,
         "towns_page": towns_page,
         "town_pages": town_pages,
-        "town_count": len(all_towns),
+        "town_count": town_count,
         "not_serving": not_serving,
         "not_serving_count": len(not_serving_all),
         "devices_online": online,
         "devices_total": total,
         "devices_awaiting": totals["devices_awaiting"],
         "online_pct": percent(online, total),
-        "open_alerts": None if alerts is None else active_alert_count(session, scope),
+        "open_alerts": None if alerts is None else active_alert_count(session, user),
         "today": today,
     }
 

@@ -103,12 +103,12 @@ def reconcile(session: Session, conditions: Iterable[Condition], now: datetime,
         alert = active.get(condition.key)
         if alert is not None:
             still_true.append(alert.id)
-            fields = _fields(condition)
-            if any(getattr(alert, name) != value for name, value in fields.items()):
-                rewritten.append({"alert_id": alert.id, **fields})
+            if alert[3:] != (condition.rule, condition.message, condition.reason, condition.severity,
+                             condition.device_id, condition.window):  # _FIELDS, as the row holds them after
+                rewritten.append({"alert_id": alert.id, **_fields(condition)})
             if condition.rule == DEVICE_FLAPPING and alert.rule != DEVICE_FLAPPING:
                 planned.append((ESCALATED, condition.key, {"id": alert.id, "center_code": alert.center_code,
-                                                           **fields}))
+                                                           **_fields(condition)}))
             continue
         if due(condition, now, open_since(condition.center_code)):
             due_now[condition.key] = condition
