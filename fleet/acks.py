@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from fleet.devconfig.keys import DeviceKeyError, KeyBox
-from fleet.registration.service import edge_key
+from fleet.registration.models import EdgeCountyAccount
+from fleet.registration.service import edge_key, edge_username
 from protocol import messages, signing, topics
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ MAX_BATCH = 200
 # How long an edge key read from the database is used before it is read again: a batch goes out a few times a
 # second, and a rotated key needs the edge's configuration changed anyway (acks refused meanwhile are re-sent).
 EDGE_KEY_KEEP_S = 30.0
+PREFETCH_CHUNK = 500  # centers whose keys one query reads
 
 
 class EdgeKeys:
@@ -60,6 +62,25 @@ class EdgeKeys:
         self._known[center] = (now, key)
         return key
 
+    def prefetch(self, centers: Iterable[str]) -> None:
+        """Read the keys of these centers not known (or kept too long) in one query per PREFETCH_CHUNK: after an
+        outage each flush names hundreds of centers, and a query each took most of the ack thread's time."""
+        now = self._clock()
+        wanted = sorted(c for c in centers if (known := self._known.get(c)) is None or now - known[0] >= self._keep_s)
+        for start in range(0, len(wanted), PREFETCH_CHUNK):
+            chunk = wanted[start:start + PREFETCH_CHUNK]
+            with Session(self._engine) as session:
+                rows = {row.center_code: row.sealed_key for row in session.exec(
+                    select(EdgeCountyAccount).where(col(EdgeCountyAccount.center_code).in_(chunk)))}
+            for center in chunk:
+                key = None
+                if center in rows:
+                    try:
+                        key = self._box.open(edge_username(center), rows[center])
+                    except DeviceKeyError as exc:
+                        log.error("the edge key of center %s does not open (%s): its acks are not sent", center, exc)
+                self._known[center] = (now, key)
+
 
 class AckBatcher:
     def __init__(self, publish: Callable[[str, bytes], None], key_for: Callable[[str], bytes | None],
@@ -85,6 +106,12 @@ class AckBatcher:
     def flush(self) -> None:
         with self._lock:
             batches, self._pending = self._pending, {}
+        prefetch = getattr(self._key_for, "prefetch", None)
+        if prefetch is not None and len(batches) > 1:
+            try:
+                prefetch(batches)
+            except Exception:  # the database away: each center is asked on its own below, and logged there
+                log.exception("edge keys of %d centers not read", len(batches))
         for center, ids in batches.items():
             try:
                 key = self._key_for(center)

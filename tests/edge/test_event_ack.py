@@ -143,6 +143,32 @@ def test_the_fleet_signs_each_centers_acks_with_its_edge_key_and_sends_none_with
     assert acks.unsigned == 1 and acks.sent == 1
 
 
+def test_one_flush_for_many_centers_reads_their_edge_keys_in_one_query(fleet):
+    """After an outage a flush names hundreds of centers; a query each took most of the ack thread's time."""
+    from sqlalchemy import event
+
+    centers = [f"445202101{n:03d}" for n in range(1, 31)]
+    issued = {}
+    with Session(fleet) as session:
+        for center in centers[:-1]:  # the last one has no edge credentials
+            issued[center] = service.issue_edge_credentials(session, BOX, CLI_USER, center, NOW).edge_key_hex
+        session.commit()
+    queries: list[str] = []
+    event.listen(fleet, "before_cursor_execute", lambda _c, _cu, statement, *_a: queries.append(statement))
+    sent: list[tuple[str, dict]] = []
+    acks = AckBatcher(lambda topic, raw: sent.append((topic, messages.decode("event_ack", raw))), EdgeKeys(fleet, BOX))
+    for center in centers:
+        acks.add(center, f"{center}-e-1")
+    acks.flush()
+    assert len([q for q in queries if "edge_county_account" in q]) == 1
+    assert sorted(topics.parse(topic)[1]["center"] for topic, _ in sent) == centers[:-1]
+    for topic, payload in sent:
+        center = topics.parse(topic)[1]["center"]
+        assert payload["event_ids"] == [f"{center}-e-1"]
+        assert signing.verify_for_edge(bytes.fromhex(issued[center]), center, payload)
+    assert acks.unsigned == 1
+
+
 def test_an_edge_key_that_is_not_the_fleets_hex_is_a_config_error_with_its_path(tmp_path):
     path = write_edge_config(tmp_path / "edge", 1883, 1884, 8080, printer="none")
     for wrong in ('"not hex"', '"00ff"', "42"):
