@@ -7,7 +7,6 @@ MQTT v5) and the periodic heartbeat sweep, each on its own thread.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -328,9 +327,27 @@ def handle_message(engine: Engine, topic_text: str, raw: bytes, now: datetime | 
             return ERROR
 
 
+Decoded = tuple[str, dict[str, Any], dict[str, Any]]  # a message's topic name, topic parameters and payload
+
+
+def decode_batch(batch: list[tuple[str, bytes]]) -> list[Decoded | None]:
+    """Each message decoded and validated (decode_message); None, logged, for one that is not."""
+    decoded: list[Decoded | None] = []
+    for topic_text, raw in batch:
+        try:
+            decoded.append(decode_message(topic_text, raw))
+        except ProtocolError as exc:
+            log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
+            decoded.append(None)
+    return decoded
+
+
 def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime | None = None,
-                 retention: Retention | None = None, settings: Settings | None = None) -> list[str]:
+                 retention: Retention | None = None, settings: Settings | None = None,
+                 decoded: list[Decoded | None] | None = None) -> list[str]:
     """Store many messages in one transaction; returns each one's outcome, in order. Never raises.
+
+    `decoded`: the batch as decode_batch gave it, when the caller has decoded it already.
 
     One commit per batch instead of per message is what lets one worker keep up
     with a county's heartbeats. Each message runs in its own savepoint, so a
@@ -351,13 +368,7 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     """
     when = now or utcnow()
     retention = retention or Retention()
-    decoded: list[tuple[str, dict[str, Any], dict[str, Any]] | None] = []
-    for topic_text, raw in batch:
-        try:
-            decoded.append(decode_message(topic_text, raw))
-        except ProtocolError as exc:
-            log.warning("dropped message on %r (%d bytes): %s", topic_text, len(raw), exc)
-            decoded.append(None)
+    decoded = decode_batch(batch) if decoded is None else decoded
     try:
         return _store_batch(engine, batch, decoded, when, retention, settings, fast=True)
     except Exception as exc:
@@ -368,9 +379,6 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     except Exception:
         log.exception("a batch of %d messages could not be stored together; storing them one by one", len(batch))
     return [handle_message(engine, topic_text, raw, when, retention, settings) for topic_text, raw in batch]
-
-
-Decoded = tuple[str, dict[str, Any], dict[str, Any]]
 
 
 def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[Decoded | None], when: datetime,
@@ -746,8 +754,10 @@ class Ingest:
         probes = [raw for topic_text, raw in batch if topic_text == self.probe_topic]
         if probes:
             batch = [item for item in batch if item[0] != self.probe_topic]
+        decoded = decode_batch(batch)  # once, for storing and for the counts and acks below
         try:
-            outcomes = handle_batch(self.engine, batch, self.clock(), self.retention, self.settings) if batch else []
+            outcomes = handle_batch(self.engine, batch, self.clock(), self.retention, self.settings,
+                                    decoded=decoded) if batch else []
         except Exception:
             # Never let one batch kill the writer (the database may be briefly away). Events are not lost:
             # the edges re-send every event the fleet has not acknowledged.
@@ -756,16 +766,18 @@ class Ingest:
             probes = []  # heartbeats before them were not stored: not caught up
         if probes:
             self._probes_back(probes)
-        for (topic_text, raw), outcome in zip(batch, outcomes, strict=True):
-            try:
-                name, params = topics.parse(topic_text)
-            except ProtocolError:
-                self.message_counts.add("invalid", outcome)
+        for (topic_text, _raw), item, outcome in zip(batch, decoded, outcomes, strict=True):
+            if item is None:  # not stored: counted under its topic's name, if it has one
+                try:
+                    self.message_counts.add(topics.parse(topic_text)[0], outcome)
+                except ProtocolError:
+                    self.message_counts.add("invalid", outcome)
                 continue
+            name, params, payload = item
             self.message_counts.add(name, outcome)
             if name in ACKED_EVENT_TOPICS and outcome in ACKED_OUTCOMES:
                 # Tell the edge this event is stored, so it stops keeping it for a re-send (see fleet.acks).
-                self.acks.add(params["center"], json.loads(raw)["event_id"])
+                self.acks.add(params["center"], payload["event_id"])
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Publish on the county broker with our client (configuration, commands); False when not taken."""
