@@ -248,10 +248,10 @@ def edge_reasons_by_center(session: Session, where: Sequence[Any] = ()) -> dict[
 
     `where`: conditions on Center selecting whose reports are read.
     """
-    from fleet.alerts.models import CenterHealthReport
+    from fleet.alerts.models import NOTABLE_REPORTS, CenterHealthReport
 
-    query = (select(CenterHealthReport.center_code, CenterHealthReport.summary)
-             .join(Center, col(Center.code) == col(CenterHealthReport.center_code)).where(*where))
+    query = (select(CenterHealthReport.center_code, CenterHealthReport.summary)  # one with reasons is notable
+             .join(Center, col(Center.code) == col(CenterHealthReport.center_code)).where(NOTABLE_REPORTS, *where))
     reasons = {}
     for code, summary in session.exec(query).all():
         try:

@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from fleet.alerts.engine import Change, reconcile
-from fleet.alerts.models import CenterHealthReport, CenterHours, DeviceDrop, MisplacedDevice
+from fleet.alerts.models import NOTABLE_REPORTS, CenterHealthReport, CenterHours, DeviceDrop, MisplacedDevice
 from fleet.alerts.rules import (
     MISPLACED_ALERT_S,
     Condition,
@@ -96,15 +96,15 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
                                         settings.device_offline_alert_min * 60, settings.flap_threshold,
                                         settings.flap_window_s)
 
-    for report in session.exec(visible(select(CenterHealthReport), col(CenterHealthReport.center_code))):
+    for report in session.exec(visible(select(CenterHealthReport), col(CenterHealthReport.center_code))
+                               .where(NOTABLE_REPORTS)):  # a report that is not notable makes no condition
         try:
             summary = json.loads(report.summary)
         except ValueError:
             continue
-        conditions += health_conditions(report.center_code, summary)
-        conditions += host_conditions(report.center_code, summary, report.received_at)
-        conditions += paused_window_conditions(report.center_code, summary, settings.window_paused_alert_min * 60)
-        conditions += empty_window_conditions(report.center_code, summary, settings.window_empty_alert_min * 60)
+        conditions += health_report_conditions(report.center_code, summary, report.received_at,
+                                               settings.window_paused_alert_min * 60,
+                                               settings.window_empty_alert_min * 60)
 
     # Whatever the state of either center's edge: the county saw these messages itself.
     recent = now - timedelta(seconds=MISPLACED_ALERT_S)
@@ -128,6 +128,14 @@ def collect_conditions(session: Session, now: datetime, settings: Settings) -> t
         conditions += coverage_conditions(code, rows, settings.rating_coverage_alert_percent,
                                           settings.rating_coverage_min_served)
     return conditions, frozen
+
+
+def health_report_conditions(center_code: str, summary: dict[str, Any], received_at: datetime,
+                             paused_after_s: float = 0.0, empty_after_s: float = 0.0) -> list[Condition]:
+    """What the rules make of a center's edge_health summary: peripherals, the host, paused and empty windows."""
+    return [*health_conditions(center_code, summary), *host_conditions(center_code, summary, received_at),
+            *paused_window_conditions(center_code, summary, paused_after_s),
+            *empty_window_conditions(center_code, summary, empty_after_s)]
 
 
 def run_alert_sweep(session: Session, now: datetime, settings: Settings) -> list[Change]:
@@ -196,5 +204,7 @@ def store_health_report(session: Session, center_code: str, payload: dict[str, A
     report.ready = bool(payload["ready"])
     report.ts = payload["ts"]
     report.received_at = now
+    # Worked out once here, not by every sweep for every center: whether the rules could make anything of it.
+    report.notable = bool(payload.get("reasons")) or bool(health_report_conditions(center_code, payload, now))
     session.add(report)
     return True

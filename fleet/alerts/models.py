@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Index, UniqueConstraint, literal_column
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
-from fleet.auth.schema import added_indexes
+from fleet.auth.schema import added_columns, added_indexes
 from fleet.centers.models import CenterHours  # noqa: F401  (opening hours live in the center registry)
 from fleet.models import UTCDateTime, utcnow
 
@@ -86,6 +86,19 @@ class CenterHealthReport(SQLModel, table=True):
     summary: str  # the payload, JSON
     ts: float  # when the edge made it
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Whether the summary names a problem: a reason, or anything the alert rules make a condition of (at any
+    # time: the rules' durations are the engine's business). False for most of a country's 600,000 centers at
+    # any moment, whose summaries the sweep and the overview then need not read; NULL: stored before this
+    # column, read as before.
+    notable: bool | None = None
+
+
+# The reports the sweep and the overview read: not a scan of a country's 600,000 summaries.
+NOTABLE_REPORTS = col(CenterHealthReport.notable).is_not(False)
+Index("ix_center_health_report_notable", CenterHealthReport.center_code, postgresql_where=NOTABLE_REPORTS,
+      sqlite_where=NOTABLE_REPORTS)
+added_columns("center_health_report", "notable")
+added_indexes("center_health_report", "ix_center_health_report_notable")
 
 
 class MisplacedDevice(SQLModel, table=True):
