@@ -194,6 +194,12 @@ def note_misplaced(session: Session, device_id: str, center_code: str, home_cent
     return report
 
 
+def summary_is_notable(center_code: str, summary: dict[str, Any], received_at: datetime) -> bool:
+    """Whether an edge_health summary names a problem: a reason, or anything the alert rules could make a
+    condition of. Worked out once when it is stored, not by every sweep for every center."""
+    return bool(summary.get("reasons")) or bool(health_report_conditions(center_code, summary, received_at))
+
+
 def store_health_report(session: Session, center_code: str, payload: dict[str, Any], now: datetime) -> bool:
     """Keep a center's latest edge_health summary; an older one (by its ts) is ignored."""
     report = session.get(CenterHealthReport, center_code)
@@ -204,7 +210,6 @@ def store_health_report(session: Session, center_code: str, payload: dict[str, A
     report.ready = bool(payload["ready"])
     report.ts = payload["ts"]
     report.received_at = now
-    # Worked out once here, not by every sweep for every center: whether the rules could make anything of it.
-    report.notable = bool(payload.get("reasons")) or bool(health_report_conditions(center_code, payload, now))
+    report.notable = summary_is_notable(center_code, payload, now)
     session.add(report)
     return True
