@@ -115,8 +115,11 @@ def ingest_rate(port: int, work: Path, database_url: str) -> tuple[tuple[float, 
                 if topic_text != self.probe_topic:
                     counter.tick()
 
-    settings = Settings(data_dir=work, database_url=database_url, broker_port=port,
-                        mqtt_client_id="bench-ingest-" + database_url.split(":")[0])
+    # A group of its own: the previous run's worker keeps its persistent session, and the broker would give it
+    # half of a shared stream (a worker gone for good takes its share until its session expires).
+    name = "bench-ingest-" + database_url.split(":")[0].split("+")[0]
+    settings = Settings(data_dir=work, database_url=database_url, broker_port=port, mqtt_client_id=name,
+                        ingest_group=name)
     engine = create_db_engine(settings.database_url)
     init_db(engine)
     ingest = CountingIngest(settings, engine)
