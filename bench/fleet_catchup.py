@@ -174,7 +174,10 @@ def main() -> int:
     devices = args.centers * DEVICES_PER_CENTER
     work = Path(tempfile.mkdtemp(prefix="bench-catchup-"))
     postgres = PostgresServer().start(durable=True) if args.postgres else None
-    broker = MosquittoBroker(work, "county").start()
+    # The backlog waits at the broker while the worker stores (fleet.ingest.INBOX_LIMIT): a queue that holds it,
+    # as docs/deployment.md asks of a county broker (Mosquitto's default of 1,000 drops the rest, which the edges
+    # then send again after their ack time-out; these publishers do not).
+    broker = MosquittoBroker(work, "county", settings=["max_queued_messages 2000000"]).start()
     try:
         url = postgres.create_database() if postgres else f"sqlite:///{work / 'fleet.db'}"
         settings = Settings(data_dir=work, database_url=url, broker_port=broker.port,

@@ -1,4 +1,4 @@
-"""Ticket and attendance events of known centers, a batch at a time, in plain SQL.
+"""Ticket, attendance and plain rating events of known centers, a batch at a time, in plain SQL.
 
 After an outage the edges send what their outboxes kept: a day's tickets of every center, at once. Storing
 each in a savepoint of its own with ORM objects (fleet.ingest.record_message) does about a thousand a
@@ -28,7 +28,7 @@ MODELS: dict[str, EventModel] = {
     topics.TICKET_EVENT: TicketEvent, topics.ATTENDANCE_EVENT: AttendanceEvent, topics.RATING_EVENT: RatingEvent}
 _OWN = ("id", "center_code", "received_at")  # filled here, never taken from the payload
 
-STORED = "stored"
+STORED = "stored"  # the outcomes of fleet.ingest, which imports this module
 DUPLICATE = "duplicate"
 
 

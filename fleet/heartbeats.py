@@ -1,6 +1,6 @@
 """Heartbeats of known devices, a batch at a time, in plain SQL statements.
 
-Device heartbeats are nearly all a county's traffic (every device, every minute), and nearly all of them are
+Device heartbeats are nearly all a county's traffic (every device, every 30 s), and nearly all of them are
 of a device the fleet already knows, in the center it belongs to. For those the ingest needs no ORM objects:
 one SELECT reads the batch's device rows, `fleet.presence.apply_health` judges each heartbeat against a plain
 copy of its row, and executemany statements write the rows back, the drops and the health samples (and

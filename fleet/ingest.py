@@ -357,14 +357,15 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
     is logged and its outcome is ERROR, and the rest of the batch is stored.
 
     Heartbeats of devices already stored in their own center (nearly all of a
-    county's traffic) take the plain-SQL path of fleet.heartbeats instead: they
-    cannot conflict with anything (they update rows that exist and add history
-    rows without unique keys), so they need no savepoint and no ORM objects.
-    Such a heartbeat can still carry a value the database refuses, and that
-    only shows when the batch is written; the batch is then stored again with
-    every message in its own savepoint (the fast path off), which leaves
-    exactly what the first try would have. If the batch cannot be committed
-    even so (the database is away), every message is tried again on its own.
+    county's traffic) take the plain-SQL path of fleet.heartbeats instead, and
+    ticket, attendance and plain rating events of stored centers that of
+    fleet.event_rows (a backlog after an outage): no savepoint, no ORM objects.
+    Such a message can still carry a value the database refuses, or be an
+    event another worker stored at the same moment, and that only shows when
+    the batch is written; the batch is then stored again with every message in
+    its own savepoint (the fast path off), which leaves exactly what the first
+    try would have. If the batch cannot be committed even so (the database is
+    away), every message is tried again on its own.
     """
     when = now or utcnow()
     retention = retention or Retention()
@@ -383,9 +384,10 @@ def handle_batch(engine: Engine, batch: list[tuple[str, bytes]], now: datetime |
 
 def _store_batch(engine: Engine, batch: list[tuple[str, bytes]], decoded: list[Decoded | None], when: datetime,
                  retention: Retention, settings: Settings | None, fast: bool) -> list[str]:
-    """One transaction for the batch; `fast`: heartbeats of known devices in plain SQL (see handle_batch).
+    """One transaction for the batch; `fast`: heartbeats and events of known devices and centers in plain SQL
+    (see handle_batch).
 
-    Raises when something fails outside a message's savepoint (which the fast path's heartbeats are).
+    Raises when something fails outside a message's savepoint (which the fast path's messages are).
     """
     outcomes = [DROPPED] * len(batch)
     with write_session(engine) as session:

@@ -150,8 +150,9 @@ class MosquittoBroker:
             "log_type notice",
             "log_type information",
             "connection_messages true",
-            "max_queued_messages 100000",
         ]
+        if not any(line.startswith("max_queued_messages ") for line in self.settings):
+            lines.append("max_queued_messages 100000")
         if os.geteuid() == 0:
             # Mosquitto drops root to the 'mosquitto' user, which cannot write our run dir.
             lines.append("user root")
