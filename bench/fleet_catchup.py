@@ -209,6 +209,7 @@ def main() -> int:
             time.sleep(0.5)
             stored = counted(ingest, EVENT_TOPICS, ("stored", "duplicate"))
         drained = time.perf_counter() - link_back
+        busy = ingest.busy_s
         stop.set()
         health.join()
         outboxes.join()
@@ -222,7 +223,7 @@ def main() -> int:
         print(f"caught up in {drained:.0f} s: {stored:,} events stored, {stored / drained:,.0f} events/s, "
               f"{counted(ingest, EVENT_TOPICS, ('error',)):,} not stored; heartbeats meanwhile {sent.value:,} sent, "
               f"{heartbeats:,} stored; largest inbox {ingest.largest_inbox:,} messages; the writer stored "
-              f"{ingest.busy_s / drained:.0%} of the time")
+              f"{busy / drained:.0%} of the time")
         ingest.stop()
         engine.dispose()
         return 0 if stored >= expected else 1
