@@ -78,6 +78,7 @@ deb:
 
 bench: setup
 	@for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script || exit 1; done
+	@if [ -n "$(NATIONAL)" ]; then echo "== bench/fleet_overview.py --national"; $(PY) bench/fleet_overview.py --national; fi
 
 clean:
 	rm -rf .run build node_modules
