@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_testkit import add_user, log_in
+from fleet_testkit import add_user, log_in, wait_for
 from live_fleet import serve
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from fleet import audit
 from fleet.app import create_app
@@ -20,6 +20,7 @@ from fleet.catalogue.models import QueueServiceName
 from fleet.catalogue.service import create_item, set_enablement, set_service_name
 from fleet.centerconfig import service
 from fleet.centerconfig.glyphs import missing_glyphs
+from fleet.centerconfig.models import CenterConfigVersion
 from fleet.db import write_session
 from protocol import messages, signing
 
@@ -34,6 +35,12 @@ def seed_catalogue(session: Session, center: str = CENTER) -> None:
         {"name": "居民身份证", "originals": 1, "copies": 1}]}, owner_prefix="", now=NOW)
     set_enablement(session, CLI_USER, center, "SB-001", "A", now=NOW)
     set_service_name(session, CLI_USER, center, "A", "社保业务", now=NOW)
+
+
+def first_version(engine, center: str = CENTER) -> CenterConfigVersion | None:
+    with Session(engine) as session:
+        return session.exec(select(CenterConfigVersion).where(CenterConfigVersion.center_code == center,
+                                                              CenterConfigVersion.version == 1)).first()
 
 
 def seed_center(session: Session, center: str = CENTER) -> None:
@@ -173,6 +180,9 @@ def test_the_staffing_page_edits_a_title_shows_the_version_and_rolls_back(fleet_
         seed_center(session)
     add_user(engine, "town-a", "town_operator", CENTER[:9])
     with serve(create_app(fleet_settings, clock=lambda: NOW)) as fleet:
+        # The fleet's own first version (its center_config job, once on this stopped clock), or an edit made
+        # before that job ran becomes v1 and leaves nothing to roll back to.
+        wait_for(lambda: first_version(engine), "the fleet's first version of the center's configuration")
         log_in(page, fleet, "town-a")
         page.goto(f"{fleet}/centers/{CENTER}/staffing")
         assert page.locator("#roster tr[data-staff='1003'] .title").inner_text() == "社保专员"
