@@ -40,6 +40,7 @@ from fleet.devconfig.keys import KeyBox
 from fleet.registration import service
 from fleet.settings import Settings
 from protocol import messages, topics
+from tests.fleet.fleet_testkit import log_in
 from tests.support.centers import CENTER_CODE, write_edge_config
 from tests.support.loop import LoopThread
 from tests.support.mqtt import Recorder
@@ -128,15 +129,6 @@ def publish_other_town(port: int) -> None:
             edge.publish(topics.build(topic, center=OTHER_CENTER), messages.encode(kind, payload))
     finally:
         edge.close()
-
-
-def log_in(page, base: str, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_selector("#nav")
 
 
 def cells(page, selector: str, names: tuple[str, ...]) -> dict[str, str]:
@@ -322,7 +314,7 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
         assert {r["channel"] for r in records} == {"现场评价器"}
 
         # The report page, by center, as the county administrator.
-        log_in(page, fleet_base, "county")
+        log_in(page, fleet_base, "county", PASSWORD)
         page.goto(f"{fleet_base}/reports?by=center&{period}")
         assert cells(page, f"#report tr[data-key='{CENTER_CODE}']", REPORT_CELLS) == {
             "issued": "4", "served": "4", "satisfaction_rate": "66.7", "coverage": "75.0", "bad": "1",
@@ -372,7 +364,7 @@ def test_a_day_of_a_center_in_the_county_s_reports(tmp_path, broker_factory, pag
                      "early": "—"}}
 
         # A town operator's report and download hold their town alone.
-        log_in(page, fleet_base, "town-a")
+        log_in(page, fleet_base, "town-a", PASSWORD)
         page.goto(f"{fleet_base}/reports?by=center&{period}")
         assert page.locator("#report tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)") == [CENTER_CODE]
         assert [str(row[0])[:12] for row in download_xlsx(page, tmp_path / "town.xlsx")[2:]] == [CENTER_CODE]

@@ -27,6 +27,8 @@ from fleet.devconfig.keys import KeyBox
 from fleet.models import Center
 from fleet.registration.service import issue_edge_credentials
 from fleet.settings import Settings
+from tests.fleet.fleet_testkit import log_in, save_staff_member
+from tests.fleet.test_fleet_centers import DIVISIONS_CSV  # the statistics bureau's list of this county
 from tests.support.centers import write_edge_config
 from tests.support.escpos_decoder import decode
 from tests.support.processes import Program
@@ -45,18 +47,6 @@ SOUTH_STATION = TOWN + "003"  # 南街社区便民服务站: last heard from yes
 NEWHENG_STATION = OTHER_TOWN + "001"  # 新亨村便民服务站: another town's, registered, never connected
 ITEM, OTHER_ITEM = "T101-001", "T102-001"
 PIN = "246810"
-
-# As the statistics bureau publishes it: code, urban-rural class (villages), name.
-DIVISIONS_CSV = """统计用区划代码,城乡分类代码,名称
-445202000000,,示例区
-445202101000,,示例镇
-445202101001,220,东村村委会
-445202101002,220,西村村委会
-445202101003,111,南街社区居委会
-445202102000,,新亨镇
-445202102001,220,新亨村村委会
-445202102002,220,北山村村委会
-"""
 
 
 def profile(name: str, level: str) -> dict[str, str]:
@@ -165,15 +155,6 @@ def reloaded(page) -> bool:
         return False
 
 
-def log_in(page, base: str, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_selector("#nav")
-
-
 def test_the_county_runs_its_centers_from_the_fleet(county, page):
     fleet, edges, api = county["fleet"], county["edges"], county["api"]
     town_a, town_b, admin = api["town-a"], api["town-b"], api["county"]
@@ -201,19 +182,12 @@ def test_the_county_runs_its_centers_from_the_fleet(county, page):
     station_in_force = delivery(town_a, WEST_STATION)["in_force"]
 
     # The town operator edits the item's 申请材料, then 王芳's 职务, on the fleet's pages.
-    log_in(page, fleet, "town-a")
+    log_in(page, fleet, "town-a", PASSWORD)
     page.goto(f"{fleet}/catalogue/items/{ITEM}")
     page.fill('textarea[name="materials"]', "居民身份证 | 1 | 1 | 本人\n宅基地申请表 | 1 | 0 | 村委会盖章")
     page.click("#item-save")
     page.locator('#versions tr[data-version="2"]').wait_for()
-    page.goto(f"{fleet}/centers/{TOWN_CENTER}/staffing")
-    form = page.locator("#staff-form")
-    form.locator("input[name=staff_no]").fill("1003")
-    form.locator("input[name=name]").fill("王芳")
-    form.locator("input[name=title]").fill("首席代办员")
-    form.locator("input[name=windows][value='3']").check()
-    page.click("#staff-submit")
-    page.wait_for_url(f"{fleet}/centers/{TOWN_CENTER}/staffing")
+    save_staff_member(page, fleet, TOWN_CENTER, "1003", "王芳", "首席代办员", 3)
     assert page.locator("#roster tr[data-staff='1003'] .title").inner_text() == "首席代办员"
     edited = delivery(town_a, TOWN_CENTER)["version"]  # made from the tables after both edits
 
@@ -279,7 +253,7 @@ def test_the_county_runs_its_centers_from_the_fleet(county, page):
     assert [row["code"] for row in town_b.get("/api/registry").json()] == [NEWHENG_STATION]
     assert [row["center_code"] for row in town_b.get("/api/center-config").json()] == [NEWHENG_STATION]
     assert [item["code"] for item in town_b.get("/api/catalogue/items").json()] == [OTHER_ITEM]
-    log_in(page, fleet, "town-b")
+    log_in(page, fleet, "town-b", PASSWORD)
     page.goto(f"{fleet}/registry")
     assert page.locator("#registry tr[data-center]").evaluate_all("rows => rows.map(r => r.dataset.center)") == \
         [NEWHENG_STATION]

@@ -117,9 +117,22 @@ def add_user_to(database_url: str, username: str = ADMIN, role: str = "county_ad
 
 
 def log_in(page, base: str, username: str = ADMIN, password: str = PASSWORD) -> None:
-    """Log in through the login page in Chromium."""
+    """Log in through the login page in Chromium, as `username` whoever was logged in before."""
+    page.context.clear_cookies()
     page.goto(base + "/login")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#login-submit")
     page.wait_for_selector("#nav")
+
+
+def save_staff_member(page, base: str, center: str, staff_no: str, name: str, title: str, window: int) -> None:
+    """Add or edit a member of a center's roster on its staffing page, as a town operator does."""
+    page.goto(f"{base}/centers/{center}/staffing")
+    form = page.locator("#staff-form")
+    form.locator("input[name=staff_no]").fill(staff_no)
+    form.locator("input[name=name]").fill(name)
+    form.locator("input[name=title]").fill(title)
+    form.locator(f"input[name=windows][value='{window}']").check()
+    page.click("#staff-submit")
+    page.wait_for_url(f"{base}/centers/{center}/staffing")

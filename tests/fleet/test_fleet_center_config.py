@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_testkit import add_user, log_in, wait_for
+from fleet_testkit import add_user, log_in, save_staff_member, wait_for
 from live_fleet import serve
 from sqlmodel import Session, select
 
@@ -186,13 +186,7 @@ def test_the_staffing_page_edits_a_title_shows_the_version_and_rolls_back(fleet_
         log_in(page, fleet, "town-a")
         page.goto(f"{fleet}/centers/{CENTER}/staffing")
         assert page.locator("#roster tr[data-staff='1003'] .title").inner_text() == "社保专员"
-        form = page.locator("#staff-form")
-        form.locator("input[name=staff_no]").fill("1003")
-        form.locator("input[name=name]").fill("王芳")
-        form.locator("input[name=title]").fill("首席代办员")
-        form.locator("input[name=windows][value='3']").check()
-        page.click("#staff-submit")
-        page.wait_for_url(f"{fleet}/centers/{CENTER}/staffing")
+        save_staff_member(page, fleet, CENTER, "1003", "王芳", "首席代办员", 3)
         assert page.locator("#roster tr[data-staff='1003'] .title").inner_text() == "首席代办员"
         # Not delivered: the center has no edge credentials yet, and the page says so.
         assert page.locator("#config-status").inner_text() == "待生效"
@@ -200,6 +194,7 @@ def test_the_staffing_page_edits_a_title_shows_the_version_and_rolls_back(fleet_
         newest = page.locator("#versions tbody tr").first.get_attribute("data-version")
 
         # A name the boards cannot show is refused, naming the characters.
+        form = page.locator("#staff-form")
         form.locator("input[name=staff_no]").fill("1004")
         form.locator("input[name=name]").fill("王喆")
         page.click("#staff-submit")
