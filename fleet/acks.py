@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from fleet.devconfig.keys import DeviceKeyError, KeyBox
 from fleet.registration.models import EdgeCountyAccount
-from fleet.registration.service import edge_key, edge_username
+from fleet.registration.service import open_edge_key
 from protocol import messages, signing, topics
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,8 @@ class EdgeKeys:
         self._known: dict[str, tuple[float, bytes | None]] = {}
 
     def __call__(self, center: str) -> bytes | None:
-        now = self._clock()
-        known = self._known.get(center)
-        if known is not None and now - known[0] < self._keep_s:
-            return known[1]
-        try:
-            with Session(self._engine) as session:
-                key = edge_key(session, self._box, center)
-        except DeviceKeyError as exc:
-            log.error("the edge key of center %s does not open (%s): its acks are not sent", center, exc)
-            key = None
-        self._known[center] = (now, key)
-        return key
+        self.prefetch([center])
+        return self._known[center][1]
 
     def prefetch(self, centers: Iterable[str]) -> None:
         """Read the keys of these centers not known (or kept too long) in one query per PREFETCH_CHUNK: after an
@@ -70,13 +60,13 @@ class EdgeKeys:
         for start in range(0, len(wanted), PREFETCH_CHUNK):
             chunk = wanted[start:start + PREFETCH_CHUNK]
             with Session(self._engine) as session:
-                rows = {row.center_code: row.sealed_key for row in session.exec(
+                rows = {row.center_code: row for row in session.exec(
                     select(EdgeCountyAccount).where(col(EdgeCountyAccount.center_code).in_(chunk)))}
             for center in chunk:
                 key = None
                 if center in rows:
                     try:
-                        key = self._box.open(edge_username(center), rows[center])
+                        key = open_edge_key(self._box, rows[center])
                     except DeviceKeyError as exc:
                         log.error("the edge key of center %s does not open (%s): its acks are not sent", center, exc)
                 self._known[center] = (now, key)

@@ -22,6 +22,7 @@ from fleet.alerts.rules import drops_revealed
 from fleet.health_history import Retention, SampleBatch
 from fleet.models import Center, Device
 from fleet.presence import apply_health
+from protocol import presence as presence_rule
 
 # The device columns a heartbeat reads or writes (fleet.presence.apply_health).
 STATE_COLUMNS = ("boot", "session", "online", "offline_reason", "last_seen", "uptime_s", "free_heap", "rssi",
@@ -68,7 +69,8 @@ class HeartbeatBatch:
         return device is not None and device.center_code == center_code
 
     def apply(self, center_code: str, device_id: str, payload: dict[str, Any], now: datetime) -> str:
-        """Judge one validated heartbeat (only of a device this batch `takes`); returns apply_health's verdict."""
+        """Judge one validated heartbeat (only of a device this batch `takes`); returns apply_health's verdict.
+        One that applies is kept in the health history, as record_message keeps it."""
         device = self.known[device_id]
         before_online, before_session = device.online, device.session
         verdict = apply_health(device, payload, now)
@@ -76,10 +78,9 @@ class HeartbeatBatch:
         count, reason = drops_revealed(before_online, before_session, device.online, device.session,
                                        device.offline_reason)
         self.drops += [{"device_id": device_id, "center_code": center_code, "at": now, "reason": reason}] * count
+        if verdict in presence_rule.APPLIED:
+            self.samples.add(device_id, center_code, payload, now)
         return verdict
-
-    def add_sample(self, center_code: str, device_id: str, payload: dict[str, Any], now: datetime) -> None:
-        self.samples.add(device_id, center_code, payload, now)
 
     def write(self, connection: Connection, now: datetime, retention: Retention) -> None:
         """Write what the batch's heartbeats changed: rows in key order (two workers on PostgreSQL then lock

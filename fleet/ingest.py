@@ -421,8 +421,6 @@ def _store_plain(connection: Connection, decoded: list[Decoded | None], indexes:
         center = params["center"]
         if name == topics.DEVICE_HEALTH and heartbeats.takes(center, params["device"]):
             outcomes[index] = _presence_outcome(heartbeats.apply(center, params["device"], payload, when))
-            if outcomes[index] == APPLIED:
-                heartbeats.add_sample(center, params["device"], payload, when)
             touched.add(center)
         elif EventRows.takes(name) and center in centers and (name != topics.RATING_EVENT or (
                 events.plain_rating(payload) and ratings[center, payload["rating_id"]] == 1)):

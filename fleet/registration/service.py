@@ -429,7 +429,12 @@ def issue_edge_credentials(session: Session, box: KeyBox, user: CurrentUser, cen
 def edge_key(session: Session, box: KeyBox, center: str) -> bytes | None:
     """The edge key of `center` (what the fleet signs the edge's messages with); None before it was issued."""
     row = session.get(EdgeCountyAccount, center)
-    return None if row is None else box.open(edge_username(center), row.sealed_key)
+    return None if row is None else open_edge_key(box, row)
+
+
+def open_edge_key(box: KeyBox, row: EdgeCountyAccount) -> bytes:
+    """The edge key sealed in `row`; raises DeviceKeyError when it does not open."""
+    return box.open(edge_username(row.center_code), row.sealed_key)
 
 
 FLEET_ACCOUNT = re.compile(r"^fleet-[A-Za-z0-9][A-Za-z0-9._-]{0,57}$")
